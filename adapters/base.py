@@ -1,0 +1,153 @@
+"""The provider plug-in interface.
+
+A provider adapter turns validated RFC 7591 client metadata into one admin call against a provider
+(Keycloak, Hydra, ...), and reads clients back. It is a :class:`typing.Protocol`, so an implementation
+(or a test double) needs no inheritance; shared concerns (timeouts, logging, mapping errors to RFC
+responses) stay in the gateway that calls it.
+
+Every client an adapter creates is marked as *managed*; adapters never return, change or delete a client
+without that mark, even though their admin credentials could reach it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from gateway.rfc7591.models import ClientMetadata
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from gateway.settings import Settings
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do, so callers and the contract tests adapt instead of guessing."""
+
+    token_endpoint_auth_methods: frozenset[str]
+    grant_types: frozenset[str]
+    loopback_any_port: bool
+    """Loopback IP redirect URIs registered with one port work from any port (RFC 8252 section 7.3)."""
+    per_client_pkce: bool
+    """PKCE S256 can be required per client (else it is the provider's global setting)."""
+    stores_extra_metadata: bool
+    """Metadata the provider has no field for is kept in its client record."""
+    round_trips_per_create: int = 1
+
+
+@dataclass(frozen=True)
+class Issuer:
+    """One issuer served by an adapter (one Keycloak realm, or Hydra itself)."""
+
+    key: str
+    """Adapter-specific name: the realm for Keycloak, ``default`` for Hydra."""
+    path: str
+    """Path part of the issuer URL: ``/realms/mcp`` for Keycloak, ``""`` for a root issuer."""
+    metadata_url: str
+    """Provider-internal URL of the issuer's OpenID discovery document."""
+
+
+@dataclass(frozen=True)
+class NewClient:
+    """A registration, validated and with gateway-generated credentials, ready to be created."""
+
+    client_id: str
+    client_secret: str | None
+    client_id_issued_at: int
+    client_secret_expires_at: int
+    metadata: ClientMetadata
+    gateway_data: Mapping[str, Any] = field(default_factory=dict)
+    """Opaque gateway-owned values kept in the client record (e.g. a registration access token hash)."""
+
+
+@dataclass(frozen=True)
+class ManagedClient:
+    """A managed client as the provider holds it, mapped back to RFC 7591 terms."""
+
+    client_id: str
+    metadata: ClientMetadata
+    client_id_issued_at: int
+    client_secret: str | None = None
+    """Only when the provider returns it (create responses; Keycloak reads)."""
+    client_secret_expires_at: int = 0
+    gateway_data: Mapping[str, Any] = field(default_factory=dict)
+    provider_ref: str | None = None
+    """The provider's own handle when it differs from ``client_id`` (Keycloak's internal UUID)."""
+
+
+class AdapterError(Exception):
+    """Base of adapter failures. Messages are for logs; clients see RFC-shaped errors instead."""
+
+
+class ProviderUnavailable(AdapterError):
+    """The provider could not be reached, timed out, or answered 5xx: retry later (503)."""
+
+
+class ProviderAuthError(AdapterError):
+    """The gateway's admin credentials were refused: an operator must act; clients see 503."""
+
+
+class ClientConflict(AdapterError):
+    """A client with that ID exists already."""
+
+
+class ProviderRejected(AdapterError):
+    """The provider refused the client representation (a 4xx other than auth/conflict)."""
+
+    def __init__(self, message: str, *, field_name: str | None = None) -> None:
+        super().__init__(message)
+        self.field_name = field_name
+
+
+class ClientNotFound(AdapterError):
+    """No managed client with that ID (unmanaged clients are reported the same way)."""
+
+
+@runtime_checkable
+class ProviderAdapter(Protocol):
+    """What the gateway needs from a provider. All methods take the issuer key (see :class:`Issuer`)."""
+
+    name: str
+    capabilities: Capabilities
+
+    def issuers(self) -> list[Issuer]:
+        """Issuers this adapter serves."""
+        ...
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        """Open connections. Called once inside the app's cleanup context with the app's HTTP session
+        (adapters whose client library brings its own transport may ignore it)."""
+        ...
+
+    async def close(self) -> None:
+        """Release what :meth:`start` opened."""
+        ...
+
+    async def create_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        """Create the client in one admin call where the provider allows it; return what was stored."""
+        ...
+
+    async def read_client(self, issuer: str, client_id: str) -> ManagedClient:
+        """Read a managed client; :class:`ClientNotFound` when absent or not managed."""
+        ...
+
+    async def update_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        """Replace a managed client's metadata (RFC 7592 section 2.2 semantics: a full replacement)."""
+        ...
+
+    async def delete_client(self, issuer: str, client_id: str) -> None:
+        """Delete a managed client; :class:`ClientNotFound` when absent or not managed."""
+        ...
+
+    def list_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
+        """Every managed client of the issuer (never unmanaged ones)."""
+        ...
+
+
+class AdapterFactory(Protocol):
+    """Entry points of group ``dcr_gateway.adapters`` resolve to one of these."""
+
+    def __call__(self, settings: Settings) -> ProviderAdapter: ...

@@ -1,0 +1,1 @@
+"""Ory Hydra v2 adapter: the admin REST API ``/admin/clients``."""

@@ -1,0 +1,214 @@
+"""Hydra admin REST adapter.
+
+Transport: the app's shared :class:`aiohttp.ClientSession`, not ory-hydra-client's ``OAuth2Api``. That
+package's transport is synchronous urllib3 (each call would block the event loop, or need a thread per
+request), and its strict pydantic models reject valid clients (a JWK without ``alg``, ``kid`` and ``use``
+fails validation) and inject defaults in ``to_dict()`` that would change what we register. The package
+still serves as the schema: the unit tests check that every body :mod:`adapters.hydra.mapping` produces is
+accepted by ``ory_hydra_client.models.OAuth2Client``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import aiohttp
+import structlog
+
+from adapters.base import (
+    AdapterError,
+    Capabilities,
+    ClientConflict,
+    ClientNotFound,
+    Issuer,
+    ManagedClient,
+    NewClient,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from adapters.hydra.mapping import from_hydra, is_managed, to_hydra
+from gateway.rfc7591.models import (
+    AUTHORIZATION_CODE,
+    CLIENT_CREDENTIALS,
+    CLIENT_SECRET_BASIC,
+    CLIENT_SECRET_JWT,
+    CLIENT_SECRET_POST,
+    DEVICE_CODE,
+    NONE,
+    PRIVATE_KEY_JWT,
+    REFRESH_TOKEN,
+)
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_ISSUER = "default"
+
+
+class HydraAdapter:
+    """Creates and manages Hydra OAuth 2.0 clients through ``/admin/clients``."""
+
+    name = "hydra"
+    capabilities = Capabilities(
+        token_endpoint_auth_methods=frozenset(
+            {NONE, CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, CLIENT_SECRET_JWT, PRIVATE_KEY_JWT}
+        ),
+        grant_types=frozenset({AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS, DEVICE_CODE}),
+        loopback_any_port=True,  # Hydra ignores the port of http loopback IP literals itself
+        per_client_pkce=False,  # global: oauth2.pkce.enforced / enforced_for_public_clients
+        stores_extra_metadata=True,
+    )
+
+    def __init__(
+        self,
+        *,
+        admin_url: str,
+        public_url: str,
+        issuer_path: str = "",
+        admin_headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._admin_url = admin_url.rstrip("/")
+        self._public_url = public_url.rstrip("/")
+        self._issuer_path = issuer_path.rstrip("/")
+        self._headers = {"Accept": "application/json", **(admin_headers or {})}
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    def issuers(self) -> list[Issuer]:
+        return [
+            Issuer(
+                key=DEFAULT_ISSUER,
+                path=self._issuer_path,
+                metadata_url=f"{self._public_url}{self._issuer_path}/.well-known/openid-configuration",
+            )
+        ]
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        """Keep the app's session: the admin API is unauthenticated, there is nothing else to open."""
+        self._session = session
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("HydraAdapter.start() was not called")
+        return self._session
+
+    async def close(self) -> None:
+        """The session belongs to the app."""
+
+    # ------------------------------------------------------------------------------------- transport
+
+    async def _call(
+        self, method: str, path: str, *, json_body: Any = None, params: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        url = f"{self._admin_url}{path}"
+        try:
+            async with self.session.request(
+                method, url, json=json_body, params=params, headers=self._headers, timeout=self._timeout
+            ) as response:
+                payload: Any = None
+                if response.status != 204:
+                    try:
+                        payload = await response.json(content_type=None)
+                    except ValueError:
+                        payload = None
+                if response.status >= 500:
+                    raise ProviderUnavailable(f"hydra admin {method} {path}: HTTP {response.status}")
+                return response.status, payload
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ProviderUnavailable(f"hydra admin {method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _rejection(status: int, payload: Any) -> AdapterError:
+        error = payload.get("error") if isinstance(payload, dict) else None
+        description = payload.get("error_description") if isinstance(payload, dict) else None
+        if status == 409:
+            return ClientConflict("hydra: a client with this client_id exists")
+        field_name = "redirect_uris" if error == "invalid_redirect_uri" else None
+        return ProviderRejected(f"hydra: {description or error or f'HTTP {status}'}", field_name=field_name)
+
+    async def _get_raw(self, client_id: str) -> dict[str, Any]:
+        status, payload = await self._call("GET", f"/admin/clients/{quote(client_id, safe='')}")
+        if status == 404 or (status == 200 and not is_managed(payload)):
+            raise ClientNotFound(client_id)
+        if status != 200 or not isinstance(payload, dict):
+            raise self._rejection(status, payload)
+        return payload
+
+    # ------------------------------------------------------------------------------------ operations
+
+    async def create_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        status, payload = await self._call("POST", "/admin/clients", json_body=to_hydra(client))
+        if status != 201 or not isinstance(payload, dict):
+            raise self._rejection(status, payload)
+        return from_hydra(payload)
+
+    async def read_client(self, issuer: str, client_id: str) -> ManagedClient:
+        return from_hydra(await self._get_raw(client_id))
+
+    async def update_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        await self._get_raw(client.client_id)  # only managed clients
+        body = to_hydra(client)
+        status, payload = await self._call(
+            "PUT", f"/admin/clients/{quote(client.client_id, safe='')}", json_body=body
+        )
+        if status != 200 or not isinstance(payload, dict):
+            raise self._rejection(status, payload)
+        return from_hydra(payload)
+
+    async def delete_client(self, issuer: str, client_id: str) -> None:
+        await self._get_raw(client_id)  # only managed clients
+        status, payload = await self._call("DELETE", f"/admin/clients/{quote(client_id, safe='')}")
+        if status == 404:
+            raise ClientNotFound(client_id)
+        if status != 204:
+            raise self._rejection(status, payload)
+
+    async def list_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
+        page_token: str | None = None
+        while True:
+            params = {"page_size": "500"}
+            if page_token:
+                params["page_token"] = page_token
+            url = f"{self._admin_url}/admin/clients"
+            try:
+                async with self.session.get(
+                    url, params=params, headers=self._headers, timeout=self._timeout
+                ) as response:
+                    if response.status >= 400:
+                        raise ProviderUnavailable(f"hydra admin GET /admin/clients: HTTP {response.status}")
+                    payload = await response.json(content_type=None)
+                    link = response.headers.get("Link", "")
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise ProviderUnavailable(f"hydra admin list: {type(exc).__name__}") from exc
+            for item in payload or []:
+                if isinstance(item, dict) and is_managed(item):
+                    yield from_hydra(item)
+            page_token = _next_page_token(link)
+            if not page_token:
+                return
+
+
+def _next_page_token(link_header: str) -> str | None:
+    """Hydra paginates with ``Link: <...?page_token=X>; rel="next"`` (Ory keyset pagination)."""
+    for part in link_header.split(","):
+        if 'rel="next"' in part and "page_token=" in part:
+            token = part.split("page_token=", 1)[1]
+            return token.split("&", 1)[0].split(">", 1)[0]
+    return None
+
+
+def create_adapter(settings: Settings) -> HydraAdapter:
+    """Built-in factory (see :mod:`adapters.registry`)."""
+    return HydraAdapter(
+        admin_url=settings.hydra.admin_url,
+        public_url=settings.provider_url,
+        issuer_path=settings.hydra.issuer_path,
+        admin_headers={k: v.get_secret_value() for k, v in settings.hydra.admin_headers.items()},
+        timeout=settings.provider_timeout,
+    )

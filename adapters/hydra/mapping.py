@@ -1,0 +1,103 @@
+"""Pure mapping between RFC 7591 client metadata and Hydra's OAuth 2.0 client (``/admin/clients``).
+
+Hydra has a field for almost every RFC 7591 member. What it lacks (``software_id``, ``software_version``,
+``application_type``) and the gateway's own data go into the client's free JSON ``metadata`` under
+:data:`METADATA_KEY`; the presence of that key marks the client as managed by the gateway.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from adapters.base import ManagedClient, NewClient
+from gateway.rfc7591.models import ClientMetadata
+
+METADATA_KEY = "dcr_gateway"
+"""Key in Hydra's client ``metadata`` holding the gateway's data; its presence marks a managed client."""
+
+FORMAT_VERSION = 1
+
+DIRECT_FIELDS = (
+    "redirect_uris",
+    "grant_types",
+    "response_types",
+    "token_endpoint_auth_method",
+    "client_name",
+    "client_uri",
+    "logo_uri",
+    "scope",
+    "contacts",
+    "tos_uri",
+    "policy_uri",
+    "jwks_uri",
+    "jwks",
+    "post_logout_redirect_uris",
+)
+"""RFC 7591 / OIDC members Hydra stores in a field of the same name."""
+
+EXTRA_FIELDS = ("software_id", "software_version", "application_type")
+"""Members Hydra has no field for: kept in ``metadata``."""
+
+
+def to_hydra(client: NewClient) -> dict[str, Any]:
+    """The body of ``POST /admin/clients`` (or ``PUT /admin/clients/{id}``) for a new registration."""
+    registered = client.metadata.registered()
+    body: dict[str, Any] = {"client_id": client.client_id}
+    if client.client_secret is not None:
+        body["client_secret"] = client.client_secret
+    for name in DIRECT_FIELDS:
+        if name in registered:
+            body[name] = registered[name]
+    body["metadata"] = {
+        METADATA_KEY: {
+            "managed": True,
+            "v": FORMAT_VERSION,
+            "client_id_issued_at": client.client_id_issued_at,
+            "client_secret_expires_at": client.client_secret_expires_at,
+            "extra": {name: registered[name] for name in EXTRA_FIELDS if name in registered},
+            "gateway": dict(client.gateway_data),
+        }
+    }
+    # Consent stays on: skipping it would let any registered client obtain tokens silently.
+    body["skip_consent"] = False
+    return body
+
+
+def is_managed(hydra_client: dict[str, Any]) -> bool:
+    """Whether the gateway created (or adopted) this Hydra client."""
+    metadata = hydra_client.get("metadata")
+    return isinstance(metadata, dict) and isinstance(metadata.get(METADATA_KEY), dict) and bool(
+        metadata[METADATA_KEY].get("managed")
+    )
+
+
+def _epoch(timestamp: Any) -> int | None:
+    if not isinstance(timestamp, str):
+        return None
+    try:
+        return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
+
+
+def from_hydra(hydra_client: dict[str, Any]) -> ManagedClient:
+    """A Hydra client as RFC 7591 metadata. Hydra's own values win: they are what it enforces."""
+    ours = (hydra_client.get("metadata") or {}).get(METADATA_KEY) or {}
+    fields: dict[str, Any] = {}
+    for name in DIRECT_FIELDS:
+        value = hydra_client.get(name)
+        if value in (None, "", [], {}) or (name == "jwks" and not (value or {}).get("keys")):
+            continue
+        fields[name] = value
+    fields.update(ours.get("extra") or {})
+    issued_at = ours.get("client_id_issued_at") or _epoch(hydra_client.get("created_at")) or 0
+    secret = hydra_client.get("client_secret") or None
+    return ManagedClient(
+        client_id=str(hydra_client["client_id"]),
+        metadata=ClientMetadata.model_validate(fields),
+        client_id_issued_at=int(issued_at),
+        client_secret=secret,
+        client_secret_expires_at=int(ours.get("client_secret_expires_at") or 0),
+        gateway_data=dict(ours.get("gateway") or {}),
+    )

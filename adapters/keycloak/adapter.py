@@ -1,0 +1,256 @@
+"""Keycloak adapter: python-keycloak's async admin API, one ``KeycloakAdmin`` per realm.
+
+Credentials: a confidential client in each served realm whose service account holds only
+``realm-management`` ``manage-clients`` (plus ``view-clients`` to list the realm's client scopes).
+``manage-clients`` reaches every client of the realm, the gateway's own included, so every read, update and
+delete here checks :data:`~adapters.keycloak.mapping.MANAGED_ATTRIBUTE` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from keycloak.exceptions import KeycloakAuthenticationError, KeycloakConnectionError, KeycloakError
+
+from adapters.base import (
+    AdapterError,
+    Capabilities,
+    ClientConflict,
+    ClientNotFound,
+    Issuer,
+    ManagedClient,
+    NewClient,
+    ProviderAuthError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from adapters.keycloak.mapping import (
+    RealmScopes,
+    from_keycloak,
+    is_managed,
+    registered_view,
+    to_keycloak,
+)
+from gateway.rfc7591.models import (
+    AUTHORIZATION_CODE,
+    CLIENT_CREDENTIALS,
+    CLIENT_SECRET_BASIC,
+    CLIENT_SECRET_JWT,
+    CLIENT_SECRET_POST,
+    DEVICE_CODE,
+    NONE,
+    PRIVATE_KEY_JWT,
+    REFRESH_TOKEN,
+)
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from gateway.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+REALM_SCOPES_TTL = 60.0
+PAGE_SIZE = 200
+
+
+class KeycloakAdapter:
+    """Creates and manages Keycloak clients through ``/admin/realms/{realm}/clients``."""
+
+    name = "keycloak"
+    capabilities = Capabilities(
+        token_endpoint_auth_methods=frozenset(
+            {NONE, CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, CLIENT_SECRET_JWT, PRIVATE_KEY_JWT}
+        ),
+        grant_types=frozenset({AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS, DEVICE_CODE}),
+        loopback_any_port=True,  # through the port-less copy, see mapping.keycloak_redirect_uris
+        per_client_pkce=True,
+        stores_extra_metadata=True,
+    )
+
+    def __init__(
+        self,
+        *,
+        server_url: str,
+        public_url: str,
+        realms: list[str],
+        client_id: str,
+        client_secret: str,
+        verify_tls: bool = True,
+        timeout: float = 10.0,
+    ) -> None:
+        self._server_url = server_url.rstrip("/")
+        self._public_url = public_url.rstrip("/")
+        self._realms = list(realms)
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._verify = verify_tls
+        self._timeout = timeout
+        self._admins: dict[str, KeycloakAdmin] = {}
+        self._scopes: dict[str, tuple[float, RealmScopes]] = {}
+        self._scope_locks: dict[str, asyncio.Lock] = {}
+
+    def issuers(self) -> list[Issuer]:
+        return [
+            Issuer(
+                key=realm,
+                path=f"/realms/{realm}",
+                metadata_url=f"{self._public_url}/realms/{realm}/.well-known/openid-configuration",
+            )
+            for realm in self._realms
+        ]
+
+    async def start(self, session: aiohttp.ClientSession) -> None:
+        """One admin connection per realm; python-keycloak brings its own httpx transport."""
+        for realm in self._realms:
+            connection = KeycloakOpenIDConnection(
+                server_url=self._server_url + "/",
+                realm_name=realm,
+                user_realm_name=realm,
+                client_id=self._client_id,
+                client_secret_key=self._client_secret,
+                verify=self._verify,
+                timeout=int(self._timeout),
+            )
+            self._admins[realm] = KeycloakAdmin(connection=connection)
+            self._scope_locks[realm] = asyncio.Lock()
+
+    async def close(self) -> None:
+        for admin in self._admins.values():
+            try:
+                await admin.connection.aclose()
+            except Exception as exc:  # closing must not mask the shutdown reason
+                log.debug("keycloak.close_failed", error=type(exc).__name__)
+        self._admins.clear()
+
+    # ------------------------------------------------------------------------------------- helpers
+
+    def _admin(self, realm: str) -> KeycloakAdmin:
+        try:
+            return self._admins[realm]
+        except KeyError:
+            raise ClientNotFound(f"realm {realm!r} is not served") from None
+
+    @staticmethod
+    def _translate(exc: KeycloakError, action: str) -> AdapterError:
+        code = getattr(exc, "response_code", None)
+        if isinstance(exc, KeycloakConnectionError) or code is None or code >= 500:
+            return ProviderUnavailable(f"keycloak {action}: {type(exc).__name__} (HTTP {code})")
+        if isinstance(exc, KeycloakAuthenticationError) or code in (401, 403):
+            return ProviderAuthError(
+                f"keycloak {action}: admin credentials refused (HTTP {code}); the service account needs "
+                "realm-management manage-clients"
+            )
+        if code == 409:
+            return ClientConflict(f"keycloak {action}: conflict")
+        if code == 404:
+            return ClientNotFound(f"keycloak {action}: not found")
+        return ProviderRejected(f"keycloak {action}: rejected (HTTP {code})")
+
+    async def _call(self, action: str, coroutine: Any) -> Any:
+        try:
+            return await coroutine
+        except KeycloakError as exc:
+            raise self._translate(exc, action) from exc
+        except (TimeoutError, OSError) as exc:
+            raise ProviderUnavailable(f"keycloak {action}: {type(exc).__name__}") from exc
+
+    async def realm_scopes(self, realm: str) -> RealmScopes:
+        """The realm's client scopes, cached for :data:`REALM_SCOPES_TTL` seconds."""
+        cached = self._scopes.get(realm)
+        if cached and time.monotonic() - cached[0] < REALM_SCOPES_TTL:
+            return cached[1]
+        async with self._scope_locks[realm]:
+            cached = self._scopes.get(realm)
+            if cached and time.monotonic() - cached[0] < REALM_SCOPES_TTL:
+                return cached[1]
+            admin = self._admin(realm)
+            scopes = await self._call("list client scopes", admin.a_get_client_scopes())
+            defaults = await self._call("default scopes", admin.a_get_default_default_client_scopes())
+            optional = await self._call("optional scopes", admin.a_get_default_optional_client_scopes())
+            value = RealmScopes(
+                names=frozenset(s["name"] for s in scopes if s.get("protocol", "openid-connect") == "openid-connect"),
+                default_default=tuple(s["name"] for s in defaults),
+                default_optional=tuple(s["name"] for s in optional),
+            )
+            self._scopes[realm] = (time.monotonic(), value)
+            return value
+
+    async def _find(self, realm: str, client_id: str) -> dict[str, Any]:
+        """The managed client's representation; :class:`ClientNotFound` for absent or unmanaged ones."""
+        admin = self._admin(realm)
+        response = await self._call(
+            "find client",
+            admin.connection.a_raw_get(f"admin/realms/{realm}/clients", clientId=client_id, search="false"),
+        )
+        if response.status_code >= 400:
+            raise self._translate(
+                KeycloakError(error_message="", response_code=response.status_code), "find client"
+            )
+        matches = [c for c in response.json() if c.get("clientId") == client_id]
+        if not matches or not is_managed(matches[0]):
+            raise ClientNotFound(client_id)
+        representation: dict[str, Any] = matches[0]
+        return representation
+
+    # ---------------------------------------------------------------------------------- operations
+
+    async def create_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        realm_scopes = await self.realm_scopes(issuer)
+        representation = to_keycloak(client, realm_scopes)
+        await self._call("create client", self._admin(issuer).a_create_client(representation))
+        # One round trip: Keycloak takes the gateway's secret as given, so the answer is what we sent.
+        return registered_view(client, realm_scopes)
+
+    async def read_client(self, issuer: str, client_id: str) -> ManagedClient:
+        return from_keycloak(await self._find(issuer, client_id))
+
+    async def update_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        current = await self._find(issuer, client.client_id)
+        realm_scopes = await self.realm_scopes(issuer)
+        representation = to_keycloak(client, realm_scopes)
+        representation["id"] = current["id"]
+        if client.client_secret is None and not representation["publicClient"]:
+            representation["secret"] = current.get("secret")
+        await self._call("update client", self._admin(issuer).a_update_client(current["id"], representation))
+        return from_keycloak(await self._find(issuer, client.client_id))
+
+    async def delete_client(self, issuer: str, client_id: str) -> None:
+        current = await self._find(issuer, client_id)
+        await self._call("delete client", self._admin(issuer).a_delete_client(current["id"]))
+
+    async def list_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
+        admin = self._admin(issuer)
+        first = 0
+        while True:
+            response = await self._call(
+                "list clients",
+                admin.connection.a_raw_get(f"admin/realms/{issuer}/clients", first=first, max=PAGE_SIZE),
+            )
+            if response.status_code >= 400:
+                raise ProviderUnavailable(f"keycloak list clients: HTTP {response.status_code}")
+            page = response.json()
+            for representation in page:
+                if is_managed(representation):
+                    yield from_keycloak(representation)
+            if len(page) < PAGE_SIZE:
+                return
+            first += PAGE_SIZE
+
+
+def create_adapter(settings: Settings) -> KeycloakAdapter:
+    """Built-in factory (see :mod:`adapters.registry`). python-keycloak brings its own httpx client."""
+    return KeycloakAdapter(
+        server_url=settings.keycloak.admin_url or settings.provider_url,
+        public_url=settings.provider_url,
+        realms=settings.keycloak.realms,
+        client_id=settings.keycloak.client_id,
+        client_secret=settings.keycloak.client_secret.get_secret_value(),
+        verify_tls=settings.keycloak.verify_tls,
+        timeout=settings.provider_timeout,
+    )

@@ -1,0 +1,241 @@
+"""Pure mapping between RFC 7591 client metadata and Keycloak's ``ClientRepresentation``.
+
+Follows what Keycloak's own registration does (its ``DescriptionConverter``), and differs where that is not
+faithful to what MCP clients need:
+
+- the code flow is switched on by ``response_types`` containing ``code`` (``standardFlowEnabled``); the
+  grant types only switch refresh tokens (``use.refresh.tokens``), the device grant and service accounts;
+- ``token_endpoint_auth_method`` ``none`` makes a public client, the secret methods use the
+  ``client-secret`` authenticator, ``client_secret_jwt`` ``client-secret-jwt``, ``private_key_jwt``
+  ``client-jwt``;
+- PKCE S256 is required on every client (attribute ``pkce.code.challenge.method``);
+- loopback IP redirect URIs are registered twice, as given and without their port: Keycloak retries a
+  ``http://127.0.0.1:<port>`` request without the port, so the port-less copy is what makes any port work
+  (RFC 8252 section 7.3);
+- a registration naming scopes keeps the realm's default client scopes (Keycloak's own registration drops
+  them) and adds the named realm scopes as optional scopes;
+- what Keycloak has no field for (``contacts``, ``software_id``, ``software_version``,
+  ``application_type``, the registered redirect URIs before expansion, the exact auth method) goes into
+  client attributes, JSON-encoded under :data:`METADATA_ATTRIBUTE`; attribute :data:`MANAGED_ATTRIBUTE`
+  marks the client as managed by the gateway.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from adapters.base import ManagedClient, NewClient
+from gateway.rfc7591.models import (
+    CLIENT_CREDENTIALS,
+    CLIENT_SECRET_BASIC,
+    CLIENT_SECRET_JWT,
+    CLIENT_SECRET_POST,
+    DEVICE_CODE,
+    NONE,
+    PRIVATE_KEY_JWT,
+    REFRESH_TOKEN,
+    ClientMetadata,
+)
+
+MANAGED_ATTRIBUTE = "dcr.gateway.managed"
+METADATA_ATTRIBUTE = "dcr.gateway.metadata"
+GATEWAY_ATTRIBUTE = "dcr.gateway.data"
+FORMAT_VERSION = 1
+
+AUTHENTICATOR = {
+    CLIENT_SECRET_BASIC: "client-secret",
+    CLIENT_SECRET_POST: "client-secret",
+    CLIENT_SECRET_JWT: "client-secret-jwt",
+    PRIVATE_KEY_JWT: "client-jwt",
+}
+
+ATTRIBUTE_URIS = {"logo_uri": "logoUri", "policy_uri": "policyUri", "tos_uri": "tosUri"}
+
+# Keycloak's own OIDC built-ins: the protocol scope is implicit, not a realm client scope.
+IMPLICIT_SCOPES = frozenset({"openid"})
+
+
+@dataclass(frozen=True)
+class RealmScopes:
+    """The realm's client scopes (names) and its default sets, read once through the admin API."""
+
+    names: frozenset[str]
+    default_default: tuple[str, ...]
+    default_optional: tuple[str, ...]
+
+
+def keycloak_redirect_uris(redirect_uris: Iterable[str]) -> list[str]:
+    """Registered redirect URIs plus, for ``http`` loopback IP literals with a port, the same URI without
+    the port (RFC 8252 section 7.3: any port must be accepted for loopback IP redirect URIs)."""
+    expanded: list[str] = []
+    for uri in redirect_uris:
+        if uri not in expanded:
+            expanded.append(uri)
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+        if parts.scheme == "http" and parts.port is not None and _is_loopback_ip(host):
+            netloc = f"[{host}]" if ":" in host else host
+            portless = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+            if portless not in expanded:
+                expanded.append(portless)
+    return expanded
+
+
+def _is_loopback_ip(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def scope_assignment(scope: str | None, realm: RealmScopes) -> tuple[list[str] | None, list[str] | None, str | None]:
+    """Default and optional client scopes for a registration, and the ``scope`` value to echo.
+
+    No ``scope``: Keycloak applies the realm's defaults (``None, None``) and nothing is echoed. With a
+    ``scope``: the realm defaults stay (explicitly), the named realm scopes become optional scopes, and the
+    echo lists the requested scopes the realm knows, in request order (unknown names would be ignored by
+    Keycloak at authorization time, so claiming them would not be faithful).
+    """
+    if scope is None:
+        return None, None, None
+    requested = [s for s in scope.split(" ") if s]
+    known = [s for s in requested if s in realm.names or s in IMPLICIT_SCOPES]
+    default = list(realm.default_default)
+    optional = list(realm.default_optional)
+    for name in known:
+        if name in realm.names and name not in default and name not in optional:
+            optional.append(name)
+    echo = " ".join(dict.fromkeys(known)) or None
+    return default, optional, echo
+
+
+def to_keycloak(client: NewClient, realm: RealmScopes) -> dict[str, Any]:
+    """The ``ClientRepresentation`` for ``POST /admin/realms/{realm}/clients``."""
+    m = client.metadata
+    method = m.token_endpoint_auth_method or CLIENT_SECRET_BASIC
+    grant_types = m.grant_types or []
+    default_scopes, optional_scopes, scope_echo = scope_assignment(m.scope, realm)
+    attributes: dict[str, str] = {
+        "pkce.code.challenge.method": "S256",
+        "use.refresh.tokens": "true" if REFRESH_TOKEN in grant_types else "false",
+        "oauth2.device.authorization.grant.enabled": "true" if DEVICE_CODE in grant_types else "false",
+        "client.secret.creation.time": str(client.client_id_issued_at),
+        MANAGED_ATTRIBUTE: "true",
+    }
+    if m.post_logout_redirect_uris:
+        attributes["post.logout.redirect.uris"] = "##".join(m.post_logout_redirect_uris)
+    for name, attribute in ATTRIBUTE_URIS.items():
+        value = getattr(m, name)
+        if value is not None:
+            attributes[attribute] = value
+    if m.jwks is not None:
+        attributes["use.jwks.string"] = "true"
+        attributes["jwks.string"] = json.dumps(m.jwks)
+        attributes["use.jwks.url"] = "false"
+    elif m.jwks_uri is not None:
+        attributes["use.jwks.url"] = "true"
+        attributes["jwks.url"] = m.jwks_uri
+    registered = m.registered()
+    if scope_echo is None:
+        registered.pop("scope", None)
+    else:
+        registered["scope"] = scope_echo
+    attributes[METADATA_ATTRIBUTE] = json.dumps(
+        {
+            "v": FORMAT_VERSION,
+            "client_id_issued_at": client.client_id_issued_at,
+            "client_secret_expires_at": client.client_secret_expires_at,
+            "registered": registered,
+        },
+        separators=(",", ":"),
+    )
+    attributes[GATEWAY_ATTRIBUTE] = json.dumps(dict(client.gateway_data), separators=(",", ":"))
+
+    representation: dict[str, Any] = {
+        "clientId": client.client_id,
+        "protocol": "openid-connect",
+        "enabled": True,
+        "description": "Registered through dcr-gateway (RFC 7591)",
+        "publicClient": method == NONE,
+        "redirectUris": keycloak_redirect_uris(m.redirect_uris or []),
+        "webOrigins": ["+"],  # CORS for browser clients at the token endpoint: the redirect URIs' origins
+        "standardFlowEnabled": "code" in (m.response_types or []),
+        "implicitFlowEnabled": False,
+        "directAccessGrantsEnabled": False,
+        "serviceAccountsEnabled": CLIENT_CREDENTIALS in grant_types,
+        "frontchannelLogout": False,
+        "attributes": attributes,
+    }
+    if method != NONE:
+        representation["clientAuthenticatorType"] = AUTHENTICATOR[method]
+    if client.client_secret is not None:
+        representation["secret"] = client.client_secret
+    if m.client_name is not None:
+        representation["name"] = m.client_name
+    if m.client_uri is not None:
+        representation["baseUrl"] = m.client_uri
+    if default_scopes is not None:
+        representation["defaultClientScopes"] = default_scopes
+    if optional_scopes is not None:
+        representation["optionalClientScopes"] = optional_scopes
+    return representation
+
+
+def registered_view(client: NewClient, realm: RealmScopes) -> ManagedClient:
+    """What :func:`to_keycloak` registers, as the gateway answers it (no read-back round trip)."""
+    return from_keycloak(to_keycloak(client, realm), client_secret=client.client_secret)
+
+
+def is_managed(representation: dict[str, Any]) -> bool:
+    """Whether the gateway created (or adopted) this Keycloak client."""
+    attributes = representation.get("attributes") or {}
+    return attributes.get(MANAGED_ATTRIBUTE) == "true"
+
+
+def _json_attribute(attributes: dict[str, Any], name: str) -> dict[str, Any]:
+    try:
+        value = json.loads(attributes.get(name) or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def from_keycloak(representation: dict[str, Any], *, client_secret: str | None = None) -> ManagedClient:
+    """A Keycloak client as RFC 7591 metadata.
+
+    The registered metadata kept in :data:`METADATA_ATTRIBUTE` is the base; Keycloak's own fields override
+    it where they decide behaviour (name, public/confidential, flows), so an edit by an administrator shows.
+    """
+    attributes = representation.get("attributes") or {}
+    stored = _json_attribute(attributes, METADATA_ATTRIBUTE)
+    fields: dict[str, Any] = dict(stored.get("registered") or {})
+    if "name" in representation:
+        fields["client_name"] = representation["name"]
+    if representation.get("publicClient"):
+        fields["token_endpoint_auth_method"] = NONE
+    elif fields.get("token_endpoint_auth_method") in (None, NONE):
+        authenticator = representation.get("clientAuthenticatorType", "client-secret")
+        fields["token_endpoint_auth_method"] = {
+            "client-secret": CLIENT_SECRET_BASIC,
+            "client-secret-jwt": CLIENT_SECRET_JWT,
+            "client-jwt": PRIVATE_KEY_JWT,
+        }.get(authenticator, CLIENT_SECRET_BASIC)
+    if "redirect_uris" not in fields and representation.get("redirectUris"):
+        fields["redirect_uris"] = list(representation["redirectUris"])
+    secret = client_secret
+    if secret is None and not representation.get("publicClient"):
+        secret = representation.get("secret") or None
+    return ManagedClient(
+        client_id=str(representation["clientId"]),
+        metadata=ClientMetadata.model_validate(fields),
+        client_id_issued_at=int(stored.get("client_id_issued_at") or 0),
+        client_secret=secret if fields.get("token_endpoint_auth_method") != NONE else None,
+        client_secret_expires_at=int(stored.get("client_secret_expires_at") or 0),
+        gateway_data=_json_attribute(attributes, GATEWAY_ATTRIBUTE),
+        provider_ref=representation.get("id"),
+    )

@@ -1,0 +1,260 @@
+"""The application factory: ``create_app(settings) -> web.Application``.
+
+Routes, for every issuer the adapter serves (``{p}`` is the issuer's path, ``""`` or ``/realms/mcp``):
+
+- discovery at every well-known location MCP clients probe (RFC 8414 section 3.1, OpenID Discovery 4),
+  rewritten to advertise the gateway's registration endpoint;
+- ``POST {p}{registration_path}``: RFC 7591 registration (with a CORS preflight);
+- ``/healthz`` (alive) and ``/readyz`` (every issuer has a discovery document);
+- front-door mode: everything else is reverse-proxied to the provider; path-routing mode: 404.
+
+Long-lived resources (the HTTP sessions, the adapter's connections, the discovery caches) open in a
+cleanup context, so they close if and only if they opened.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+from aiohttp import hdrs, web
+
+from adapters.base import Issuer, ProviderAdapter
+from adapters.registry import get_factory
+from gateway.cors import CorsPolicy
+from gateway.proxy import FrontDoorProxy
+from gateway.rfc7591.errors import OAuthError, ServerError
+from gateway.rfc7591.handler import IssuerContext, RegistrationSettings, registration_handler
+from gateway.rfc8414.cache import DiscoveryCache
+from gateway.rfc8414.handler import discovery_routes, is_discovery_path
+from gateway.settings import Mode, Settings
+
+log = structlog.get_logger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+ADAPTER = web.AppKey("adapter", ProviderAdapter)
+ISSUERS = web.AppKey("issuers", dict[str, IssuerContext])
+"""Issuer contexts by issuer key, filled when the app starts."""
+CACHES = web.AppKey("discovery_caches", dict[str, DiscoveryCache])
+"""Discovery caches by issuer path, filled when the app starts."""
+PROXY = web.AppKey("proxy", FrontDoorProxy)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def forwarded_headers(public_url: str) -> dict[str, str]:
+    """``X-Forwarded-*`` describing the public origin, so the provider computes its issuer as that origin."""
+    parts = urlsplit(public_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return {
+        "X-Forwarded-Proto": parts.scheme,
+        "X-Forwarded-Host": parts.netloc,
+        "X-Forwarded-Port": str(port),
+    }
+
+
+def error_response(error: OAuthError, cors: CorsPolicy | None, request: web.Request) -> web.Response:
+    headers = {hdrs.CACHE_CONTROL: "no-store", **error.headers}
+    response = web.json_response(error.body(), status=error.status, headers=headers)
+    if cors is not None:
+        cors.apply(request, response)
+    return response
+
+
+def build_middlewares(cors: CorsPolicy, cors_paths: frozenset[str]) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
+    @web.middleware
+    async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """A request id (incoming ``X-Request-Id`` if well-formed, else new) bound into every log line."""
+        incoming = request.headers.get("X-Request-Id", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            if not response.prepared:
+                response.headers["X-Request-Id"] = request_id
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            # Path only: query strings carry authorization codes and state.
+            log.info(
+                "http.request",
+                method=request.method,
+                path=request.path,
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        """RFC-shaped JSON for every error the gateway itself raises; never a stack trace."""
+        cors_for = cors if request.path in cors_paths else None
+        try:
+            return await handler(request)
+        except OAuthError as exc:
+            return error_response(exc, cors_for, request)
+        except web.HTTPException as exc:
+            if exc.status in (404, 405):
+                body = {
+                    "error": "not_found" if exc.status == 404 else "invalid_request",
+                    "error_description": f"{exc.reason}: {request.method} {request.path}",
+                }
+                return web.json_response(body, status=exc.status, headers=dict(exc.headers))
+            raise
+        except Exception:
+            log.exception("http.unhandled_error", path=request.path)
+            return error_response(ServerError("an internal error occurred"), cors_for, request)
+
+    return [request_context, errors]
+
+
+def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) -> web.Application:
+    """Build the gateway for ``settings``; ``adapter`` overrides the configured provider (tests)."""
+    if adapter is None:
+        adapter = get_factory(settings.provider)(settings)
+    if settings.client_secret_expires_in > 0:
+        raise ValueError(
+            "client_secret_expires_in > 0 is not supported yet: no adapter enforces secret expiry, "
+            "and the gateway would advertise an expiry the provider ignores"
+        )
+    cors = CorsPolicy(allowed_origins=tuple(settings.cors_allowed_origins))
+    issuers = adapter.issuers()
+    registration_paths = {issuer.key: f"{issuer.path}{settings.registration_path}" for issuer in issuers}
+
+    app = web.Application(middlewares=build_middlewares(cors, frozenset(registration_paths.values())))
+    app[SETTINGS] = settings
+    app[ADAPTER] = adapter
+    app[ISSUERS] = {}
+    app[CACHES] = {}
+
+    reg_settings = RegistrationSettings(
+        max_body_bytes=settings.max_body_bytes,
+        client_secret_expires_in=settings.client_secret_expires_in,
+        allow_client_credentials=settings.allow_client_credentials,
+    )
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        missing = [path or "/" for path, cache in request.app[CACHES].items() if cache.current() is None]
+        if missing or not request.app[CACHES]:
+            return web.json_response({"status": "starting", "issuers_without_metadata": missing}, status=503)
+        return web.json_response({"status": "ready"})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_routes(discovery_routes(app[CACHES], cors=cors))
+
+    for issuer in issuers:
+        path = registration_paths[issuer.key]
+        app.router.add_post(path, _registration_entry(issuer, adapter, reg_settings, cors))
+        app.router.add_route(hdrs.METH_OPTIONS, path, _preflight(cors, ("POST",)))
+
+    async def not_found(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"error": "not_found", "error_description": f"no resource at {request.path}"}, status=404
+        )
+
+    if settings.mode is Mode.FRONT_DOOR:
+
+        async def front_door(request: web.Request) -> web.StreamResponse:
+            if is_discovery_path(request.path):
+                return await not_found(request)  # an issuer we do not serve: 404, never the provider's 5xx
+            return await request.app[PROXY](request)
+
+        app.router.add_route("*", "/{tail:.*}", front_door)
+    else:
+        app.router.add_route("*", "/{tail:.*}", not_found)
+
+    app.cleanup_ctx.append(_resources)
+    return app
+
+
+def _preflight(cors: CorsPolicy, methods: tuple[str, ...]) -> Handler:
+    async def preflight(request: web.Request) -> web.StreamResponse:
+        return cors.preflight(request, methods=methods)
+
+    return preflight
+
+
+def _registration_entry(
+    issuer: Issuer, adapter: ProviderAdapter, reg_settings: RegistrationSettings, cors: CorsPolicy
+) -> Handler:
+    """Looks the issuer's context up per request: contexts exist only once the app has started."""
+    handlers: dict[str, Handler] = {}
+
+    async def entry(request: web.Request) -> web.StreamResponse:
+        handler = handlers.get(issuer.key)
+        if handler is None:
+            context = request.app[ISSUERS][issuer.key]
+            handler = registration_handler(issuer=context, adapter=adapter, settings=reg_settings)
+            handlers[issuer.key] = handler
+        response = await handler(request)
+        cors.apply(request, response)
+        return response
+
+    return entry
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    adapter = app[ADAPTER]
+    timeout = aiohttp.ClientTimeout(total=settings.provider_timeout)
+    session = aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar())
+    proxy_session: aiohttp.ClientSession | None = None
+    started: list[DiscoveryCache] = []
+    try:
+        if settings.mode is Mode.FRONT_DOOR:
+            proxy_session = FrontDoorProxy.new_session(timeout=settings.provider_timeout)
+            app[PROXY] = FrontDoorProxy(proxy_session, settings.provider_url, settings.public_url)
+        await adapter.start(session)
+        upstream_headers = forwarded_headers(settings.public_url)
+        for issuer in adapter.issuers():
+            registration_endpoint = f"{settings.public_url}{issuer.path}{settings.registration_path}"
+            cache = DiscoveryCache(
+                session,
+                issuer.metadata_url,
+                registration_endpoint=registration_endpoint,
+                expected_issuer=f"{settings.public_url}{issuer.path}",
+                headers=upstream_headers,
+                refresh_interval=settings.discovery_refresh_seconds,
+                retry_interval=settings.discovery_retry_seconds,
+                timeout=settings.provider_timeout,
+            )
+            await cache.start()
+            started.append(cache)
+            app[CACHES][issuer.path] = cache
+            app[ISSUERS][issuer.key] = IssuerContext(
+                key=issuer.key,
+                path=issuer.path,
+                issuer=f"{settings.public_url}{issuer.path}",
+                registration_endpoint=registration_endpoint,
+                discovery=cache,
+            )
+        log.info(
+            "gateway.started",
+            provider=adapter.name,
+            mode=settings.mode.value,
+            issuers=[f"{settings.public_url}{i.path}" for i in adapter.issuers()],
+        )
+        yield
+    finally:
+        for cache in started:
+            await cache.close()
+        await adapter.close()
+        if proxy_session is not None:
+            await proxy_session.close()
+        await session.close()

@@ -1,0 +1,9 @@
+"""OAuth 2.0 Dynamic Client Registration Protocol, RFC 7591.
+
+https://www.rfc-editor.org/rfc/rfc7591
+
+- :mod:`.models`: client metadata (section 2, plus the OpenID Connect Registration fields).
+- :mod:`.errors`: one class per error code of section 3.2.2.
+- :mod:`.validation`: the safe-default rules a registration must satisfy before it reaches a provider.
+- :mod:`.handler`: the registration endpoint (section 3.1) as a short list of named steps.
+"""

@@ -1,0 +1,87 @@
+"""Client metadata, RFC 7591 section 2, and the OpenID Connect Dynamic Client Registration 1.0 fields the
+gateway can make a provider honour.
+
+The models only check shapes (a list of strings is a list of strings); the rules about values live in
+:mod:`gateway.rfc7591.validation`, one function per rule, so each rejection names its field.
+Unknown fields are dropped (RFC 7591 section 2: "The authorization server MUST ignore any client metadata
+sent by the client that it does not understand"), and so is a client-chosen ``client_id``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AUTHORIZATION_CODE = "authorization_code"
+REFRESH_TOKEN = "refresh_token"
+CLIENT_CREDENTIALS = "client_credentials"
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+IMPLICIT = "implicit"
+PASSWORD = "password"
+
+NONE = "none"
+CLIENT_SECRET_BASIC = "client_secret_basic"
+CLIENT_SECRET_POST = "client_secret_post"
+CLIENT_SECRET_JWT = "client_secret_jwt"
+PRIVATE_KEY_JWT = "private_key_jwt"
+
+SECRET_AUTH_METHODS = frozenset({CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, CLIENT_SECRET_JWT})
+"""Auth methods for which the gateway issues a ``client_secret`` (RFC 7591 section 3.2.1)."""
+
+
+class ClientMetadata(BaseModel):
+    """Client metadata as registered (RFC 7591 section 2; OIDC Registration section 2).
+
+    Every field is optional at this layer; :func:`gateway.rfc7591.validation.apply_defaults` fills the
+    RFC defaults and the validation rules decide what is acceptable.
+    """
+
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    redirect_uris: list[str] | None = None
+    token_endpoint_auth_method: str | None = None
+    grant_types: list[str] | None = None
+    response_types: list[str] | None = None
+    client_name: str | None = None
+    client_uri: str | None = None
+    logo_uri: str | None = None
+    scope: str | None = None
+    contacts: list[str] | None = None
+    tos_uri: str | None = None
+    policy_uri: str | None = None
+    jwks_uri: str | None = None
+    jwks: dict[str, Any] | None = None
+    software_id: str | None = None
+    software_version: str | None = None
+    # OpenID Connect Dynamic Client Registration 1.0, section 2
+    application_type: Literal["web", "native"] | None = None
+    # OpenID Connect RP-Initiated Logout 1.0, section 3.1
+    post_logout_redirect_uris: list[str] | None = None
+
+    def registered(self) -> dict[str, Any]:
+        """The metadata as a JSON object, without absent fields (RFC 7591 section 3.2.1)."""
+        return self.model_dump(exclude_none=True)
+
+
+class ClientInformation(BaseModel):
+    """Client information response, RFC 7591 section 3.2.1: the credentials plus all registered metadata."""
+
+    model_config = ConfigDict(frozen=True)
+
+    client_id: str
+    client_secret: str | None = None
+    client_id_issued_at: int
+    client_secret_expires_at: int | None = Field(
+        default=None, description="REQUIRED if client_secret is issued; 0 means it does not expire"
+    )
+    metadata: ClientMetadata
+
+    def to_response(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"client_id": self.client_id}
+        if self.client_secret is not None:
+            body["client_secret"] = self.client_secret
+            body["client_secret_expires_at"] = self.client_secret_expires_at or 0
+        body["client_id_issued_at"] = self.client_id_issued_at
+        body.update(self.metadata.registered())
+        return body

@@ -1,0 +1,139 @@
+"""Every knob of the gateway, in one place.
+
+Settings come from environment variables prefixed ``DCR_`` (nested fields with ``__``, e.g.
+``DCR_HYDRA__ADMIN_URL``) and, optionally, a TOML file named by ``DCR_CONFIG_FILE`` or ``--config``.
+Environment variables win over the file. Secrets are ``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Mode(StrEnum):
+    """How requests reach the gateway."""
+
+    FRONT_DOOR = "front-door"
+    """The gateway owns the issuer's origin and reverse-proxies every path it does not serve itself."""
+    PATH_ROUTING = "path-routing"
+    """An ingress sends only the well-known and registration paths to the gateway."""
+
+
+class KeycloakSettings(BaseModel):
+    """Keycloak admin access: a service-account client holding ``realm-management/manage-clients``."""
+
+    admin_url: str | None = None
+    """Base URL of Keycloak for admin calls (defaults to ``provider_url``)."""
+    realms: list[str] = Field(default_factory=lambda: ["mcp"])
+    """Realms served; each is its own issuer ``/realms/{realm}``."""
+    client_id: str = "dcr-gateway"
+    client_secret: SecretStr = SecretStr("")
+    verify_tls: bool = True
+
+
+class HydraSettings(BaseModel):
+    """Hydra admin API (``/admin/clients``). It has no authentication: keep it on a private network."""
+
+    admin_url: str = "http://127.0.0.1:4445"
+    issuer_path: str = ""
+    """Path part of Hydra's issuer (``urls.self.issuer``), usually empty."""
+    admin_headers: dict[str, SecretStr] = Field(default_factory=dict)
+    """Extra headers for the admin API, e.g. a token checked by a sidecar in front of it."""
+
+
+class Settings(BaseSettings):
+    """Parsed configuration for one gateway fronting one provider."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DCR_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # where the gateway listens and how it is reached
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    """The issuer's public origin (scheme://host[:port]) as clients see it."""
+    mode: Mode = Mode.FRONT_DOOR
+
+    # the provider
+    provider: str = "hydra"
+    """Adapter name: ``hydra``, ``keycloak``, ``memory`` or an entry point of group ``dcr_gateway.adapters``."""
+    provider_url: str = "http://127.0.0.1:4444"
+    """Internal URL of the provider's public listener (discovery is fetched and requests proxied there)."""
+    provider_timeout: float = 10.0
+    keycloak: KeycloakSettings = Field(default_factory=KeycloakSettings)
+    hydra: HydraSettings = Field(default_factory=HydraSettings)
+
+    # registration (RFC 7591)
+    registration_path: str = "/register"
+    """Registration endpoint path, relative to each issuer's path (``/register``, ``/realms/mcp/register``)."""
+    max_body_bytes: int = 64 * 1024
+    client_secret_expires_in: int = 0
+    """Seconds until issued client secrets expire; 0 means never (RFC 7591 section 3.2.1)."""
+    allow_client_credentials: bool = False
+    """Anonymous registrations never get ``client_credentials``; later, authenticated ones may."""
+
+    # discovery (RFC 8414)
+    discovery_refresh_seconds: float = 60.0
+    discovery_retry_seconds: float = 5.0
+
+    # browsers (MCP Inspector)
+    cors_allowed_origins: list[str] = Field(default_factory=lambda: ["*"])
+
+    # logging
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("public_url", "provider_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("registration_path")
+    @classmethod
+    def _leading_slash(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("registration_path must start with '/'")
+        return value.rstrip("/") or "/register"
+
+    @model_validator(mode="after")
+    def _keycloak_admin_default(self) -> Settings:
+        if self.keycloak.admin_url is None:
+            self.keycloak.admin_url = self.provider_url
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("DCR_CONFIG_FILE")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Parse settings once, at start-up (``DCR_*`` environment, then the optional TOML file)."""
+    if config_file:
+        os.environ["DCR_CONFIG_FILE"] = config_file
+    return Settings(**overrides)

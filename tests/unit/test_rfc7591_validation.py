@@ -1,0 +1,222 @@
+"""RFC 7591 metadata rules: every rejection has the right error code and names the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.rfc7591.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
+from gateway.rfc7591.validation import RegistrationPolicy, apply_defaults, parse_metadata, validate
+
+POLICY = RegistrationPolicy()
+PUBLIC_NATIVE = {"redirect_uris": ["http://127.0.0.1:3000/callback"], "token_endpoint_auth_method": "none"}
+
+
+def register(body: dict[str, Any], policy: RegistrationPolicy = POLICY) -> dict[str, Any]:
+    return validate(parse_metadata(body), policy).registered()
+
+
+# ------------------------------------------------------------------------------ accepted bodies
+
+ACCEPTED = {
+    "python sdk default": {
+        "client_name": "Example MCP Client",
+        "redirect_uris": ["http://localhost:3000/callback"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "scope": "user",
+    },
+    "mcp inspector": {
+        "redirect_uris": ["http://localhost:6274/oauth/callback", "http://localhost:6274/oauth/callback/debug"],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "client_name": "MCP Inspector",
+        "client_uri": "https://github.com/modelcontextprotocol/inspector",
+    },
+    "claude.ai web": {
+        "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "scope": "mcp",
+        "client_name": "Claude",
+        "application_type": "web",
+    },
+    "vs code": {
+        "client_name": "Visual Studio Code",
+        "client_uri": "https://code.visualstudio.com",
+        "grant_types": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
+        "response_types": ["code"],
+        "redirect_uris": [
+            "https://insiders.vscode.dev/redirect",
+            "https://vscode.dev/redirect",
+            "http://127.0.0.1/",
+            "http://127.0.0.1:33418/",
+        ],
+        "token_endpoint_auth_method": "none",
+        "application_type": "native",
+    },
+    "cursor private-use scheme without application_type": {
+        "client_name": "Cursor",
+        "redirect_uris": [
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "https://www.cursor.com/agents/mcp/oauth/callback",
+            "http://localhost:8787/callback",
+        ],
+        "token_endpoint_auth_method": "none",
+    },
+    "ipv6 loopback": {"redirect_uris": ["http://[::1]:8080/cb"], "token_endpoint_auth_method": "none"},
+    "confidential post": {
+        "redirect_uris": ["https://app.example.com/cb"],
+        "token_endpoint_auth_method": "client_secret_post",
+    },
+    "private_key_jwt with jwks": {
+        "redirect_uris": ["https://app.example.com/cb"],
+        "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                           "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]},
+    },
+}
+
+
+@pytest.mark.parametrize("body", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_real_client_bodies_are_accepted(body: dict[str, Any]) -> None:
+    registered = register(body)
+    assert registered["redirect_uris"] == body["redirect_uris"]
+    assert registered["token_endpoint_auth_method"] == body.get("token_endpoint_auth_method", "client_secret_basic")
+
+
+def test_rfc7591_defaults_apply_when_fields_are_omitted() -> None:
+    registered = register({"redirect_uris": ["https://app.example.com/cb"]})
+    assert registered["token_endpoint_auth_method"] == "client_secret_basic"
+    assert registered["grant_types"] == ["authorization_code"]
+    assert registered["response_types"] == ["code"]
+
+
+def test_unknown_fields_and_client_chosen_client_id_are_dropped() -> None:
+    registered = register({**PUBLIC_NATIVE, "client_id": "mine", "client_secret": "x" * 40, "frobnicate": 1})
+    assert "client_id" not in registered
+    assert "client_secret" not in registered
+    assert "frobnicate" not in registered
+
+
+def test_defaults_keep_explicit_values() -> None:
+    metadata = apply_defaults(parse_metadata({**PUBLIC_NATIVE, "grant_types": ["authorization_code"]}))
+    assert metadata.token_endpoint_auth_method == "none"
+
+
+# ------------------------------------------------------------------------------ rejected bodies
+
+REJECTED: dict[str, tuple[dict[str, Any], type[OAuthError], str]] = {
+    "no redirect uris": ({"token_endpoint_auth_method": "none"}, InvalidRedirectUri, "redirect_uris: at least one"),
+    "empty redirect uris": ({"redirect_uris": []}, InvalidRedirectUri, "redirect_uris: at least one"),
+    "redirect uris not a list": ({"redirect_uris": "https://a.example/cb"}, InvalidRedirectUri,
+                                 "redirect_uris: must be an array of strings"),
+    "redirect uri not a string": ({"redirect_uris": [5]}, InvalidRedirectUri, "redirect_uris[0]: must be"),
+    "fragment": ({"redirect_uris": ["https://a.example/cb#x"]}, InvalidRedirectUri, "fragment"),
+    "bare fragment": ({"redirect_uris": ["https://a.example/cb#"]}, InvalidRedirectUri, "fragment"),
+    "userinfo": ({"redirect_uris": ["https://client.test@attacker.test/cb"]}, InvalidRedirectUri, "userinfo"),
+    "loopback userinfo": ({"redirect_uris": ["http://[::1]:80@attacker.test/cb"]}, InvalidRedirectUri, "userinfo"),
+    "wildcard": ({"redirect_uris": ["https://*.example.com/cb"]}, InvalidRedirectUri, "wildcards"),
+    "trailing wildcard": ({"redirect_uris": ["https://a.example/*"]}, InvalidRedirectUri, "wildcards"),
+    "http non-loopback": ({"redirect_uris": ["http://a.example/cb"]}, InvalidRedirectUri, "'http' is allowed only"),
+    "javascript": ({"redirect_uris": ["javascript:alert(1)"]}, InvalidRedirectUri, "scheme 'javascript'"),
+    "data": ({"redirect_uris": ["data:text/html,hi"]}, InvalidRedirectUri, "scheme 'data'"),
+    "file": ({"redirect_uris": ["file:///etc/passwd"]}, InvalidRedirectUri, "scheme 'file'"),
+    "vbscript": ({"redirect_uris": ["vbscript:x"]}, InvalidRedirectUri, "scheme 'vbscript'"),
+    "about": ({"redirect_uris": ["about:blank"]}, InvalidRedirectUri, "scheme 'about'"),
+    "blob": ({"redirect_uris": ["blob:https://a.example/x"]}, InvalidRedirectUri, "scheme 'blob'"),
+    "relative": ({"redirect_uris": ["/callback"]}, InvalidRedirectUri, "absolute URI"),
+    "private-use for web": ({"redirect_uris": ["cursor://cb"], "application_type": "web"}, InvalidRedirectUri,
+                            "not allowed for a 'web' client"),
+    "https without host": ({"redirect_uris": ["https:///cb"]}, InvalidRedirectUri, "must name a host"),
+    "duplicate redirects": ({"redirect_uris": ["https://a.example/cb", "https://a.example/cb"]}, InvalidRedirectUri,
+                            "duplicates"),
+    "implicit response type": ({**PUBLIC_NATIVE, "response_types": ["token"]}, InvalidClientMetadata,
+                               "response_types: 'token' is not allowed"),
+    "hybrid response type": ({**PUBLIC_NATIVE, "response_types": ["code id_token"]}, InvalidClientMetadata,
+                             "response_types: 'code id_token' is not allowed"),
+    "password grant": ({**PUBLIC_NATIVE, "grant_types": ["password"]}, InvalidClientMetadata,
+                       "grant_types: 'password' is not allowed"),
+    "implicit grant": ({**PUBLIC_NATIVE, "grant_types": ["implicit"]}, InvalidClientMetadata,
+                       "grant_types: 'implicit' is not allowed"),
+    "client credentials anonymous": (
+        {"redirect_uris": ["https://a.example/cb"], "grant_types": ["authorization_code", "client_credentials"]},
+        InvalidClientMetadata, "'client_credentials' is not allowed for anonymous registration"),
+    "unknown grant": ({**PUBLIC_NATIVE, "grant_types": ["urn:example:magic"]}, InvalidClientMetadata,
+                      "grant_types: 'urn:example:magic' is not supported"),
+    "code without authorization_code": ({**PUBLIC_NATIVE, "grant_types": ["refresh_token"], "response_types": ["code"]},
+                                        InvalidClientMetadata, "must include 'authorization_code'"),
+    "refresh_token alone": ({**PUBLIC_NATIVE, "grant_types": ["refresh_token"]}, InvalidClientMetadata,
+                            "'refresh_token' needs a grant"),
+    "unknown auth method": ({**PUBLIC_NATIVE, "token_endpoint_auth_method": "tls_client_auth"},
+                            InvalidClientMetadata, "token_endpoint_auth_method: 'tls_client_auth' is not supported"),
+    "jwks and jwks_uri": ({"redirect_uris": ["https://a.example/cb"], "jwks": {"keys": [{"kty": "EC"}]},
+                           "jwks_uri": "https://a.example/jwks"}, InvalidClientMetadata, "jwks, jwks_uri"),
+    "private key in jwks": ({"redirect_uris": ["https://a.example/cb"],
+                             "jwks": {"keys": [{"kty": "RSA", "n": "x", "e": "AQAB", "d": "secret"}]}},
+                            InvalidClientMetadata, "private key material ['d']"),
+    "symmetric key in jwks": ({"redirect_uris": ["https://a.example/cb"], "jwks": {"keys": [{"kty": "oct", "k": "x"}]}},
+                              InvalidClientMetadata, "symmetric keys"),
+    "private_key_jwt without keys": ({"redirect_uris": ["https://a.example/cb"],
+                                      "token_endpoint_auth_method": "private_key_jwt"},
+                                     InvalidClientMetadata, "needs jwks or jwks_uri"),
+    "jwks_uri over http": ({"redirect_uris": ["https://a.example/cb"], "jwks_uri": "http://a.example/jwks"},
+                           InvalidClientMetadata, "jwks_uri 'http://a.example/jwks': must use https"),
+    "logo_uri javascript": ({**PUBLIC_NATIVE, "logo_uri": "javascript:alert(1)"}, InvalidClientMetadata,
+                            "logo_uri"),
+    "client_name not a string": ({**PUBLIC_NATIVE, "client_name": 42}, InvalidClientMetadata,
+                                 "client_name: must be a string"),
+    "client_name too long": ({**PUBLIC_NATIVE, "client_name": "x" * 501}, InvalidClientMetadata, "client_name"),
+    "bad scope": ({**PUBLIC_NATIVE, "scope": 'a "b'}, InvalidClientMetadata, "scope"),
+    "application_type unknown": ({**PUBLIC_NATIVE, "application_type": "desktop"}, InvalidClientMetadata,
+                                 "application_type: must be one of 'web', 'native'"),
+    "post logout fragment": ({**PUBLIC_NATIVE, "post_logout_redirect_uris": ["https://a.example/#x"]},
+                             InvalidClientMetadata, "post_logout_redirect_uris[0]"),
+    "too many redirects": ({"redirect_uris": [f"https://a.example/cb{i}" for i in range(21)]}, InvalidRedirectUri,
+                           "at most 20"),
+}
+
+
+@pytest.mark.parametrize(("body", "error", "fragment"), REJECTED.values(), ids=REJECTED.keys())
+def test_bad_metadata_is_rejected_with_the_rfc_error_naming_the_field(
+    body: dict[str, Any], error: type[OAuthError], fragment: str
+) -> None:
+    with pytest.raises(error) as caught:
+        register(body)
+    assert type(caught.value) is error
+    assert fragment in caught.value.description
+
+
+def test_one_bad_uri_is_named_by_its_index() -> None:
+    with pytest.raises(InvalidRedirectUri) as caught:
+        register({"redirect_uris": ["https://ok.example/cb", "javascript:x"], "token_endpoint_auth_method": "none"})
+    assert caught.value.description.startswith("redirect_uris[1]")
+
+
+def test_policy_follows_the_providers_metadata() -> None:
+    policy = RegistrationPolicy.from_server_metadata(
+        {
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
+        }
+    )
+    assert policy.grant_types == frozenset({"authorization_code", "refresh_token"})
+    assert policy.token_endpoint_auth_methods == frozenset({"client_secret_basic", "private_key_jwt", "none"})
+    with pytest.raises(InvalidClientMetadata, match="client_secret_post"):
+        register({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "client_secret_post"},
+                 policy)
+    with pytest.raises(InvalidClientMetadata, match="device_code"):
+        register({**PUBLIC_NATIVE,
+                  "grant_types": ["authorization_code", "urn:ietf:params:oauth:grant-type:device_code"]}, policy)
+
+
+def test_client_credentials_can_be_allowed_explicitly() -> None:
+    policy = RegistrationPolicy.from_server_metadata(None, client_credentials_allowed=True)
+    registered = register(
+        {"redirect_uris": ["https://a.example/cb"], "grant_types": ["authorization_code", "client_credentials"]},
+        policy,
+    )
+    assert "client_credentials" in registered["grant_types"]
