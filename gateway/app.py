@@ -18,16 +18,16 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
 
 from adapters.base import Issuer, ProviderAdapter
 from adapters.registry import get_factory
 from gateway.cors import CorsPolicy
-from gateway.proxy import FrontDoorProxy
+from gateway.proxy import FrontDoorProxy, forwarded_headers
 from gateway.rfc7591.errors import OAuthError, ServerError
 from gateway.rfc7591.handler import IssuerContext, RegistrationSettings, registration_handler
 from gateway.rfc8414.cache import DiscoveryCache
@@ -49,17 +49,6 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def forwarded_headers(public_url: str) -> dict[str, str]:
-    """``X-Forwarded-*`` describing the public origin, so the provider computes its issuer as that origin."""
-    parts = urlsplit(public_url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return {
-        "X-Forwarded-Proto": parts.scheme,
-        "X-Forwarded-Host": parts.netloc,
-        "X-Forwarded-Port": str(port),
-    }
-
-
 def error_response(error: OAuthError, cors: CorsPolicy | None, request: web.Request) -> web.Response:
     headers = {hdrs.CACHE_CONTROL: "no-store", **error.headers}
     response = web.json_response(error.body(), status=error.status, headers=headers)
@@ -68,7 +57,7 @@ def error_response(error: OAuthError, cors: CorsPolicy | None, request: web.Requ
     return response
 
 
-def build_middlewares(cors: CorsPolicy, cors_paths: frozenset[str]) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
+def build_middlewares(cors: CorsPolicy, cors_paths: frozenset[str]) -> list[Middleware]:
     @web.middleware
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
         """A request id (incoming ``X-Request-Id`` if well-formed, else new) bound into every log line."""
@@ -156,7 +145,7 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_routes(discovery_routes(app[CACHES], cors=cors))
+    app.router.add_routes(discovery_routes(app[CACHES], cors=cors, issuer_paths=[i.path for i in issuers]))
 
     for issuer in issuers:
         path = registration_paths[issuer.key]

@@ -52,7 +52,7 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
     return event_dict
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
+def configure_logging(level: str = "INFO", fmt: str = "auto", *, cache_loggers: bool = True) -> None:
     """Configure structlog (and the stdlib root logger it feeds) once, at start-up."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
@@ -70,7 +70,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache_loggers,
     )
     logging.basicConfig(level=numeric_level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     # aiohttp's own access log would print query strings; the gateway logs requests itself.

@@ -1,0 +1,133 @@
+"""What a real OAuth client does after registering: authorization code + PKCE S256, token, refresh.
+
+Shared by the integration tests of both providers; every call goes through the gateway's front door.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import aiohttp
+
+Login = Callable[[aiohttp.ClientSession, str], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A gateway in front of one real provider, as a client sees it."""
+
+    provider: str
+    url: str
+    issuer: str
+    registration_endpoint: str
+    login: Login
+    """Headless login: takes an authorization URL, returns the redirect to the client (with ``code``)."""
+    flow_scope: str
+    """A scope string that yields a refresh token on this provider."""
+
+
+def pkce_pair() -> tuple[str, str]:
+    """RFC 7636 section 4.1/4.2: a verifier and its S256 challenge."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+async def discover(http: aiohttp.ClientSession, target: Target) -> dict[str, Any]:
+    async with http.get(f"{target.issuer}/.well-known/openid-configuration") as response:
+        assert response.status == 200
+        document: dict[str, Any] = await response.json()
+        return document
+
+
+async def register(http: aiohttp.ClientSession, target: Target, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    async with http.post(target.registration_endpoint, json=body) as response:
+        payload: dict[str, Any] = await response.json()
+        return response.status, payload
+
+
+def client_auth(client: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """Headers and form fields authenticating ``client`` with its registered method (RFC 6749 2.3.1)."""
+    method = client["token_endpoint_auth_method"]
+    if method == "none":
+        return {}, {"client_id": client["client_id"]}
+    if method == "client_secret_post":
+        return {}, {"client_id": client["client_id"], "client_secret": client["client_secret"]}
+    if method == "client_secret_basic":
+        from urllib.parse import quote
+
+        raw = f"{quote(client['client_id'], safe='')}:{quote(client['client_secret'], safe='')}"
+        return {"Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}, {}
+    raise AssertionError(f"no test support for {method}")
+
+
+async def token_request(
+    http: aiohttp.ClientSession, token_endpoint: str, client: dict[str, Any], form: dict[str, str]
+) -> tuple[int, dict[str, Any]]:
+    headers, auth_fields = client_auth(client)
+    async with http.post(token_endpoint, data={**form, **auth_fields}, headers=headers) as response:
+        payload: dict[str, Any] = await response.json(content_type=None)
+        return response.status, payload
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    tokens: dict[str, Any]
+    refreshed: dict[str, Any]
+
+
+async def authorization_code_flow(
+    http: aiohttp.ClientSession,
+    target: Target,
+    client: dict[str, Any],
+    *,
+    redirect_uri: str,
+    scope: str | None = None,
+) -> FlowResult:
+    """Authorize with PKCE S256 at ``redirect_uri``, redeem the code, then refresh the token."""
+    metadata = await discover(http, target)
+    verifier, challenge = pkce_pair()
+    state = secrets.token_urlsafe(16)
+    query = {
+        "response_type": "code",
+        "client_id": client["client_id"],
+        "redirect_uri": redirect_uri,
+        "scope": scope or target.flow_scope,
+        "state": state,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    final = await target.login(http, f"{metadata['authorization_endpoint']}?{urlencode(query)}")
+    assert final.startswith(redirect_uri.split("?", maxsplit=1)[0]), f"redirected to {final}, expected {redirect_uri}"
+    params = parse_qs(urlsplit(final).query)
+    assert "error" not in params, params
+    assert params["state"] == [state]
+    status, tokens = await token_request(
+        http,
+        metadata["token_endpoint"],
+        client,
+        {
+            "grant_type": "authorization_code",
+            "code": params["code"][0],
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+        },
+    )
+    assert status == 200, tokens
+    assert tokens["access_token"]
+    assert tokens.get("refresh_token"), f"no refresh token: {sorted(tokens)}"
+    status, refreshed = await token_request(
+        http,
+        metadata["token_endpoint"],
+        client,
+        {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+    )
+    assert status == 200, refreshed
+    assert refreshed["access_token"]
+    return FlowResult(tokens=tokens, refreshed=refreshed)

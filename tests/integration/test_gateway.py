@@ -1,0 +1,365 @@
+"""The gateway in front of the real Keycloak and the real Hydra, through its front door.
+
+Each test runs once per provider. Registration responses are checked against what the provider then
+enforces: the echoed auth method works at the token endpoint, loopback clients work from another port,
+and unmanaged clients stay out of reach.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from adapters.base import ClientNotFound, ProviderAdapter
+from adapters.hydra.adapter import HydraAdapter
+from adapters.keycloak.adapter import KeycloakAdapter
+from gateway.devstack.login import hydra_accept_login_and_consent, keycloak_form_login
+from gateway.devstack.providers import HydraProvider, KeycloakProvider
+from tests.integration.conftest import GatewayProcess
+from tests.integration.flows import Target, authorization_code_flow, discover, register
+
+PROVIDERS = ["hydra", "keycloak"]
+
+
+@pytest.fixture(scope="session", params=PROVIDERS)
+def target(request: pytest.FixtureRequest) -> Target:
+    if request.param == "hydra":
+        hydra: HydraProvider = request.getfixturevalue("hydra_provider")
+        gateway: GatewayProcess = request.getfixturevalue("hydra_gateway")
+        return Target(
+            provider="hydra",
+            url=gateway.url,
+            issuer=gateway.issuer,
+            registration_endpoint=f"{gateway.url}/register",
+            login=functools.partial(hydra_accept_login_and_consent, admin_url=hydra.admin_url),
+            flow_scope="openid offline_access",
+        )
+    keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
+    gateway = request.getfixturevalue("keycloak_gateway")
+    return Target(
+        provider="keycloak",
+        url=gateway.url,
+        issuer=gateway.issuer,
+        registration_endpoint=f"{gateway.issuer}/register",
+        login=functools.partial(keycloak_form_login, username=keycloak.username, password=keycloak.password),
+        flow_scope="openid",
+    )
+
+
+@pytest.fixture
+async def adapter(request: pytest.FixtureRequest, target: Target) -> AsyncIterator[tuple[ProviderAdapter, str]]:
+    """The provider's adapter, used directly to check what the provider really holds."""
+    instance: ProviderAdapter
+    if target.provider == "hydra":
+        hydra: HydraProvider = request.getfixturevalue("hydra_provider")
+        instance = HydraAdapter(admin_url=hydra.admin_url, public_url=hydra.public_url)
+        issuer_key = "default"
+    else:
+        keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
+        instance = KeycloakAdapter(
+            server_url=keycloak.base_url,
+            public_url=keycloak.base_url,
+            realms=[keycloak.realm],
+            client_id=keycloak.admin_client_id,
+            client_secret=keycloak.admin_client_secret,
+        )
+        issuer_key = keycloak.realm
+    async with aiohttp.ClientSession() as session:
+        await instance.start(session)
+        try:
+            yield instance, issuer_key
+        finally:
+            await instance.close()
+
+
+async def managed_ids(adapter: tuple[ProviderAdapter, str]) -> set[str]:
+    instance, issuer = adapter
+    return {client.client_id async for client in instance.list_clients(issuer)}
+
+
+# ------------------------------------------------------------------------------------- discovery
+
+
+def discovery_urls(target: Target) -> list[str]:
+    path = target.issuer[len(target.url) :]
+    if path:
+        return [
+            f"{target.url}/.well-known/oauth-authorization-server{path}",
+            f"{target.url}/.well-known/openid-configuration{path}",
+            f"{target.issuer}/.well-known/openid-configuration",
+            f"{target.issuer}/.well-known/oauth-authorization-server",
+        ]
+    return [f"{target.url}/.well-known/oauth-authorization-server", f"{target.url}/.well-known/openid-configuration"]
+
+
+async def test_discovery_is_served_at_every_probed_location_with_the_providers_issuer(
+    target: Target, http: aiohttp.ClientSession
+) -> None:
+    for url in discovery_urls(target):
+        async with http.get(url, headers={"Origin": "http://localhost:6274"}) as response:
+            assert response.status == 200, url
+            assert response.headers["Access-Control-Allow-Origin"] in ("*", "http://localhost:6274")
+            document = await response.json()
+        assert document["issuer"] == target.issuer, url
+        assert document["registration_endpoint"] == target.registration_endpoint
+        assert "S256" in document["code_challenge_methods_supported"]
+        assert "code" in document["response_types_supported"]
+        assert document["token_endpoint"].startswith(target.url)
+        assert document["authorization_endpoint"].startswith(target.url)
+
+
+async def test_unknown_issuer_discovery_is_404_not_5xx(target: Target, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{target.url}/.well-known/oauth-authorization-server/realms/nope") as response:
+        assert response.status == 404
+        assert (await response.json())["error"] == "not_found"
+
+
+async def test_front_door_proxies_the_providers_jwks(target: Target, http: aiohttp.ClientSession) -> None:
+    document = await discover(http, target)
+    async with http.get(document["jwks_uri"]) as response:
+        assert response.status == 200
+        assert (await response.json())["keys"]
+
+
+# ------------------------------------------------------------------------------------ registration
+
+
+async def test_public_native_client_with_loopback_redirect_works_from_another_port(
+    target: Target, http: aiohttp.ClientSession, adapter: tuple[ProviderAdapter, str]
+) -> None:
+    status, client = await register(
+        http,
+        target,
+        {
+            "client_name": "Native CLI",
+            "redirect_uris": ["http://127.0.0.1:3000/callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "application_type": "native",
+        },
+    )
+    assert status == 201, client
+    assert "client_secret" not in client
+    assert client["token_endpoint_auth_method"] == "none"
+    assert client["redirect_uris"] == ["http://127.0.0.1:3000/callback"]
+    assert client["application_type"] == "native"
+    assert isinstance(client["client_id_issued_at"], int)
+    # registered on port 3000, used from port 51234 (RFC 8252 section 7.3)
+    await authorization_code_flow(http, target, client, redirect_uri="http://127.0.0.1:51234/callback")
+    # and the registered port itself works too
+    await authorization_code_flow(http, target, client, redirect_uri="http://127.0.0.1:3000/callback")
+    stored = await adapter[0].read_client(adapter[1], client["client_id"])
+    assert stored.metadata.redirect_uris == client["redirect_uris"]
+    assert stored.metadata.application_type == "native"
+
+
+async def test_public_web_client_with_https_redirect(target: Target, http: aiohttp.ClientSession) -> None:
+    status, client = await register(
+        http,
+        target,
+        {
+            "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "client_name": "Claude",
+            "application_type": "web",
+        },
+    )
+    assert status == 201, client
+    assert "client_secret" not in client
+    await authorization_code_flow(http, target, client, redirect_uri="https://claude.ai/api/mcp/auth_callback")
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+async def test_confidential_client_authenticates_with_the_echoed_method(
+    target: Target, http: aiohttp.ClientSession, adapter: tuple[ProviderAdapter, str], method: str
+) -> None:
+    status, client = await register(
+        http,
+        target,
+        {
+            "redirect_uris": ["https://app.example.com/oauth/callback"],
+            "token_endpoint_auth_method": method,
+            "grant_types": ["authorization_code", "refresh_token"],
+            "client_name": f"Confidential {method}",
+            "contacts": ["ops@example.com"],
+            "software_id": "acme-mcp",
+            "software_version": "1.2.3",
+        },
+    )
+    assert status == 201, client
+    assert client["token_endpoint_auth_method"] == method
+    assert len(client["client_secret"]) >= 43
+    assert client["client_secret_expires_at"] == 0
+    assert client["contacts"] == ["ops@example.com"]
+    await authorization_code_flow(http, target, client, redirect_uri="https://app.example.com/oauth/callback")
+    stored = await adapter[0].read_client(adapter[1], client["client_id"])
+    assert stored.metadata.token_endpoint_auth_method == method
+    assert stored.metadata.software_id == "acme-mcp"
+    assert stored.metadata.contacts == ["ops@example.com"]
+
+
+async def test_python_sdk_default_body_registers_a_confidential_basic_client(
+    target: Target, http: aiohttp.ClientSession
+) -> None:
+    status, client = await register(
+        http,
+        target,
+        {
+            "client_name": "Example MCP Client",
+            "redirect_uris": ["http://localhost:3000/callback"],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "scope": "openid offline_access",
+        },
+    )
+    assert status == 201, client
+    assert client["token_endpoint_auth_method"] == "client_secret_basic"
+    assert client["client_secret"]
+    await authorization_code_flow(http, target, client, redirect_uri="http://localhost:3000/callback")
+
+
+async def test_client_chosen_client_id_and_secret_are_ignored(target: Target, http: aiohttp.ClientSession) -> None:
+    status, client = await register(
+        http,
+        target,
+        {
+            "client_id": "i-choose-my-id",
+            "client_secret": "i-choose-my-secret-0123456789",
+            "redirect_uris": ["https://app.example.com/cb"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        },
+    )
+    assert status == 201, client
+    assert client["client_id"] != "i-choose-my-id"
+    assert client["client_secret"] != "i-choose-my-secret-0123456789"
+
+
+async def test_registration_response_is_not_cacheable_and_cors_readable(
+    target: Target, http: aiohttp.ClientSession
+) -> None:
+    body = {"redirect_uris": ["http://localhost:6274/oauth/callback"], "token_endpoint_auth_method": "none"}
+    async with http.post(
+        target.registration_endpoint, json=body, headers={"Origin": "http://localhost:6274"}
+    ) as response:
+        assert response.status == 201
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Access-Control-Allow-Origin"] in ("*", "http://localhost:6274")
+    async with http.options(
+        target.registration_endpoint,
+        headers={"Origin": "http://localhost:6274", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"},
+    ) as response:
+        assert response.status == 204
+        assert "POST" in response.headers["Access-Control-Allow-Methods"]
+
+
+BAD_BODIES: dict[str, tuple[Any, int, str]] = {
+    "fragment": ({"redirect_uris": ["https://a.example/cb#frag"]}, 400, "invalid_redirect_uri"),
+    "userinfo": ({"redirect_uris": ["https://client.test@attacker.test/cb"]}, 400, "invalid_redirect_uri"),
+    "wildcard": ({"redirect_uris": ["https://a.example/*"]}, 400, "invalid_redirect_uri"),
+    "javascript": ({"redirect_uris": ["javascript:alert(1)"]}, 400, "invalid_redirect_uri"),
+    "http remote": ({"redirect_uris": ["http://a.example/cb"]}, 400, "invalid_redirect_uri"),
+    "password grant": ({"redirect_uris": ["https://a.example/cb"], "grant_types": ["password"]}, 400,
+                       "invalid_client_metadata"),
+    "client_credentials": ({"redirect_uris": ["https://a.example/cb"],
+                            "grant_types": ["authorization_code", "client_credentials"]}, 400,
+                           "invalid_client_metadata"),
+    "implicit": ({"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]}, 400,
+                 "invalid_client_metadata"),
+    "json null": (None, 400, "invalid_client_metadata"),
+    "json array": ([1, 2], 400, "invalid_client_metadata"),
+    "jwks and jwks_uri": ({"redirect_uris": ["https://a.example/cb"], "jwks_uri": "https://a.example/jwks",
+                           "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}}, 400,
+                          "invalid_client_metadata"),
+}
+
+
+@pytest.mark.parametrize(("body", "status", "error"), BAD_BODIES.values(), ids=BAD_BODIES.keys())
+async def test_bad_registrations_get_the_rfc_error_and_create_nothing(
+    target: Target,
+    http: aiohttp.ClientSession,
+    adapter: tuple[ProviderAdapter, str],
+    body: Any,
+    status: int,
+    error: str,
+) -> None:
+    before = await managed_ids(adapter)
+    async with http.post(target.registration_endpoint, json=body) as response:
+        assert response.status == status
+        assert response.headers["Content-Type"].startswith("application/json")
+        payload = await response.json()
+    assert payload["error"] == error
+    assert payload["error_description"]
+    assert await managed_ids(adapter) == before
+
+
+async def test_non_json_and_oversized_bodies(
+    target: Target, http: aiohttp.ClientSession, adapter: tuple[ProviderAdapter, str]
+) -> None:
+    before = await managed_ids(adapter)
+    async with http.post(
+        target.registration_endpoint, data=b"{not json", headers={"Content-Type": "application/json"}
+    ) as response:
+        assert response.status == 400
+        assert (await response.json())["error"] == "invalid_client_metadata"
+    huge = b'{"redirect_uris": ["https://a.example/cb"], "client_name": "' + b"x" * 70_000 + b'"}'
+    async with http.post(
+        target.registration_endpoint, data=huge, headers={"Content-Type": "application/json"}
+    ) as response:
+        assert response.status == 413
+        assert (await response.json())["error"] == "invalid_client_metadata"
+    assert await managed_ids(adapter) == before
+
+
+# ------------------------------------------------------------------------------- unmanaged clients
+
+
+async def _unmanaged_client(request: pytest.FixtureRequest, target: Target, http: aiohttp.ClientSession) -> str:
+    if target.provider == "keycloak":
+        keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
+        return keycloak.legacy_client_id
+    hydra: HydraProvider = request.getfixturevalue("hydra_provider")
+    async with http.post(
+        f"{hydra.admin_url}/admin/clients",
+        json={"client_id": "legacy-shim-client", "redirect_uris": ["https://legacy.example/cb"]},
+    ) as response:
+        assert response.status in (201, 409)
+    return "legacy-shim-client"
+
+
+async def test_unmanaged_clients_are_untouchable(
+    request: pytest.FixtureRequest,
+    target: Target,
+    http: aiohttp.ClientSession,
+    adapter: tuple[ProviderAdapter, str],
+) -> None:
+    instance, issuer = adapter
+    legacy = await _unmanaged_client(request, target, http)
+    with pytest.raises(ClientNotFound):
+        await instance.read_client(issuer, legacy)
+    with pytest.raises(ClientNotFound):
+        await instance.delete_client(issuer, legacy)
+    assert legacy not in await managed_ids(adapter)
+    # still there, unchanged, in the provider
+    if target.provider == "hydra":
+        hydra: HydraProvider = request.getfixturevalue("hydra_provider")
+        async with http.get(f"{hydra.admin_url}/admin/clients/{legacy}") as response:
+            assert response.status == 200
+    else:
+        keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
+        async with http.post(
+            keycloak.token_endpoint,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": keycloak.legacy_client_id,
+                "client_secret": keycloak.legacy_client_secret,
+            },
+        ) as response:
+            assert response.status == 200, await response.text()
