@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -52,9 +52,13 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
     return event_dict
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto", *, cache_loggers: bool = True) -> None:
-    """Configure structlog (and the stdlib root logger it feeds) once, at start-up."""
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+def configure_logging(
+    level: str = "INFO", fmt: str = "auto", *, cache_loggers: bool = True, stream: TextIO | None = None
+) -> None:
+    """Configure structlog (and the stdlib root logger it feeds) once, at start-up; ``stream`` defaults to
+    standard error."""
+    stream = stream or sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
     numeric_level = logging.getLevelName(level.upper())
     if not isinstance(numeric_level, int):
@@ -69,7 +73,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", *, cache_loggers: 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=cache_loggers,
     )
     logging.basicConfig(level=numeric_level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")

@@ -5,6 +5,7 @@ Fast checks of parsing, error shapes, headers and logging. What providers do is 
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -261,21 +262,21 @@ async def test_cors_preflight_and_headers_on_errors(make_gateway: Factory) -> No
 
 
 @pytest.fixture
-def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[None]:
-    configure_logging("DEBUG", "json", cache_loggers=False)
-    yield
+def json_logs() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    configure_logging("DEBUG", "json", cache_loggers=False, stream=stream)
+    yield stream
     structlog.reset_defaults()
 
 
-@pytest.mark.usefixtures("json_logs")
-async def test_no_secret_reaches_the_logs(make_gateway: Factory, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_no_secret_reaches_the_logs(make_gateway: Factory, json_logs: io.StringIO) -> None:
     client, _ = await make_gateway()
     response = await client.post(
         REGISTER, json={"redirect_uris": ["https://app.example/cb"], "client_secret": "client-chosen-secret-value"}
     )
     body = await response.json()
     assert response.status == 201
-    logged = capsys.readouterr().err
+    logged = json_logs.getvalue()
     assert "client.registered" in logged
     assert body["client_id"] in logged
     assert body["client_secret"] not in logged
