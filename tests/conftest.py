@@ -1,0 +1,152 @@
+"""Session-wide fixtures: real Hydra and Keycloak processes, started once per test session.
+
+``hydra_provider`` and ``keycloak_provider`` start fresh providers on free ports (never the local stack's
+fixed ports, so tests run while ``make stack-up`` is up) and yield frozen dataclasses
+(:class:`gateway.devstack.providers.HydraProvider` / ``KeycloakProvider``).
+
+Keycloak takes 10-30 s to start, so when the collected tests need a provider it is spawned as soon as
+collection ends, in parallel with Hydra and with whatever tests run before the first one that needs it; the
+fixture then only waits for it. Logs go to pytest's temporary directory (``pytest --basetemp`` to choose it;
+the path is in every start-up error and in the fixtures' ``log_path``).
+"""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import pytest
+
+from gateway.devstack.process import Service, free_port
+from gateway.devstack.providers import (
+    HydraProvider,
+    KeycloakProvider,
+    keycloak_provider_for,
+    start_hydra_and_login,
+    start_keycloak,
+)
+
+HYDRA_READY_TIMEOUT = 60.0
+KEYCLOAK_READY_TIMEOUT = 240.0
+
+
+@dataclass
+class _Started:
+    services: list[Service]
+    provider: HydraProvider | KeycloakProvider
+    timeout: float
+    ready: bool = False
+
+    def wait(self) -> None:
+        if not self.ready:
+            for service in self.services:
+                service.wait_ready(self.timeout)
+            self.ready = True
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+
+
+_STARTED = pytest.StashKey[dict[str, _Started]]()
+
+
+def _run_dir(config: pytest.Config, name: str) -> Path:
+    factory = getattr(config, "_tmp_path_factory", None)
+    if isinstance(factory, pytest.TempPathFactory):
+        return factory.mktemp(name)
+    return Path(tempfile.mkdtemp(prefix=f"dcr-{name}-"))
+
+
+def _start_hydra(config: pytest.Config) -> _Started:
+    services, provider = start_hydra_and_login(
+        public_port=free_port(),
+        admin_port=free_port(),
+        gateway_port=free_port(),
+        login_port=free_port(),
+        log_dir=_run_dir(config, "hydra"),
+    )
+    return _Started(services, provider, HYDRA_READY_TIMEOUT)
+
+
+def _start_keycloak(config: pytest.Config) -> _Started:
+    run_dir = _run_dir(config, "keycloak")
+    port = free_port()
+    log_path = run_dir / "keycloak.log"
+    service = start_keycloak(http_port=port, home=run_dir / "home", log_path=log_path)
+    return _Started([service], keycloak_provider_for(port, log_path), KEYCLOAK_READY_TIMEOUT)
+
+
+_STARTERS = {"hydra_provider": _start_hydra, "keycloak_provider": _start_keycloak}
+
+
+def _started(config: pytest.Config) -> dict[str, _Started]:
+    return config.stash.setdefault(_STARTED, {})
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Spawn the providers the collected tests need (without waiting), so they boot in parallel."""
+    if session.config.option.collectonly:
+        return
+    needed = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    started = _started(session.config)
+    for name, start in _STARTERS.items():
+        if name in needed and name not in started:
+            started[name] = start(session.config)
+    if started and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        # A terminated run (CI timeout, `kill`) still stops the providers: they run in their own sessions.
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop providers that were spawned but never used (e.g. after ``-x`` stopped the run early)."""
+    started = _started(session.config)
+    for entry in started.values():
+        entry.stop()
+    started.clear()
+
+
+def _acquire(config: pytest.Config, name: str) -> _Started:
+    """The provider spawned at collection (or spawn it now), once it is ready."""
+    started = _started(config)
+    entry = started.get(name) or _STARTERS[name](config)
+    started[name] = entry
+    try:
+        entry.wait()
+    except BaseException:
+        entry.stop()
+        started.pop(name, None)
+        raise
+    return entry
+
+
+def _release(config: pytest.Config, name: str) -> None:
+    entry = _started(config).pop(name, None)
+    if entry is not None:
+        entry.stop()
+
+
+@pytest.fixture(scope="session")
+def hydra_provider(pytestconfig: pytest.Config) -> Iterator[HydraProvider]:
+    """A fresh Hydra (in-memory) plus the dev login & consent app; its issuer is ``gateway_port``'s origin."""
+    provider = _acquire(pytestconfig, "hydra_provider").provider
+    assert isinstance(provider, HydraProvider)
+    yield provider
+    _release(pytestconfig, "hydra_provider")
+
+
+@pytest.fixture(scope="session")
+def keycloak_provider(pytestconfig: pytest.Config) -> Iterator[KeycloakProvider]:
+    """A fresh Keycloak (own home and H2 database) with realm ``mcp`` from deploy/keycloak/realm-mcp.json."""
+    provider = _acquire(pytestconfig, "keycloak_provider").provider
+    assert isinstance(provider, KeycloakProvider)
+    yield provider
+    _release(pytestconfig, "keycloak_provider")
