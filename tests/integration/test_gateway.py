@@ -7,7 +7,9 @@ and unmanaged clients stay out of reach.
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -363,3 +365,50 @@ async def test_unmanaged_clients_are_untouchable(
             },
         ) as response:
             assert response.status == 200, await response.text()
+
+
+async def test_ipv6_loopback_redirect_works_from_another_port(target: Target, http: aiohttp.ClientSession) -> None:
+    status, client = await register(
+        http,
+        target,
+        {
+            "redirect_uris": ["http://[::1]:3000/callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+        },
+    )
+    assert status == 201, client
+    await authorization_code_flow(http, target, client, redirect_uri="http://[::1]:51234/callback")
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
+
+
+async def test_registration_naming_scopes_keeps_the_providers_defaults(
+    target: Target, http: aiohttp.ClientSession
+) -> None:
+    requested = f"{target.flow_scope} mcp"
+    status, client = await register(
+        http,
+        target,
+        {
+            "redirect_uris": ["http://127.0.0.1:3000/callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "scope": requested,
+        },
+    )
+    assert status == 201, client
+    assert set(client["scope"].split()) == set(requested.split())
+    result = await authorization_code_flow(
+        http, target, client, redirect_uri="http://127.0.0.1:3000/callback", scope=requested
+    )
+    assert "mcp" in result.tokens["scope"].split()
+    if target.provider == "keycloak":
+        claims = _jwt_claims(result.tokens["access_token"])
+        assert claims["sub"]  # carried by the realm's default "basic" scope
+        assert "mcp" in claims["scope"].split()
+        assert "email" in claims["scope"].split()  # a realm default scope survived
