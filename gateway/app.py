@@ -151,6 +151,7 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
         path = registration_paths[issuer.key]
         app.router.add_post(path, _registration_entry(issuer, adapter, reg_settings, cors))
         app.router.add_route(hdrs.METH_OPTIONS, path, _preflight(cors, ("POST",)))
+        app.router.add_route("*", path, _method_not_allowed(("POST", "OPTIONS")))
 
     async def not_found(request: web.Request) -> web.Response:
         return web.json_response(
@@ -177,6 +178,17 @@ def _preflight(cors: CorsPolicy, methods: tuple[str, ...]) -> Handler:
         return cors.preflight(request, methods=methods)
 
     return preflight
+
+
+def _method_not_allowed(allowed: tuple[str, ...]) -> Handler:
+    async def method_not_allowed(request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {"error": "invalid_request", "error_description": f"{request.method} is not allowed; use POST"},
+            status=405,
+            headers={hdrs.ALLOW: ", ".join(allowed)},
+        )
+
+    return method_not_allowed
 
 
 def _registration_entry(

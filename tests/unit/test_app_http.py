@@ -283,3 +283,11 @@ async def test_no_secret_reaches_the_logs(make_gateway: Factory, json_logs: io.S
     assert "client-chosen-secret-value" not in logged
     lines = [json.loads(line) for line in logged.splitlines() if line.startswith("{")]
     assert any(line.get("request_id") for line in lines)
+
+
+async def test_other_methods_on_the_registration_endpoint_are_405_not_proxied(make_gateway: Factory) -> None:
+    client, _ = await make_gateway()
+    response = await client.get(REGISTER)
+    assert response.status == 405
+    assert response.headers["Allow"] == "POST, OPTIONS"
+    assert (await response.json())["error"] == "invalid_request"
