@@ -48,6 +48,8 @@ class Issuer:
     """Path part of the issuer URL: ``/realms/mcp`` for Keycloak, ``""`` for a root issuer."""
     metadata_url: str
     """Provider-internal URL of the issuer's OpenID discovery document."""
+    native_registration_paths: tuple[str, ...] = ()
+    """Path prefixes of the provider's own registration endpoints, which the front door can close."""
 
 
 @dataclass(frozen=True)

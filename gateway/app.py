@@ -158,11 +158,22 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
             {"error": "not_found", "error_description": f"no resource at {request.path}"}, status=404
         )
 
+    closed_prefixes = tuple(
+        prefix for issuer in issuers for prefix in issuer.native_registration_paths
+    ) if settings.block_native_registration else ()
+
     if settings.mode is Mode.FRONT_DOOR:
 
         async def front_door(request: web.Request) -> web.StreamResponse:
             if is_discovery_path(request.path):
                 return await not_found(request)  # an issuer we do not serve: 404, never the provider's 5xx
+            if closed_prefixes and request.path.startswith(closed_prefixes):
+                return web.json_response(
+                    {"error": "not_found",
+                     "error_description": "the provider's own registration endpoint is closed; register at "
+                     + ", ".join(f"{settings.public_url}{p}" for p in registration_paths.values())},
+                    status=404,
+                )
             return await request.app[PROXY](request)
 
         app.router.add_route("*", "/{tail:.*}", front_door)
@@ -220,7 +231,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     try:
         if settings.mode is Mode.FRONT_DOOR:
             proxy_session = FrontDoorProxy.new_session(timeout=settings.provider_timeout)
-            app[PROXY] = FrontDoorProxy(proxy_session, settings.provider_url, settings.public_url)
+            app[PROXY] = FrontDoorProxy(
+                proxy_session,
+                settings.provider_url,
+                settings.public_url,
+                append_forwarded_for=settings.trust_forwarded_for,
+            )
         await adapter.start(session)
         upstream_headers = forwarded_headers(settings.public_url)
         for issuer in adapter.issuers():

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8080"
     """The issuer's public origin (scheme://host[:port]) as clients see it."""
     mode: Mode = Mode.FRONT_DOOR
+    trust_forwarded_for: bool = False
+    """Front door: keep an incoming ``X-Forwarded-For`` and append to it (only behind a load balancer you trust);
+    by default the gateway is the edge and replaces it, so clients cannot spoof their address to the provider."""
+    block_native_registration: bool = True
+    """Front door: answer 404 on the provider's own registration endpoints (Keycloak's
+    ``/realms/{r}/clients-registrations/...``, Hydra's ``/oauth2/register``), so the gateway is the only way in."""
 
     # the provider
     provider: str = "hydra"

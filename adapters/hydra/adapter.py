@@ -85,6 +85,7 @@ class HydraAdapter:
                 key=DEFAULT_ISSUER,
                 path=self._issuer_path,
                 metadata_url=f"{self._public_url}{self._issuer_path}/.well-known/openid-configuration",
+                native_registration_paths=(f"{self._issuer_path}/oauth2/register",),
             )
         ]
 

@@ -101,6 +101,7 @@ class KeycloakAdapter:
                 key=realm,
                 path=f"/realms/{realm}",
                 metadata_url=f"{self._public_url}/realms/{realm}/.well-known/openid-configuration",
+                native_registration_paths=(f"/realms/{realm}/clients-registrations/",),
             )
             for realm in self._realms
         ]

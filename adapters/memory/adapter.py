@@ -52,9 +52,12 @@ class MemoryAdapter:
         stores_extra_metadata=True,
     )
 
-    def __init__(self, *, public_url: str, issuer_path: str = "") -> None:
+    def __init__(
+        self, *, public_url: str, issuer_path: str = "", native_registration_paths: tuple[str, ...] = ()
+    ) -> None:
         self._public_url = public_url.rstrip("/")
         self._issuer_path = issuer_path
+        self._native_registration_paths = native_registration_paths
         self.clients: dict[str, dict[str, ManagedClient]] = {"default": {}}
         self.unmanaged: dict[str, set[str]] = {"default": set()}
         self.unavailable = False
@@ -65,6 +68,7 @@ class MemoryAdapter:
                 key="default",
                 path=self._issuer_path,
                 metadata_url=f"{self._public_url}{self._issuer_path}/.well-known/openid-configuration",
+                native_registration_paths=self._native_registration_paths,
             )
         ]
 

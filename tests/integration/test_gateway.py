@@ -412,3 +412,12 @@ async def test_registration_naming_scopes_keeps_the_providers_defaults(
         assert claims["sub"]  # carried by the realm's default "basic" scope
         assert "mcp" in claims["scope"].split()
         assert "email" in claims["scope"].split()  # a realm default scope survived
+
+
+async def test_the_providers_own_registration_endpoint_is_closed_at_the_front_door(
+    target: Target, http: aiohttp.ClientSession
+) -> None:
+    path = "/oauth2/register" if target.provider == "hydra" else "/realms/mcp/clients-registrations/openid-connect"
+    async with http.post(f"{target.url}{path}", json={"redirect_uris": ["https://a.example/cb"]}) as response:
+        assert response.status == 404
+        assert target.registration_endpoint in (await response.json())["error_description"]

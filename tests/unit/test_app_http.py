@@ -68,7 +68,11 @@ async def make_gateway() -> AsyncIterator[Factory]:
         settings = Settings(
             public_url=PUBLIC, provider="memory", provider_url=upstream_url, **overrides
         )
-        adapter = MemoryAdapter(public_url=upstream_url, issuer_path=ISSUER_PATH)
+        adapter = MemoryAdapter(
+            public_url=upstream_url,
+            issuer_path=ISSUER_PATH,
+            native_registration_paths=(f"{ISSUER_PATH}/clients-registrations/",),
+        )
         client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings, adapter=adapter), host="127.0.0.1"))
         await client.start_server()
         clients.append(client)
@@ -291,3 +295,14 @@ async def test_other_methods_on_the_registration_endpoint_are_405_not_proxied(ma
     assert response.status == 405
     assert response.headers["Allow"] == "POST, OPTIONS"
     assert (await response.json())["error"] == "invalid_request"
+
+
+async def test_front_door_closes_the_providers_own_registration_endpoint(make_gateway: Factory) -> None:
+    client, _ = await make_gateway()
+    response = await client.post("/realms/mcp/clients-registrations/openid-connect", json=NATIVE)
+    assert response.status == 404
+    assert PUBLIC + REGISTER in (await response.json())["error_description"]
+    client, _ = await make_gateway(block_native_registration=False)
+    response = await client.post("/realms/mcp/clients-registrations/openid-connect", json=NATIVE)
+    assert response.status == 200
+    assert await response.json() == {"proxied": "/realms/mcp/clients-registrations/openid-connect"}
