@@ -2,7 +2,9 @@
 #
 #   make venv        .venv with the project and its dev tools (reinstalled when pyproject.toml changes)
 #   make providers   build/fetch Hydra and Keycloak into the cache (~/.cache/dcr-gateway), once per version
-#   make test        venv + providers, then the whole test suite (it starts its own providers on free ports)
+#   make system-deps nginx from Debian's packages (for the path-routing example test); as root, else a message
+#   make test        venv + providers + system-deps, then the whole test suite (it starts its own providers)
+#   make bench       registration latency (gateway vs admin API, real providers) and discovery req/s benchmarks
 #   make lint        ruff + mypy --strict
 #   make stack-up    Hydra :4444/:4445, dev login app :8090, Keycloak :8180, gateways :8080 (Hydra) and :8081
 #                    (Keycloak); idempotent; logs and pids in .stack/
@@ -20,7 +22,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv providers test lint stack-up stack-down stack-status run
+.PHONY: help venv providers system-deps test lint bench stack-up stack-down stack-status run
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -36,12 +38,28 @@ providers:
 	@deploy/providers/hydra.sh ensure
 	@deploy/providers/keycloak.sh ensure
 
-test: venv providers
+# nginx runs only as a foreground test process (own prefix, pid and log files): never as a system service.
+system-deps:
+	@if command -v nginx >/dev/null; then :; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "system-deps: nginx is not installed and this is not root: skipping (as root: apt-get install -y nginx-light); tests/integration/test_nginx_path_routing.py will be skipped"; \
+	else \
+		command -v nginx || (apt-get update && apt-get install -y nginx-light || apt-get install -y nginx); \
+	fi
+
+test: venv providers system-deps
 	$(VENV)/bin/pytest -q -ra --durations=10 $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+BENCH_REGISTRATION_ARGS ?= --requests 200 --concurrency 8
+BENCH_DISCOVERY_ARGS ?=
+
+bench: venv providers
+	$(VPY) bench/registration_latency.py $(BENCH_REGISTRATION_ARGS)
+	$(VPY) bench/discovery_rps.py $(BENCH_DISCOVERY_ARGS)
 
 stack-up: venv providers
 	@$(VPY) -m gateway.devstack.stack up
