@@ -1,7 +1,8 @@
 # dcr-gateway image (also runs the DEVELOPMENT-ONLY Hydra login app of docker-compose.yml).
 #   docker build -t dcr-gateway .
 #   docker run --rm -p 127.0.0.1:8080:8080 -e DCR_PROVIDER=hydra -e DCR_PROVIDER_URL=... dcr-gateway
-FROM python:3.11-slim
+# Pinned: Python patch release and Debian release (bump deliberately; the project requires Python >= 3.11).
+FROM python:3.11.13-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -5,7 +5,7 @@ A third party adds a provider without forking by publishing a package with::
     [project.entry-points."dcr_gateway.adapters"]
     myidp = "my_package.adapter:create_adapter"
 
-where ``create_adapter(settings, session)`` returns an object satisfying
+where ``create_adapter(settings)`` returns an object satisfying
 :class:`adapters.base.ProviderAdapter`.
 """
 
@@ -30,6 +30,10 @@ class UnknownAdapter(LookupError):
     """No built-in adapter and no entry point has that name."""
 
 
+class AdapterLoadError(LookupError):
+    """An adapter exists under that name but could not be imported."""
+
+
 def _load(target: str) -> AdapterFactory:
     module_name, _, attribute = target.partition(":")
     module = importlib.import_module(module_name)
@@ -45,9 +49,12 @@ def available() -> list[str]:
 
 def get_factory(name: str) -> AdapterFactory:
     """The factory for adapter ``name``. Built-ins win over entry points of the same name."""
-    if name in BUILTINS:
-        return _load(BUILTINS[name])
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            return cast(AdapterFactory, ep.load())
+    try:
+        if name in BUILTINS:
+            return _load(BUILTINS[name])
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name == name:
+                return cast(AdapterFactory, ep.load())
+    except (ImportError, AttributeError) as exc:
+        raise AdapterLoadError(f"adapter {name!r} could not be loaded: {exc}") from exc
     raise UnknownAdapter(f"no adapter named {name!r}; available: {', '.join(available())}")

@@ -11,8 +11,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-
 
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
@@ -24,13 +22,13 @@ def _serve(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
         settings = load_settings(args.config, **overrides)
-    except ValidationError as exc:
+    except ValueError as exc:  # pydantic ValidationError, SettingsError, TOMLDecodeError, ConfigFileError
         print(f"dcr-gateway: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
         app = create_app(settings)
-    except (ValueError, LookupError) as exc:
+    except (ValueError, LookupError, ImportError) as exc:
         print(f"dcr-gateway: {exc}", file=sys.stderr)
         return 2
     web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None)

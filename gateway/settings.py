@@ -8,6 +8,8 @@ Environment variables win over the file. Secrets are ``SecretStr`` so they never
 from __future__ import annotations
 
 import os
+import tomllib
+from contextvars import ContextVar
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +21,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+_CONFIG_FILE: ContextVar[str | None] = ContextVar("dcr_config_file", default=None)
+"""The file :func:`load_settings` was given; kept out of ``os.environ`` so it does not leak into children."""
 
 
 class Mode(StrEnum):
@@ -132,14 +137,28 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("DCR_CONFIG_FILE")
+        config_file = _CONFIG_FILE.get() or os.environ.get("DCR_CONFIG_FILE")
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
 
 
+class ConfigFileError(ValueError):
+    """The named configuration file does not exist or cannot be read."""
+
+
 def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
-    """Parse settings once, at start-up (``DCR_*`` environment, then the optional TOML file)."""
-    if config_file:
-        os.environ["DCR_CONFIG_FILE"] = config_file
-    return Settings(**overrides)
+    """Parse settings once, at start-up (``DCR_*`` environment, then the optional TOML file).
+
+    A named file that does not exist is an error, never a silent start on defaults.
+    """
+    config_file = config_file or os.environ.get("DCR_CONFIG_FILE")
+    if config_file and not Path(config_file).is_file():
+        raise ConfigFileError(f"configuration file {config_file!r} does not exist")
+    token = _CONFIG_FILE.set(config_file)
+    try:
+        return Settings(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"configuration file {config_file!r} is not valid TOML: {exc}") from exc
+    finally:
+        _CONFIG_FILE.reset(token)

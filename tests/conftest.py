@@ -8,20 +8,27 @@ Keycloak takes 10-30 s to start, so when the collected tests need a provider it 
 collection ends, in parallel with Hydra and with whatever tests run before the first one that needs it; the
 fixture then only waits for it. Logs go to pytest's temporary directory (``pytest --basetemp`` to choose it;
 the path is in every start-up error and in the fixtures' ``log_path``).
+
+``--providers=containers`` (or ``DCR_TEST_PROVIDERS=containers``) starts the same pinned versions from their
+images through testcontainers instead (needs a Docker engine; see :mod:`gateway.devstack.containers`); the
+fixtures yield the same dataclasses, with the containers' published ports. The default, ``local``, is what CI
+runs.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 import pytest
 
-from gateway.devstack.process import Service, free_port
+from gateway.devstack.process import free_port
 from gateway.devstack.providers import (
     HydraProvider,
     KeycloakProvider,
@@ -34,12 +41,52 @@ HYDRA_READY_TIMEOUT = 60.0
 KEYCLOAK_READY_TIMEOUT = 240.0
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--providers",
+        choices=("local", "containers"),
+        default=None,
+        help="where hydra_provider/keycloak_provider come from: local processes (default; also "
+        "$DCR_TEST_PROVIDERS) or containers of the pinned images (testcontainers; needs a Docker engine)",
+    )
+
+
+def providers_mode(config: pytest.Config) -> str:
+    """``local`` or ``containers``: ``--providers``, else ``$DCR_TEST_PROVIDERS``, else ``local``."""
+    from gateway.devstack.containers import providers_mode as resolve
+
+    try:
+        return resolve(config.getoption("providers"), os.environ)
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    providers_mode(config)  # a bad $DCR_TEST_PROVIDERS fails the run at once, not after collection
+
+
+class _Handle(Protocol):
+    """A started provider (a local :class:`Service` or a container): wait until it serves, stop it."""
+
+    def wait_ready(self, timeout: float) -> float: ...
+
+    def stop(self) -> None: ...
+
+
+Provider = HydraProvider | KeycloakProvider
+
+
 @dataclass
 class _Started:
-    services: list[Service]
-    provider: HydraProvider | KeycloakProvider
+    services: Sequence[_Handle]
+    resolve: Callable[[], Provider]
+    """The provider as the tests see it (containers know their published ports only once started)."""
     timeout: float
     ready: bool = False
+
+    @property
+    def provider(self) -> Provider:
+        return self.resolve()
 
     def wait(self) -> None:
         if not self.ready:
@@ -70,7 +117,7 @@ def _start_hydra(config: pytest.Config) -> _Started:
         login_port=free_port(),
         log_dir=_run_dir(config, "hydra"),
     )
-    return _Started(services, provider, HYDRA_READY_TIMEOUT)
+    return _Started(services, lambda: provider, HYDRA_READY_TIMEOUT)
 
 
 def _start_keycloak(config: pytest.Config) -> _Started:
@@ -78,10 +125,36 @@ def _start_keycloak(config: pytest.Config) -> _Started:
     port = free_port()
     log_path = run_dir / "keycloak.log"
     service = start_keycloak(http_port=port, home=run_dir / "home", log_path=log_path)
-    return _Started([service], keycloak_provider_for(port, log_path), KEYCLOAK_READY_TIMEOUT)
+    provider = keycloak_provider_for(port, log_path)
+    return _Started([service], lambda: provider, KEYCLOAK_READY_TIMEOUT)
 
 
-_STARTERS = {"hydra_provider": _start_hydra, "keycloak_provider": _start_keycloak}
+def _start_hydra_container(config: pytest.Config) -> _Started:
+    from gateway.devstack.containers import HydraInContainer
+
+    hydra = HydraInContainer(gateway_port=free_port(), login_port=free_port(), log_dir=_run_dir(config, "hydra"))
+    hydra.start()
+    return _Started([hydra], lambda: hydra.provider, HYDRA_READY_TIMEOUT)
+
+
+def _start_keycloak_container(config: pytest.Config) -> _Started:
+    from gateway.devstack.containers import KeycloakInContainer
+
+    keycloak = KeycloakInContainer(log_dir=_run_dir(config, "keycloak"))
+    keycloak.start()
+    return _Started([keycloak], lambda: keycloak.provider, KEYCLOAK_READY_TIMEOUT)
+
+
+Starter = Callable[[pytest.Config], _Started]
+_LOCAL_STARTERS: dict[str, Starter] = {"hydra_provider": _start_hydra, "keycloak_provider": _start_keycloak}
+_CONTAINER_STARTERS: dict[str, Starter] = {
+    "hydra_provider": _start_hydra_container,
+    "keycloak_provider": _start_keycloak_container,
+}
+
+
+def _starters(config: pytest.Config) -> dict[str, Starter]:
+    return _CONTAINER_STARTERS if providers_mode(config) == "containers" else _LOCAL_STARTERS
 
 
 def _started(config: pytest.Config) -> dict[str, _Started]:
@@ -94,7 +167,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     needed = {name for item in session.items for name in getattr(item, "fixturenames", ())}
     started = _started(session.config)
-    for name, start in _STARTERS.items():
+    for name, start in _starters(session.config).items():
         if name in needed and name not in started:
             started[name] = start(session.config)
     if started and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
@@ -117,7 +190,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def _acquire(config: pytest.Config, name: str) -> _Started:
     """The provider spawned at collection (or spawn it now), once it is ready."""
     started = _started(config)
-    entry = started.get(name) or _STARTERS[name](config)
+    entry = started.get(name) or _starters(config)[name](config)
     started[name] = entry
     try:
         entry.wait()
