@@ -29,17 +29,7 @@ from adapters.base import (
     ProviderUnavailable,
 )
 from adapters.hydra.mapping import from_hydra, is_managed, to_hydra
-from gateway.rfc7591.models import (
-    AUTHORIZATION_CODE,
-    CLIENT_CREDENTIALS,
-    CLIENT_SECRET_BASIC,
-    CLIENT_SECRET_JWT,
-    CLIENT_SECRET_POST,
-    DEVICE_CODE,
-    NONE,
-    PRIVATE_KEY_JWT,
-    REFRESH_TOKEN,
-)
+from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -54,10 +44,8 @@ class HydraAdapter:
 
     name = "hydra"
     capabilities = Capabilities(
-        token_endpoint_auth_methods=frozenset(
-            {NONE, CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, CLIENT_SECRET_JWT, PRIVATE_KEY_JWT}
-        ),
-        grant_types=frozenset({AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS, DEVICE_CODE}),
+        token_endpoint_auth_methods=TOKEN_ENDPOINT_AUTH_METHODS,
+        grant_types=GRANT_TYPES,
         loopback_any_port=True,  # Hydra ignores the port of http loopback IP literals itself
         per_client_pkce=False,  # global: oauth2.pkce.enforced / enforced_for_public_clients
         stores_extra_metadata=True,

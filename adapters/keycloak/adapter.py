@@ -36,17 +36,7 @@ from adapters.keycloak.mapping import (
     registered_view,
     to_keycloak,
 )
-from gateway.rfc7591.models import (
-    AUTHORIZATION_CODE,
-    CLIENT_CREDENTIALS,
-    CLIENT_SECRET_BASIC,
-    CLIENT_SECRET_JWT,
-    CLIENT_SECRET_POST,
-    DEVICE_CODE,
-    NONE,
-    PRIVATE_KEY_JWT,
-    REFRESH_TOKEN,
-)
+from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
 if TYPE_CHECKING:
     import aiohttp
@@ -64,10 +54,8 @@ class KeycloakAdapter:
 
     name = "keycloak"
     capabilities = Capabilities(
-        token_endpoint_auth_methods=frozenset(
-            {NONE, CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, CLIENT_SECRET_JWT, PRIVATE_KEY_JWT}
-        ),
-        grant_types=frozenset({AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS, DEVICE_CODE}),
+        token_endpoint_auth_methods=TOKEN_ENDPOINT_AUTH_METHODS,
+        grant_types=GRANT_TYPES,
         loopback_any_port=True,  # through the port-less copy, see mapping.keycloak_redirect_uris
         per_client_pkce=True,
         stores_extra_metadata=True,

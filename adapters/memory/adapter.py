@@ -19,18 +19,7 @@ from adapters.base import (
     NewClient,
     ProviderUnavailable,
 )
-from gateway.rfc7591.models import (
-    AUTHORIZATION_CODE,
-    CLIENT_CREDENTIALS,
-    CLIENT_SECRET_BASIC,
-    CLIENT_SECRET_JWT,
-    CLIENT_SECRET_POST,
-    DEVICE_CODE,
-    NONE,
-    PRIVATE_KEY_JWT,
-    REFRESH_TOKEN,
-    ClientMetadata,
-)
+from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS, ClientMetadata
 
 if TYPE_CHECKING:
     import aiohttp
@@ -43,10 +32,8 @@ class MemoryAdapter:
 
     name = "memory"
     capabilities = Capabilities(
-        token_endpoint_auth_methods=frozenset(
-            {NONE, CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, CLIENT_SECRET_JWT, PRIVATE_KEY_JWT}
-        ),
-        grant_types=frozenset({AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS, DEVICE_CODE}),
+        token_endpoint_auth_methods=TOKEN_ENDPOINT_AUTH_METHODS,
+        grant_types=GRANT_TYPES,
         loopback_any_port=True,
         per_client_pkce=True,
         stores_extra_metadata=True,

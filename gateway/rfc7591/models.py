@@ -26,6 +26,13 @@ CLIENT_SECRET_POST = "client_secret_post"
 CLIENT_SECRET_JWT = "client_secret_jwt"
 PRIVATE_KEY_JWT = "private_key_jwt"
 
+TOKEN_ENDPOINT_AUTH_METHODS = frozenset(
+    {NONE, CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, CLIENT_SECRET_JWT, PRIVATE_KEY_JWT}
+)
+"""Every ``token_endpoint_auth_method`` the gateway knows how to register."""
+GRANT_TYPES = frozenset({AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS, DEVICE_CODE})
+"""Every grant type the gateway knows how to register (``implicit`` and ``password`` never)."""
+
 SECRET_AUTH_METHODS = frozenset({CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, CLIENT_SECRET_JWT})
 """Auth methods for which the gateway issues a ``client_secret`` (RFC 7591 section 3.2.1)."""
 

@@ -23,24 +23,22 @@ from gateway.rfc7591.models import (
     AUTHORIZATION_CODE,
     CLIENT_CREDENTIALS,
     CLIENT_SECRET_BASIC,
-    CLIENT_SECRET_JWT,
-    CLIENT_SECRET_POST,
     DEVICE_CODE,
+    GRANT_TYPES,
     IMPLICIT,
     NONE,
     PASSWORD,
     PRIVATE_KEY_JWT,
     REFRESH_TOKEN,
+    TOKEN_ENDPOINT_AUTH_METHODS,
     ClientMetadata,
 )
 
 FORBIDDEN_SCHEMES = frozenset({"javascript", "data", "file", "vbscript", "about", "blob"})
 """Schemes that can never be a redirect target (node-oidc-provider, OAuth 2.0 Security BCP)."""
 
-GATEWAY_GRANT_TYPES = frozenset({AUTHORIZATION_CODE, REFRESH_TOKEN, DEVICE_CODE, CLIENT_CREDENTIALS})
-GATEWAY_AUTH_METHODS = frozenset(
-    {NONE, CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, CLIENT_SECRET_JWT, PRIVATE_KEY_JWT}
-)
+GATEWAY_GRANT_TYPES = GRANT_TYPES
+GATEWAY_AUTH_METHODS = TOKEN_ENDPOINT_AUTH_METHODS
 PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 """RFC 7518 section 6: members that only private or symmetric keys carry."""
 
