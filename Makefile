@@ -39,10 +39,12 @@ providers:
 	@deploy/providers/keycloak.sh ensure
 
 # nginx runs only as a foreground test process (own prefix, pid and log files): never as a system service.
+# (/usr/sbin is not on every user's PATH; on a host with a service manager the package may start its own
+# nginx on :80, which the tests do not use.)
 system-deps:
-	@if command -v nginx >/dev/null; then :; \
-	elif [ "$$(id -u)" != 0 ]; then \
-		echo "system-deps: nginx is not installed and this is not root: skipping (as root: apt-get install -y nginx-light); tests/integration/test_nginx_path_routing.py will be skipped"; \
+	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "system-deps: nginx is not installed and this is not root on Debian/Ubuntu: skipping (as root: apt-get install -y nginx-light); tests/integration/test_nginx_path_routing.py will be skipped"; \
 	else \
 		command -v nginx || (apt-get update && apt-get install -y nginx-light || apt-get install -y nginx); \
 	fi

@@ -1,11 +1,15 @@
-"""Discovery throughput: the gateway's discovery route against a bare aiohttp handler serving the same bytes.
+"""Discovery throughput: the full gateway app against a bare aiohttp handler serving the same bytes.
 
 Starts, each in its own process on loopback:
 
 - a fake-but-real provider: a tiny aiohttp app serving a Keycloak-shaped
   ``/realms/mcp/.well-known/openid-configuration`` (``tests/unit/data/keycloak-openid-configuration.json``);
-- the gateway side: :func:`gateway.rfc8414.handler.discovery_routes` over a started
-  :class:`gateway.rfc8414.cache.DiscoveryCache` that fetched and rewrote that document (CORS on, ``*``);
+- the gateway side: the whole application, :func:`gateway.app.create_app`, with the memory adapter (issuer
+  ``/realms/mcp``) in front of that provider, so the request-id and error middlewares, the router with every
+  route of the app and the discovery handler (CORS ``*``, ETag, Cache-Control) all run per request. Logging
+  is configured as ``dcr-gateway serve`` does (:func:`gateway.logging.configure_logging`, JSON) at level
+  WARNING by default (``--gateway-log-level``), the realistic production setting: the per-request
+  ``http.request`` line is an INFO event, so it is filtered but its call still costs;
 - the bare side: ``web.Response(body=<the same bytes>, content_type="application/json")``.
 
 Then it loads each side in turn (alternating, ``--rounds`` times) with a bounded number of requests and a time
@@ -21,6 +25,7 @@ On machines with two or more CPUs the servers are pinned to CPU 0 and the load g
 
     .venv/bin/python bench/discovery_rps.py                     # raw generator, 3 rounds
     .venv/bin/python bench/discovery_rps.py --generator wrk --duration 5
+    .venv/bin/python bench/discovery_rps.py --gateway-log-level INFO 2>/dev/null   # one JSON line per request
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import multiprocessing as mp
 import os
 import re
@@ -44,7 +48,6 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
-import structlog
 from aiohttp import ClientSession, TCPConnector, web
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +56,10 @@ ISSUER_PATH = "/realms/mcp"
 UPSTREAM_PATH = f"{ISSUER_PATH}/.well-known/openid-configuration"
 DISCOVERY_PATH = f"/.well-known/oauth-authorization-server{ISSUER_PATH}"
 HOST = "127.0.0.1"
+ISSUER = str(json.loads(DOCUMENT.read_text())["issuer"])
+PUBLIC_URL = ISSUER.removesuffix(ISSUER_PATH)
+"""The gateway's public origin: the document's issuer must be ``{public_url}{issuer path}``."""
+REGISTRATION_ENDPOINT = f"{ISSUER}/register"
 
 
 # --------------------------------------------------------------------------------------------------- servers
@@ -85,45 +92,28 @@ def _run_provider(ready: Queue[int], cpus: Sequence[int] | None) -> None:
     asyncio.run(_serve(app, ready))
 
 
-def _run_gateway(ready: Queue[int], cpus: Sequence[int] | None, provider_port: int) -> None:
+def _run_gateway(
+    ready: Queue[int], cpus: Sequence[int] | None, provider_port: int, mode: str, log_level: str
+) -> None:
+    """The whole app, as ``dcr-gateway serve`` builds it, with the memory adapter as the provider's."""
     _pin(cpus)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    from gateway.cors import CorsPolicy
-    from gateway.rfc8414.cache import DiscoveryCache
-    from gateway.rfc8414.handler import discovery_routes
+    from adapters.memory.adapter import MemoryAdapter
+    from gateway.app import create_app
+    from gateway.logging import configure_logging
+    from gateway.settings import Mode, Settings
 
-    issuer = json.loads(DOCUMENT.read_text())["issuer"]
-    cache_key = web.AppKey("cache", DiscoveryCache)
-
-    async def discovery_cache(app: web.Application) -> Any:
-        async with ClientSession() as session:
-            cache = DiscoveryCache(
-                session,
-                f"http://{HOST}:{provider_port}{UPSTREAM_PATH}",
-                registration_endpoint=f"{issuer}/register",
-                expected_issuer=issuer,
-            )
-            await cache.start()
-            if cache.current() is None:
-                raise RuntimeError("the gateway could not fetch the provider's document")
-            app[cache_key] = cache
-            yield
-            await cache.close()
-
-    async def main() -> None:
-        # The routes need the cache object before the app starts: build it in a parent app's context.
-        holder = web.Application()
-        holder.cleanup_ctx.append(discovery_cache)
-        runner = web.AppRunner(holder)
-        await runner.setup()  # runs the cleanup_ctx start-up: the cache is fetched now
-        app = web.Application()
-        app.add_routes(discovery_routes({ISSUER_PATH: holder[cache_key]}, cors=CorsPolicy(("*",))))
-        try:
-            await _serve(app, ready)
-        finally:
-            await runner.cleanup()
-
-    asyncio.run(main())
+    provider_url = f"http://{HOST}:{provider_port}"
+    settings = Settings(
+        public_url=PUBLIC_URL,
+        mode=Mode(mode),
+        provider="memory",
+        provider_url=provider_url,
+        log_level=log_level,
+        log_format="json",
+    )
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings, adapter=MemoryAdapter(public_url=provider_url, issuer_path=ISSUER_PATH))
+    asyncio.run(_serve(app, ready))  # the runner's set-up runs the app's cleanup context: discovery is fetched
 
 
 def _run_bare(ready: Queue[int], cpus: Sequence[int] | None, body: bytes) -> None:
@@ -343,9 +333,9 @@ def wrk_load(port: int, *, connections: int, duration: float, threads: int, cpus
 # ------------------------------------------------------------------------------------------------------ main
 
 
-def _fetch(port: int) -> tuple[int, str | None, bytes]:
+def _fetch(port: int) -> tuple[int, dict[str, str], bytes]:
     with urllib.request.urlopen(f"http://{HOST}:{port}{DISCOVERY_PATH}", timeout=10) as response:
-        return response.status, response.headers.get("ETag"), response.read()
+        return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
 
 
 def _summarize(result: Result) -> dict[str, float]:
@@ -426,6 +416,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load per side first")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and generators to CPUs")
+    parser.add_argument("--mode", choices=("front-door", "path-routing"), default="front-door", help="gateway mode")
+    parser.add_argument(
+        "--gateway-log-level",
+        default="WARNING",
+        help="the gateway's log level (INFO writes one JSON line per request to standard error)",
+    )
     return parser.parse_args(argv)
 
 
@@ -449,22 +445,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         provider, provider_port = _start(_run_provider, server_cpus)
         processes.append(provider)
-        gateway, gateway_port = _start(_run_gateway, server_cpus, provider_port)
+        gateway, gateway_port = _start(_run_gateway, server_cpus, provider_port, args.mode, args.gateway_log_level)
         processes.append(gateway)
-        status, etag, body = _fetch(gateway_port)
-        if status != 200 or json.loads(body)["registration_endpoint"].endswith("/clients-registrations/openid-connect"):
+        status, headers, body = _fetch(gateway_port)
+        if status != 200 or json.loads(body)["registration_endpoint"] != REGISTRATION_ENDPOINT:
             raise RuntimeError("the gateway did not serve the rewritten document")
         bare, bare_port = _start(_run_bare, server_cpus, body)
         processes.append(bare)
-        if _fetch(bare_port)[2] != body:
+        _, bare_headers, bare_body = _fetch(bare_port)
+        if bare_body != body:
             raise RuntimeError("the two sides do not serve the same bytes")
+        extra = sorted(set(headers) - set(bare_headers))
         print(
-            f"document {len(body)} bytes, ETag {etag}; generator {plan.generator}, {plan.connections} connections, "
+            f"document {len(body)} bytes, ETag {headers.get('etag')}; gateway-only response headers: "
+            f"{', '.join(extra)}; gateway log level {args.gateway_log_level}"
+        )
+        print(
+            f"generator {plan.generator}, {plan.connections} connections, "
             f"{plan.client_procs} client process(es); servers on CPU {server_cpus or 'any'}, clients on "
             f"{client_cpus or 'any'}; {plan.rounds} round(s) of at most {plan.requests} requests and "
             f"{plan.duration:g} s per side"
         )
-        rounds = compare(plan, {"gateway discovery route": gateway_port, "bare aiohttp handler": bare_port})
+        rounds = compare(plan, {f"gateway app ({args.mode})": gateway_port, "bare aiohttp handler": bare_port})
     finally:
         for process in processes:
             process.terminate()
