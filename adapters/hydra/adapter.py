@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 DEFAULT_ISSUER = "default"
+_TRANSIENT = re.compile(r"unable to serialize access|concurrent update|database is locked", re.IGNORECASE)
 
 
 class HydraAdapter:
@@ -118,6 +119,9 @@ class HydraAdapter:
         description = payload.get("error_description") if isinstance(payload, dict) else None
         if status == 409:
             return ClientConflict("hydra: a client with this client_id exists")
+        if _TRANSIENT.search(f"{error} {description}"):
+            # Hydra answers some storage conflicts (e.g. SQLite serialization failures) with a 400.
+            return ProviderUnavailable(f"hydra: transient storage conflict (HTTP {status})")
         field_name = "redirect_uris" if error == "invalid_redirect_uri" else None
         return ProviderRejected(f"hydra: {description or error or f'HTTP {status}'}", field_name=field_name)
 

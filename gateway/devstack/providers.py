@@ -329,13 +329,17 @@ def keycloak_gateway_env(
     }
 
 
-def start_gateway(name: str, *, env: Mapping[str, str], log_path: Path | None) -> Service:
-    """``dcr-gateway serve`` with ``env`` (``DCR_*``); ready when ``GET /healthz`` answers 200."""
+def start_gateway(
+    name: str, *, env: Mapping[str, str], log_path: Path | None, ready_path: str = "/healthz"
+) -> Service:
+    """``dcr-gateway serve`` with ``env`` (``DCR_*``); ready when ``GET {ready_path}`` on its own listener answers
+    200 (polled at ``DCR_HOST:DCR_PORT``, not the public URL, which may be an ingress in front of it)."""
+    host = env.get("DCR_HOST", LOOPBACK)
     return spawn(
         name,
         gateway_command(),
         log_path=log_path,
-        ready_url=f"{env['DCR_PUBLIC_URL']}/healthz",
+        ready_url=f"http://{host}:{env['DCR_PORT']}{ready_path}",
         env=env,
         cwd=REPO_ROOT,
     )

@@ -37,9 +37,9 @@ from gateway.devstack.providers import (
     REPO_ROOT,
     HydraProvider,
     KeycloakProvider,
-    gateway_command,
     hydra_gateway_env,
     keycloak_gateway_env,
+    start_gateway,
     start_hydra_and_login,
 )
 from gateway.rfc8414.wellknown import discovery_locations
@@ -122,14 +122,7 @@ def start_nginx(run_dir: Path, values: Mapping[str, str], ready_path: str) -> Se
 def start_path_routing_gateway(name: str, env: dict[str, str], *, public_url: str, log_path: Path) -> Service:
     """``dcr-gateway serve`` in path-routing mode; ready when its own ``/readyz`` is (nginx does not route it)."""
     env = {**env, "DCR_PUBLIC_URL": public_url, "DCR_MODE": "path-routing"}
-    return spawn(
-        name,
-        gateway_command(),
-        log_path=log_path,
-        ready_url=f"http://{LOOPBACK}:{env['DCR_PORT']}/readyz",
-        env=env,
-        cwd=REPO_ROOT,
-    )
+    return start_gateway(name, env=env, log_path=log_path, ready_path="/readyz")
 
 
 @dataclass(frozen=True)

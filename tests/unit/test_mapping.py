@@ -209,3 +209,18 @@ def test_keycloak_secret_methods(method: str, authenticator: str) -> None:
     )
     assert rep["clientAuthenticatorType"] == authenticator
     assert from_keycloak(rep).metadata.token_endpoint_auth_method == method
+
+
+def test_hydra_storage_conflicts_are_transient_not_client_errors() -> None:
+    from adapters.base import ProviderRejected, ProviderUnavailable
+    from adapters.hydra.adapter import HydraAdapter
+
+    conflict = HydraAdapter._rejection(
+        400, {"error": "invalid_request", "error_description": "Unable to serialize access due to a concurrent update"}
+    )
+    assert isinstance(conflict, ProviderUnavailable)
+    rejected = HydraAdapter._rejection(
+        400, {"error": "invalid_redirect_uri", "error_description": "redirect_uris must be absolute"}
+    )
+    assert isinstance(rejected, ProviderRejected)
+    assert rejected.field_name == "redirect_uris"
