@@ -10,6 +10,7 @@ accepted by ``ory_hydra_client.models.OAuth2Client``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
