@@ -5,7 +5,7 @@
 #   make system-deps nginx from Debian's packages (for the path-routing example test); as root, else a message
 #   make test        venv + providers + system-deps, then the whole test suite (it starts its own providers)
 #   make bench       registration latency (gateway vs admin API, real providers) and discovery req/s benchmarks
-#   make lint        ruff + mypy --strict
+#   make lint        ruff check + ruff format --check + mypy --strict
 #   make stack-up    Hydra :4444/:4445, dev login app :8090, Keycloak :8180, gateways :8080 (Hydra) and :8081
 #                    (Keycloak); idempotent; logs and pids in .stack/
 #   make stack-down  stop the stack
@@ -54,6 +54,7 @@ test: venv providers system-deps
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 BENCH_REGISTRATION_ARGS ?= --requests 200 --concurrency 8

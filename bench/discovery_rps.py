@@ -92,9 +92,7 @@ def _run_provider(ready: Queue[int], cpus: Sequence[int] | None) -> None:
     asyncio.run(_serve(app, ready))
 
 
-def _run_gateway(
-    ready: Queue[int], cpus: Sequence[int] | None, provider_port: int, mode: str, log_level: str
-) -> None:
+def _run_gateway(ready: Queue[int], cpus: Sequence[int] | None, provider_port: int, mode: str, log_level: str) -> None:
     """The whole app, as ``dcr-gateway serve`` builds it, with the memory adapter as the provider's."""
     _pin(cpus)
     from adapters.memory.adapter import MemoryAdapter

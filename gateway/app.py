@@ -173,9 +173,11 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
             {"error": "not_found", "error_description": f"no resource at {request.path}"}, status=404
         )
 
-    closed_prefixes = tuple(
-        prefix for issuer in issuers for prefix in issuer.native_registration_paths
-    ) if settings.block_native_registration else ()
+    closed_prefixes = (
+        tuple(prefix for issuer in issuers for prefix in issuer.native_registration_paths)
+        if settings.block_native_registration
+        else ()
+    )
 
     if settings.mode is Mode.FRONT_DOOR:
 
@@ -184,9 +186,11 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
                 return await not_found(request)  # an issuer we do not serve: 404, never the provider's 5xx
             if closed_prefixes and request.path.startswith(closed_prefixes):
                 return web.json_response(
-                    {"error": "not_found",
-                     "error_description": "the provider's own registration endpoint is closed; register at "
-                     + ", ".join(f"{settings.public_url}{p}" for p in registration_paths.values())},
+                    {
+                        "error": "not_found",
+                        "error_description": "the provider's own registration endpoint is closed; register at "
+                        + ", ".join(f"{settings.public_url}{p}" for p in registration_paths.values()),
+                    },
                     status=404,
                 )
             return await request.app[PROXY](request)

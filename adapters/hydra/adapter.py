@@ -148,9 +148,7 @@ class HydraAdapter:
     async def update_client(self, issuer: str, client: NewClient) -> ManagedClient:
         await self._get_raw(client.client_id)  # only managed clients
         body = to_hydra(client)
-        status, payload = await self._call(
-            "PUT", f"/admin/clients/{quote(client.client_id, safe='')}", json_body=body
-        )
+        status, payload = await self._call("PUT", f"/admin/clients/{quote(client.client_id, safe='')}", json_body=body)
         if status != 200 or not isinstance(payload, dict):
             raise self._rejection(status, payload)
         return from_hydra(payload)

@@ -67,8 +67,10 @@ def to_hydra(client: NewClient) -> dict[str, Any]:
 def is_managed(hydra_client: dict[str, Any]) -> bool:
     """Whether the gateway created (or adopted) this Hydra client."""
     metadata = hydra_client.get("metadata")
-    return isinstance(metadata, dict) and isinstance(metadata.get(METADATA_KEY), dict) and bool(
-        metadata[METADATA_KEY].get("managed")
+    return (
+        isinstance(metadata, dict)
+        and isinstance(metadata.get(METADATA_KEY), dict)
+        and bool(metadata[METADATA_KEY].get("managed"))
     )
 
 

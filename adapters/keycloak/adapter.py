@@ -178,9 +178,7 @@ class KeycloakAdapter:
             admin.connection.a_raw_get(f"admin/realms/{realm}/clients", clientId=client_id, search="false"),
         )
         if response.status_code >= 400:
-            raise self._translate(
-                KeycloakError(error_message="", response_code=response.status_code), "find client"
-            )
+            raise self._translate(KeycloakError(error_message="", response_code=response.status_code), "find client")
         matches = [c for c in response.json() if c.get("clientId") == client_id]
         if not matches or not is_managed(matches[0]):
             raise ClientNotFound(client_id)

@@ -329,9 +329,7 @@ def keycloak_gateway_env(
     }
 
 
-def start_gateway(
-    name: str, *, env: Mapping[str, str], log_path: Path | None, ready_path: str = "/healthz"
-) -> Service:
+def start_gateway(name: str, *, env: Mapping[str, str], log_path: Path | None, ready_path: str = "/healthz") -> Service:
     """``dcr-gateway serve`` with ``env`` (``DCR_*``); ready when ``GET {ready_path}`` on its own listener answers
     200 (polled at ``DCR_HOST:DCR_PORT``, not the public URL, which may be an ingress in front of it)."""
     host = env.get("DCR_HOST", LOOPBACK)

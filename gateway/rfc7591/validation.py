@@ -249,9 +249,7 @@ def post_logout_redirect_uris_safe(metadata: ClientMetadata, policy: Registratio
     """OpenID RP-Initiated Logout section 3.1: the same rules as redirect URIs."""
     uris = metadata.post_logout_redirect_uris or []
     if len(uris) > policy.max_redirect_uris:
-        raise InvalidClientMetadata(
-            f"post_logout_redirect_uris: at most {policy.max_redirect_uris} URIs are allowed"
-        )
+        raise InvalidClientMetadata(f"post_logout_redirect_uris: at most {policy.max_redirect_uris} URIs are allowed")
     for index, uri in enumerate(uris):
         check_redirect_uri(
             uri,
@@ -267,8 +265,7 @@ def response_types_code_only(metadata: ClientMetadata, policy: RegistrationPolic
     for value in metadata.response_types or []:
         if value != "code":
             raise InvalidClientMetadata(
-                f"response_types: {value!r} is not allowed (implicit and hybrid flows are disabled); "
-                "allowed: ['code']"
+                f"response_types: {value!r} is not allowed (implicit and hybrid flows are disabled); allowed: ['code']"
             )
 
 
@@ -287,8 +284,7 @@ def grant_types_allowed(metadata: ClientMetadata, policy: RegistrationPolicy) ->
             )
         if value == CLIENT_CREDENTIALS and not policy.client_credentials_allowed:
             raise InvalidClientMetadata(
-                "grant_types: 'client_credentials' is not allowed for anonymous registration; allowed: "
-                + str(allowed)
+                "grant_types: 'client_credentials' is not allowed for anonymous registration; allowed: " + str(allowed)
             )
         if value not in policy.grant_types:
             raise InvalidClientMetadata(f"grant_types: {value!r} is not supported; allowed: {allowed}")
@@ -302,13 +298,11 @@ def grant_and_response_types_agree(metadata: ClientMetadata, policy: Registratio
     response_types = metadata.response_types or []
     if "code" in response_types and AUTHORIZATION_CODE not in grant_types:
         raise InvalidClientMetadata(
-            "grant_types: must include 'authorization_code' when response_types includes 'code' "
-            "(RFC 7591 section 2.1)"
+            "grant_types: must include 'authorization_code' when response_types includes 'code' (RFC 7591 section 2.1)"
         )
     if AUTHORIZATION_CODE in grant_types and "code" not in response_types:
         raise InvalidClientMetadata(
-            "response_types: must include 'code' when grant_types includes 'authorization_code' "
-            "(RFC 7591 section 2.1)"
+            "response_types: must include 'code' when grant_types includes 'authorization_code' (RFC 7591 section 2.1)"
         )
     if REFRESH_TOKEN in grant_types and not ({AUTHORIZATION_CODE, DEVICE_CODE} & set(grant_types)):
         raise InvalidClientMetadata(
@@ -410,9 +404,7 @@ RULES: Sequence[Rule] = (
 )
 
 
-def validate(
-    metadata: ClientMetadata, policy: RegistrationPolicy, rules: Iterable[Rule] = RULES
-) -> ClientMetadata:
+def validate(metadata: ClientMetadata, policy: RegistrationPolicy, rules: Iterable[Rule] = RULES) -> ClientMetadata:
     """Apply the RFC 7591 defaults, then every rule in order; returns the metadata to register."""
     metadata = apply_defaults(metadata)
     for rule in rules:

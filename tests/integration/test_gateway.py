@@ -255,8 +255,11 @@ async def test_registration_response_is_not_cacheable_and_cors_readable(
         assert response.headers["Access-Control-Allow-Origin"] in ("*", "http://localhost:6274")
     async with http.options(
         target.registration_endpoint,
-        headers={"Origin": "http://localhost:6274", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "content-type"},
+        headers={
+            "Origin": "http://localhost:6274",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
     ) as response:
         assert response.status == 204
         assert "POST" in response.headers["Access-Control-Allow-Methods"]
@@ -268,18 +271,32 @@ BAD_BODIES: dict[str, tuple[Any, int, str]] = {
     "wildcard": ({"redirect_uris": ["https://a.example/*"]}, 400, "invalid_redirect_uri"),
     "javascript": ({"redirect_uris": ["javascript:alert(1)"]}, 400, "invalid_redirect_uri"),
     "http remote": ({"redirect_uris": ["http://a.example/cb"]}, 400, "invalid_redirect_uri"),
-    "password grant": ({"redirect_uris": ["https://a.example/cb"], "grant_types": ["password"]}, 400,
-                       "invalid_client_metadata"),
-    "client_credentials": ({"redirect_uris": ["https://a.example/cb"],
-                            "grant_types": ["authorization_code", "client_credentials"]}, 400,
-                           "invalid_client_metadata"),
-    "implicit": ({"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]}, 400,
-                 "invalid_client_metadata"),
+    "password grant": (
+        {"redirect_uris": ["https://a.example/cb"], "grant_types": ["password"]},
+        400,
+        "invalid_client_metadata",
+    ),
+    "client_credentials": (
+        {"redirect_uris": ["https://a.example/cb"], "grant_types": ["authorization_code", "client_credentials"]},
+        400,
+        "invalid_client_metadata",
+    ),
+    "implicit": (
+        {"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]},
+        400,
+        "invalid_client_metadata",
+    ),
     "json null": (None, 400, "invalid_client_metadata"),
     "json array": ([1, 2], 400, "invalid_client_metadata"),
-    "jwks and jwks_uri": ({"redirect_uris": ["https://a.example/cb"], "jwks_uri": "https://a.example/jwks",
-                           "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}}, 400,
-                          "invalid_client_metadata"),
+    "jwks and jwks_uri": (
+        {
+            "redirect_uris": ["https://a.example/cb"],
+            "jwks_uri": "https://a.example/jwks",
+            "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]},
+        },
+        400,
+        "invalid_client_metadata",
+    ),
 }
 
 

@@ -378,8 +378,11 @@ async def test_keycloak_issuer_comes_from_nginx_not_from_client_headers(
 async def test_registration_preflight_through_nginx(routed: Routed, http: aiohttp.ClientSession) -> None:
     async with http.options(
         routed.target.registration_endpoint,
-        headers={"Origin": INSPECTOR_ORIGIN, "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "content-type"},
+        headers={
+            "Origin": INSPECTOR_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
     ) as response:
         assert response.status == 204
         assert "POST" in response.headers["Access-Control-Allow-Methods"]

@@ -56,8 +56,11 @@ async def test_keycloak_refusing_the_admin_credentials_gives_503_and_a_loud_log_
         public_url="http://127.0.0.1:1",
         provider="keycloak",
         provider_url=keycloak_provider.base_url,
-        keycloak={"realms": [keycloak_provider.realm], "client_id": keycloak_provider.admin_client_id,
-                  "client_secret": wrong_secret},
+        keycloak={
+            "realms": [keycloak_provider.realm],
+            "client_id": keycloak_provider.admin_client_id,
+            "client_secret": wrong_secret,
+        },
         discovery_retry_seconds=1,
     )
     client = await start(settings)

@@ -65,9 +65,7 @@ async def make_gateway() -> AsyncIterator[Factory]:
         await upstream_server.start_server()
         servers.append(upstream_server)
         upstream_url = str(upstream_server.make_url("")).rstrip("/")
-        settings = Settings(
-            public_url=PUBLIC, provider="memory", provider_url=upstream_url, **overrides
-        )
+        settings = Settings(public_url=PUBLIC, provider="memory", provider_url=upstream_url, **overrides)
         adapter = MemoryAdapter(
             public_url=upstream_url,
             issuer_path=ISSUER_PATH,
@@ -223,8 +221,9 @@ async def test_oversized_chunked_body_is_413(make_gateway: Factory) -> None:
 
 async def test_deeply_nested_json_is_a_400_not_a_500(make_gateway: Factory) -> None:
     client, _ = await make_gateway()
-    response = await client.post(REGISTER, data=b"[" * 30_000 + b"]" * 30_000,
-                                 headers={"Content-Type": "application/json"})
+    response = await client.post(
+        REGISTER, data=b"[" * 30_000 + b"]" * 30_000, headers={"Content-Type": "application/json"}
+    )
     assert response.status == 400
 
 

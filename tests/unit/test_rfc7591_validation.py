@@ -75,8 +75,16 @@ ACCEPTED = {
     "private_key_jwt with jwks": {
         "redirect_uris": ["https://app.example.com/cb"],
         "token_endpoint_auth_method": "private_key_jwt",
-        "jwks": {"keys": [{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-                           "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]},
+        "jwks": {
+            "keys": [
+                {
+                    "kty": "EC",
+                    "crv": "P-256",
+                    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                }
+            ]
+        },
     },
 }
 
@@ -112,8 +120,11 @@ def test_defaults_keep_explicit_values() -> None:
 REJECTED: dict[str, tuple[dict[str, Any], type[OAuthError], str]] = {
     "no redirect uris": ({"token_endpoint_auth_method": "none"}, InvalidRedirectUri, "redirect_uris: at least one"),
     "empty redirect uris": ({"redirect_uris": []}, InvalidRedirectUri, "redirect_uris: at least one"),
-    "redirect uris not a list": ({"redirect_uris": "https://a.example/cb"}, InvalidRedirectUri,
-                                 "redirect_uris: must be an array of strings"),
+    "redirect uris not a list": (
+        {"redirect_uris": "https://a.example/cb"},
+        InvalidRedirectUri,
+        "redirect_uris: must be an array of strings",
+    ),
     "redirect uri not a string": ({"redirect_uris": [5]}, InvalidRedirectUri, "redirect_uris[0]: must be"),
     "fragment": ({"redirect_uris": ["https://a.example/cb#x"]}, InvalidRedirectUri, "fragment"),
     "bare fragment": ({"redirect_uris": ["https://a.example/cb#"]}, InvalidRedirectUri, "fragment"),
@@ -129,54 +140,117 @@ REJECTED: dict[str, tuple[dict[str, Any], type[OAuthError], str]] = {
     "about": ({"redirect_uris": ["about:blank"]}, InvalidRedirectUri, "scheme 'about'"),
     "blob": ({"redirect_uris": ["blob:https://a.example/x"]}, InvalidRedirectUri, "scheme 'blob'"),
     "relative": ({"redirect_uris": ["/callback"]}, InvalidRedirectUri, "absolute URI"),
-    "private-use for web": ({"redirect_uris": ["cursor://cb"], "application_type": "web"}, InvalidRedirectUri,
-                            "not allowed for a 'web' client"),
+    "private-use for web": (
+        {"redirect_uris": ["cursor://cb"], "application_type": "web"},
+        InvalidRedirectUri,
+        "not allowed for a 'web' client",
+    ),
     "https without host": ({"redirect_uris": ["https:///cb"]}, InvalidRedirectUri, "must name a host"),
-    "duplicate redirects": ({"redirect_uris": ["https://a.example/cb", "https://a.example/cb"]}, InvalidRedirectUri,
-                            "duplicates"),
-    "implicit response type": ({**PUBLIC_NATIVE, "response_types": ["token"]}, InvalidClientMetadata,
-                               "response_types: 'token' is not allowed"),
-    "hybrid response type": ({**PUBLIC_NATIVE, "response_types": ["code id_token"]}, InvalidClientMetadata,
-                             "response_types: 'code id_token' is not allowed"),
-    "password grant": ({**PUBLIC_NATIVE, "grant_types": ["password"]}, InvalidClientMetadata,
-                       "grant_types: 'password' is not allowed"),
-    "implicit grant": ({**PUBLIC_NATIVE, "grant_types": ["implicit"]}, InvalidClientMetadata,
-                       "grant_types: 'implicit' is not allowed"),
+    "duplicate redirects": (
+        {"redirect_uris": ["https://a.example/cb", "https://a.example/cb"]},
+        InvalidRedirectUri,
+        "duplicates",
+    ),
+    "implicit response type": (
+        {**PUBLIC_NATIVE, "response_types": ["token"]},
+        InvalidClientMetadata,
+        "response_types: 'token' is not allowed",
+    ),
+    "hybrid response type": (
+        {**PUBLIC_NATIVE, "response_types": ["code id_token"]},
+        InvalidClientMetadata,
+        "response_types: 'code id_token' is not allowed",
+    ),
+    "password grant": (
+        {**PUBLIC_NATIVE, "grant_types": ["password"]},
+        InvalidClientMetadata,
+        "grant_types: 'password' is not allowed",
+    ),
+    "implicit grant": (
+        {**PUBLIC_NATIVE, "grant_types": ["implicit"]},
+        InvalidClientMetadata,
+        "grant_types: 'implicit' is not allowed",
+    ),
     "client credentials anonymous": (
         {"redirect_uris": ["https://a.example/cb"], "grant_types": ["authorization_code", "client_credentials"]},
-        InvalidClientMetadata, "'client_credentials' is not allowed for anonymous registration"),
-    "unknown grant": ({**PUBLIC_NATIVE, "grant_types": ["urn:example:magic"]}, InvalidClientMetadata,
-                      "grant_types: 'urn:example:magic' is not supported"),
-    "code without authorization_code": ({**PUBLIC_NATIVE, "grant_types": ["refresh_token"], "response_types": ["code"]},
-                                        InvalidClientMetadata, "must include 'authorization_code'"),
-    "refresh_token alone": ({**PUBLIC_NATIVE, "grant_types": ["refresh_token"]}, InvalidClientMetadata,
-                            "'refresh_token' needs a grant"),
-    "unknown auth method": ({**PUBLIC_NATIVE, "token_endpoint_auth_method": "tls_client_auth"},
-                            InvalidClientMetadata, "token_endpoint_auth_method: 'tls_client_auth' is not supported"),
-    "jwks and jwks_uri": ({"redirect_uris": ["https://a.example/cb"], "jwks": {"keys": [{"kty": "EC"}]},
-                           "jwks_uri": "https://a.example/jwks"}, InvalidClientMetadata, "jwks, jwks_uri"),
-    "private key in jwks": ({"redirect_uris": ["https://a.example/cb"],
-                             "jwks": {"keys": [{"kty": "RSA", "n": "x", "e": "AQAB", "d": "secret"}]}},
-                            InvalidClientMetadata, "private key material ['d']"),
-    "symmetric key in jwks": ({"redirect_uris": ["https://a.example/cb"], "jwks": {"keys": [{"kty": "oct", "k": "x"}]}},
-                              InvalidClientMetadata, "symmetric keys"),
-    "private_key_jwt without keys": ({"redirect_uris": ["https://a.example/cb"],
-                                      "token_endpoint_auth_method": "private_key_jwt"},
-                                     InvalidClientMetadata, "needs jwks or jwks_uri"),
-    "jwks_uri over http": ({"redirect_uris": ["https://a.example/cb"], "jwks_uri": "http://a.example/jwks"},
-                           InvalidClientMetadata, "jwks_uri 'http://a.example/jwks': must use https"),
-    "logo_uri javascript": ({**PUBLIC_NATIVE, "logo_uri": "javascript:alert(1)"}, InvalidClientMetadata,
-                            "logo_uri"),
-    "client_name not a string": ({**PUBLIC_NATIVE, "client_name": 42}, InvalidClientMetadata,
-                                 "client_name: must be a string"),
+        InvalidClientMetadata,
+        "'client_credentials' is not allowed for anonymous registration",
+    ),
+    "unknown grant": (
+        {**PUBLIC_NATIVE, "grant_types": ["urn:example:magic"]},
+        InvalidClientMetadata,
+        "grant_types: 'urn:example:magic' is not supported",
+    ),
+    "code without authorization_code": (
+        {**PUBLIC_NATIVE, "grant_types": ["refresh_token"], "response_types": ["code"]},
+        InvalidClientMetadata,
+        "must include 'authorization_code'",
+    ),
+    "refresh_token alone": (
+        {**PUBLIC_NATIVE, "grant_types": ["refresh_token"]},
+        InvalidClientMetadata,
+        "'refresh_token' needs a grant",
+    ),
+    "unknown auth method": (
+        {**PUBLIC_NATIVE, "token_endpoint_auth_method": "tls_client_auth"},
+        InvalidClientMetadata,
+        "token_endpoint_auth_method: 'tls_client_auth' is not supported",
+    ),
+    "jwks and jwks_uri": (
+        {
+            "redirect_uris": ["https://a.example/cb"],
+            "jwks": {"keys": [{"kty": "EC"}]},
+            "jwks_uri": "https://a.example/jwks",
+        },
+        InvalidClientMetadata,
+        "jwks, jwks_uri",
+    ),
+    "private key in jwks": (
+        {
+            "redirect_uris": ["https://a.example/cb"],
+            "jwks": {"keys": [{"kty": "RSA", "n": "x", "e": "AQAB", "d": "secret"}]},
+        },
+        InvalidClientMetadata,
+        "private key material ['d']",
+    ),
+    "symmetric key in jwks": (
+        {"redirect_uris": ["https://a.example/cb"], "jwks": {"keys": [{"kty": "oct", "k": "x"}]}},
+        InvalidClientMetadata,
+        "symmetric keys",
+    ),
+    "private_key_jwt without keys": (
+        {"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "private_key_jwt"},
+        InvalidClientMetadata,
+        "needs jwks or jwks_uri",
+    ),
+    "jwks_uri over http": (
+        {"redirect_uris": ["https://a.example/cb"], "jwks_uri": "http://a.example/jwks"},
+        InvalidClientMetadata,
+        "jwks_uri 'http://a.example/jwks': must use https",
+    ),
+    "logo_uri javascript": ({**PUBLIC_NATIVE, "logo_uri": "javascript:alert(1)"}, InvalidClientMetadata, "logo_uri"),
+    "client_name not a string": (
+        {**PUBLIC_NATIVE, "client_name": 42},
+        InvalidClientMetadata,
+        "client_name: must be a string",
+    ),
     "client_name too long": ({**PUBLIC_NATIVE, "client_name": "x" * 501}, InvalidClientMetadata, "client_name"),
     "bad scope": ({**PUBLIC_NATIVE, "scope": 'a "b'}, InvalidClientMetadata, "scope"),
-    "application_type unknown": ({**PUBLIC_NATIVE, "application_type": "desktop"}, InvalidClientMetadata,
-                                 "application_type: must be one of 'web', 'native'"),
-    "post logout fragment": ({**PUBLIC_NATIVE, "post_logout_redirect_uris": ["https://a.example/#x"]},
-                             InvalidClientMetadata, "post_logout_redirect_uris[0]"),
-    "too many redirects": ({"redirect_uris": [f"https://a.example/cb{i}" for i in range(21)]}, InvalidRedirectUri,
-                           "at most 20"),
+    "application_type unknown": (
+        {**PUBLIC_NATIVE, "application_type": "desktop"},
+        InvalidClientMetadata,
+        "application_type: must be one of 'web', 'native'",
+    ),
+    "post logout fragment": (
+        {**PUBLIC_NATIVE, "post_logout_redirect_uris": ["https://a.example/#x"]},
+        InvalidClientMetadata,
+        "post_logout_redirect_uris[0]",
+    ),
+    "too many redirects": (
+        {"redirect_uris": [f"https://a.example/cb{i}" for i in range(21)]},
+        InvalidRedirectUri,
+        "at most 20",
+    ),
 }
 
 
@@ -206,11 +280,14 @@ def test_policy_follows_the_providers_metadata() -> None:
     assert policy.grant_types == frozenset({"authorization_code", "refresh_token"})
     assert policy.token_endpoint_auth_methods == frozenset({"client_secret_basic", "private_key_jwt", "none"})
     with pytest.raises(InvalidClientMetadata, match="client_secret_post"):
-        register({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "client_secret_post"},
-                 policy)
+        register(
+            {"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "client_secret_post"}, policy
+        )
     with pytest.raises(InvalidClientMetadata, match="device_code"):
-        register({**PUBLIC_NATIVE,
-                  "grant_types": ["authorization_code", "urn:ietf:params:oauth:grant-type:device_code"]}, policy)
+        register(
+            {**PUBLIC_NATIVE, "grant_types": ["authorization_code", "urn:ietf:params:oauth:grant-type:device_code"]},
+            policy,
+        )
 
 
 def test_client_credentials_can_be_allowed_explicitly() -> None:
