@@ -36,6 +36,10 @@ class Capabilities:
     stores_extra_metadata: bool
     """Metadata the provider has no field for is kept in its client record."""
     round_trips_per_create: int = 1
+    max_uri_length: int = 2000
+    """Longest URI the provider stores (Keycloak: VARCHAR(255) columns for redirect URIs and base URL)."""
+    max_string_length: int = 500
+    """Longest human-readable string (``client_name``) the provider stores."""
 
 
 @dataclass(frozen=True)

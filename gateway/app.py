@@ -147,6 +147,9 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
         max_body_bytes=settings.max_body_bytes,
         client_secret_expires_in=settings.client_secret_expires_in,
         allow_client_credentials=settings.allow_client_credentials,
+        allow_jwks_uri=settings.allow_jwks_uri,
+        max_uri_length=adapter.capabilities.max_uri_length,
+        max_string_length=adapter.capabilities.max_string_length,
     )
 
     async def healthz(request: web.Request) -> web.Response:

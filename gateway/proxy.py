@@ -54,8 +54,23 @@ _NOT_FORWARDED = frozenset(
         X_FORWARDED_PROTO,
         X_FORWARDED_HOST,
         X_FORWARDED_PORT,
+        # relatives that providers or frameworks also honour: a client must not steer the issuer, the scheme,
+        # the path prefix or the URL the provider thinks it serves
+        "X-Forwarded-Prefix",
+        "X-Forwarded-Ssl",
+        "X-Forwarded-Scheme",
+        "X-Forwarded-Server",
+        "X-Forwarded-Uri",
+        "X-Forwarded-Path",
+        "X-Real-IP",
+        "X-Original-URL",
+        "X-Original-Host",
+        "X-Rewrite-URL",
+        "X-Scheme",
+        "Front-End-Https",
     )
 )
+"""Request fields never passed on from the client; ``X-Forwarded-For`` is handled separately."""
 
 _SKIP_AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
 """Headers aiohttp's client would add on its own: the upstream must see only what the client sent (an

@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     """Seconds until issued client secrets expire; 0 means never (RFC 7591 section 3.2.1)."""
     allow_client_credentials: bool = False
     """Anonymous registrations never get ``client_credentials``; later, authenticated ones may."""
+    allow_jwks_uri: bool = False
+    """``jwks_uri`` makes the provider fetch a client-chosen URL (SSRF): off for anonymous registration."""
 
     # discovery (RFC 8414)
     discovery_refresh_seconds: float = 60.0

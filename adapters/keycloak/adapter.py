@@ -59,6 +59,8 @@ class KeycloakAdapter:
         loopback_any_port=True,  # through the port-less copy, see mapping.keycloak_redirect_uris
         per_client_pkce=True,
         stores_extra_metadata=True,
+        max_uri_length=255,  # REDIRECT_URIS.VALUE, CLIENT.BASE_URL are VARCHAR(255)
+        max_string_length=255,  # CLIENT.NAME is VARCHAR(255)
     )
 
     def __init__(

@@ -65,6 +65,9 @@ class RegistrationSettings:
     max_body_bytes: int
     client_secret_expires_in: int
     allow_client_credentials: bool
+    allow_jwks_uri: bool = False
+    max_uri_length: int = 2000
+    max_string_length: int = 500
 
 
 # ------------------------------------------------------------------------------------------- steps
@@ -86,7 +89,7 @@ async def read_json_object(request: web.Request, max_bytes: int) -> Mapping[str,
     if not body.strip():
         raise InvalidClientMetadata("request body is empty; send the client metadata as a JSON object")
     try:
-        document = json.loads(body)
+        document = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         raise InvalidClientMetadata("request body is not valid JSON") from None
     if not isinstance(document, dict):
@@ -95,12 +98,20 @@ async def read_json_object(request: web.Request, max_bytes: int) -> Mapping[str,
     return document
 
 
+def _reject_constant(name: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259 section 6)."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
 async def registration_policy(issuer: IssuerContext, settings: RegistrationSettings) -> RegistrationPolicy:
     """What this issuer accepts, from the provider's discovery document (RFC 8414 section 2)."""
     cached = await issuer.discovery.get()
     return RegistrationPolicy.from_server_metadata(
         cached.document if cached else None,
         client_credentials_allowed=settings.allow_client_credentials,
+        jwks_uri_allowed=settings.allow_jwks_uri,
+        max_uri_length=settings.max_uri_length,
+        max_string_length=settings.max_string_length,
     )
 
 
@@ -136,9 +147,13 @@ async def create(adapter: ProviderAdapter, issuer: IssuerContext, client: NewCli
             headers={hdrs.RETRY_AFTER: str(RETRY_AFTER_SECONDS * 6)},
         ) from exc
     except ProviderRejected as exc:
-        log.info("provider.rejected", issuer=issuer.issuer, cause=str(exc))
-        error = InvalidRedirectUri if exc.field_name == "redirect_uris" else InvalidClientMetadata
-        raise error(f"the client metadata was refused by the authorization server: {exc}") from exc
+        # The provider's own words stay in the log: they can name internals (libraries, columns, hosts).
+        log.warning("provider.rejected", issuer=issuer.issuer, cause=str(exc), field=exc.field_name)
+        if exc.field_name == "redirect_uris":
+            raise InvalidRedirectUri("redirect_uris: refused by the authorization server") from exc
+        raise InvalidClientMetadata(
+            "the authorization server refused this client metadata" + (f" ({exc.field_name})" if exc.field_name else "")
+        ) from exc
     except ClientConflict as exc:  # a UUID collision: not the client's fault, and not worth a retry loop
         log.error("provider.client_id_conflict", issuer=issuer.issuer)
         raise ServerError("could not allocate a client_id; retry") from exc
@@ -177,7 +192,6 @@ def registration_handler(
             client_id=information.client_id,
             token_endpoint_auth_method=information.metadata.token_endpoint_auth_method,
             redirect_uris=len(information.metadata.redirect_uris or []),
-            client_name=information.metadata.client_name,
         )
         return web.json_response(information.to_response(), status=201, headers=NO_STORE)
 

@@ -34,8 +34,19 @@ from gateway.rfc7591.models import (
     ClientMetadata,
 )
 
-FORBIDDEN_SCHEMES = frozenset({"javascript", "data", "file", "vbscript", "about", "blob"})
-"""Schemes that can never be a redirect target (node-oidc-provider, OAuth 2.0 Security BCP)."""
+FORBIDDEN_SCHEMES = frozenset(
+    {
+        # script-capable or local (node-oidc-provider, OAuth 2.0 Security BCP)
+        "javascript", "data", "file", "vbscript", "about", "blob",
+        # browser-internal
+        "view-source", "filesystem", "jar", "chrome", "chrome-extension", "moz-extension", "resource", "edge",
+        # network schemes that are not http(s): cleartext or not a redirect target at all
+        "ws", "wss", "ftp", "ftps", "sftp", "gopher", "ldap", "ldaps", "smb", "ssh", "telnet", "news", "nntp",
+        "irc", "git", "svn", "feed", "mailto", "tel", "sms", "urn", "intent", "content",
+    }
+)  # fmt: skip
+"""Schemes that are never a redirect target. Any other scheme is a private-use scheme (RFC 8252 section 7.1),
+accepted for clients that do not register as ``web``."""
 
 GATEWAY_GRANT_TYPES = GRANT_TYPES
 GATEWAY_AUTH_METHODS = TOKEN_ENDPOINT_AUTH_METHODS
@@ -58,11 +69,19 @@ class RegistrationPolicy:
     max_contacts: int = 10
     max_jwks_keys: int = 10
     client_credentials_allowed: bool = False
+    jwks_uri_allowed: bool = False
+    """``jwks_uri`` makes the provider fetch a client-chosen URL: off for anonymous registration (send ``jwks``)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_server_metadata(
-        cls, metadata: Mapping[str, Any] | None, *, client_credentials_allowed: bool = False
+        cls,
+        metadata: Mapping[str, Any] | None,
+        *,
+        client_credentials_allowed: bool = False,
+        jwks_uri_allowed: bool = False,
+        max_uri_length: int = 2000,
+        max_string_length: int = 500,
     ) -> RegistrationPolicy:
         """Intersect the gateway's allow-lists with what the provider advertises (RFC 8414 section 2)."""
         grant_types = set(GATEWAY_GRANT_TYPES)
@@ -81,6 +100,9 @@ class RegistrationPolicy:
             grant_types=frozenset(grant_types),
             token_endpoint_auth_methods=frozenset(auth_methods),
             client_credentials_allowed=client_credentials_allowed,
+            jwks_uri_allowed=jwks_uri_allowed,
+            max_uri_length=max_uri_length,
+            max_string_length=max_string_length,
         )
 
 
@@ -142,6 +164,19 @@ def is_loopback_ip(host: str) -> bool:
         return False
 
 
+def is_public_host(host: str) -> bool:
+    """False for ``localhost`` names and for IP literals that are not global (RFC 6890 special-purpose ranges:
+    loopback, private, link-local, unique-local, ...). Names are checked again after DNS resolution by whoever
+    fetches (a later issue); a literal can be refused here."""
+    lowered = host.lower().rstrip(".")
+    if lowered == "localhost" or lowered.endswith((".localhost", ".local", ".internal")):
+        return False
+    try:
+        return ipaddress.ip_address(lowered.strip("[]")).is_global
+    except ValueError:
+        return "." in lowered  # a dotless name resolves in a local search domain
+
+
 def _split(uri: str, field_name: str, error: type[OAuthError]) -> SplitResult:
     try:
         parts = urlsplit(uri)
@@ -184,6 +219,10 @@ def check_redirect_uri(
         host = parts.hostname or ""
         if not host:
             raise error(f"{field_name} {uri!r}: must name a host")
+        if "%" in parts.netloc or "\\" in uri:
+            raise error(
+                f"{field_name} {uri!r}: percent-encoded or zone-qualified hosts and backslashes are not allowed"
+            )
         if scheme == "http" and not is_loopback_host(host):
             raise error(
                 f"{field_name} {uri!r}: 'http' is allowed only for loopback hosts "
@@ -348,6 +387,40 @@ def keys_consistent(metadata: ClientMetadata, policy: RegistrationPolicy) -> Non
             raise InvalidClientMetadata(
                 f"jwks.keys[{index}]: private key material {private} is not allowed; send public keys only"
             )
+        check_public_jwk(key, f"jwks.keys[{index}]")
+
+
+_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+JWK_REQUIRED = {
+    "RSA": ("n", "e"),
+    "EC": ("crv", "x", "y"),
+    "OKP": ("crv", "x"),
+}
+"""RFC 7518 section 6.2.1 / 6.3.1, RFC 8037 section 2: members a usable public key must carry."""
+JWK_CURVES = {"EC": frozenset({"P-256", "P-384", "P-521"}), "OKP": frozenset({"Ed25519", "Ed448"})}
+
+
+def check_public_jwk(key: Mapping[str, Any], where: str) -> None:
+    """A public JWK a provider can verify signatures with: known ``kty``, its required members present as
+    base64url strings, a known curve (RFC 7517 section 4, RFC 7518 section 6, RFC 8037 section 2)."""
+    kty = key["kty"]
+    if kty not in JWK_REQUIRED:
+        raise InvalidClientMetadata(f"{where}: kty {kty!r} is not supported; allowed: {sorted(JWK_REQUIRED)}")
+    for member in JWK_REQUIRED[kty]:
+        value = key.get(member)
+        if not isinstance(value, str) or not value:
+            raise InvalidClientMetadata(f"{where}: a {kty} key needs {member!r} (RFC 7518 section 6)")
+        if member != "crv" and not _B64URL.match(value):
+            raise InvalidClientMetadata(f"{where}: {member!r} must be base64url without padding")
+    if kty in JWK_CURVES and key["crv"] not in JWK_CURVES[kty]:
+        raise InvalidClientMetadata(
+            f"{where}: curve {key['crv']!r} is not supported; allowed: {sorted(JWK_CURVES[kty])}"
+        )
+    for member in ("use", "alg", "kid"):
+        if member in key and not isinstance(key[member], str):
+            raise InvalidClientMetadata(f"{where}: {member!r} must be a string")
+    if key.get("use", "sig") != "sig":
+        raise InvalidClientMetadata(f"{where}: 'use' must be 'sig' for client authentication keys")
 
 
 def web_uris_valid(metadata: ClientMetadata, policy: RegistrationPolicy) -> None:
@@ -357,7 +430,17 @@ def web_uris_valid(metadata: ClientMetadata, policy: RegistrationPolicy) -> None
         if value is not None:
             check_web_uri(value, field_name=name, max_length=policy.max_uri_length)
     if metadata.jwks_uri is not None:
+        if not policy.jwks_uri_allowed:
+            raise InvalidClientMetadata(
+                "jwks_uri: not allowed for anonymous registration (the provider would fetch it); send the public "
+                "keys as jwks instead"
+            )
         check_web_uri(metadata.jwks_uri, field_name="jwks_uri", max_length=policy.max_uri_length, https_only=True)
+        host = urlsplit(metadata.jwks_uri).hostname or ""
+        if not is_public_host(host):
+            raise InvalidClientMetadata(
+                f"jwks_uri {metadata.jwks_uri!r}: must name a public host, not a loopback, private or link-local one"
+            )
 
 
 def strings_bounded(metadata: ClientMetadata, policy: RegistrationPolicy) -> None:

@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from adapters.base import ProviderRejected
 from adapters.memory.adapter import MemoryAdapter
 from gateway.app import create_app
 from gateway.logging import configure_logging
@@ -305,3 +306,31 @@ async def test_front_door_closes_the_providers_own_registration_endpoint(make_ga
     response = await client.post("/realms/mcp/clients-registrations/openid-connect", json=NATIVE)
     assert response.status == 200
     assert await response.json() == {"proxied": "/realms/mcp/clients-registrations/openid-connect"}
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+async def test_non_json_number_constants_are_rejected(make_gateway: Factory, constant: bytes) -> None:
+    client, adapter = await make_gateway()
+    body = b'{"redirect_uris": ["https://app.example/cb"], "software_version": ' + constant + b"}"
+    response = await client.post(REGISTER, data=body, headers={"Content-Type": "application/json"})
+    assert response.status == 400
+    assert "not valid JSON" in (await response.json())["error_description"]
+    assert adapter.clients["default"] == {}
+
+
+async def test_provider_rejections_do_not_leak_the_providers_words(
+    make_gateway: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, adapter = await make_gateway()
+
+    async def refuse(*_: Any) -> None:
+        raise ProviderRejected("hydra: go-jose/go-jose: invalid RSA key at db column X", field_name=None)
+
+    monkeypatch.setattr(adapter, "create_client", refuse)
+    response = await client.post(REGISTER, json=NATIVE)
+    assert response.status == 400
+    body = await response.json()
+    assert body == {
+        "error": "invalid_client_metadata",
+        "error_description": "the authorization server refused this client metadata",
+    }

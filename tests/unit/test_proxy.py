@@ -372,6 +372,17 @@ async def test_forwarded_headers_name_the_public_origin(proxied: ProxiedClient, 
     assert seen["Host"] == URL(upstream.url).host_port_subcomponent
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Server", "X-Real-IP", "X-Original-URL", "X-Rewrite-URL"],
+)
+async def test_client_cannot_steer_the_provider_with_forwarding_relatives(proxied: ProxiedClient, name: str) -> None:
+    client = await proxied(public_url="https://auth.example.com")
+    response = await client.get("/headers", headers={name: "/evil"})
+    seen = _headers_seen(await response.json())
+    assert name not in seen
+
+
 async def test_forwarded_for_can_be_replaced_instead_of_appended(proxied: ProxiedClient) -> None:
     client = await proxied(append_forwarded_for=False)
     echo = await (await client.get("/headers", headers={"X-Forwarded-For": "203.0.113.9"})).json()

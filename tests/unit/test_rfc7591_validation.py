@@ -139,6 +139,22 @@ REJECTED: dict[str, tuple[dict[str, Any], type[OAuthError], str]] = {
     "vbscript": ({"redirect_uris": ["vbscript:x"]}, InvalidRedirectUri, "scheme 'vbscript'"),
     "about": ({"redirect_uris": ["about:blank"]}, InvalidRedirectUri, "scheme 'about'"),
     "blob": ({"redirect_uris": ["blob:https://a.example/x"]}, InvalidRedirectUri, "scheme 'blob'"),
+    "ws": ({"redirect_uris": ["ws://evil.com/"]}, InvalidRedirectUri, "scheme 'ws'"),
+    "ftp": ({"redirect_uris": ["ftp://evil.com/"]}, InvalidRedirectUri, "scheme 'ftp'"),
+    "view-source": ({"redirect_uris": ["view-source:https://x"]}, InvalidRedirectUri, "scheme 'view-source'"),
+    "oob urn": ({"redirect_uris": ["urn:ietf:wg:oauth:2.0:oob"]}, InvalidRedirectUri, "scheme 'urn'"),
+    "uppercase javascript": ({"redirect_uris": ["JAVASCRIPT:alert(1)"]}, InvalidRedirectUri, "scheme 'javascript'"),
+    "backslash": ({"redirect_uris": ["https://a.example\\evil.com/cb"]}, InvalidRedirectUri, "backslashes"),
+    "loopback lookalike": (
+        {"redirect_uris": ["http://127.0.0.1.evil.com/cb"]},
+        InvalidRedirectUri,
+        "'http' is allowed only",
+    ),
+    "localhost lookalike": (
+        {"redirect_uris": ["http://localhost.evil.com/cb"]},
+        InvalidRedirectUri,
+        "'http' is allowed only",
+    ),
     "relative": ({"redirect_uris": ["/callback"]}, InvalidRedirectUri, "absolute URI"),
     "private-use for web": (
         {"redirect_uris": ["cursor://cb"], "application_type": "web"},
@@ -223,11 +239,44 @@ REJECTED: dict[str, tuple[dict[str, Any], type[OAuthError], str]] = {
         InvalidClientMetadata,
         "needs jwks or jwks_uri",
     ),
-    "jwks_uri over http": (
-        {"redirect_uris": ["https://a.example/cb"], "jwks_uri": "http://a.example/jwks"},
+    "jwks_uri anonymous": (
+        {"redirect_uris": ["https://a.example/cb"], "jwks_uri": "https://a.example/jwks"},
         InvalidClientMetadata,
-        "jwks_uri 'http://a.example/jwks': must use https",
+        "jwks_uri: not allowed for anonymous registration",
     ),
+    "jwk without modulus": (
+        {"redirect_uris": ["https://a.example/cb"], "jwks": {"keys": [{"kty": "RSA", "e": "AQAB"}]}},
+        InvalidClientMetadata,
+        "jwks.keys[0]: a RSA key needs 'n'",
+    ),
+    "jwk unknown curve": (
+        {
+            "redirect_uris": ["https://a.example/cb"],
+            "jwks": {"keys": [{"kty": "EC", "crv": "P-999", "x": "a", "y": "b"}]},
+        },
+        InvalidClientMetadata,
+        "curve 'P-999' is not supported",
+    ),
+    "jwk unknown kty": (
+        {"redirect_uris": ["https://a.example/cb"], "jwks": {"keys": [{"kty": "XYZ"}]}},
+        InvalidClientMetadata,
+        "kty 'XYZ' is not supported",
+    ),
+    "jwk not base64url": (
+        {"redirect_uris": ["https://a.example/cb"], "jwks": {"keys": [{"kty": "RSA", "n": "a+b/c==", "e": "AQAB"}]}},
+        InvalidClientMetadata,
+        "'n' must be base64url",
+    ),
+    "jwk for encryption": (
+        {
+            "redirect_uris": ["https://a.example/cb"],
+            "jwks": {"keys": [{"kty": "RSA", "n": "abc", "e": "AQAB", "use": "enc"}]},
+        },
+        InvalidClientMetadata,
+        "'use' must be 'sig'",
+    ),
+    "zone id loopback": ({"redirect_uris": ["http://[::1%25eth0]/cb"]}, InvalidRedirectUri, "zone-qualified"),
+    "percent host": ({"redirect_uris": ["http://[::1%40evil.com]/cb"]}, InvalidRedirectUri, "zone-qualified"),
     "logo_uri javascript": ({**PUBLIC_NATIVE, "logo_uri": "javascript:alert(1)"}, InvalidClientMetadata, "logo_uri"),
     "client_name not a string": (
         {**PUBLIC_NATIVE, "client_name": 42},
@@ -297,3 +346,43 @@ def test_client_credentials_can_be_allowed_explicitly() -> None:
         policy,
     )
     assert "client_credentials" in registered["grant_types"]
+
+
+JWKS_POLICY = RegistrationPolicy(jwks_uri_allowed=True)
+
+
+@pytest.mark.parametrize(
+    ("jwks_uri", "fragment"),
+    [
+        ("http://a.example/jwks", "must use https"),
+        ("https://127.0.0.1:9443/jwks", "must name a public host"),
+        ("https://10.0.0.5/jwks", "must name a public host"),
+        ("https://169.254.169.254/latest", "must name a public host"),
+        ("https://[fd00::1]/jwks", "must name a public host"),
+        ("https://localhost/jwks", "must name a public host"),
+        ("https://metadata.internal/jwks", "must name a public host"),
+        ("https://intranet/jwks", "must name a public host"),
+    ],
+)
+def test_jwks_uri_when_allowed_must_be_public_https(jwks_uri: str, fragment: str) -> None:
+    with pytest.raises(InvalidClientMetadata, match=fragment):
+        register({"redirect_uris": ["https://a.example/cb"], "jwks_uri": jwks_uri}, JWKS_POLICY)
+
+
+def test_jwks_uri_when_allowed_accepts_a_public_https_url() -> None:
+    registered = register(
+        {"redirect_uris": ["https://a.example/cb"], "jwks_uri": "https://keys.example.com/jwks"}, JWKS_POLICY
+    )
+    assert registered["jwks_uri"] == "https://keys.example.com/jwks"
+
+
+def test_provider_length_limits_come_from_the_policy() -> None:
+    keycloak_like = RegistrationPolicy(max_uri_length=255, max_string_length=255)
+    with pytest.raises(InvalidRedirectUri, match="longer than 255"):
+        register({"redirect_uris": ["https://a.example/" + "x" * 300]}, keycloak_like)
+    with pytest.raises(InvalidClientMetadata, match="client_name: must be 1 to 255"):
+        register({"redirect_uris": ["https://a.example/cb"], "client_name": "n" * 256}, keycloak_like)
+    with pytest.raises(InvalidClientMetadata, match="client_uri: longer than 255"):
+        register(
+            {"redirect_uris": ["https://a.example/cb"], "client_uri": "https://a.example/" + "x" * 300}, keycloak_like
+        )
