@@ -176,18 +176,21 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
             {"error": "not_found", "error_description": f"no resource at {request.path}"}, status=404
         )
 
-    closed_prefixes = (
+    registration_prefixes = (
         tuple(prefix for issuer in issuers for prefix in issuer.native_registration_paths)
         if settings.block_native_registration
         else ()
     )
+    blocked_prefixes = tuple(settings.blocked_paths)
 
     if settings.mode is Mode.FRONT_DOOR:
 
         async def front_door(request: web.Request) -> web.StreamResponse:
             if is_discovery_path(request.path):
                 return await not_found(request)  # an issuer we do not serve: 404, never the provider's 5xx
-            if closed_prefixes and request.path.startswith(closed_prefixes):
+            if blocked_prefixes and request.path.startswith(blocked_prefixes):
+                return await not_found(request)
+            if registration_prefixes and request.path.startswith(registration_prefixes):
                 return web.json_response(
                     {
                         "error": "not_found",

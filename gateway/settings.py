@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     block_native_registration: bool = True
     """Front door: answer 404 on the provider's own registration endpoints (Keycloak's
     ``/realms/{r}/clients-registrations/...``, Hydra's ``/oauth2/register``), so the gateway is the only way in."""
+    blocked_paths: list[str] = Field(default_factory=list)
+    """Front door: path prefixes answered 404 instead of proxied, e.g. ``["/admin"]`` to keep Keycloak's admin
+    console and REST API off the public origin (administrators then use the provider's internal address)."""
 
     # the provider
     provider: str = "hydra"

@@ -97,14 +97,16 @@ def scope_assignment(scope: str | None, realm: RealmScopes) -> tuple[list[str] |
     """Default and optional client scopes for a registration, and the ``scope`` value to echo.
 
     No ``scope``: Keycloak applies the realm's defaults (``None, None``) and nothing is echoed. With a
-    ``scope``: the realm defaults stay (explicitly), the named realm scopes become optional scopes, and the
-    echo lists the requested scopes the realm knows, in request order (unknown names would be ignored by
-    Keycloak at authorization time, so claiming them would not be faithful).
+    ``scope``: the realm defaults stay (explicitly), the named scopes among the realm's default optional
+    scopes are kept optional (Keycloak's "Allowed Client Scopes" policy: an anonymous client cannot attach
+    any other realm scope), and the echo lists the requested scopes the client can really get, in request
+    order (other names are ignored by Keycloak at authorization time, so claiming them would not be faithful).
     """
     if scope is None:
         return None, None, None
     requested = [s for s in scope.split(" ") if s]
-    known = [s for s in requested if s in realm.names or s in IMPLICIT_SCOPES]
+    allowed = set(realm.default_default) | set(realm.default_optional) | IMPLICIT_SCOPES
+    known = [s for s in requested if s in allowed]
     default = list(realm.default_default)
     optional = list(realm.default_optional)
     for name in known:
@@ -169,6 +171,10 @@ def to_keycloak(client: NewClient, realm: RealmScopes) -> dict[str, Any]:
         "directAccessGrantsEnabled": False,
         "serviceAccountsEnabled": CLIENT_CREDENTIALS in grant_types,
         "frontchannelLogout": False,
+        # Keycloak's anonymous-registration policies, enforced here because its admin API skips them:
+        # the user consents to every registered client, and tokens carry only what its scopes map.
+        "consentRequired": True,
+        "fullScopeAllowed": False,
         "attributes": attributes,
     }
     if method != NONE:

@@ -20,6 +20,10 @@ class HeadlessLoginError(RuntimeError):
     """The flow did not go as a browser's would have: an unexpected status, page or missing redirect."""
 
 
+class ConsentRequired(HeadlessLoginError):
+    """The provider showed a consent page and the caller chose not to accept it."""
+
+
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -140,19 +144,44 @@ def _login_form(page: str) -> _LoginFormParser:
     return parser
 
 
+class _FormsParser(HTMLParser):
+    """Every ``<form>`` of a page: its id, action and named inputs (hidden values and submit buttons)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[dict[str, Any]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "form":
+            self.forms.append({"id": attributes.get("id"), "action": attributes.get("action"), "inputs": {}})
+        elif tag in {"input", "button"} and self.forms and attributes.get("name"):
+            self.forms[-1]["inputs"][attributes["name"]] = attributes.get("value") or ""
+
+
+def _consent_form(page: str) -> dict[str, Any] | None:
+    """Keycloak's consent page (``login-oauth-grant``): a form with an ``accept`` submit button."""
+    parser = _FormsParser()
+    parser.feed(page)
+    return next((form for form in parser.forms if "accept" in form["inputs"] and form["action"]), None)
+
+
 async def keycloak_form_login(
     session: aiohttp.ClientSession,
     authorization_url: str,
     *,
     username: str,
     password: str,
+    accept_consent: bool = True,
     max_steps: int = 5,
 ) -> str:
-    """Sign in on Keycloak's login form; return the client redirect (``code``).
+    """Sign in on Keycloak's login form (and grant consent when asked); return the client redirect (``code``).
 
-    GET the authorization URL (Keycloak answers with its login page, or redirects at once when the session
-    cookie already signs the user in), POST the ``kc-form-login`` form with the credentials, and read the
-    ``Location`` of the 302 that follows.
+    GET the authorization URL (Keycloak answers with its login page, its consent page when the session cookie
+    already signs the user in, or redirects at once), POST the ``kc-form-login`` form with the credentials,
+    POST the consent form's ``accept`` when Keycloak asks for consent (clients registered through the gateway
+    always require it), and read the ``Location`` of the 302 that follows. With ``accept_consent=False`` a
+    consent page raises :class:`ConsentRequired` instead.
 
     Keycloak marks its cookies ``Secure`` even over http (browsers treat loopback as a secure context), and
     aiohttp's cookie jar withholds ``Secure`` cookies from http URLs, so the flow's cookies are also carried
@@ -160,6 +189,7 @@ async def keycloak_form_login(
     """
     flow_cookies: dict[str, str] = {}
     url = authorization_url
+    page = ""
     for _ in range(max_steps):
         async with session.get(url, allow_redirects=False, cookies=flow_cookies or None) as response:
             flow_cookies.update({name: morsel.value for name, morsel in response.cookies.items()})
@@ -174,14 +204,32 @@ async def keycloak_form_login(
             if response.status != 200:
                 raise HeadlessLoginError(f"GET {url}: {response.status}: {page[:500]}")
         form = _login_form(page)
-        if not form.action:
-            raise HeadlessLoginError(f"no kc-form-login form on the page at {url}: {page[:500]}")
-        data = {"username": username, "password": password, "credentialId": ""}
-        action = urljoin(url, form.action)
+        if form.action:
+            data = {"username": username, "password": password, "credentialId": ""}
+            action = urljoin(url, form.action)
+            async with session.post(action, data=data, allow_redirects=False, cookies=flow_cookies or None) as response:
+                flow_cookies.update({name: morsel.value for name, morsel in response.cookies.items()})
+                if response.status in _REDIRECTS:
+                    location = urljoin(action, response.headers["Location"])
+                    query = _query(location)
+                    if "code" in query or "error" in query:
+                        return location
+                    url = location  # e.g. the consent step (required action OAUTH_GRANT)
+                    continue
+                page = await response.text()
+                if _consent_form(page) is None:
+                    message = _login_form(page).error.strip() or page[:500]
+                    raise HeadlessLoginError(f"login as {username!r} failed ({response.status}): {message}")
+            url = action
+        consent = _consent_form(page)
+        if consent is None:
+            raise HeadlessLoginError(f"no kc-form-login or consent form on the page at {url}: {page[:500]}")
+        if not accept_consent:
+            raise ConsentRequired(f"Keycloak asks for consent at {url}")
+        data = {name: value for name, value in consent["inputs"].items() if name != "cancel"}
+        action = urljoin(url, str(consent["action"]))
         async with session.post(action, data=data, allow_redirects=False, cookies=flow_cookies or None) as response:
             if response.status in _REDIRECTS:
                 return urljoin(action, response.headers["Location"])
-            page = await response.text()
-            message = _login_form(page).error.strip() or page[:500]
-            raise HeadlessLoginError(f"login as {username!r} failed ({response.status}): {message}")
+            raise HeadlessLoginError(f"consent at {action} failed ({response.status}): {(await response.text())[:500]}")
     raise HeadlessLoginError(f"no login form or code after {max_steps} steps; last URL {url}")

@@ -326,6 +326,8 @@ def keycloak_gateway_env(
         "DCR_KEYCLOAK__REALMS": f'["{realm}"]',
         "DCR_KEYCLOAK__CLIENT_ID": client_id,
         "DCR_KEYCLOAK__CLIENT_SECRET": client_secret,
+        # Keycloak's admin console and REST API stay on its own listener, off the public origin.
+        "DCR_BLOCKED_PATHS": '["/admin"]',
     }
 
 

@@ -10,6 +10,7 @@ import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -30,6 +31,8 @@ class Target:
     """Headless login: takes an authorization URL, returns the redirect to the client (with ``code``)."""
     flow_scope: str
     """A scope string that yields a refresh token on this provider."""
+    log_path: Path | None = None
+    """The gateway's log file, when it runs as a subprocess."""
 
 
 def pkce_pair() -> tuple[str, str]:

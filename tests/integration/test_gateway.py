@@ -12,14 +12,15 @@ import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 
-from adapters.base import ClientNotFound, ProviderAdapter
+from adapters.base import ClientNotFound, NewClient, ProviderAdapter
 from adapters.hydra.adapter import HydraAdapter
 from adapters.keycloak.adapter import KeycloakAdapter
-from gateway.devstack.login import hydra_accept_login_and_consent, keycloak_form_login
+from gateway.devstack.login import ConsentRequired, hydra_accept_login_and_consent, keycloak_form_login
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
 from tests.integration.conftest import GatewayProcess
 from tests.integration.flows import Target, authorization_code_flow, discover, register
@@ -39,6 +40,7 @@ def target(request: pytest.FixtureRequest) -> Target:
             registration_endpoint=f"{gateway.url}/register",
             login=functools.partial(hydra_accept_login_and_consent, admin_url=hydra.admin_url),
             flow_scope="openid offline_access",
+            log_path=gateway.log_path,
         )
     keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
     gateway = request.getfixturevalue("keycloak_gateway")
@@ -49,6 +51,7 @@ def target(request: pytest.FixtureRequest) -> Target:
         registration_endpoint=f"{gateway.issuer}/register",
         login=functools.partial(keycloak_form_login, username=keycloak.username, password=keycloak.password),
         flow_scope="openid",
+        log_path=gateway.log_path,
     )
 
 
@@ -431,6 +434,16 @@ async def test_registration_naming_scopes_keeps_the_providers_defaults(
         assert "email" in claims["scope"].split()  # a realm default scope survived
 
 
+async def test_keycloak_admin_api_is_not_reachable_through_the_keycloak_gateway(
+    keycloak_gateway: GatewayProcess, http: aiohttp.ClientSession
+) -> None:
+    """The local Keycloak gateway blocks ``/admin`` (``DCR_BLOCKED_PATHS``); Hydra's admin API has its own port."""
+    async with http.get(f"{keycloak_gateway.url}/admin/realms/mcp/clients") as response:
+        assert response.status == 404
+    async with http.get(f"{keycloak_gateway.url}/realms/mcp/protocol/openid-connect/certs") as response:
+        assert response.status == 200
+
+
 async def test_the_providers_own_registration_endpoint_is_closed_at_the_front_door(
     target: Target, http: aiohttp.ClientSession
 ) -> None:
@@ -438,3 +451,163 @@ async def test_the_providers_own_registration_endpoint_is_closed_at_the_front_do
     async with http.post(f"{target.url}{path}", json={"redirect_uris": ["https://a.example/cb"]}) as response:
         assert response.status == 404
         assert target.registration_endpoint in (await response.json())["error_description"]
+
+
+# ------------------------------------------------------------------- safety of what gets created
+
+
+async def _provider_record(
+    request: pytest.FixtureRequest, target: Target, http: aiohttp.ClientSession, client_id: str
+) -> dict[str, Any]:
+    """The provider's own record of a client, read with the admin API (not through the adapter)."""
+    if target.provider == "hydra":
+        hydra: HydraProvider = request.getfixturevalue("hydra_provider")
+        async with http.get(f"{hydra.admin_url}/admin/clients/{client_id}") as response:
+            assert response.status == 200
+            record: dict[str, Any] = await response.json()
+            return record
+    keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
+    async with http.post(
+        keycloak.token_endpoint,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": keycloak.admin_client_id,
+            "client_secret": keycloak.admin_client_secret,
+        },
+    ) as response:
+        token = (await response.json())["access_token"]
+    async with http.get(
+        f"{keycloak.admin_realm_url}/clients",
+        params={"clientId": client_id},
+        headers={"Authorization": f"Bearer {token}"},
+    ) as response:
+        assert response.status == 200
+        records: list[dict[str, Any]] = await response.json()
+        assert len(records) == 1
+        return records[0]
+
+
+async def test_registered_clients_never_skip_consent_and_get_no_full_scope(
+    request: pytest.FixtureRequest, target: Target, http: aiohttp.ClientSession
+) -> None:
+    status, client = await register(
+        http, target, {"redirect_uris": ["https://attacker.example/cb"], "token_endpoint_auth_method": "none"}
+    )
+    assert status == 201
+    record = await _provider_record(request, target, http, client["client_id"])
+    if target.provider == "hydra":
+        assert record["skip_consent"] is False
+        return
+    assert record["consentRequired"] is True
+    assert record["fullScopeAllowed"] is False
+    assert record["implicitFlowEnabled"] is False
+    assert record["directAccessGrantsEnabled"] is False
+    assert record["serviceAccountsEnabled"] is False
+    assert record["attributes"]["pkce.code.challenge.method"] == "S256"
+    # a user signing in is asked to consent: the new client gets no code silently
+    keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
+    document = await discover(http, target)
+    query = {
+        "response_type": "code",
+        "client_id": client["client_id"],
+        "redirect_uri": "https://attacker.example/cb",
+        "scope": "openid",
+        "state": "consent-check",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+    }
+    with pytest.raises(ConsentRequired):
+        await keycloak_form_login(
+            http,
+            f"{document['authorization_endpoint']}?{urlencode(query)}",
+            username=keycloak.username,
+            password=keycloak.password,
+            accept_consent=False,
+        )
+
+
+async def test_managed_clients_can_be_updated_and_unmanaged_ones_cannot(
+    request: pytest.FixtureRequest,
+    target: Target,
+    http: aiohttp.ClientSession,
+    adapter: tuple[ProviderAdapter, str],
+) -> None:
+    instance, issuer = adapter
+    status, client = await register(
+        http,
+        target,
+        {
+            "redirect_uris": ["https://app.example.com/cb"],
+            "token_endpoint_auth_method": "client_secret_post",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "client_name": "Before",
+        },
+    )
+    assert status == 201
+    stored = await instance.read_client(issuer, client["client_id"])
+    changed = stored.metadata.model_copy(
+        update={"client_name": "After", "redirect_uris": ["https://app.example.com/cb2"]}
+    )
+    updated = await instance.update_client(
+        issuer,
+        NewClient(
+            client_id=client["client_id"],
+            client_secret=None,
+            client_id_issued_at=stored.client_id_issued_at,
+            client_secret_expires_at=0,
+            metadata=changed,
+        ),
+    )
+    assert updated.metadata.client_name == "After"
+    assert updated.metadata.redirect_uris == ["https://app.example.com/cb2"]
+    record = await _provider_record(request, target, http, client["client_id"])
+    if target.provider == "keycloak":
+        assert record["consentRequired"] is True  # the safe settings survive an update
+        assert record["redirectUris"] == ["https://app.example.com/cb2"]
+    else:
+        assert record["redirect_uris"] == ["https://app.example.com/cb2"]
+    # the secret was kept: the client still authenticates with it, at the new redirect URI
+    await authorization_code_flow(http, target, client, redirect_uri="https://app.example.com/cb2")
+    legacy = await _unmanaged_client(request, target, http)
+    with pytest.raises(ClientNotFound):
+        await instance.update_client(
+            issuer,
+            NewClient(
+                client_id=legacy,
+                client_secret=None,
+                client_id_issued_at=0,
+                client_secret_expires_at=0,
+                metadata=changed,
+            ),
+        )
+
+
+async def test_no_secret_or_token_reaches_the_gateway_log(target: Target, http: aiohttp.ClientSession) -> None:
+    status, client = await register(
+        http,
+        target,
+        {
+            "redirect_uris": ["https://app.example.com/cb"],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "client_secret": "client-chosen-secret-must-not-be-logged",
+        },
+    )
+    assert status == 201
+    result = await authorization_code_flow(http, target, client, redirect_uri="https://app.example.com/cb")
+    async with http.post(
+        target.registration_endpoint, json={"redirect_uris": ["javascript:x"], "client_secret": "in-a-bad-request"}
+    ) as response:
+        assert response.status == 400
+    assert target.log_path is not None
+    logged = target.log_path.read_text()
+    assert client["client_id"] in logged  # the log is the right one, and it is written
+    for secret in (
+        client["client_secret"],
+        "client-chosen-secret-must-not-be-logged",
+        "in-a-bad-request",
+        result.tokens["access_token"],
+        result.tokens["refresh_token"],
+        result.refreshed["access_token"],
+    ):
+        assert secret not in logged

@@ -334,3 +334,12 @@ async def test_provider_rejections_do_not_leak_the_providers_words(
         "error": "invalid_client_metadata",
         "error_description": "the authorization server refused this client metadata",
     }
+
+
+async def test_blocked_paths_are_not_proxied(make_gateway: Factory) -> None:
+    client, _ = await make_gateway(blocked_paths=["/admin"])
+    assert (await client.get("/admin/realms/mcp/users")).status == 404
+    assert (await client.get("/admin/")).status == 404
+    response = await client.get("/realms/mcp/account")
+    assert response.status == 200
+    assert await response.json() == {"proxied": "/realms/mcp/account"}

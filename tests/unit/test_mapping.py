@@ -23,9 +23,11 @@ from adapters.keycloak.mapping import is_managed as keycloak_is_managed
 from gateway.rfc7591.validation import RegistrationPolicy, parse_metadata, validate
 
 REALM = RealmScopes(
-    names=frozenset({"basic", "profile", "email", "roles", "web-origins", "acr", "offline_access", "address", "mcp"}),
+    names=frozenset(
+        {"basic", "profile", "email", "roles", "web-origins", "acr", "offline_access", "address", "mcp", "admin-api"}
+    ),
     default_default=("basic", "profile", "email", "roles", "web-origins", "acr"),
-    default_optional=("offline_access", "address"),
+    default_optional=("offline_access", "address", "mcp"),
 )
 
 
@@ -109,6 +111,8 @@ def test_keycloak_public_client() -> None:
     assert rep["standardFlowEnabled"] is True
     assert rep["implicitFlowEnabled"] is False
     assert rep["directAccessGrantsEnabled"] is False
+    assert rep["consentRequired"] is True
+    assert rep["fullScopeAllowed"] is False
     assert rep["serviceAccountsEnabled"] is False
     assert rep["attributes"]["pkce.code.challenge.method"] == "S256"
     assert rep["attributes"]["use.refresh.tokens"] == "true"
@@ -139,9 +143,10 @@ def test_keycloak_loopback_ip_redirects_get_a_portless_copy() -> None:
 
 
 def test_keycloak_scopes_keep_realm_defaults_and_add_requested_ones() -> None:
-    default, optional, echo = scope_assignment("openid mcp offline_access nonexistent", REALM)
+    default, optional, echo = scope_assignment("openid mcp offline_access nonexistent admin-api", REALM)
     assert default == list(REALM.default_default)
     assert optional == ["offline_access", "address", "mcp"]
+    # "admin-api" exists in the realm but is no default: an anonymous client cannot attach it
     assert echo == "openid mcp offline_access"
 
 
