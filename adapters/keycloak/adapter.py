@@ -9,10 +9,12 @@ delete here checks :data:`~adapters.keycloak.mapping.MANAGED_ATTRIBUTE` first.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import structlog
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakAuthenticationError, KeycloakConnectionError, KeycloakError
@@ -107,6 +109,16 @@ class KeycloakAdapter:
                 client_secret_key=self._client_secret,
                 verify=self._verify,
                 timeout=int(self._timeout),
+            )
+            # python-keycloak's own httpx client sends small requests without TCP_NODELAY, which costs a
+            # millisecond or more per admin call on loopback (bench/registration_latency.py); same pool, faster.
+            await connection.async_s.aclose()
+            connection.async_s = httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(
+                    verify=self._verify,
+                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+                    limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                ),
             )
             self._admins[realm] = KeycloakAdmin(connection=connection)
             self._scope_locks[realm] = asyncio.Lock()
