@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import posixpath
 import re
 import secrets
 import time
@@ -49,6 +50,15 @@ PROXY = web.AppKey("proxy", FrontDoorProxy)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def normalized_path(path: str) -> str:
+    """The path as a lenient server might resolve it (repeated slashes folded, dot segments removed, RFC 3986
+    section 5.2.4), so ``//admin`` or ``/x/../admin`` cannot slip past a blocked prefix."""
+    resolved = posixpath.normpath(re.sub(r"/{2,}", "/", path))
+    if path.endswith("/") and resolved != "/":
+        resolved += "/"
+    return resolved
 
 
 def error_response(error: OAuthError, cors: CorsPolicy | None, request: web.Request) -> web.Response:
@@ -188,9 +198,10 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
         async def front_door(request: web.Request) -> web.StreamResponse:
             if is_discovery_path(request.path):
                 return await not_found(request)  # an issuer we do not serve: 404, never the provider's 5xx
-            if blocked_prefixes and request.path.startswith(blocked_prefixes):
+            path = normalized_path(request.path)
+            if blocked_prefixes and path.startswith(blocked_prefixes):
                 return await not_found(request)
-            if registration_prefixes and request.path.startswith(registration_prefixes):
+            if registration_prefixes and path.startswith(registration_prefixes):
                 return web.json_response(
                     {
                         "error": "not_found",

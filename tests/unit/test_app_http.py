@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.base import ProviderRejected
 from adapters.memory.adapter import MemoryAdapter
-from gateway.app import create_app
+from gateway.app import create_app, normalized_path
 from gateway.logging import configure_logging
 from gateway.settings import Mode, Settings
 
@@ -340,6 +340,17 @@ async def test_blocked_paths_are_not_proxied(make_gateway: Factory) -> None:
     client, _ = await make_gateway(blocked_paths=["/admin"])
     assert (await client.get("/admin/realms/mcp/users")).status == 404
     assert (await client.get("/admin/")).status == 404
+    for sneaky in ("/realms/../admin/realms", "/./admin/x"):
+        response = await client.get(sneaky)
+        assert response.status == 404, sneaky
     response = await client.get("/realms/mcp/account")
     assert response.status == 200
     assert await response.json() == {"proxied": "/realms/mcp/account"}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("//admin/x", "/admin/x"), ("/a/./b/../admin/", "/a/admin/"), ("/x/../admin", "/admin"), ("/", "/"), ("/realms/mcp", "/realms/mcp")],
+)
+def test_normalized_path(path: str, expected: str) -> None:
+    assert normalized_path(path) == expected
