@@ -350,7 +350,13 @@ async def test_blocked_paths_are_not_proxied(make_gateway: Factory) -> None:
 
 @pytest.mark.parametrize(
     ("path", "expected"),
-    [("//admin/x", "/admin/x"), ("/a/./b/../admin/", "/a/admin/"), ("/x/../admin", "/admin"), ("/", "/"), ("/realms/mcp", "/realms/mcp")],
+    [
+        ("//admin/x", "/admin/x"),
+        ("/a/./b/../admin/", "/a/admin/"),
+        ("/x/../admin", "/admin"),
+        ("/", "/"),
+        ("/realms/mcp", "/realms/mcp"),
+    ],
 )
 def test_normalized_path(path: str, expected: str) -> None:
     assert normalized_path(path) == expected
