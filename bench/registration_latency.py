@@ -55,8 +55,6 @@ from gateway.devstack.process import Service, free_port
 from gateway.devstack.providers import (
     HydraProvider,
     KeycloakProvider,
-    hydra_gateway_env,
-    keycloak_gateway_env,
     keycloak_provider_for,
     start_gateway,
     start_hydra_and_login,
@@ -455,19 +453,11 @@ def start_stack(
     hydra_url = keycloak_url = ""
     gateways: list[Service] = []
     if hydra is not None:
-        env = hydra_gateway_env(
-            port=hydra.gateway_port, hydra_public_url=hydra.public_url, hydra_admin_url=hydra.admin_url
-        )
+        env = hydra.gateway_env()
         gateways.append(start_gateway("gateway-hydra", env=env, log_path=run_dir / "gateway-hydra.log"))
         hydra_url = env["DCR_PUBLIC_URL"]
     if keycloak is not None:
-        env = keycloak_gateway_env(
-            port=free_port(),
-            keycloak_url=keycloak.base_url,
-            realm=keycloak.realm,
-            client_id=keycloak.admin_client_id,
-            client_secret=keycloak.admin_client_secret,
-        )
+        env = keycloak.gateway_env(free_port())
         gateways.append(start_gateway("gateway-keycloak", env=env, log_path=run_dir / "gateway-keycloak.log"))
         keycloak_url = env["DCR_PUBLIC_URL"]
     stack.services.extend(gateways)

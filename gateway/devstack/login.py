@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import aiohttp
 
+from gateway.devstack.hydra_admin import HydraAdmin, HydraAdminError
+
 
 class HeadlessLoginError(RuntimeError):
     """The flow did not go as a browser's would have: an unexpected status, page or missing redirect."""
@@ -47,15 +49,6 @@ async def _location(session: aiohttp.ClientSession, url: str) -> str:
         return urljoin(url, response.headers["Location"])
 
 
-async def _hydra_admin(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
-    async with session.request(method, url, **kwargs) as response:
-        if response.status >= 300:
-            body = await response.text()
-            raise HeadlessLoginError(f"{method} {url}: Hydra admin answered {response.status}: {body[:500]}")
-        result: dict[str, Any] = await response.json(content_type=None)
-        return result
-
-
 async def hydra_accept_login_and_consent(
     session: aiohttp.ClientSession,
     authorization_url: str,
@@ -74,40 +67,25 @@ async def hydra_accept_login_and_consent(
     Steps: authorize -> 302 login_challenge -> accept login -> authorize -> 302 consent_challenge -> accept
     consent -> authorize -> 302 to the client's redirect URI.
     """
-    admin = admin_url.rstrip("/") + "/admin/oauth2/auth/requests"
+    admin = HydraAdmin(session, admin_url)
     url = authorization_url
     for _ in range(max_steps):
         location = await _location(session, _rewrite(url, url_map))
         query = _query(location)
-        if "login_challenge" in query:
-            challenge = query["login_challenge"][0]
-            accepted = await _hydra_admin(
-                session,
-                "PUT",
-                f"{admin}/login/accept",
-                params={"login_challenge": challenge},
-                json={"subject": subject, "remember": False},
-            )
-            url = str(accepted["redirect_to"])
-        elif "consent_challenge" in query:
-            challenge = query["consent_challenge"][0]
-            info = await _hydra_admin(session, "GET", f"{admin}/consent", params={"consent_challenge": challenge})
-            accepted = await _hydra_admin(
-                session,
-                "PUT",
-                f"{admin}/consent/accept",
-                params={"consent_challenge": challenge},
-                json={
-                    "grant_scope": info.get("requested_scope") or [] if grant_scope is None else grant_scope,
-                    "grant_access_token_audience": info.get("requested_access_token_audience") or [],
-                    "remember": False,
-                },
-            )
-            url = str(accepted["redirect_to"])
-        elif "code" in query or "error" in query:
+        try:
+            if "login_challenge" in query:
+                url = await admin.accept_login(query["login_challenge"][0], subject)
+                continue
+            if "consent_challenge" in query:
+                challenge = query["consent_challenge"][0]
+                consent = await admin.consent_request(challenge)
+                url = await admin.accept_consent(challenge, consent, grant_scope=grant_scope)
+                continue
+        except HydraAdminError as exc:
+            raise HeadlessLoginError(str(exc)) from exc
+        if "code" in query or "error" in query:
             return location
-        else:
-            url = location
+        url = location
     raise HeadlessLoginError(f"no code after {max_steps} steps; last URL {url}")
 
 

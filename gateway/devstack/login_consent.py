@@ -20,21 +20,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from gateway.devstack.hydra_admin import HydraAdmin, HydraAdminError
+
 HYDRA_ADMIN = web.AppKey("hydra_admin", str)
 SUBJECT = web.AppKey("subject", str)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 
 _PAGE = string.Template(resources.files("gateway.devstack").joinpath("login_consent.html").read_text())
-_REQUESTS = "/admin/oauth2/auth/requests"
-
-
-class HydraAdminError(Exception):
-    """Hydra's admin API refused a call (an unknown or already used challenge, usually)."""
-
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"Hydra admin API answered {status}: {body[:500]}")
-        self.status = status
-        self.body = body
 
 
 def _page(title: str, content: str, status: int = 200) -> web.Response:
@@ -62,13 +54,8 @@ def _client_label(request_info: Mapping[str, Any]) -> str:
     return str(client.get("client_name") or client.get("client_id") or "an unknown client")
 
 
-async def _admin(app: web.Application, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    async with app[HTTP].request(method, app[HYDRA_ADMIN] + path, **kwargs) as response:
-        text = await response.text()
-        if response.status >= 300:
-            raise HydraAdminError(response.status, text)
-        result: dict[str, Any] = await response.json(content_type=None)
-        return result
+def _admin(app: web.Application) -> HydraAdmin:
+    return HydraAdmin(app[HTTP], app[HYDRA_ADMIN])
 
 
 def _challenge(request: web.Request, name: str, form: Mapping[str, Any] | None = None) -> str:
@@ -78,50 +65,18 @@ def _challenge(request: web.Request, name: str, form: Mapping[str, Any] | None =
     return value
 
 
-def _redirect(target: dict[str, Any]) -> web.HTTPSeeOther:
-    return web.HTTPSeeOther(str(target["redirect_to"]))
-
-
-async def _accept_login(app: web.Application, challenge: str, subject: str) -> web.HTTPSeeOther:
-    result = await _admin(
-        app,
-        "PUT",
-        f"{_REQUESTS}/login/accept",
-        params={"login_challenge": challenge},
-        json={"subject": subject, "remember": False},
-    )
-    return _redirect(result)
-
-
 async def _accept_consent(app: web.Application, challenge: str, info: Mapping[str, Any]) -> web.HTTPSeeOther:
     subject = str(info.get("subject") or app[SUBJECT])
-    result = await _admin(
-        app,
-        "PUT",
-        f"{_REQUESTS}/consent/accept",
-        params={"consent_challenge": challenge},
-        json={
-            "grant_scope": info.get("requested_scope") or [],
-            "grant_access_token_audience": info.get("requested_access_token_audience") or [],
-            "remember": False,
-            "session": {
-                "id_token": {
-                    "name": subject.title(),
-                    "email": f"{subject}@example.com",
-                    "email_verified": True,
-                }
-            },
-        },
-    )
-    return _redirect(result)
+    id_token = {"name": subject.title(), "email": f"{subject}@example.com", "email_verified": True}
+    return web.HTTPSeeOther(await _admin(app).accept_consent(challenge, info, id_token=id_token))
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
     challenge = _challenge(request, "login_challenge")
-    info = await _admin(request.app, "GET", f"{_REQUESTS}/login", params={"login_challenge": challenge})
+    info = await _admin(request.app).login_request(challenge)
     if info.get("skip"):
         # Hydra already knows the user (a remembered session): accepting is mandatory.
-        raise await _accept_login(request.app, challenge, str(info["subject"]))
+        raise web.HTTPSeeOther(await _admin(request.app).accept_login(challenge, str(info["subject"])))
     subject = request.app[SUBJECT]
     content = f"<p><strong>{html.escape(_client_label(info))}</strong> asks you to sign in.</p>" + _form(
         "/login", "login_challenge", challenge, f"Sign in as {subject}"
@@ -132,21 +87,15 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 async def login_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     challenge = _challenge(request, "login_challenge", form)
+    admin = _admin(request.app)
     if form.get("action") == "deny":
-        result = await _admin(
-            request.app,
-            "PUT",
-            f"{_REQUESTS}/login/reject",
-            params={"login_challenge": challenge},
-            json={"error": "access_denied", "error_description": "The user denied the sign-in."},
-        )
-        raise _redirect(result)
-    raise await _accept_login(request.app, challenge, request.app[SUBJECT])
+        raise web.HTTPSeeOther(await admin.reject_login(challenge, "The user denied the sign-in."))
+    raise web.HTTPSeeOther(await admin.accept_login(challenge, request.app[SUBJECT]))
 
 
 async def consent_page(request: web.Request) -> web.StreamResponse:
     challenge = _challenge(request, "consent_challenge")
-    info = await _admin(request.app, "GET", f"{_REQUESTS}/consent", params={"consent_challenge": challenge})
+    info = await _admin(request.app).consent_request(challenge)
     if info.get("skip"):
         raise await _accept_consent(request.app, challenge, info)
     scopes: Sequence[str] = info.get("requested_scope") or []
@@ -163,17 +112,10 @@ async def consent_page(request: web.Request) -> web.StreamResponse:
 async def consent_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     challenge = _challenge(request, "consent_challenge", form)
+    admin = _admin(request.app)
     if form.get("action") == "deny":
-        result = await _admin(
-            request.app,
-            "PUT",
-            f"{_REQUESTS}/consent/reject",
-            params={"consent_challenge": challenge},
-            json={"error": "access_denied", "error_description": "The user denied consent."},
-        )
-        raise _redirect(result)
-    info = await _admin(request.app, "GET", f"{_REQUESTS}/consent", params={"consent_challenge": challenge})
-    raise await _accept_consent(request.app, challenge, info)
+        raise web.HTTPSeeOther(await admin.reject_consent(challenge, "The user denied consent."))
+    raise await _accept_consent(request.app, challenge, await admin.consent_request(challenge))
 
 
 async def error_page(request: web.Request) -> web.StreamResponse:

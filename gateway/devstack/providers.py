@@ -49,6 +49,14 @@ class HydraProvider:
     """The subject the dev login app (and the headless helper, by default) signs in."""
     log_path: Path
 
+    def gateway_env(self, port: int | None = None) -> dict[str, str]:
+        """Environment of a gateway fronting this Hydra (on ``gateway_port`` unless told otherwise)."""
+        return hydra_gateway_env(
+            port=self.gateway_port if port is None else port,
+            hydra_public_url=self.public_url,
+            hydra_admin_url=self.admin_url,
+        )
+
 
 @dataclass(frozen=True)
 class KeycloakProvider:
@@ -68,6 +76,16 @@ class KeycloakProvider:
     bootstrap_admin: tuple[str, str]
     """Master-realm admin (username, password) from ``KC_BOOTSTRAP_ADMIN_*``."""
     log_path: Path
+
+    def gateway_env(self, port: int) -> dict[str, str]:
+        """Environment of a gateway on ``port`` fronting this Keycloak with its service-account credentials."""
+        return keycloak_gateway_env(
+            port=port,
+            keycloak_url=self.base_url,
+            realm=self.realm,
+            client_id=self.admin_client_id,
+            client_secret=self.admin_client_secret,
+        )
 
     @property
     def issuer(self) -> str:

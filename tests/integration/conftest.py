@@ -19,8 +19,6 @@ from gateway.devstack.process import free_port
 from gateway.devstack.providers import (
     HydraProvider,
     KeycloakProvider,
-    hydra_gateway_env,
-    keycloak_gateway_env,
     start_gateway,
 )
 
@@ -56,11 +54,7 @@ class GatewayProcess:
 @pytest.fixture(scope="session")
 def hydra_gateway(hydra_provider: HydraProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     """A gateway on ``hydra_provider.gateway_port``: Hydra's issuer origin."""
-    env = hydra_gateway_env(
-        port=hydra_provider.gateway_port,
-        hydra_public_url=hydra_provider.public_url,
-        hydra_admin_url=hydra_provider.admin_url,
-    )
+    env = hydra_provider.gateway_env()
     log_path = tmp_path_factory.mktemp("gateway-hydra") / "gateway.log"
     service = start_gateway("gateway-hydra", env=env, log_path=log_path)
     try:
@@ -75,13 +69,7 @@ def keycloak_gateway(
     keycloak_provider: KeycloakProvider, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     """A gateway on a free port fronting Keycloak; issuer ``{url}/realms/mcp`` (Keycloak follows X-Forwarded-*)."""
-    env = keycloak_gateway_env(
-        port=free_port(),
-        keycloak_url=keycloak_provider.base_url,
-        realm=keycloak_provider.realm,
-        client_id=keycloak_provider.admin_client_id,
-        client_secret=keycloak_provider.admin_client_secret,
-    )
+    env = keycloak_provider.gateway_env(free_port())
     log_path = tmp_path_factory.mktemp("gateway-keycloak") / "gateway.log"
     service = start_gateway("gateway-keycloak", env=env, log_path=log_path)
     url = env["DCR_PUBLIC_URL"]

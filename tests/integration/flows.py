@@ -35,6 +35,35 @@ class Target:
     """The gateway's log file, when it runs as a subprocess."""
 
 
+LOOPBACK_CALLBACK = "http://127.0.0.1:3000/callback"
+WEB_CALLBACK = "https://app.example.com/oauth/callback"
+REFRESHABLE = ["authorization_code", "refresh_token"]
+
+
+def native_client(name: str, **extra: Any) -> dict[str, Any]:
+    """A public native client on a loopback redirect, as MCP desktop and CLI clients register."""
+    return {
+        "client_name": name,
+        "redirect_uris": [LOOPBACK_CALLBACK],
+        "token_endpoint_auth_method": "none",
+        "grant_types": REFRESHABLE,
+        "response_types": ["code"],
+        "application_type": "native",
+        **extra,
+    }
+
+
+def confidential_client(name: str, method: str, **extra: Any) -> dict[str, Any]:
+    """A confidential web client on an https redirect, authenticating with ``method``."""
+    return {
+        "client_name": name,
+        "redirect_uris": [WEB_CALLBACK],
+        "token_endpoint_auth_method": method,
+        "grant_types": REFRESHABLE,
+        **extra,
+    }
+
+
 def pkce_pair() -> tuple[str, str]:
     """RFC 7636 section 4.1/4.2: a verifier and its S256 challenge."""
     verifier = secrets.token_urlsafe(48)

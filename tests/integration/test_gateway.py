@@ -22,8 +22,17 @@ from adapters.hydra.adapter import HydraAdapter
 from adapters.keycloak.adapter import KeycloakAdapter
 from gateway.devstack.login import ConsentRequired, hydra_accept_login_and_consent, keycloak_form_login
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
+from gateway.rfc7591.models import ClientMetadata
 from tests.integration.conftest import GatewayProcess
-from tests.integration.flows import Target, authorization_code_flow, discover, register
+from tests.integration.flows import (
+    WEB_CALLBACK,
+    Target,
+    authorization_code_flow,
+    confidential_client,
+    discover,
+    native_client,
+    register,
+)
 
 PROVIDERS = ["hydra", "keycloak"]
 
@@ -139,14 +148,7 @@ async def test_public_native_client_with_loopback_redirect_works_from_another_po
     status, client = await register(
         http,
         target,
-        {
-            "client_name": "Native CLI",
-            "redirect_uris": ["http://127.0.0.1:3000/callback"],
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"],
-            "application_type": "native",
-        },
+        native_client("Native CLI"),
     )
     assert status == 201, client
     assert "client_secret" not in client
@@ -188,22 +190,20 @@ async def test_confidential_client_authenticates_with_the_echoed_method(
     status, client = await register(
         http,
         target,
-        {
-            "redirect_uris": ["https://app.example.com/oauth/callback"],
-            "token_endpoint_auth_method": method,
-            "grant_types": ["authorization_code", "refresh_token"],
-            "client_name": f"Confidential {method}",
-            "contacts": ["ops@example.com"],
-            "software_id": "acme-mcp",
-            "software_version": "1.2.3",
-        },
+        confidential_client(
+            f"Confidential {method}",
+            method,
+            contacts=["ops@example.com"],
+            software_id="acme-mcp",
+            software_version="1.2.3",
+        ),
     )
     assert status == 201, client
     assert client["token_endpoint_auth_method"] == method
     assert len(client["client_secret"]) >= 43
     assert client["client_secret_expires_at"] == 0
     assert client["contacts"] == ["ops@example.com"]
-    await authorization_code_flow(http, target, client, redirect_uri="https://app.example.com/oauth/callback")
+    await authorization_code_flow(http, target, client, redirect_uri=WEB_CALLBACK)
     stored = await adapter[0].read_client(adapter[1], client["client_id"])
     assert stored.metadata.token_endpoint_auth_method == method
     assert stored.metadata.software_id == "acme-mcp"
@@ -526,6 +526,13 @@ async def test_registered_clients_never_skip_consent_and_get_no_full_scope(
         )
 
 
+def replacement(client_id: str, metadata: ClientMetadata) -> NewClient:
+    """An RFC 7592-style full replacement of ``client_id``'s metadata that keeps its secret."""
+    return NewClient(
+        client_id=client_id, client_secret=None, client_id_issued_at=0, client_secret_expires_at=0, metadata=metadata
+    )
+
+
 async def test_managed_clients_can_be_updated_and_unmanaged_ones_cannot(
     request: pytest.FixtureRequest,
     target: Target,
@@ -536,28 +543,14 @@ async def test_managed_clients_can_be_updated_and_unmanaged_ones_cannot(
     status, client = await register(
         http,
         target,
-        {
-            "redirect_uris": ["https://app.example.com/cb"],
-            "token_endpoint_auth_method": "client_secret_post",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "client_name": "Before",
-        },
+        confidential_client("Before", "client_secret_post"),
     )
     assert status == 201
     stored = await instance.read_client(issuer, client["client_id"])
     changed = stored.metadata.model_copy(
         update={"client_name": "After", "redirect_uris": ["https://app.example.com/cb2"]}
     )
-    updated = await instance.update_client(
-        issuer,
-        NewClient(
-            client_id=client["client_id"],
-            client_secret=None,
-            client_id_issued_at=stored.client_id_issued_at,
-            client_secret_expires_at=0,
-            metadata=changed,
-        ),
-    )
+    updated = await instance.update_client(issuer, replacement(client["client_id"], changed))
     assert updated.metadata.client_name == "After"
     assert updated.metadata.redirect_uris == ["https://app.example.com/cb2"]
     record = await _provider_record(request, target, http, client["client_id"])
@@ -570,31 +563,19 @@ async def test_managed_clients_can_be_updated_and_unmanaged_ones_cannot(
     await authorization_code_flow(http, target, client, redirect_uri="https://app.example.com/cb2")
     legacy = await _unmanaged_client(request, target, http)
     with pytest.raises(ClientNotFound):
-        await instance.update_client(
-            issuer,
-            NewClient(
-                client_id=legacy,
-                client_secret=None,
-                client_id_issued_at=0,
-                client_secret_expires_at=0,
-                metadata=changed,
-            ),
-        )
+        await instance.update_client(issuer, replacement(legacy, changed))
 
 
 async def test_no_secret_or_token_reaches_the_gateway_log(target: Target, http: aiohttp.ClientSession) -> None:
     status, client = await register(
         http,
         target,
-        {
-            "redirect_uris": ["https://app.example.com/cb"],
-            "token_endpoint_auth_method": "client_secret_basic",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "client_secret": "client-chosen-secret-must-not-be-logged",
-        },
+        confidential_client(
+            "Log check", "client_secret_basic", client_secret="client-chosen-secret-must-not-be-logged"
+        ),
     )
     assert status == 201
-    result = await authorization_code_flow(http, target, client, redirect_uri="https://app.example.com/cb")
+    result = await authorization_code_flow(http, target, client, redirect_uri=WEB_CALLBACK)
     async with http.post(
         target.registration_endpoint, json={"redirect_uris": ["javascript:x"], "client_secret": "in-a-bad-request"}
     ) as response:

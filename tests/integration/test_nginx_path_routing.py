@@ -37,14 +37,20 @@ from gateway.devstack.providers import (
     REPO_ROOT,
     HydraProvider,
     KeycloakProvider,
-    hydra_gateway_env,
-    keycloak_gateway_env,
     start_gateway,
     start_hydra_and_login,
 )
 from gateway.rfc8414.wellknown import discovery_locations
 from tests.conftest import providers_mode
-from tests.integration.flows import Target, authorization_code_flow, register
+from tests.integration.flows import (
+    LOOPBACK_CALLBACK,
+    WEB_CALLBACK,
+    Target,
+    authorization_code_flow,
+    confidential_client,
+    native_client,
+    register,
+)
 
 
 def _find_nginx() -> str | None:
@@ -187,7 +193,7 @@ def hydra_behind_nginx(pytestconfig: pytest.Config, tmp_path_factory: pytest.Tem
     services, hydra = _start_hydra(pytestconfig, issuer_port=nginx_port, log_dir=run_dir / "hydra")
     try:
         assert hydra.issuer == origin
-        env = hydra_gateway_env(port=gateway_port, hydra_public_url=hydra.public_url, hydra_admin_url=hydra.admin_url)
+        env = hydra.gateway_env(gateway_port)
         gateway_log = run_dir / "gateway.log"
         services.append(start_path_routing_gateway("gateway-hydra", env, public_url=origin, log_path=gateway_log))
         services[-1].wait_ready(GATEWAY_READY_TIMEOUT)
@@ -228,13 +234,7 @@ def keycloak_behind_nginx(
     issuer_path = f"/realms/{keycloak_provider.realm}"
     services: list[_Handle] = []
     try:
-        env = keycloak_gateway_env(
-            port=gateway_port,
-            keycloak_url=keycloak_provider.base_url,
-            realm=keycloak_provider.realm,
-            client_id=keycloak_provider.admin_client_id,
-            client_secret=keycloak_provider.admin_client_secret,
-        )
+        env = keycloak_provider.gateway_env(gateway_port)
         gateway_log = run_dir / "gateway.log"
         services.append(start_path_routing_gateway("gateway-keycloak", env, public_url=origin, log_path=gateway_log))
         services[-1].wait_ready(GATEWAY_READY_TIMEOUT)
@@ -394,18 +394,11 @@ async def test_public_client_registers_and_completes_code_flow_with_refresh(
     status, client = await register(
         http,
         routed.target,
-        {
-            "client_name": "nginx native",
-            "redirect_uris": ["http://127.0.0.1:3000/callback"],
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"],
-            "application_type": "native",
-        },
+        native_client("nginx native"),
     )
     assert status == 201, client
     assert "client_secret" not in client
-    result = await authorization_code_flow(http, routed.target, client, redirect_uri="http://127.0.0.1:3000/callback")
+    result = await authorization_code_flow(http, routed.target, client, redirect_uri=LOOPBACK_CALLBACK)
     assert result.refreshed["access_token"] != result.tokens["access_token"]
 
 
@@ -415,16 +408,11 @@ async def test_confidential_client_registers_and_completes_code_flow_with_refres
     status, client = await register(
         http,
         routed.target,
-        {
-            "client_name": "nginx confidential",
-            "redirect_uris": ["https://app.example.com/oauth/callback"],
-            "token_endpoint_auth_method": "client_secret_basic",
-            "grant_types": ["authorization_code", "refresh_token"],
-        },
+        confidential_client("nginx confidential", "client_secret_basic"),
     )
     assert status == 201, client
     assert client["client_secret"]
-    await authorization_code_flow(http, routed.target, client, redirect_uri="https://app.example.com/oauth/callback")
+    await authorization_code_flow(http, routed.target, client, redirect_uri=WEB_CALLBACK)
 
 
 async def test_oversized_registration_gets_the_gateways_json_413(routed: Routed, http: aiohttp.ClientSession) -> None:
