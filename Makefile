@@ -2,7 +2,7 @@
 #
 #   make venv        .venv with the project and its dev tools (reinstalled when pyproject.toml changes)
 #   make providers   build/fetch Hydra and Keycloak into the cache (~/.cache/dcr-gateway), once per version
-#   make system-deps nginx from Debian's packages (for the path-routing example test); as root, else a message
+#   make system-deps nginx and redis from Debian's packages (path-routing test, shared rate limiter); as root, else a message
 #   make test        venv + providers + system-deps, then the whole test suite (it starts its own providers)
 #   make bench       registration latency (gateway vs admin API, real providers) and discovery req/s benchmarks
 #   make lint        ruff check + ruff format --check + mypy --strict
@@ -42,11 +42,14 @@ providers:
 # (/usr/sbin is not on every user's PATH; on a host with a service manager the package may start its own
 # nginx on :80, which the tests do not use.)
 system-deps:
-	@if command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; then :; \
+	@missing=""; \
+	{ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || missing="$$missing nginx-light"; \
+	{ command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ]; } || missing="$$missing redis-server"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
-		echo "system-deps: nginx is not installed and this is not root on Debian/Ubuntu: skipping (as root: apt-get install -y nginx-light); tests/integration/test_nginx_path_routing.py will be skipped"; \
+		echo "system-deps: missing$$missing and this is not root on Debian/Ubuntu: skipping (as root: apt-get install -y$$missing); the tests that need them will be skipped"; \
 	else \
-		command -v nginx || (apt-get update && apt-get install -y nginx-light || apt-get install -y nginx); \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
 test: venv providers system-deps

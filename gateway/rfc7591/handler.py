@@ -59,6 +59,22 @@ class IssuerContext:
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who is registering or updating a client, as access control established it before validation
+    (RFC 7591 section 3: initial access tokens; section 2.3: software statements)."""
+
+    source: str | None = None
+    """The client's network address (after the gateway's own forwarded-for policy)."""
+    authenticated: bool = False
+    """An initial access token or a software statement was verified: privileged metadata may be allowed."""
+    software_statement: Mapping[str, Any] | None = None
+    """Verified software statement claims (already merged over the request's metadata)."""
+
+
+ANONYMOUS = Caller()
+
+
+@dataclass(frozen=True)
 class RegistrationSettings:
     """The registration knobs of :class:`gateway.settings.Settings` this endpoint uses."""
 
@@ -103,7 +119,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-async def registration_policy(issuer: IssuerContext, settings: RegistrationSettings) -> RegistrationPolicy:
+async def registration_policy(
+    issuer: IssuerContext, settings: RegistrationSettings, caller: Caller = ANONYMOUS
+) -> RegistrationPolicy:
     """What this issuer accepts, from the provider's discovery document (RFC 8414 section 2)."""
     cached = await issuer.discovery.get()
     return RegistrationPolicy.from_server_metadata(
@@ -113,6 +131,16 @@ async def registration_policy(issuer: IssuerContext, settings: RegistrationSetti
         max_uri_length=settings.max_uri_length,
         max_string_length=settings.max_string_length,
     )
+
+
+async def validate_registration(
+    document: Mapping[str, Any], *, issuer: IssuerContext, settings: RegistrationSettings, caller: Caller = ANONYMOUS
+) -> ClientMetadata:
+    """Everything a registration (RFC 7591 section 3.1) or a replacement (RFC 7592 section 2.2) must satisfy:
+    shape, defaults, and every policy, for the caller access control established."""
+    metadata = parse_metadata(document)
+    policy = await registration_policy(issuer, settings, caller)
+    return validate(metadata, policy)
 
 
 def issue_credentials(metadata: ClientMetadata, settings: RegistrationSettings) -> NewClient:
@@ -180,9 +208,7 @@ def registration_handler(
 
     async def register(request: web.Request) -> web.StreamResponse:
         document = await read_json_object(request, settings.max_body_bytes)
-        metadata = parse_metadata(document)
-        policy = await registration_policy(issuer, settings)
-        metadata = validate(metadata, policy)
+        metadata = await validate_registration(document, issuer=issuer, settings=settings)
         issued = issue_credentials(metadata, settings)
         managed = await create(adapter, issuer, issued)
         information = client_information(managed, issued)
