@@ -3,7 +3,8 @@
 #   make venv        .venv with the project and its dev tools (reinstalled when pyproject.toml changes)
 #   make providers   build/fetch Hydra and Keycloak into the cache (~/.cache/dcr-gateway), once per version
 #   make system-deps nginx and redis from Debian's packages (path-routing test, shared rate limiter); as root, else a message
-#   make test        venv + providers + system-deps, then the whole test suite (it starts its own providers)
+#   make node-deps   npm ci of the TypeScript SDK client of the end-to-end test (tests/integration/mcp_e2e/ts); needs Node 20+
+#   make test        venv + providers + system-deps + node-deps, then the whole test suite (it starts its own providers)
 #   make bench       registration latency (gateway vs admin API, real providers) and discovery req/s benchmarks
 #   make lint        ruff check + ruff format --check + mypy --strict
 #   make stack-up    Hydra :4444/:4445, dev login app :8090, Keycloak :8180, gateways :8080 (Hydra) and :8081
@@ -22,7 +23,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv providers system-deps test lint bench stack-up stack-down stack-status run
+.PHONY: help venv providers system-deps node-deps test lint bench stack-up stack-down stack-status run
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -52,7 +53,21 @@ system-deps:
 		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
-test: venv providers system-deps
+# Pinned by package-lock.json; reinstalled when it changes (npm's own cache keeps the tarballs). Without npm the
+# TypeScript SDK test skips with that reason.
+NODE_E2E := tests/integration/mcp_e2e/ts
+NODE_STAMP := $(NODE_E2E)/node_modules/.installed
+
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): $(NODE_E2E)/package.json $(NODE_E2E)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd $(NODE_E2E) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+		echo "node-deps: npm not found: the TypeScript SDK end-to-end test will be skipped"; \
+	fi
+
+test: venv providers system-deps node-deps
 	$(VENV)/bin/pytest -q -ra --durations=10 $(PYTEST_ARGS)
 
 lint: venv

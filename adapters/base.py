@@ -157,3 +157,87 @@ class AdapterFactory(Protocol):
     """Entry points of group ``dcr_gateway.adapters`` resolve to one of these."""
 
     def __call__(self, settings: Settings) -> ProviderAdapter: ...
+
+
+# ------------------------------------------------------------------------------------ client hygiene
+# ``dcr-gateway clients``: what a provider can tell about a managed client's use (for ``gc``), and taking over
+# clients a hand-written shim created (``adopt``). Optional: an adapter without it still serves registrations.
+
+
+@dataclass(frozen=True)
+class ClientUsage:
+    """What the provider can tell about a managed client's use; each field is ``None`` when it cannot tell.
+
+    Timestamps are seconds since the epoch (like RFC 7591 ``client_id_issued_at``).
+    """
+
+    created_at: int | None = None
+    updated_at: int | None = None
+    """Last change of the client record (Hydra ``updated_at``; Keycloak: adoption time, it keeps no other)."""
+    last_used_at: int | None = None
+    active_sessions: int | None = None
+    """User sessions holding the client now (Keycloak ``session-count``)."""
+    offline_sessions: int | None = None
+    """Offline sessions (long-lived refresh tokens) holding the client now (Keycloak ``offline-session-count``)."""
+
+
+@dataclass(frozen=True)
+class UnmanagedClient:
+    """A client the gateway did not create, seen as a candidate for adoption. Never carries a secret."""
+
+    client_id: str
+    client_name: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """The client's free-form markers as strings (Keycloak attributes, Hydra top-level ``metadata`` values):
+    what an adoption selects on (``--attribute KEY=VALUE``)."""
+    privileges: tuple[str, ...] = ()
+    """What makes it privileged (a service account or ``client_credentials``, password grant, skipped
+    consent, ...): adopted only when the operator says so."""
+    protected: str | None = None
+    """Why it can never be adopted (the gateway's own admin client, a provider built-in), else ``None``."""
+
+
+class AdoptionRefused(AdapterError):
+    """The client may never be adopted (see :attr:`UnmanagedClient.protected`)."""
+
+
+@runtime_checkable
+class ClientHygiene(Protocol):
+    """Optional adapter capability behind ``dcr-gateway clients gc`` and ``adopt``."""
+
+    async def usage(self, issuer: str, client_id: str) -> ClientUsage:
+        """Usage of a managed client; :class:`ClientNotFound` when absent or not managed."""
+        ...
+
+    def list_unmanaged(self, issuer: str) -> AsyncIterator[UnmanagedClient]:
+        """Every client of the issuer the gateway does not manage (adoption candidates)."""
+        ...
+
+    async def adopt_client(self, issuer: str, client_id: str, gateway_data: Mapping[str, Any]) -> ManagedClient:
+        """Mark an unmanaged client as managed with the same marker :meth:`ProviderAdapter.create_client` sets,
+        keeping its configuration and secret, and store ``gateway_data`` (e.g. a registration access token
+        hash). :class:`ClientNotFound` when absent, :class:`ClientConflict` when already managed,
+        :class:`AdoptionRefused` when protected."""
+        ...
+
+
+# -------------------------------------------------------------------------------- registrable scopes
+# What a registration through the gateway can obtain, so discovery advertises only that (RFC 8414 section 2
+# ``scopes_supported``). Optional: an adapter without it puts no provider-side limit on scopes.
+
+
+@runtime_checkable
+class RegistrableScopes(Protocol):
+    """Optional adapter capability: the scope values a client registered through the gateway can obtain.
+
+    RFC 8414 section 2: ``scopes_supported`` lists the scope values the authorization server supports, and a
+    server "MAY choose not to advertise some supported scope values". MCP clients authorize with the AS's
+    ``scopes_supported`` when the resource names none, so the gateway advertises only what a registration
+    can get (Keycloak: ``openid`` and the realm's default and default-optional client scopes).
+    """
+
+    async def registrable_scopes(self, issuer: str) -> frozenset[str] | None:
+        """The scope values a managed client of ``issuer`` can be granted, or ``None`` when the provider does not
+        limit them (Hydra registers any scope token). May use the provider's admin API (and its cache); raises
+        :class:`AdapterError` when it cannot tell."""
+        ...

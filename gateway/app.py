@@ -30,11 +30,14 @@ from aiohttp.typedefs import Middleware
 from adapters.base import Issuer, ProviderAdapter
 from adapters.registry import get_factory
 from gateway.cors import CorsPolicy
+from gateway.limits.guard import Limits, open_counter_store
 from gateway.proxy import FrontDoorProxy, forwarded_headers
 from gateway.rfc7591.errors import OAuthError, ServerError
 from gateway.rfc7591.handler import IssuerContext, RegistrationSettings, registration_handler
+from gateway.rfc7592.handler import ClientConfigurationEndpoint
 from gateway.rfc8414.cache import DiscoveryCache
 from gateway.rfc8414.handler import discovery_routes, is_discovery_path
+from gateway.rfc8414.scopes import registrable_scopes_source
 from gateway.settings import Mode, Settings
 
 log = structlog.get_logger(__name__)
@@ -46,6 +49,9 @@ ISSUERS = web.AppKey("issuers", dict[str, IssuerContext])
 CACHES = web.AppKey("discovery_caches", dict[str, DiscoveryCache])
 """Discovery caches by issuer path, filled when the app starts."""
 PROXY = web.AppKey("proxy", FrontDoorProxy)
+LIMITS = web.AppKey("limits", Limits)
+"""Rate limits, the managed-client quota and the counter store (``LIMITS.store``, shared through Redis when
+configured), opened when the app starts."""
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -160,6 +166,7 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
         allow_jwks_uri=settings.allow_jwks_uri,
         max_uri_length=adapter.capabilities.max_uri_length,
         max_string_length=adapter.capabilities.max_string_length,
+        policy=settings.policy,
     )
 
     async def healthz(request: web.Request) -> web.Response:
@@ -180,6 +187,16 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
         app.router.add_post(path, _registration_entry(issuer, adapter, reg_settings, cors))
         app.router.add_route(hdrs.METH_OPTIONS, path, _preflight(cors, ("POST",)))
         app.router.add_route("*", path, _method_not_allowed(("POST", "OPTIONS")))
+        configuration = ClientConfigurationEndpoint(  # RFC 7592: {issuer path}{registration_path}/{client_id}
+            issuer_key=issuer.key,
+            contexts=ISSUERS,
+            adapter=adapter,
+            settings=reg_settings,
+            cors=cors,
+            rotate_registration_access_token=settings.rotate_registration_access_token,
+            limits=LIMITS,
+        )
+        app.router.add_routes(configuration.routes(path + "/{client_id}"))
 
     async def not_found(request: web.Request) -> web.Response:
         return web.json_response(
@@ -250,7 +267,13 @@ def _registration_entry(
             context = request.app[ISSUERS][issuer.key]
             handler = registration_handler(issuer=context, adapter=adapter, settings=reg_settings)
             handlers[issuer.key] = handler
-        response = await handler(request)
+        # Abuse limits before any work: rate limits (429), then a quota slot (403), kept only on 201.
+        limits = request.app[LIMITS]
+        await limits.admit(request, issuer=issuer.key)
+        async with limits.quota.reserve(issuer.key) as slot:
+            response = await handler(request)
+            if response.status == 201:
+                slot.created()
         cors.apply(request, response)
         return response
 
@@ -264,7 +287,16 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar())
     proxy_session: aiohttp.ClientSession | None = None
     started: list[DiscoveryCache] = []
+    limits: Limits | None = None
     try:
+        limits = Limits.build(
+            settings.limits,
+            store=open_counter_store(settings.limits),
+            adapter=adapter,
+            trust_forwarded_for=settings.trust_forwarded_for,
+        )
+        app[LIMITS] = limits
+        log.info("limits.configured", **limits.describe())
         if settings.mode is Mode.FRONT_DOOR:
             proxy_session = FrontDoorProxy.new_session(timeout=settings.provider_timeout)
             app[PROXY] = FrontDoorProxy(
@@ -286,6 +318,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 refresh_interval=settings.discovery_refresh_seconds,
                 retry_interval=settings.discovery_retry_seconds,
                 timeout=settings.provider_timeout,
+                # scopes_supported: only what a registration here can obtain (adapter limit, policy allow-list)
+                registrable_scopes=registrable_scopes_source(adapter, issuer.key, settings.policy.scopes),
             )
             await cache.start()
             started.append(cache)
@@ -305,6 +339,8 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         )
         yield
     finally:
+        if limits is not None:
+            await limits.close()
         for cache in started:
             await cache.close()
         await adapter.close()

@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
     adapters = sub.add_parser("adapters", help="list loadable provider adapters")
     adapters.set_defaults(func=_adapters)
+    from gateway.clients.cli import add_subcommand as add_clients_subcommand
+
+    add_clients_subcommand(sub)
+    from gateway.access.cli import add_subcommand as add_initial_access_token_subcommand
+
+    add_initial_access_token_subcommand(sub)
+    from gateway.conformance.cli import add_subcommand as add_conformance_subcommand
+
+    add_conformance_subcommand(sub)
     return parser
 
 

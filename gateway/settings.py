@@ -22,6 +22,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gateway.access.settings import AccessSettings
+from gateway.limits.settings import LimitSettings
+from gateway.policy.settings import PolicySettings
+
 _CONFIG_FILE: ContextVar[str | None] = ContextVar("dcr_config_file", default=None)
 """The file :func:`load_settings` was given; kept out of ``os.environ`` so it does not leak into children."""
 
@@ -65,6 +69,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="ignore",
         validate_default=True,
+        hide_input_in_errors=True,  # a bad value may be a secret (HS256 key, Redis URL): never echo inputs
     )
 
     # where the gateway listens and how it is reached
@@ -102,10 +107,22 @@ class Settings(BaseSettings):
     """Anonymous registrations never get ``client_credentials``; later, authenticated ones may."""
     allow_jwks_uri: bool = False
     """``jwks_uri`` makes the provider fetch a client-chosen URL (SSRF): off for anonymous registration."""
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    """The registration policy (``[policy]`` / ``DCR_POLICY__*``, see :mod:`gateway.policy.settings`); the two
+    ``allow_*`` flags above are its legacy spelling: ``true`` widens the privilege to ``anyone``."""
+    rotate_registration_access_token: bool = False
+    """RFC 7592 section 2.2: issue a new registration access token on every update (the old one stops working).
+    Off by default: the OpenID Foundation's Brazil DCR tests expect the token to survive an update."""
+    access: AccessSettings = Field(default_factory=AccessSettings)
+    """Who may register, per issuer (``[access]`` / ``DCR_ACCESS__*``, see :mod:`gateway.access.settings`):
+    ``open`` by default; initial access tokens and software statements (RFC 7591 sections 3 and 2.3)."""
 
     # discovery (RFC 8414)
     discovery_refresh_seconds: float = 60.0
     discovery_retry_seconds: float = 5.0
+
+    # abuse limits: rate limits and a quota of managed clients (DCR_LIMITS__*)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
     # browsers (MCP Inspector)
     cors_allowed_origins: list[str] = Field(default_factory=lambda: ["*"])

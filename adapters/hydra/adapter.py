@@ -11,7 +11,8 @@ accepted by ``ory_hydra_client.models.OAuth2Client``.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -23,13 +24,22 @@ from adapters.base import (
     Capabilities,
     ClientConflict,
     ClientNotFound,
+    ClientUsage,
     Issuer,
     ManagedClient,
     NewClient,
     ProviderRejected,
     ProviderUnavailable,
+    UnmanagedClient,
 )
-from adapters.hydra.mapping import from_hydra, is_managed, to_hydra
+from adapters.hydra.mapping import (
+    adoption_patch,
+    from_hydra,
+    is_managed,
+    to_hydra,
+    unmanaged_from_hydra,
+    usage_from_hydra,
+)
 from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
 if TYPE_CHECKING:
@@ -91,6 +101,11 @@ class HydraAdapter:
 
     async def close(self) -> None:
         """The session belongs to the app."""
+
+    async def registrable_scopes(self, issuer: str) -> None:
+        """No provider-side limit: Hydra registers any scope token on a client (a deployment limits them with the
+        policy's scope allow-list), so discovery keeps Hydra's ``scopes_supported`` (RFC 8414 section 2)."""
+        return None
 
     # ------------------------------------------------------------------------------------- transport
 
@@ -181,9 +196,61 @@ class HydraAdapter:
             for item in payload or []:
                 if isinstance(item, dict) and is_managed(item):
                     yield from_hydra(item)
-            page_token = _next_page_token(link)
+            # An empty page is the end: Hydra v2 links a rel="next" page even from an empty one (forever).
+            page_token = _next_page_token(link) if payload else None
             if not page_token:
                 return
+
+    # ------------------------------------------------------------------------- client hygiene (clients CLI)
+
+    async def usage(self, issuer: str, client_id: str) -> ClientUsage:
+        """``created_at`` / ``updated_at`` of a managed client (Hydra cannot tell sessions per client)."""
+        return usage_from_hydra(await self._get_raw(client_id))
+
+    async def _all_raw_clients(self) -> AsyncIterator[dict[str, Any]]:
+        page_token: str | None = None
+        while True:
+            params = {"page_size": "500"}
+            if page_token:
+                params["page_token"] = page_token
+            try:
+                async with self.session.get(
+                    f"{self._admin_url}/admin/clients", params=params, headers=self._headers, timeout=self._timeout
+                ) as response:
+                    if response.status >= 400:
+                        raise ProviderUnavailable(f"hydra admin GET /admin/clients: HTTP {response.status}")
+                    payload = await response.json(content_type=None)
+                    link = response.headers.get("Link", "")
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise ProviderUnavailable(f"hydra admin list: {type(exc).__name__}") from exc
+            for item in payload or []:
+                if isinstance(item, dict):
+                    yield item
+            # An empty page is the end: Hydra v2 links a rel="next" page even from an empty one.
+            page_token = _next_page_token(link) if payload else None
+            if not page_token:
+                return
+
+    async def list_unmanaged(self, issuer: str) -> AsyncIterator[UnmanagedClient]:
+        async for item in self._all_raw_clients():
+            if not is_managed(item):
+                yield unmanaged_from_hydra(item)
+
+    async def adopt_client(self, issuer: str, client_id: str, gateway_data: Mapping[str, Any]) -> ManagedClient:
+        """One JSON Patch adds the managed marker to ``metadata``; configuration and secret stay as they are."""
+        path = f"/admin/clients/{quote(client_id, safe='')}"
+        status, payload = await self._call("GET", path)
+        if status == 404:
+            raise ClientNotFound(client_id)
+        if status != 200 or not isinstance(payload, dict):
+            raise self._rejection(status, payload)
+        if is_managed(payload):
+            raise ClientConflict(f"hydra: client {client_id!r} is managed already")
+        patch = adoption_patch(payload, gateway_data, int(time.time()))
+        status, payload = await self._call("PATCH", path, json_body=patch)
+        if status != 200 or not isinstance(payload, dict):
+            raise self._rejection(status, payload)
+        return from_hydra(payload)
 
 
 def _next_page_token(link_header: str) -> str | None:

@@ -7,10 +7,11 @@ Hydra has a field for almost every RFC 7591 member. What it lacks (``software_id
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from adapters.base import ManagedClient, NewClient
+from adapters.base import ClientUsage, ManagedClient, NewClient, UnmanagedClient
 from gateway.rfc7591.models import ClientMetadata
 
 METADATA_KEY = "dcr_gateway"
@@ -103,3 +104,76 @@ def from_hydra(hydra_client: dict[str, Any]) -> ManagedClient:
         client_secret_expires_at=int(ours.get("client_secret_expires_at") or 0),
         gateway_data=dict(ours.get("gateway") or {}),
     )
+
+
+# ------------------------------------------------------------------------------------ client hygiene
+
+PRIVILEGED_GRANTS = {
+    "client_credentials": "client_credentials grant (tokens without a user)",
+    "urn:ietf:params:oauth:grant-type:jwt-bearer": "jwt-bearer grant (RFC 7523 assertions)",
+    "password": "password grant",
+    "implicit": "implicit grant",
+}
+"""Grant types that make a client more than what an anonymous RFC 7591 registration may get."""
+
+
+def usage_from_hydra(hydra_client: dict[str, Any]) -> ClientUsage:
+    """What Hydra can tell about a client's use: its record's ``created_at`` and ``updated_at``. Its admin API
+    lists consent sessions and tokens only per subject, never per client, so sessions stay unknown."""
+    return ClientUsage(
+        created_at=_epoch(hydra_client.get("created_at")),
+        updated_at=_epoch(hydra_client.get("updated_at")),
+    )
+
+
+def hydra_labels(hydra_client: dict[str, Any]) -> dict[str, str]:
+    """The top-level scalar values of the client's ``metadata`` as strings (JSON spelling for booleans)."""
+    metadata = hydra_client.get("metadata")
+    labels: dict[str, str] = {}
+    if isinstance(metadata, dict):
+        for key, value in metadata.items():
+            if isinstance(value, bool):
+                labels[str(key)] = "true" if value else "false"
+            elif isinstance(value, str | int | float):
+                labels[str(key)] = str(value)
+    return labels
+
+
+def hydra_privileges(hydra_client: dict[str, Any]) -> tuple[str, ...]:
+    """Why adopting this client would put a privileged client under the gateway's lifecycle."""
+    privileges = [PRIVILEGED_GRANTS[g] for g in hydra_client.get("grant_types") or [] if g in PRIVILEGED_GRANTS]
+    if hydra_client.get("skip_consent"):
+        privileges.append("skips consent")
+    return tuple(privileges)
+
+
+def unmanaged_from_hydra(hydra_client: dict[str, Any]) -> UnmanagedClient:
+    """An adoption candidate (no secret: Hydra returns none on reads anyway)."""
+    return UnmanagedClient(
+        client_id=str(hydra_client["client_id"]),
+        client_name=hydra_client.get("client_name") or None,
+        labels=hydra_labels(hydra_client),
+        privileges=hydra_privileges(hydra_client),
+    )
+
+
+def adoption_patch(
+    hydra_client: dict[str, Any], gateway_data: Mapping[str, Any], adopted_at: int
+) -> list[dict[str, Any]]:
+    """The JSON Patch (RFC 6902) for ``PATCH /admin/clients/{id}`` that marks a client managed.
+
+    Only ``metadata`` changes: the shim's own keys stay and :data:`METADATA_KEY` is added, so Hydra keeps the
+    client's configuration and its hashed secret (its PATCH leaves the secret alone unless the patch sets one).
+    """
+    existing = hydra_client.get("metadata")
+    metadata = dict(existing) if isinstance(existing, dict) else {}
+    metadata[METADATA_KEY] = {
+        "managed": True,
+        "v": FORMAT_VERSION,
+        "client_id_issued_at": _epoch(hydra_client.get("created_at")) or adopted_at,
+        "client_secret_expires_at": int(hydra_client.get("client_secret_expires_at") or 0),
+        "extra": {},
+        "gateway": dict(gateway_data),
+        "adopted_at": adopted_at,
+    }
+    return [{"op": "add", "path": "/metadata", "value": metadata}]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -21,22 +21,30 @@ from keycloak.exceptions import KeycloakAuthenticationError, KeycloakConnectionE
 
 from adapters.base import (
     AdapterError,
+    AdoptionRefused,
     Capabilities,
     ClientConflict,
     ClientNotFound,
+    ClientUsage,
     Issuer,
     ManagedClient,
     NewClient,
     ProviderAuthError,
     ProviderRejected,
     ProviderUnavailable,
+    UnmanagedClient,
 )
 from adapters.keycloak.mapping import (
     RealmScopes,
+    adoption_attributes,
     from_keycloak,
     is_managed,
+    keycloak_protection,
     registered_view,
+    registrable_scope_names,
     to_keycloak,
+    unmanaged_from_keycloak,
+    usage_from_keycloak,
 )
 from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
@@ -184,6 +192,11 @@ class KeycloakAdapter:
             self._scopes[realm] = (time.monotonic(), value)
             return value
 
+    async def registrable_scopes(self, issuer: str) -> frozenset[str]:
+        """What a registration in the realm can get (:func:`~adapters.keycloak.mapping.registrable_scope_names`),
+        from the cached realm scopes: the gateway's discovery advertises no other (RFC 8414 section 2)."""
+        return registrable_scope_names(await self.realm_scopes(issuer))
+
     async def _find(self, realm: str, client_id: str) -> dict[str, Any]:
         """The managed client's representation; :class:`ClientNotFound` for absent or unmanaged ones."""
         admin = self._admin(realm)
@@ -218,6 +231,15 @@ class KeycloakAdapter:
         representation["id"] = current["id"]
         if client.client_secret is None and not representation["publicClient"]:
             representation["secret"] = current.get("secret")
+        # RFC 7592 section 2.2, a full replacement: Keycloak's update keeps whatever a representation leaves out,
+        # so what the metadata omits is cleared explicitly (an empty attribute value removes the attribute).
+        representation.setdefault("name", "")
+        representation.setdefault("baseUrl", "")
+        attributes = representation["attributes"]
+        for attribute in ("logoUri", "policyUri", "tosUri", "post.logout.redirect.uris", "jwks.url", "jwks.string"):
+            attributes.setdefault(attribute, "")
+        attributes.setdefault("use.jwks.url", "false")
+        attributes.setdefault("use.jwks.string", "false")
         await self._call("update client", self._admin(issuer).a_update_client(current["id"], representation))
         return from_keycloak(await self._find(issuer, client.client_id))
 
@@ -242,6 +264,65 @@ class KeycloakAdapter:
             if len(page) < PAGE_SIZE:
                 return
             first += PAGE_SIZE
+
+    # ------------------------------------------------------------------------- client hygiene (clients CLI)
+
+    async def _raw_json(self, realm: str, action: str, path: str, **params: Any) -> Any:
+        response = await self._call(action, self._admin(realm).connection.a_raw_get(path, **params))
+        if response.status_code >= 400:
+            raise self._translate(KeycloakError(error_message="", response_code=response.status_code), action)
+        return response.json()
+
+    async def _session_count(self, realm: str, internal_id: str, kind: str) -> int:
+        """``GET /admin/realms/{realm}/clients/{id}/session-count`` (or ``offline-session-count``)."""
+        payload = await self._raw_json(realm, kind, f"admin/realms/{realm}/clients/{internal_id}/{kind}")
+        count = payload.get("count") if isinstance(payload, dict) else None
+        return count if isinstance(count, int) else 0
+
+    async def usage(self, issuer: str, client_id: str) -> ClientUsage:
+        """Session counts (in use now) and the times the gateway recorded in the client's attributes."""
+        representation = await self._find(issuer, client_id)
+        sessions, offline = await asyncio.gather(
+            self._session_count(issuer, representation["id"], "session-count"),
+            self._session_count(issuer, representation["id"], "offline-session-count"),
+        )
+        return usage_from_keycloak(representation, sessions=sessions, offline_sessions=offline)
+
+    async def list_unmanaged(self, issuer: str) -> AsyncIterator[UnmanagedClient]:
+        first = 0
+        while True:
+            page = await self._raw_json(
+                issuer, "list clients", f"admin/realms/{issuer}/clients", first=first, max=PAGE_SIZE
+            )
+            for representation in page:
+                if not is_managed(representation):
+                    yield unmanaged_from_keycloak(representation, self._client_id)
+            if len(page) < PAGE_SIZE:
+                return
+            first += PAGE_SIZE
+
+    async def adopt_client(self, issuer: str, client_id: str, gateway_data: Mapping[str, Any]) -> ManagedClient:
+        """Adds the managed marker and the gateway's attributes; Keycloak's update leaves every field the body
+        omits (configuration, secret, scopes) as it is."""
+        found = await self._raw_json(
+            issuer, "find client", f"admin/realms/{issuer}/clients", clientId=client_id, search="false"
+        )
+        matches = [c for c in found if c.get("clientId") == client_id]
+        if not matches:
+            raise ClientNotFound(client_id)
+        representation: dict[str, Any] = matches[0]
+        if is_managed(representation):
+            raise ClientConflict(f"keycloak: client {client_id!r} is managed already")
+        protection = keycloak_protection(representation, self._client_id)
+        if protection:
+            raise AdoptionRefused(f"keycloak: client {client_id!r} is {protection}")
+        body = {
+            "id": representation["id"],
+            "clientId": client_id,
+            "attributes": adoption_attributes(representation, gateway_data, int(time.time())),
+        }
+        await self._call("adopt client", self._admin(issuer).a_update_client(representation["id"], body))
+        return from_keycloak(await self._find(issuer, client_id))
 
 
 def create_adapter(settings: Settings) -> KeycloakAdapter:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from adapters.base import ManagedClient, NewClient
+from adapters.base import ClientUsage, ManagedClient, NewClient, UnmanagedClient
 from gateway.rfc7591.models import (
     CLIENT_CREDENTIALS,
     CLIENT_SECRET_BASIC,
@@ -93,6 +93,13 @@ def _is_loopback_ip(host: str) -> bool:
         return False
 
 
+def registrable_scope_names(realm: RealmScopes) -> frozenset[str]:
+    """The scope values a client registered through the gateway can get: ``openid`` and the realm's default and
+    default-optional client scopes (Keycloak's "Allowed Client Scopes" policy for anonymous registration).
+    :func:`scope_assignment` attaches only these, and discovery advertises only these (RFC 8414 section 2)."""
+    return frozenset(realm.default_default) | frozenset(realm.default_optional) | IMPLICIT_SCOPES
+
+
 def scope_assignment(scope: str | None, realm: RealmScopes) -> tuple[list[str] | None, list[str] | None, str | None]:
     """Default and optional client scopes for a registration, and the ``scope`` value to echo.
 
@@ -105,7 +112,7 @@ def scope_assignment(scope: str | None, realm: RealmScopes) -> tuple[list[str] |
     if scope is None:
         return None, None, None
     requested = [s for s in scope.split(" ") if s]
-    allowed = set(realm.default_default) | set(realm.default_optional) | IMPLICIT_SCOPES
+    allowed = registrable_scope_names(realm)
     known = [s for s in requested if s in allowed]
     default = list(realm.default_default)
     optional = list(realm.default_optional)
@@ -220,7 +227,7 @@ def from_keycloak(representation: dict[str, Any], *, client_secret: str | None =
     attributes = representation.get("attributes") or {}
     stored = _json_attribute(attributes, METADATA_ATTRIBUTE)
     fields: dict[str, Any] = dict(stored.get("registered") or {})
-    if "name" in representation:
+    if representation.get("name"):  # an update clears an omitted name to ""
         fields["client_name"] = representation["name"]
     if representation.get("publicClient"):
         fields["token_endpoint_auth_method"] = NONE
@@ -244,4 +251,135 @@ def from_keycloak(representation: dict[str, Any], *, client_secret: str | None =
         client_secret_expires_at=int(stored.get("client_secret_expires_at") or 0),
         gateway_data=_json_attribute(attributes, GATEWAY_ATTRIBUTE),
         provider_ref=representation.get("id"),
+    )
+
+
+# ------------------------------------------------------------------------------------ client hygiene
+
+BUILT_IN_CLIENTS = frozenset(
+    {"account", "account-console", "admin-cli", "broker", "realm-management", "security-admin-console"}
+)
+"""Clients every Keycloak realm has: the realm needs them, the gateway never takes them over."""
+
+
+def keycloak_protection(representation: dict[str, Any], admin_client_id: str) -> str | None:
+    """Why this client can never be adopted, or ``None``: the gateway's own admin client, and Keycloak's
+    built-in and realm-management clients (``realm_client``: the clients holding a realm's admin roles)."""
+    client_id = representation.get("clientId")
+    if client_id == admin_client_id:
+        return "the gateway's own admin client"
+    attributes = representation.get("attributes") or {}
+    if client_id in BUILT_IN_CLIENTS or attributes.get("realm_client") == "true":
+        return "a Keycloak built-in client"
+    return None
+
+
+def keycloak_privileges(representation: dict[str, Any]) -> tuple[str, ...]:
+    """What makes the client more than an anonymous RFC 7591 registration may get (see :func:`to_keycloak`)."""
+    privileges: list[str] = []
+    if representation.get("serviceAccountsEnabled"):
+        privileges.append("service account (client_credentials grant)")
+    if representation.get("directAccessGrantsEnabled"):
+        privileges.append("direct access grants (password grant)")
+    if representation.get("implicitFlowEnabled"):
+        privileges.append("implicit flow")
+    if representation.get("bearerOnly"):
+        privileges.append("bearer-only resource server")
+    return tuple(privileges)
+
+
+def unmanaged_from_keycloak(representation: dict[str, Any], admin_client_id: str) -> UnmanagedClient:
+    """An adoption candidate; its attributes are what ``--attribute KEY=VALUE`` selects on. No secret."""
+    attributes = representation.get("attributes") or {}
+    return UnmanagedClient(
+        client_id=str(representation["clientId"]),
+        client_name=representation.get("name") or None,
+        labels={str(k): v for k, v in attributes.items() if isinstance(v, str)},
+        privileges=keycloak_privileges(representation),
+        protected=keycloak_protection(representation, admin_client_id),
+    )
+
+
+def registered_from_keycloak(representation: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7591 metadata describing a client the gateway did not create (inverse of :func:`to_keycloak`,
+    following Keycloak's ``DescriptionConverter``), kept as the registered view when it is adopted."""
+    attributes = representation.get("attributes") or {}
+    standard_flow = bool(representation.get("standardFlowEnabled", True))
+    grant_types: list[str] = []
+    if standard_flow:
+        grant_types.append("authorization_code")
+        if attributes.get("use.refresh.tokens", "true") != "false":
+            grant_types.append(REFRESH_TOKEN)
+    if representation.get("implicitFlowEnabled"):
+        grant_types.append("implicit")
+    if representation.get("directAccessGrantsEnabled"):
+        grant_types.append("password")
+    if representation.get("serviceAccountsEnabled"):
+        grant_types.append(CLIENT_CREDENTIALS)
+    if attributes.get("oauth2.device.authorization.grant.enabled") == "true":
+        grant_types.append(DEVICE_CODE)
+    registered: dict[str, Any] = {
+        "redirect_uris": list(representation.get("redirectUris") or []),
+        "grant_types": grant_types,
+        "response_types": ["code"] if standard_flow else [],
+    }
+    if representation.get("publicClient"):
+        registered["token_endpoint_auth_method"] = NONE
+    else:
+        registered["token_endpoint_auth_method"] = {
+            "client-secret-jwt": CLIENT_SECRET_JWT,
+            "client-jwt": PRIVATE_KEY_JWT,
+        }.get(representation.get("clientAuthenticatorType", "client-secret"), CLIENT_SECRET_BASIC)
+    if representation.get("name"):
+        registered["client_name"] = representation["name"]
+    if representation.get("baseUrl"):
+        registered["client_uri"] = representation["baseUrl"]
+    for name, attribute in ATTRIBUTE_URIS.items():
+        if attributes.get(attribute):
+            registered[name] = attributes[attribute]
+    logout = [uri for uri in (attributes.get("post.logout.redirect.uris") or "").split("##") if uri and uri != "+"]
+    if logout:
+        registered["post_logout_redirect_uris"] = logout
+    if attributes.get("use.jwks.url") == "true" and attributes.get("jwks.url"):
+        registered["jwks_uri"] = attributes["jwks.url"]
+    return registered
+
+
+def adoption_attributes(
+    representation: dict[str, Any], gateway_data: Mapping[str, Any], adopted_at: int
+) -> dict[str, str]:
+    """The client's attributes with the managed marker added: every existing attribute is kept, and the
+    registered view and gateway data the adapter reads back are stored as for a registration.
+
+    Keycloak keeps no creation time; ``client_id_issued_at`` is the secret's creation time when Keycloak
+    recorded one, else the adoption time.
+    """
+    attributes = {str(k): v for k, v in (representation.get("attributes") or {}).items() if isinstance(v, str)}
+    secret_created = attributes.get("client.secret.creation.time", "")
+    attributes[MANAGED_ATTRIBUTE] = "true"
+    attributes[METADATA_ATTRIBUTE] = json.dumps(
+        {
+            "v": FORMAT_VERSION,
+            "client_id_issued_at": int(secret_created) if secret_created.isdigit() else adopted_at,
+            "client_secret_expires_at": 0,
+            "registered": registered_from_keycloak(representation),
+            "adopted_at": adopted_at,
+        },
+        separators=(",", ":"),
+    )
+    attributes[GATEWAY_ATTRIBUTE] = json.dumps(dict(gateway_data), separators=(",", ":"))
+    return attributes
+
+
+def usage_from_keycloak(representation: dict[str, Any], *, sessions: int, offline_sessions: int) -> ClientUsage:
+    """What Keycloak can tell: its session counts (in use now) and the times the gateway recorded (Keycloak
+    keeps no creation, update or last-use time of a client)."""
+    stored = _json_attribute(representation.get("attributes") or {}, METADATA_ATTRIBUTE)
+    issued_at = stored.get("client_id_issued_at")
+    adopted_at = stored.get("adopted_at")
+    return ClientUsage(
+        created_at=issued_at if isinstance(issued_at, int) and issued_at > 0 else None,
+        updated_at=adopted_at if isinstance(adopted_at, int) else None,
+        active_sessions=sessions,
+        offline_sessions=offline_sessions,
     )

@@ -6,20 +6,24 @@ be tested at the HTTP layer without a provider.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from adapters.base import (
+    AdoptionRefused,
     Capabilities,
     ClientConflict,
     ClientNotFound,
+    ClientUsage,
     Issuer,
     ManagedClient,
     NewClient,
     ProviderUnavailable,
+    UnmanagedClient,
 )
-from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS, ClientMetadata
+from gateway.rfc7591.models import GRANT_TYPES, NONE, TOKEN_ENDPOINT_AUTH_METHODS, ClientMetadata
 
 if TYPE_CHECKING:
     import aiohttp
@@ -65,6 +69,10 @@ class MemoryAdapter:
     async def close(self) -> None:
         """Nothing to close."""
 
+    async def registrable_scopes(self, issuer: str) -> None:
+        """No provider-side limit on scopes (RFC 8414 section 2 ``scopes_supported`` is served as upstream has it)."""
+        return None
+
     def _check(self) -> None:
         if self.unavailable:
             raise ProviderUnavailable("memory provider marked unavailable")
@@ -98,10 +106,13 @@ class MemoryAdapter:
 
     async def update_client(self, issuer: str, client: NewClient) -> ManagedClient:
         current = await self.read_client(issuer, client.client_id)
+        # As the real providers behave: the secret is kept unless a new one is given, and a public client has none.
+        keeps_secret = client.metadata.token_endpoint_auth_method != NONE
         updated = replace(
             current,
-            metadata=client.metadata,
-            client_secret=client.client_secret or current.client_secret,
+            metadata=ClientMetadata.model_validate(client.metadata.registered()),
+            client_secret=(client.client_secret or current.client_secret) if keeps_secret else None,
+            client_secret_expires_at=client.client_secret_expires_at,
             gateway_data=dict(client.gateway_data),
         )
         self.clients[issuer][client.client_id] = updated
@@ -115,6 +126,57 @@ class MemoryAdapter:
         self._check()
         for client in list(self.clients.get(issuer, {}).values()):
             yield client
+
+    # ------------------------------------------------------------------------- client hygiene (clients CLI)
+
+    @property
+    def candidates(self) -> dict[str, dict[str, UnmanagedClient]]:
+        """Details of unmanaged clients by issuer (labels, privileges), for adoption tests."""
+        store: dict[str, dict[str, UnmanagedClient]] = self.__dict__.setdefault("_candidates", {})
+        return store
+
+    @property
+    def usages(self) -> dict[str, dict[str, ClientUsage]]:
+        """What :meth:`usage` answers per issuer and client (default: created at ``client_id_issued_at``)."""
+        store: dict[str, dict[str, ClientUsage]] = self.__dict__.setdefault("_usages", {})
+        return store
+
+    def add_unmanaged_client(self, issuer: str, client: UnmanagedClient) -> None:
+        """Pretend the provider holds ``client``, which the gateway did not create."""
+        self.add_unmanaged(issuer, client.client_id)
+        self.candidates.setdefault(issuer, {})[client.client_id] = client
+
+    async def usage(self, issuer: str, client_id: str) -> ClientUsage:
+        client = await self.read_client(issuer, client_id)
+        recorded = self.usages.get(issuer, {}).get(client_id)
+        return recorded or ClientUsage(created_at=client.client_id_issued_at or None)
+
+    async def list_unmanaged(self, issuer: str) -> AsyncIterator[UnmanagedClient]:
+        self._check()
+        details = self.candidates.get(issuer, {})
+        for client_id in sorted(self.unmanaged.get(issuer, set())):
+            yield details.get(client_id) or UnmanagedClient(client_id=client_id)
+
+    async def adopt_client(self, issuer: str, client_id: str, gateway_data: Mapping[str, Any]) -> ManagedClient:
+        self._check()
+        if client_id in self.clients.get(issuer, {}):
+            raise ClientConflict(f"{client_id} is managed already")
+        if client_id not in self.unmanaged.get(issuer, set()):
+            raise ClientNotFound(client_id)
+        candidate = self.candidates.get(issuer, {}).get(client_id)
+        if candidate is not None and candidate.protected:
+            raise AdoptionRefused(f"{client_id} is {candidate.protected}")
+        self.unmanaged[issuer].discard(client_id)
+        self.candidates.get(issuer, {}).pop(client_id, None)
+        name = candidate.client_name if candidate else None
+        adopted = ManagedClient(
+            client_id=client_id,
+            metadata=ClientMetadata(client_name=name),
+            client_id_issued_at=int(time.time()),
+            gateway_data=dict(gateway_data),
+        )
+        self.clients.setdefault(issuer, {})[client_id] = adopted
+        return adopted
 
 
 def create_adapter(settings: Settings) -> MemoryAdapter:

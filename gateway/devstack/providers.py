@@ -7,6 +7,7 @@ distribution plus its own ``data/`` directory with the realm to import).
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -14,11 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.access.tokens import hash_initial_access_token
 from gateway.devstack.process import LOOPBACK, Service, spawn
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy"
 HYDRA_CONFIG = DEPLOY_DIR / "hydra" / "hydra.yml"
+HYDRA_NATIVE_DCR_CONFIG = DEPLOY_DIR / "hydra" / "hydra-native-dcr.yml"
+"""hydra.yml with Hydra's own registration on: a known-bad target for ``dcr-gateway conformance``."""
 REALM_FILE = DEPLOY_DIR / "keycloak" / "realm-mcp.json"
 
 # DEVELOPMENT-ONLY credentials, published with the repository (deploy/keycloak/realm-mcp.json).
@@ -154,8 +158,13 @@ def start_hydra(
     log_path: Path,
     error_url: str | None = None,
     binary: Path | None = None,
+    config: Path = HYDRA_CONFIG,
 ) -> Service:
-    """``hydra serve all --dev`` on loopback with an in-memory database; ready when ``/health/ready`` is."""
+    """``hydra serve all --dev`` on loopback with an in-memory database; ready when ``/health/ready`` is.
+
+    ``config``: the configuration file (default deploy/hydra/hydra.yml; :data:`HYDRA_NATIVE_DCR_CONFIG` turns on
+    Hydra's own dynamic client registration, for the conformance suite's known-bad target).
+    """
     hydra = binary or ensure_hydra()
     env = {
         "DSN": "memory",
@@ -171,7 +180,7 @@ def start_hydra(
     }
     return spawn(
         "hydra",
-        [str(hydra), "serve", "all", "--dev", "--sqa-opt-out", "-c", str(HYDRA_CONFIG)],
+        [str(hydra), "serve", "all", "--dev", "--sqa-opt-out", "-c", str(config)],
         log_path=log_path,
         ready_url=f"http://{LOOPBACK}:{admin_port}/health/ready",
         env=env,
@@ -316,6 +325,29 @@ def gateway_command() -> list[str]:
     return [sys.executable, "-m", "gateway", "serve"]
 
 
+DEVELOPMENT_LIMITS_ENV = {
+    "DCR_LIMITS__PER_SOURCE_LIMIT": "10000",
+    "DCR_LIMITS__GLOBAL_LIMIT": "10000",
+    "DCR_LIMITS__MAX_CLIENTS_PER_ISSUER": "100000",
+}
+"""Abuse limits of the local stack's and the tests' gateways: on (so every flow runs through them) but far above
+what the test suite and the conformance suite send from one loopback address; production defaults are in
+:class:`gateway.limits.settings.LimitSettings`."""
+
+
+DEVELOPMENT_INITIAL_ACCESS_TOKEN = "dev-only-initial-access-token"
+"""A static initial access token (RFC 7591 section 3) the local stack's and the tests' gateways accept, so that
+privileged profiles (a ``private_key_jwt`` client with ``jwks``) can register there. DEVELOPMENT ONLY: access stays
+``open`` for everyone else; production tokens come from ``dcr-gateway initial-access-token``."""
+
+DEVELOPMENT_ACCESS_ENV = {
+    # the gateway is configured with hashes only
+    "DCR_ACCESS__INITIAL_ACCESS_TOKENS__STATIC_TOKEN_HASHES": json.dumps(
+        [hash_initial_access_token(DEVELOPMENT_INITIAL_ACCESS_TOKEN)]
+    ),
+}
+
+
 def hydra_gateway_env(*, port: int, hydra_public_url: str, hydra_admin_url: str) -> dict[str, str]:
     """Environment of a gateway fronting Hydra at ``http://127.0.0.1:{port}`` (Hydra's issuer)."""
     return {
@@ -324,6 +356,8 @@ def hydra_gateway_env(*, port: int, hydra_public_url: str, hydra_admin_url: str)
         "DCR_PROVIDER": "hydra",
         "DCR_PROVIDER_URL": hydra_public_url,
         "DCR_HYDRA__ADMIN_URL": hydra_admin_url,
+        **DEVELOPMENT_LIMITS_ENV,
+        **DEVELOPMENT_ACCESS_ENV,
     }
 
 
@@ -346,6 +380,8 @@ def keycloak_gateway_env(
         "DCR_KEYCLOAK__CLIENT_SECRET": client_secret,
         # Keycloak's admin console and REST API stay on its own listener, off the public origin.
         "DCR_BLOCKED_PATHS": '["/admin"]',
+        **DEVELOPMENT_LIMITS_ENV,
+        **DEVELOPMENT_ACCESS_ENV,
     }
 
 

@@ -12,8 +12,9 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -21,6 +22,7 @@ from aiohttp import hdrs, web
 
 from adapters.base import (
     ClientConflict,
+    ClientNotFound,
     ManagedClient,
     NewClient,
     ProviderAdapter,
@@ -28,6 +30,8 @@ from adapters.base import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from gateway.access.control import caller_source, registration_access
+from gateway.policy import PolicySettings, Resolver, check_fetched_uris, system_resolver
 from gateway.rfc7591.errors import (
     InvalidClientMetadata,
     InvalidRedirectUri,
@@ -37,6 +41,8 @@ from gateway.rfc7591.errors import (
 )
 from gateway.rfc7591.models import SECRET_AUTH_METHODS, ClientInformation, ClientMetadata
 from gateway.rfc7591.validation import RegistrationPolicy, parse_metadata, validate
+from gateway.rfc7592.records import management_data, registration_client_uri
+from gateway.rfc7592.tokens import mint_registration_access_token
 from gateway.rfc8414.cache import DiscoveryCache
 
 log = structlog.get_logger(__name__)
@@ -81,9 +87,17 @@ class RegistrationSettings:
     max_body_bytes: int
     client_secret_expires_in: int
     allow_client_credentials: bool
+    """Legacy ``DCR_ALLOW_CLIENT_CREDENTIALS``: ``true`` widens ``policy.client_credentials`` to ``anyone``."""
     allow_jwks_uri: bool = False
+    """Legacy ``DCR_ALLOW_JWKS_URI``: ``true`` widens ``policy.jwks_uri`` to ``anyone``."""
     max_uri_length: int = 2000
+    """The provider's limit (``Capabilities.max_uri_length``); the policy's own limit may be lower."""
     max_string_length: int = 500
+    """The provider's limit (``Capabilities.max_string_length``)."""
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    """The registration policy (:mod:`gateway.policy`)."""
+    resolver: Resolver = system_resolver
+    """Resolves hosts of URLs the provider will fetch (``jwks_uri``); injectable for tests."""
 
 
 # ------------------------------------------------------------------------------------------- steps
@@ -122,14 +136,18 @@ def _reject_constant(name: str) -> Any:
 async def registration_policy(
     issuer: IssuerContext, settings: RegistrationSettings, caller: Caller = ANONYMOUS
 ) -> RegistrationPolicy:
-    """What this issuer accepts, from the provider's discovery document (RFC 8414 section 2)."""
+    """What this issuer accepts for this caller: the deployment's policy settings intersected with the
+    provider's discovery document (RFC 8414 section 2), privileges resolved for ``caller.authenticated``."""
     cached = await issuer.discovery.get()
-    return RegistrationPolicy.from_server_metadata(
+    policy = settings.policy.with_legacy_flags(
+        allow_client_credentials=settings.allow_client_credentials, allow_jwks_uri=settings.allow_jwks_uri
+    )
+    return RegistrationPolicy.from_settings(
+        policy,
         cached.document if cached else None,
-        client_credentials_allowed=settings.allow_client_credentials,
-        jwks_uri_allowed=settings.allow_jwks_uri,
-        max_uri_length=settings.max_uri_length,
-        max_string_length=settings.max_string_length,
+        authenticated=caller.authenticated,
+        provider_max_uri_length=settings.max_uri_length,
+        provider_max_string_length=settings.max_string_length,
     )
 
 
@@ -140,28 +158,54 @@ async def validate_registration(
     shape, defaults, and every policy, for the caller access control established."""
     metadata = parse_metadata(document)
     policy = await registration_policy(issuer, settings, caller)
-    return validate(metadata, policy)
+    return await check_fetched_uris(validate(metadata, policy), settings.resolver)
 
 
-def issue_credentials(metadata: ClientMetadata, settings: RegistrationSettings) -> NewClient:
+def issue_credentials(
+    metadata: ClientMetadata,
+    settings: RegistrationSettings,
+    *,
+    registration_access_token_hash: str | None = None,
+    caller: Caller = ANONYMOUS,
+) -> NewClient:
     """Gateway-generated ``client_id``, and a 256-bit ``client_secret`` only when the auth method uses one
-    (RFC 7591 section 3.2.1). A client never chooses either."""
+    (RFC 7591 section 3.2.1). A client never chooses either.
+
+    With ``registration_access_token_hash`` (RFC 7592 section 3), the client record also keeps that hash, the
+    caller's privilege level and the secret's hash (:func:`gateway.rfc7592.records.management_data`).
+    """
     now = int(time.time())
     needs_secret = metadata.token_endpoint_auth_method in SECRET_AUTH_METHODS
     expires_at = now + settings.client_secret_expires_in if settings.client_secret_expires_in > 0 else 0
+    client_secret = secrets.token_urlsafe(32) if needs_secret else None
+    gateway_data = (
+        management_data(
+            token_hash=registration_access_token_hash,
+            authenticated=caller.authenticated,
+            client_secret=client_secret,
+        )
+        if registration_access_token_hash is not None
+        else {}
+    )
     return NewClient(
         client_id=str(uuid.uuid4()),
-        client_secret=secrets.token_urlsafe(32) if needs_secret else None,
+        client_secret=client_secret,
         client_id_issued_at=now,
         client_secret_expires_at=expires_at if needs_secret else 0,
         metadata=metadata,
+        gateway_data=gateway_data,
     )
 
 
-async def create(adapter: ProviderAdapter, issuer: IssuerContext, client: NewClient) -> ManagedClient:
-    """One admin call; provider failures become RFC-shaped errors and never leak provider internals."""
+@contextmanager
+def provider_errors(issuer: IssuerContext) -> Iterator[None]:
+    """Provider failures as RFC-shaped errors that never leak provider internals (shared by registration and
+    the RFC 7592 client configuration endpoint): unreachable, failing or refusing the gateway's credentials is
+    ``503 temporarily_unavailable`` with ``Retry-After``; refused metadata is ``invalid_client_metadata`` (or
+    ``invalid_redirect_uri``). :class:`~adapters.base.ClientNotFound` passes through: its meaning depends on
+    the endpoint."""
     try:
-        return await adapter.create_client(issuer.key, client)
+        yield
     except ProviderUnavailable as exc:
         log.warning("provider.unavailable", issuer=issuer.issuer, cause=str(exc))
         raise TemporarilyUnavailable(
@@ -187,15 +231,72 @@ async def create(adapter: ProviderAdapter, issuer: IssuerContext, client: NewCli
         raise ServerError("could not allocate a client_id; retry") from exc
 
 
-def client_information(managed: ManagedClient, issued: NewClient) -> ClientInformation:
-    """RFC 7591 section 3.2.1 response: what the provider holds, with the credentials just issued."""
+async def create(adapter: ProviderAdapter, issuer: IssuerContext, client: NewClient) -> ManagedClient:
+    """One admin call; provider failures become RFC-shaped errors and never leak provider internals.
+
+    A provider that could not be reached or timed out may still have stored the client: it is removed,
+    best effort, so no client the caller never learned of is left behind (issue 4 item 6).
+    """
+    with provider_errors(issuer):
+        try:
+            return await adapter.create_client(issuer.key, client)
+        except ProviderUnavailable:
+            await remove_client(adapter, issuer, client.client_id, reason="create_outcome_unknown", created=False)
+            raise
+
+
+async def remove_client(
+    adapter: ProviderAdapter, issuer: IssuerContext, client_id: str, *, reason: str, created: bool
+) -> None:
+    """Delete a client the gateway created (``created``) or may have created but cannot hand over: no
+    half-created clients. Never raises, the caller is already answering an error; a client known to exist
+    that could not be removed is logged as an error for an operator (``dcr-gateway clients``)."""
+    try:
+        await adapter.delete_client(issuer.key, client_id)
+    except ClientNotFound:
+        log.info("client.rollback_not_needed", issuer=issuer.issuer, client_id=client_id, reason=reason)
+        return
+    except Exception as exc:
+        level = log.error if created else log.warning
+        level("client.rollback_failed", issuer=issuer.issuer, client_id=client_id, reason=reason, cause=repr(exc))
+        return
+    log.warning("client.rolled_back", issuer=issuer.issuer, client_id=client_id, reason=reason)
+
+
+def client_information(
+    managed: ManagedClient,
+    issued: NewClient,
+    *,
+    registration_client_uri: str | None = None,
+    registration_access_token: str | None = None,
+) -> ClientInformation:
+    """RFC 7591 section 3.2.1 response: what the provider holds, with the credentials just issued, and the
+    client configuration endpoint with its token (RFC 7592 section 3)."""
+    # Providers may hold a secret the method never uses (Hydra generates one for private_key_jwt): a secret is
+    # returned only when the registered method authenticates with it (RFC 7591 section 3.2.1).
+    uses_secret = managed.metadata.token_endpoint_auth_method in SECRET_AUTH_METHODS
     return ClientInformation(
         client_id=managed.client_id,
-        client_secret=managed.client_secret or issued.client_secret,
+        client_secret=(managed.client_secret or issued.client_secret) if uses_secret else None,
         client_id_issued_at=managed.client_id_issued_at or issued.client_id_issued_at,
         client_secret_expires_at=issued.client_secret_expires_at,
         metadata=managed.metadata,
+        registration_client_uri=registration_client_uri,
+        registration_access_token=registration_access_token,
     )
+
+
+def registered_response(
+    managed: ManagedClient, issued: NewClient, issuer: IssuerContext, registration_access_token: str
+) -> dict[str, Any]:
+    """The 201 body: the client information plus its RFC 7592 management credentials."""
+    information = client_information(
+        managed,
+        issued,
+        registration_client_uri=registration_client_uri(issuer.registration_endpoint, managed.client_id),
+        registration_access_token=registration_access_token,
+    )
+    return information.to_response()
 
 
 # ----------------------------------------------------------------------------------------- handler
@@ -207,18 +308,38 @@ def registration_handler(
     """``POST {issuer path}{registration path}`` for one issuer."""
 
     async def register(request: web.Request) -> web.StreamResponse:
+        access = registration_access(request, issuer)
+        token = access.authenticate(request)  # RFC 7591 section 3: initial access token, before the body is read
         document = await read_json_object(request, settings.max_body_bytes)
-        metadata = await validate_registration(document, issuer=issuer, settings=settings)
-        issued = issue_credentials(metadata, settings)
+        admission = access.admit(document, token)  # section 2.3: software statement verified, claims merged; mode
+        caller = Caller(
+            source=caller_source(request),
+            authenticated=admission.authenticated,
+            software_statement=admission.software_statement,
+        )
+        metadata = await validate_registration(admission.document, issuer=issuer, settings=settings, caller=caller)
+        await access.redeem(token)  # a use of a max_uses token counts once the metadata passed
+        registration_access_token, token_hash = mint_registration_access_token()
+        issued = issue_credentials(metadata, settings, registration_access_token_hash=token_hash, caller=caller)
         managed = await create(adapter, issuer, issued)
-        information = client_information(managed, issued)
+        try:
+            body = registered_response(managed, issued, issuer, registration_access_token)
+            response = web.json_response(body, status=201, headers=NO_STORE)
+        except Exception as exc:
+            # Created but not handed over: remove it rather than leave a client nobody holds credentials for.
+            # The exception's type only: its message could quote values (pydantic echoes inputs, secrets too).
+            log.error(
+                "client.response_failed", issuer=issuer.issuer, client_id=managed.client_id, cause=type(exc).__name__
+            )
+            await remove_client(adapter, issuer, managed.client_id, reason="response_failed", created=True)
+            raise ServerError("the registration could not be completed; nothing was registered") from exc
         log.info(
             "client.registered",
             issuer=issuer.issuer,
-            client_id=information.client_id,
-            token_endpoint_auth_method=information.metadata.token_endpoint_auth_method,
-            redirect_uris=len(information.metadata.redirect_uris or []),
+            client_id=managed.client_id,
+            token_endpoint_auth_method=managed.metadata.token_endpoint_auth_method,
+            redirect_uris=len(managed.metadata.redirect_uris or []),
         )
-        return web.json_response(information.to_response(), status=201, headers=NO_STORE)
+        return response
 
     return register

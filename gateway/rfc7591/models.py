@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 AUTHORIZATION_CODE = "authorization_code"
 REFRESH_TOKEN = "refresh_token"
@@ -72,7 +72,9 @@ class ClientMetadata(BaseModel):
 
 
 class ClientInformation(BaseModel):
-    """Client information response, RFC 7591 section 3.2.1: the credentials plus all registered metadata."""
+    """Client information response, RFC 7591 section 3.2.1 and RFC 7592 section 3: the credentials, all
+    registered metadata and, for the client configuration endpoint, ``registration_client_uri`` and
+    ``registration_access_token`` (both or neither)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -83,12 +85,32 @@ class ClientInformation(BaseModel):
         default=None, description="REQUIRED if client_secret is issued; 0 means it does not expire"
     )
     metadata: ClientMetadata
+    registration_client_uri: str | None = None
+    """RFC 7592 section 3: the client configuration endpoint of this client."""
+    registration_access_token: str | None = None
+    """RFC 7592 section 3: the Bearer token for :attr:`registration_client_uri`."""
+
+    @model_validator(mode="after")
+    def _management_pair(self) -> ClientInformation:
+        # OpenID conformance suite: "registration_client_uri and registration_access_token both or neither"
+        if (self.registration_client_uri is None) != (self.registration_access_token is None):
+            raise ValueError("registration_client_uri and registration_access_token go together")
+        return self
 
     def to_response(self) -> dict[str, Any]:
+        """The JSON object of RFC 7591 section 3.2.1 / RFC 7592 section 3.
+
+        ``client_secret_expires_at`` is present whenever the client authenticates with a secret, also when
+        the secret itself is not in this response (a provider that does not return secrets on read).
+        """
         body: dict[str, Any] = {"client_id": self.client_id}
         if self.client_secret is not None:
             body["client_secret"] = self.client_secret
+        if self.client_secret is not None or self.metadata.token_endpoint_auth_method in SECRET_AUTH_METHODS:
             body["client_secret_expires_at"] = self.client_secret_expires_at or 0
         body["client_id_issued_at"] = self.client_id_issued_at
+        if self.registration_client_uri is not None and self.registration_access_token is not None:
+            body["registration_client_uri"] = self.registration_client_uri
+            body["registration_access_token"] = self.registration_access_token
         body.update(self.metadata.registered())
         return body

@@ -4,6 +4,10 @@ The gateway answers discovery requests from memory: the document is fetched from
 URL, rewritten (:func:`gateway.rfc8414.rewrite.rewrite`), serialized once and given a strong ETag. A
 background task refreshes it; when the provider fails, the last good document keeps being served, because
 a client that cannot discover the authorization server cannot do anything else either.
+
+Every fetch also asks what a registration can obtain (``registrable_scopes``, see
+:mod:`gateway.rfc8414.scopes`), so ``scopes_supported`` follows the provider's and the policy's limits as they
+change, refresh after refresh.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Set
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -74,6 +78,12 @@ class DiscoveryCache:
     ``refresh_interval`` seconds, or every ``retry_interval`` seconds while there is none yet; each fetch is
     bounded by ``timeout`` seconds.
 
+    ``registrable_scopes`` is awaited on every fetch and passed to :func:`~gateway.rfc8414.rewrite.rewrite`: what
+    a registration can obtain, or ``None`` for no limit. When it fails, the last scopes it told are used; before
+    it has ever answered, nothing but ``openid`` is advertised (RFC 8414 section 2: a server may leave supported
+    values out; advertising one that registration cannot grant fails the client's authorization request) and
+    the cache retries at ``retry_interval`` until it answers.
+
     The session may be shared with the front-door proxy: fetches ask for ``Accept-Encoding: identity`` so
     they read plain JSON even from a session created with ``auto_decompress=False``.
     """
@@ -91,6 +101,7 @@ class DiscoveryCache:
         timeout: float = 10.0,
         extra: Mapping[str, Any] | None = None,
         max_bytes: int = MAX_DOCUMENT_BYTES,
+        registrable_scopes: Callable[[], Awaitable[Set[str] | None]] | None = None,
     ) -> None:
         if refresh_interval <= 0 or retry_interval <= 0 or timeout <= 0:
             raise ValueError("refresh_interval, retry_interval and timeout must be positive")
@@ -110,6 +121,11 @@ class DiscoveryCache:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._extra = dict(extra) if extra else None
         self._max_bytes = max_bytes
+        self._registrable_scopes = registrable_scopes
+        self._known_scopes: Set[str] | None = None
+        """The last registrable scopes the source told (``None``: no limit), used while it fails."""
+        self._scopes_known = registrable_scopes is None
+        """False until the source has answered once: until then only ``openid`` is advertised."""
 
         self._current: CachedDocument | None = None
         self._inflight: asyncio.Task[CachedDocument | None] | None = None
@@ -182,7 +198,8 @@ class DiscoveryCache:
 
     async def _refresh_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._refresh_interval if self._current is not None else self._retry_interval)
+            settled = self._current is not None and self._scopes_known
+            await asyncio.sleep(self._refresh_interval if settled else self._retry_interval)
             await self.refresh()
 
     async def _fetch_and_store(self) -> CachedDocument | None:
@@ -193,6 +210,7 @@ class DiscoveryCache:
                 registration_endpoint=self._registration_endpoint,
                 expected_issuer=self._expected_issuer,
                 extra=self._extra,
+                registrable_scopes=await self._current_registrable_scopes(),
             )
             cached = make_cached_document(document)
         except asyncio.CancelledError:
@@ -220,6 +238,27 @@ class DiscoveryCache:
         self._failures = 0
         self._last_failure = None
         return cached
+
+    async def _current_registrable_scopes(self) -> Set[str] | None:
+        """What the source tells now; on failure the last it told, or only ``openid`` if it never answered."""
+        if self._registrable_scopes is None:
+            return None
+        try:
+            scopes = await self._registrable_scopes()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an adapter error (provider down, credentials refused) or a bug: logged, not fatal
+            log.warning(
+                "discovery.registrable_scopes_failed",
+                metadata_url=self._log_url,
+                error_type=type(exc).__name__,
+                cause=str(exc) or repr(exc),
+                advertising="last known scopes" if self._scopes_known else "openid only",
+            )
+            return self._known_scopes if self._scopes_known else frozenset()
+        self._known_scopes = scopes
+        self._scopes_known = True
+        return scopes
 
     async def _fetch(self) -> Any:
         async with self._session.get(

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 S256 = "S256"
 """RFC 7636 section 4.2 code challenge method; MCP 2025-11-25 clients refuse an AS that does not list it."""
 
-_GATEWAY_OWNED = frozenset({"issuer", "registration_endpoint"})
+OPENID = "openid"
+"""OpenID Connect Core 1.0 section 3.1.2.1: the scope value that makes a request an OpenID one. OpenID Discovery
+1.0 section 3: "The server MUST support the openid scope value", so it is never withheld from ``scopes_supported``."""
+
+_GATEWAY_OWNED = frozenset({"issuer", "registration_endpoint", "scopes_supported"})
 
 
 class UpstreamMetadataError(ValueError):
@@ -34,6 +38,7 @@ def rewrite(
     registration_endpoint: str,
     expected_issuer: str | None = None,
     extra: Mapping[str, Any] | None = None,
+    registrable_scopes: Set[str] | None = None,
 ) -> dict[str, Any]:
     """Turn the provider's metadata (RFC 8414 section 2) into the document the gateway serves.
 
@@ -43,8 +48,16 @@ def rewrite(
       no client is sent around the gateway to the provider's own registration service.
     - ``code_challenge_methods_supported`` (section 2, RFC 7636) contains ``S256``; the provider's other
       methods stay.
+    - ``scopes_supported`` (section 2) keeps, in the provider's order, only the scope values in
+      ``registrable_scopes``: what a registration through the gateway can obtain (the adapter's limit and the
+      policy's allow-list, :func:`gateway.rfc8414.scopes.registrable_scopes_source`). MCP clients authorize with this
+      list when the resource names no scopes, so a value no registration gets would fail their authorization
+      request with ``invalid_scope``; section 2 lets a server "choose not to advertise some supported scope
+      values". ``openid`` stays whenever the provider lists it. ``None``: no limit, the provider's list as is;
+      a provider that omits the field (or sends a non-list) keeps it that way.
     - ``extra`` is merged last (fields for features the gateway implements itself, e.g.
-      ``client_id_metadata_document_supported``); it may not set ``issuer`` or ``registration_endpoint``.
+      ``client_id_metadata_document_supported``); it may not set ``issuer``, ``registration_endpoint`` or
+      ``scopes_supported``.
     - Everything else is left as the provider had it. The result shares no mutable value with the input.
 
     Raises :class:`UpstreamMetadataError` when the upstream document cannot be served.
@@ -67,6 +80,9 @@ def rewrite(
     if isinstance(aliases, dict) and "registration_endpoint" in aliases:
         aliases["registration_endpoint"] = registration_endpoint
     document["code_challenge_methods_supported"] = _with_s256(document.get("code_challenge_methods_supported"))
+    scopes = document.get("scopes_supported")
+    if registrable_scopes is not None and isinstance(scopes, list):
+        document["scopes_supported"] = _registrable(scopes, registrable_scopes)
     if extra:
         document.update(copy.deepcopy(dict(extra)))
     return document
@@ -77,6 +93,13 @@ def _with_s256(methods: object) -> list[Any]:
     if not isinstance(methods, list):
         return [S256]
     return methods if S256 in methods else [*methods, S256]
+
+
+def _registrable(scopes: list[Any], registrable: Set[str]) -> list[str]:
+    """The provider's scope values a registration can obtain, in the provider's order, once each; ``openid``
+    always (OpenID Discovery 1.0 section 3). Non-string entries are not scope values and are dropped."""
+    kept = (s for s in scopes if isinstance(s, str) and (s in registrable or s == OPENID))
+    return list(dict.fromkeys(kept))
 
 
 def serialize(document: Mapping[str, Any]) -> bytes:

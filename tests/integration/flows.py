@@ -5,8 +5,6 @@ Shared by the integration tests of both providers; every call goes through the g
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +13,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
+
+from gateway.conformance.oauth import client_authentication, pkce_pair
+
+__all__ = ["pkce_pair"]  # re-exported: the tests import it from here
 
 Login = Callable[[aiohttp.ClientSession, str], Awaitable[str]]
 
@@ -64,13 +66,6 @@ def confidential_client(name: str, method: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def pkce_pair() -> tuple[str, str]:
-    """RFC 7636 section 4.1/4.2: a verifier and its S256 challenge."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    return verifier, challenge
-
-
 async def discover(http: aiohttp.ClientSession, target: Target) -> dict[str, Any]:
     async with http.get(f"{target.issuer}/.well-known/openid-configuration") as response:
         assert response.status == 200
@@ -85,18 +80,11 @@ async def register(http: aiohttp.ClientSession, target: Target, body: dict[str, 
 
 
 def client_auth(client: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
-    """Headers and form fields authenticating ``client`` with its registered method (RFC 6749 2.3.1)."""
-    method = client["token_endpoint_auth_method"]
-    if method == "none":
-        return {}, {"client_id": client["client_id"]}
-    if method == "client_secret_post":
-        return {}, {"client_id": client["client_id"], "client_secret": client["client_secret"]}
-    if method == "client_secret_basic":
-        from urllib.parse import quote
-
-        raw = f"{quote(client['client_id'], safe='')}:{quote(client['client_secret'], safe='')}"
-        return {"Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}, {}
-    raise AssertionError(f"no test support for {method}")
+    """Headers and form fields authenticating ``client`` with its registered method (RFC 6749 2.3.1); the
+    conformance suite's implementation (secret-based methods and ``none`` here)."""
+    if client["token_endpoint_auth_method"] not in ("none", "client_secret_post", "client_secret_basic"):
+        raise AssertionError(f"no test support for {client['token_endpoint_auth_method']}")
+    return client_authentication(client, token_endpoint="")
 
 
 async def token_request(

@@ -25,6 +25,7 @@ from gateway.devstack.providers import HydraProvider, KeycloakProvider
 from gateway.rfc7591.models import ClientMetadata
 from tests.integration.conftest import GatewayProcess
 from tests.integration.flows import (
+    LOOPBACK_CALLBACK,
     WEB_CALLBACK,
     Target,
     authorization_code_flow,
@@ -592,3 +593,54 @@ async def test_no_secret_or_token_reaches_the_gateway_log(target: Target, http: 
         result.refreshed["access_token"],
     ):
         assert secret not in logged
+
+
+async def test_keycloak_discovery_advertises_only_scopes_a_registration_can_obtain(
+    keycloak_provider: KeycloakProvider, keycloak_gateway: GatewayProcess, http: aiohttp.ClientSession
+) -> None:
+    """RFC 8414 section 2 ``scopes_supported``: Keycloak's own list names ``service_account``, which a dynamically
+    registered client never gets (only ``openid`` and the realm's default and default-optional client scopes
+    can be attached); MCP clients authorize with the AS's list, so the gateway advertises only what registration
+    grants, and every advertised scope is registered and then granted at the authorization endpoint."""
+    target = Target(
+        provider="keycloak",
+        url=keycloak_gateway.url,
+        issuer=keycloak_gateway.issuer,
+        registration_endpoint=f"{keycloak_gateway.issuer}/register",
+        login=functools.partial(
+            keycloak_form_login, username=keycloak_provider.username, password=keycloak_provider.password
+        ),
+        flow_scope="openid",
+    )
+    upstream_url = f"{keycloak_provider.base_url}/realms/{keycloak_provider.realm}/.well-known/openid-configuration"
+    async with http.get(upstream_url) as response:
+        assert response.status == 200
+        assert "service_account" in (await response.json())["scopes_supported"]  # what the gateway must withhold
+    advertised: list[str] = (await discover(http, target))["scopes_supported"]
+    assert {"openid", "profile", "email", "offline_access", "mcp"} <= set(advertised)
+    assert "service_account" not in advertised
+
+    requested = " ".join(advertised)
+    status, client = await register(http, target, {**native_client("Scopes check"), "scope": requested})
+    assert status == 201, client
+    async with http.post(
+        keycloak_provider.token_endpoint,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": keycloak_provider.admin_client_id,
+            "client_secret": keycloak_provider.admin_client_secret,
+        },
+    ) as response:
+        token = (await response.json())["access_token"]
+    async with http.get(
+        f"{keycloak_provider.admin_realm_url}/default-default-client-scopes",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as response:
+        assert response.status == 200
+        realm_defaults = {scope["name"] for scope in await response.json()}
+    registered = set(client["scope"].split())
+    assert [scope for scope in advertised if scope not in registered | realm_defaults] == []
+    # and Keycloak grants them: no invalid_scope at the authorization endpoint, a refresh token for offline_access
+    result = await authorization_code_flow(http, target, client, redirect_uri=LOOPBACK_CALLBACK, scope=requested)
+    granted = set(result.tokens["scope"].split())
+    assert {"openid", "profile", "email", "offline_access", "mcp"} <= granted

@@ -154,7 +154,10 @@ async def test_registration_returns_201_with_credentials_and_no_store(make_gatew
         "grant_types",
         "response_types",
         "client_name",
+        "registration_client_uri",
+        "registration_access_token",
     }
+    assert body["registration_client_uri"] == f"{PUBLIC}{REGISTER}/{body['client_id']}"
     assert body["grant_types"] == ["authorization_code"]
     assert body["response_types"] == ["code"]
     assert body["client_id"] in adapter.clients["default"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -328,15 +329,19 @@ def test_policy_follows_the_providers_metadata() -> None:
     )
     assert policy.grant_types == frozenset({"authorization_code", "refresh_token"})
     assert policy.token_endpoint_auth_methods == frozenset({"client_secret_basic", "private_key_jwt", "none"})
-    with pytest.raises(InvalidClientMetadata, match="client_secret_post"):
-        register(
-            {"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "client_secret_post"}, policy
-        )
-    with pytest.raises(InvalidClientMetadata, match="device_code"):
-        register(
-            {**PUBLIC_NATIVE, "grant_types": ["authorization_code", "urn:ietf:params:oauth:grant-type:device_code"]},
-            policy,
-        )
+    post = {"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "client_secret_post"}
+    # negotiated to the secret method the provider has, and the response says so
+    assert register(post, policy)["token_endpoint_auth_method"] == "client_secret_basic"
+    with pytest.raises(InvalidClientMetadata, match="token_endpoint_auth_method: 'client_secret_post' is not supp"):
+        register(post, dataclasses.replace(policy, negotiate_auth_method=False))
+    # a grant the provider does not offer is trimmed when a usable one remains (VS Code lists the device grant)
+    trimmed = register(
+        {**PUBLIC_NATIVE, "grant_types": ["authorization_code", "urn:ietf:params:oauth:grant-type:device_code"]},
+        policy,
+    )
+    assert trimmed["grant_types"] == ["authorization_code"]
+    with pytest.raises(InvalidClientMetadata, match="grant_types: 'urn:ietf:params:oauth:grant-type:device_code'"):
+        register({**PUBLIC_NATIVE, "grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]}, policy)
 
 
 def test_client_credentials_can_be_allowed_explicitly() -> None:

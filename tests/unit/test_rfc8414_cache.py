@@ -287,3 +287,123 @@ async def test_oversized_document_is_refused(caches: Callable[..., DiscoveryCach
 def test_intervals_must_be_positive(session: aiohttp.ClientSession) -> None:
     with pytest.raises(ValueError, match="positive"):
         DiscoveryCache(session, "http://127.0.0.1:1/x", registration_endpoint=REGISTER, retry_interval=0)
+
+
+# ------------------------------------------------------------------- scopes_supported: what registration gets
+
+
+class ScopesSource:
+    """A registrable-scopes source (what the adapter and the policy allow) the test can change or break."""
+
+    def __init__(self, scopes: frozenset[str] | None) -> None:
+        self.scopes = scopes
+        self.failure: Exception | None = None
+        self.calls = 0
+
+    async def __call__(self) -> frozenset[str] | None:
+        self.calls += 1
+        if self.failure is not None:
+            raise self.failure
+        return self.scopes
+
+
+def _served_scopes(cache: DiscoveryCache) -> list[str]:
+    current = cache.current()
+    assert current is not None
+    scopes: list[str] = json.loads(current.body)["scopes_supported"]
+    assert list(current.document["scopes_supported"]) == scopes
+    return scopes
+
+
+async def test_served_scopes_are_the_providers_limited_to_the_registrable_ones(
+    caches: Callable[..., DiscoveryCache], provider: FakeProvider
+) -> None:
+    source = ScopesSource(frozenset({"openid", "profile", "email", "offline_access", "mcp"}))
+    cache = caches(registrable_scopes=source)
+    await cache.start()
+    assert _served_scopes(cache) == ["openid", "profile", "email", "offline_access"]
+    expected = rewrite(
+        provider.document,
+        registration_endpoint=REGISTER,
+        expected_issuer=KEYCLOAK_ISSUER,
+        registrable_scopes=source.scopes,
+    )
+    current = cache.current()
+    assert current is not None and current.body == serialize(expected)
+    assert source.calls == 1
+
+
+async def test_a_source_without_a_limit_serves_the_providers_scopes(
+    caches: Callable[..., DiscoveryCache], provider: FakeProvider
+) -> None:
+    cache = caches(registrable_scopes=ScopesSource(None))
+    await cache.start()
+    assert _served_scopes(cache) == provider.document["scopes_supported"]
+
+
+async def test_every_refresh_recomputes_the_registrable_scopes(
+    caches: Callable[..., DiscoveryCache], provider: FakeProvider
+) -> None:
+    """The Keycloak adapter caches realm scopes for a minute: a realm change must reach discovery afterwards."""
+    source = ScopesSource(frozenset({"openid", "profile"}))
+    cache = caches(registrable_scopes=source, refresh_interval=0.05)
+    await cache.start()
+    first = cache.current()
+    assert first is not None and _served_scopes(cache) == ["openid", "profile"]
+
+    source.scopes = frozenset({"profile", "service_account"})  # e.g. service_account made default-optional
+    await eventually(lambda: cache.current() is not first)
+    assert _served_scopes(cache) == ["openid", "profile", "service_account"]
+    assert source.calls >= 2
+    assert provider.hits == source.calls  # asked once per fetch, no more
+
+
+async def test_a_failing_source_keeps_the_last_scopes_it_told(
+    caches: Callable[..., DiscoveryCache], provider: FakeProvider
+) -> None:
+    source = ScopesSource(frozenset({"profile", "mcp"}))
+    cache = caches(registrable_scopes=source)
+    await cache.start()
+    source.failure = RuntimeError("keycloak list client scopes: ProviderUnavailable (HTTP 503)")
+    provider.document = {**provider.document, "service_documentation": "https://docs.example"}
+
+    with capture_logs() as logs:
+        current = await cache.refresh()
+    assert current is not None
+    assert current.document["service_documentation"] == "https://docs.example"  # the provider's change is served
+    assert _served_scopes(cache) == ["openid", "profile"]  # with the last registrable scopes
+    [warning] = [entry for entry in logs if entry["event"] == "discovery.registrable_scopes_failed"]
+    assert warning["log_level"] == "warning"
+    assert "HTTP 503" in warning["cause"]
+    assert warning["advertising"] == "last known scopes"
+
+
+async def test_before_the_source_ever_answers_only_openid_is_advertised_and_retried_soon(
+    caches: Callable[..., DiscoveryCache], provider: FakeProvider
+) -> None:
+    """Nothing unknown is advertised: a client authorizing with ``openid`` gets the provider's defaults, which
+    every registration has. The cache retries at the retry interval, not the (long) refresh interval."""
+    source = ScopesSource(frozenset({"profile", "email"}))
+    source.failure = RuntimeError("keycloak default scopes: admin credentials refused (HTTP 401)")
+    cache = caches(registrable_scopes=source, refresh_interval=60.0, retry_interval=0.05)
+    with capture_logs() as logs:
+        await cache.start()
+    assert _served_scopes(cache) == ["openid"]
+    assert [entry["advertising"] for entry in logs if "advertising" in entry] == ["openid only"]
+
+    source.failure = None
+    await eventually(lambda: _served_scopes(cache) == ["openid", "profile", "email"])
+    calls = source.calls
+    await asyncio.sleep(0.2)
+    assert source.calls == calls  # settled: back to the refresh interval
+
+
+async def test_a_provider_failure_does_not_ask_the_scopes_source(
+    caches: Callable[..., DiscoveryCache], provider: FakeProvider
+) -> None:
+    source = ScopesSource(frozenset({"openid"}))
+    provider.status = 500
+    cache = caches(registrable_scopes=source)
+    with capture_logs():
+        assert await cache.get() is None
+    assert source.calls == 0

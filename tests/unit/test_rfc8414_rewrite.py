@@ -146,3 +146,67 @@ def test_serialize_keeps_non_ascii_as_utf8() -> None:
 def test_serialize_refuses_non_json_numbers() -> None:
     with pytest.raises(ValueError, match="JSON compliant"):
         serialize({"issuer": "https://h", "x": float("nan")})
+
+
+# ------------------------------------------------------------------- scopes_supported: what registration gets
+
+KEYCLOAK_REGISTRABLE = frozenset(
+    {"openid", "basic", "profile", "email", "roles", "web-origins", "acr"}
+    | {"address", "phone", "offline_access", "organization", "microprofile-jwt", "mcp"}
+)
+"""Keycloak's realm defaults and default-optional scopes (plus openid): what a registration can attach."""
+
+
+def test_scopes_supported_keeps_only_registrable_scopes_in_the_providers_order() -> None:
+    served = rewrite(KEYCLOAK, registration_endpoint=REGISTER, registrable_scopes=KEYCLOAK_REGISTRABLE)
+    assert "service_account" in KEYCLOAK["scopes_supported"]
+    assert served["scopes_supported"] == [s for s in KEYCLOAK["scopes_supported"] if s != "service_account"]
+
+
+def test_scopes_supported_is_limited_by_an_allow_list() -> None:
+    served = rewrite(KEYCLOAK, registration_endpoint=REGISTER, registrable_scopes={"mcp", "email", "profile"})
+    assert served["scopes_supported"] == ["openid", "profile", "email"]  # upstream order; mcp is not upstream
+
+
+def test_openid_is_never_withheld_when_the_provider_advertises_it() -> None:
+    served = rewrite(KEYCLOAK, registration_endpoint=REGISTER, registrable_scopes=frozenset())
+    assert served["scopes_supported"] == ["openid"]
+
+
+def test_openid_is_not_added_when_the_provider_does_not_advertise_it() -> None:
+    upstream = {**HYDRA, "scopes_supported": ["offline", "mcp", "admin"]}
+    served = rewrite(upstream, registration_endpoint=REGISTER, registrable_scopes={"openid", "mcp"})
+    assert served["scopes_supported"] == ["mcp"]
+
+
+def test_without_a_limit_scopes_supported_is_the_providers() -> None:
+    served = rewrite(KEYCLOAK, registration_endpoint=REGISTER, registrable_scopes=None)
+    assert served["scopes_supported"] == KEYCLOAK["scopes_supported"]
+
+
+def test_omitted_scopes_supported_stays_omitted_under_a_limit() -> None:
+    assert "scopes_supported" not in HYDRA
+    served = rewrite(HYDRA, registration_endpoint=REGISTER, registrable_scopes={"openid"})
+    assert "scopes_supported" not in served
+
+
+def test_malformed_scopes_supported_is_left_alone_and_non_string_entries_are_dropped() -> None:
+    malformed = {**HYDRA, "scopes_supported": "openid mcp"}
+    not_a_list = rewrite(malformed, registration_endpoint=REGISTER, registrable_scopes={"mcp"})
+    assert not_a_list["scopes_supported"] == "openid mcp"
+    mixed = {**HYDRA, "scopes_supported": ["mcp", 7, None, "openid", "mcp"]}
+    served = rewrite(mixed, registration_endpoint=REGISTER, registrable_scopes={"mcp"})
+    assert served["scopes_supported"] == ["mcp", "openid"]
+
+
+def test_limiting_scopes_does_not_modify_the_input() -> None:
+    upstream = copy.deepcopy(KEYCLOAK)
+    served = rewrite(upstream, registration_endpoint=REGISTER, registrable_scopes={"mcp"})
+    assert upstream == KEYCLOAK
+    served["scopes_supported"].append("x")
+    assert upstream["scopes_supported"] == KEYCLOAK["scopes_supported"]
+
+
+def test_extra_cannot_override_the_registrable_scopes() -> None:
+    with pytest.raises(ValueError, match="scopes_supported"):
+        rewrite(KEYCLOAK, registration_endpoint=REGISTER, extra={"scopes_supported": ["service_account"]})

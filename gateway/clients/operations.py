@@ -1,0 +1,473 @@
+"""Operations behind ``dcr-gateway clients``, over a :class:`~adapters.base.ProviderAdapter`.
+
+Decisions are pure functions (:func:`gc_decision`, :func:`adoption_refusal`, :func:`parse_duration`,
+:meth:`AdoptionSelector.matches`); the async functions around them do the provider I/O, at most
+``concurrency`` admin calls at a time. Only managed clients are listed, shown, deleted or collected; unmanaged
+ones are only ever read as adoption candidates, and adopted only when selected and allowed.
+
+Adoption issues each client a registration access token (RFC 7592 section 3) whose hash goes into the client's
+gateway data exactly as for a registration, so the RFC 7592 client configuration endpoint and ``gc`` cover the
+adopted client from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from adapters.base import (
+    AdapterError,
+    AdoptionRefused,
+    ClientConflict,
+    ClientHygiene,
+    ClientNotFound,
+    ClientUsage,
+    ManagedClient,
+    ProviderAdapter,
+    ProviderAuthError,
+    ProviderUnavailable,
+    UnmanagedClient,
+)
+from gateway.rfc7592.records import management_data
+from gateway.rfc7592.tokens import TOKEN_HASH_KEY, mint_registration_access_token
+
+DEFAULT_CONCURRENCY = 4
+"""Admin calls in flight at once: enough to be quick, few enough not to load a provider serving logins."""
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+class HygieneUnsupported(LookupError):
+    """The adapter does not implement :class:`adapters.base.ClientHygiene` (usage, adoption)."""
+
+
+class AmbiguousClient(LookupError):
+    """The client_id exists in more than one issuer: the caller must name the issuer."""
+
+
+# ------------------------------------------------------------------------------------------ durations
+
+_UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION = re.compile(r"(?:\d+[wdhms])+")
+_DURATION_PART = re.compile(r"(\d+)([wdhms])")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``30d``, ``12h``, ``1d12h``, ``90m``, ``2w`` or ``0s`` (a unit is always required)."""
+    value = text.strip().lower()
+    if not _DURATION.fullmatch(value):
+        raise ValueError(f"{text!r} is not a duration: use a number and a unit (w, d, h, m, s), e.g. 30d or 12h")
+    return sum(int(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(value))
+
+
+def parse_instant(text: str) -> int:
+    """Seconds since the epoch from ``1800000000`` or an ISO 8601 time (``2026-12-31``, ``2026-12-31T12:00Z``;
+    UTC unless it names an offset)."""
+    value = text.strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        instant = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time: use seconds since the epoch or ISO 8601, e.g. 2026-12-31T12:00Z"
+        ) from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    return int(instant.timestamp())
+
+
+def format_duration(seconds: int) -> str:
+    """``31d4h``, ``5m``, ``0s``: the two largest non-zero units."""
+    seconds = max(0, int(seconds))
+    parts: list[str] = []
+    for unit in ("d", "h", "m", "s"):
+        count, seconds = divmod(seconds, _UNIT_SECONDS[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts[:2]) or "0s"
+
+
+# --------------------------------------------------------------------------------------- concurrency
+
+
+async def bounded_map(fn: Callable[[_T], Awaitable[_R]], items: Iterable[_T], concurrency: int) -> list[_R]:
+    """``fn`` over ``items`` with at most ``concurrency`` calls running; results in order. The first failure
+    cancels the rest and is raised as itself (not as an exception group)."""
+    semaphore = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(item: _T) -> _R:
+        async with semaphore:
+            return await fn(item)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(item)) for item in items]
+    except BaseExceptionGroup as failures:
+        first: BaseException = failures
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [task.result() for task in tasks]
+
+
+# ------------------------------------------------------------------------------------- list and show
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """A managed client of one issuer, with what the provider tells about its use (``None``: not asked or
+    the adapter cannot tell)."""
+
+    issuer: str
+    client: ManagedClient
+    usage: ClientUsage | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """One ``list`` row: no secret, no token hash, no client-chosen URIs (only how many)."""
+        metadata = self.client.metadata
+        return {
+            "issuer": self.issuer,
+            "client_id": self.client.client_id,
+            "client_name": metadata.client_name,
+            "client_id_issued_at": self.client.client_id_issued_at or None,
+            "token_endpoint_auth_method": metadata.token_endpoint_auth_method,
+            "redirect_uris": len(metadata.redirect_uris or []),
+            "usage": usage_view(self.usage),
+        }
+
+    def details(self) -> dict[str, Any]:
+        """``show``: the registered metadata (RFC 7591 section 2) and usage; never the secret or token hash."""
+        registered = self.client.metadata.registered()
+        return {
+            "issuer": self.issuer,
+            "client_id": self.client.client_id,
+            "client_id_issued_at": self.client.client_id_issued_at or None,
+            "client_secret_expires_at": self.client.client_secret_expires_at,
+            **registered,
+            "registration_access_token_issued": TOKEN_HASH_KEY in self.client.gateway_data,
+            "usage": usage_view(self.usage),
+        }
+
+
+def usage_view(usage: ClientUsage | None) -> dict[str, int | None] | None:
+    if usage is None:
+        return None
+    return {
+        "created_at": usage.created_at,
+        "updated_at": usage.updated_at,
+        "last_used_at": usage.last_used_at,
+        "active_sessions": usage.active_sessions,
+        "offline_sessions": usage.offline_sessions,
+    }
+
+
+async def usage_of(adapter: ProviderAdapter, issuer: str, client_id: str) -> ClientUsage | None:
+    """The client's usage when the adapter can tell (:class:`ClientHygiene`), else ``None``."""
+    if not isinstance(adapter, ClientHygiene):
+        return None
+    return await adapter.usage(issuer, client_id)
+
+
+async def _collect(iterator: AsyncIterator[_T]) -> list[_T]:
+    return [item async for item in iterator]
+
+
+async def managed_clients(
+    adapter: ProviderAdapter,
+    issuers: Sequence[str],
+    *,
+    prefix: str | None = None,
+    with_usage: bool = True,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> list[ClientRecord]:
+    """Every managed client of ``issuers`` (whose client_id starts with ``prefix``), with usage."""
+    found = [
+        (issuer, client)
+        for issuer in issuers
+        for client in await _collect(adapter.list_clients(issuer))
+        if prefix is None or client.client_id.startswith(prefix)
+    ]
+
+    async def record(entry: tuple[str, ManagedClient]) -> ClientRecord:
+        issuer, client = entry
+        try:
+            usage = await usage_of(adapter, issuer, client.client_id) if with_usage else None
+        except ClientNotFound:  # deleted since it was listed
+            usage = None
+        return ClientRecord(issuer, client, usage)
+
+    return await bounded_map(record, found, concurrency)
+
+
+async def find_client(
+    adapter: ProviderAdapter, issuers: Sequence[str], client_id: str, *, with_usage: bool = True
+) -> ClientRecord:
+    """The managed client ``client_id``; :class:`ClientNotFound` when no issuer manages it (unmanaged clients
+    are not found either), :class:`AmbiguousClient` when several do."""
+    found: list[tuple[str, ManagedClient]] = []
+    for issuer in issuers:
+        try:
+            found.append((issuer, await adapter.read_client(issuer, client_id)))
+        except ClientNotFound:
+            continue
+    if not found:
+        raise ClientNotFound(client_id)
+    if len(found) > 1:
+        raise AmbiguousClient(f"{client_id!r} exists in issuers {', '.join(i for i, _ in found)}; name one")
+    issuer, client = found[0]
+    usage = await usage_of(adapter, issuer, client_id) if with_usage else None
+    return ClientRecord(issuer, client, usage)
+
+
+# ------------------------------------------------------------------------------------------------ gc
+
+
+@dataclass(frozen=True)
+class GcDecision:
+    """Whether a managed client is stale, and why, in words an operator can check."""
+
+    stale: bool
+    reason: str
+
+
+def gc_decision(client: ManagedClient, usage: ClientUsage, *, now: int, unused_for: int) -> GcDecision:
+    """A managed client is stale when the provider shows no session holding it and its most recent known
+    activity (last use, else last update, else creation) is at least ``unused_for`` seconds old.
+
+    Whatever the provider cannot tell counts for keeping: a client with no known time is never stale.
+    """
+    sessions = (usage.active_sessions or 0) + (usage.offline_sessions or 0)
+    if sessions:
+        return GcDecision(
+            False,
+            f"in use: {usage.active_sessions or 0} active and {usage.offline_sessions or 0} offline sessions",
+        )
+    created_at = usage.created_at or client.client_id_issued_at or None
+    known = [
+        (label, value)
+        for label, value in (("last used", usage.last_used_at), ("updated", usage.updated_at), ("created", created_at))
+        if value is not None
+    ]
+    if not known:
+        return GcDecision(False, "the provider cannot tell when it was created, changed or used")
+    label, latest = max(known, key=lambda item: item[1])
+    idle = max(0, now - latest)
+    if idle < unused_for:
+        return GcDecision(False, f"{label} {format_duration(idle)} ago, less than {format_duration(unused_for)}")
+    sessions_known = usage.active_sessions is not None or usage.offline_sessions is not None
+    sessions_text = "no sessions" if sessions_known else "sessions unknown to the provider"
+    return GcDecision(True, f"{label} {format_duration(idle)} ago (>= {format_duration(unused_for)}), {sessions_text}")
+
+
+@dataclass(frozen=True)
+class GcOutcome:
+    issuer: str
+    client: ManagedClient
+    decision: GcDecision
+    usage: ClientUsage | None = None
+    deleted: bool = False
+    error: str | None = None
+
+    @property
+    def sessions_known(self) -> bool:
+        return self.usage is not None and (
+            self.usage.active_sessions is not None or self.usage.offline_sessions is not None
+        )
+
+
+async def collect_garbage(
+    adapter: ProviderAdapter,
+    issuers: Sequence[str],
+    *,
+    unused_for: int,
+    now: int,
+    apply: bool = False,
+    prefix: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> list[GcOutcome]:
+    """Decide for every managed client (of ``issuers``, with ``prefix``) whether it is stale; with ``apply``,
+    delete the stale ones. Usage is read right before each deletion, so a client that was just used is kept.
+
+    A provider that is down or refuses the credentials stops the run (nothing more is deleted); a refusal for
+    one client is reported on that client and the run goes on.
+    """
+    if not isinstance(adapter, ClientHygiene):
+        raise HygieneUnsupported(f"adapter {adapter.name!r} cannot tell client usage; gc needs it")
+    hygiene = adapter
+    found = [
+        (issuer, client)
+        for issuer in issuers
+        for client in await _collect(adapter.list_clients(issuer))
+        if prefix is None or client.client_id.startswith(prefix)
+    ]
+
+    async def collect(entry: tuple[str, ManagedClient]) -> GcOutcome | None:
+        issuer, client = entry
+        try:
+            usage = await hygiene.usage(issuer, client.client_id)
+        except ClientNotFound:
+            return None  # deleted since it was listed
+        decision = gc_decision(client, usage, now=now, unused_for=unused_for)
+        if not (apply and decision.stale):
+            return GcOutcome(issuer, client, decision, usage)
+        try:
+            await adapter.delete_client(issuer, client.client_id)
+        except ClientNotFound:
+            return GcOutcome(issuer, client, decision, usage, error="deleted by someone else meanwhile")
+        except (ProviderUnavailable, ProviderAuthError):
+            raise
+        except AdapterError as exc:
+            return GcOutcome(issuer, client, decision, usage, error=str(exc))
+        return GcOutcome(issuer, client, decision, usage, deleted=True)
+
+    outcomes = await bounded_map(collect, found, concurrency)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+# --------------------------------------------------------------------------------------------- adopt
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` of ``--attribute`` (the value may contain ``=``)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), value
+
+
+@dataclass(frozen=True)
+class AdoptionSelector:
+    """Which unmanaged clients to adopt. Every given criterion must hold; an empty selector selects nothing."""
+
+    prefix: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Keycloak attributes / Hydra top-level metadata values that must all be equal."""
+    client_ids: frozenset[str] = frozenset()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.prefix or self.labels or self.client_ids)
+
+    def matches(self, candidate: UnmanagedClient) -> bool:
+        if self.empty:
+            return False
+        if self.prefix and not candidate.client_id.startswith(self.prefix):
+            return False
+        if self.client_ids and candidate.client_id not in self.client_ids:
+            return False
+        return all(candidate.labels.get(key) == value for key, value in self.labels.items())
+
+
+def adoption_refusal(candidate: UnmanagedClient, *, include_privileged: bool) -> str | None:
+    """Why ``candidate`` is not adopted, or ``None``. A protected client (the gateway's own admin client, a
+    provider built-in) never is; a privileged one only with ``include_privileged``."""
+    if candidate.protected:
+        return f"never adopted: {candidate.protected}"
+    if candidate.privileges and not include_privileged:
+        return f"privileged ({'; '.join(candidate.privileges)}): pass --include-privileged to adopt it"
+    return None
+
+
+@dataclass(frozen=True)
+class AdoptionCandidate:
+    issuer: str
+    client: UnmanagedClient
+    refusal: str | None = None
+
+
+@dataclass(frozen=True)
+class AdoptionPlan:
+    candidates: list[AdoptionCandidate]
+    unmatched: dict[str, str]
+    """Explicitly named client IDs that are not adoption candidates, with why (managed already, not found)."""
+
+    @property
+    def adoptable(self) -> list[AdoptionCandidate]:
+        return [c for c in self.candidates if c.refusal is None]
+
+
+async def plan_adoption(
+    adapter: ProviderAdapter, issuers: Sequence[str], selector: AdoptionSelector, *, include_privileged: bool
+) -> AdoptionPlan:
+    """The unmanaged clients ``selector`` matches, each with a refusal or none. Changes nothing."""
+    if not isinstance(adapter, ClientHygiene):
+        raise HygieneUnsupported(f"adapter {adapter.name!r} cannot adopt clients")
+    candidates = [
+        AdoptionCandidate(issuer, candidate, adoption_refusal(candidate, include_privileged=include_privileged))
+        for issuer in issuers
+        for candidate in await _collect(adapter.list_unmanaged(issuer))
+        if selector.matches(candidate)
+    ]
+    seen = {c.client.client_id for c in candidates}
+    unmatched: dict[str, str] = {}
+    for client_id in sorted(selector.client_ids - seen):
+        try:
+            await find_client(adapter, issuers, client_id, with_usage=False)
+            unmatched[client_id] = "managed already"
+        except AmbiguousClient:
+            unmatched[client_id] = "managed already"
+        except ClientNotFound:
+            unmatched[client_id] = "not found, or not matching the other criteria"
+    return AdoptionPlan(candidates, unmatched)
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """An adopted client and its registration access token (RFC 7592 section 3), shown once, never stored."""
+
+    issuer: str
+    client: ManagedClient
+    registration_access_token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class AdoptionFailure:
+    issuer: str
+    client_id: str
+    error: str
+
+
+async def adopt(
+    adapter: ProviderAdapter,
+    candidates: Sequence[AdoptionCandidate],
+    *,
+    on_adopted: Callable[[Adopted], None],
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> list[AdoptionFailure]:
+    """Adopt ``candidates`` (those without a refusal): mark each managed with a fresh registration access
+    token's hash (RFC 7592 section 3) in its gateway data, keeping its configuration and secret.
+
+    ``on_adopted`` receives each token as soon as its client is adopted, so a run that stops half way has
+    handed out every token it stored. Returns the clients that could not be adopted.
+    """
+    if not isinstance(adapter, ClientHygiene):
+        raise HygieneUnsupported(f"adapter {adapter.name!r} cannot adopt clients")
+    hygiene = adapter
+
+    async def one(candidate: AdoptionCandidate) -> AdoptionFailure | None:
+        token, token_hash = mint_registration_access_token()
+        gateway_data = management_data(token_hash=token_hash, authenticated=False, client_secret=None)
+        client_id = candidate.client.client_id
+        try:
+            managed = await hygiene.adopt_client(candidate.issuer, client_id, gateway_data)
+        except ClientConflict:
+            return AdoptionFailure(candidate.issuer, client_id, "managed already")
+        except ClientNotFound:
+            return AdoptionFailure(candidate.issuer, client_id, "deleted meanwhile")
+        except AdoptionRefused as exc:
+            return AdoptionFailure(candidate.issuer, client_id, str(exc))
+        except (ProviderUnavailable, ProviderAuthError):
+            raise
+        except AdapterError as exc:
+            return AdoptionFailure(candidate.issuer, client_id, str(exc))
+        on_adopted(Adopted(candidate.issuer, managed, token))
+        return None
+
+    results = await bounded_map(one, [c for c in candidates if c.refusal is None], concurrency)
+    return [failure for failure in results if failure is not None]

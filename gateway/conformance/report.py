@@ -1,0 +1,210 @@
+"""The conformance matrix as results, and its three renderings: a readable table, JSON and JUnit XML.
+
+Cells are ``pass``, ``FAIL``, ``xfail`` (an expected failure, with its reason: what the provider legitimately
+cannot do), ``XPASS`` (an expected failure that passed: reported, the expectation is stale), ``n/a`` (the step
+does not apply to this client, with the reason) or ``blocked`` (an earlier step of the same client failed).
+The run fails on any ``FAIL`` or ``XPASS``. Pure functions: no I/O.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    PASS = "pass"
+    FAIL = "FAIL"
+    XFAIL = "xfail"
+    XPASS = "XPASS"
+    NA = "n/a"
+    BLOCKED = "blocked"
+
+
+FAILING = frozenset({Outcome.FAIL, Outcome.XPASS})
+
+
+@dataclass
+class Cell:
+    outcome: Outcome
+    detail: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class Row:
+    section: str
+    name: str
+    title: str
+    cells: dict[str, Cell] = field(default_factory=dict)
+    note: str = ""
+    """Free text shown after the cells (e.g. which MCP spec versions probe a discovery location)."""
+
+
+@dataclass
+class Section:
+    name: str
+    title: str
+    columns: tuple[str, ...]
+    note_column: str | None = None
+
+
+@dataclass
+class Report:
+    issuer: str
+    provider: str | None
+    login: str | None
+    sections: list[Section]
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def row(self, name: str, section: str | None = None) -> Row:
+        for row in self.rows:
+            if row.name == name and (section is None or row.section == section):
+                return row
+        raise KeyError(name)
+
+    def cell(self, name: str, column: str, section: str | None = None) -> Cell:
+        return self.row(name, section).cells[column]
+
+    def counts(self) -> Counter[Outcome]:
+        return Counter(cell.outcome for row in self.rows for cell in row.cells.values())
+
+    @property
+    def failed(self) -> bool:
+        return any(cell.outcome in FAILING for row in self.rows for cell in row.cells.values())
+
+    def failures(self) -> list[tuple[str, str, Cell]]:
+        return [
+            (row.name, column, cell)
+            for row in self.rows
+            for column, cell in row.cells.items()
+            if cell.outcome in FAILING
+        ]
+
+
+def _table(header: list[str], lines: list[list[str]]) -> list[str]:
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
+    out = ["  ".join(value.ljust(width) for value, width in zip(header, widths, strict=True)).rstrip()]
+    out.append("  ".join("-" * width for width in widths))
+    out.extend("  ".join(value.ljust(w) for value, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+    return out
+
+
+def render_text(report: Report) -> str:
+    """The matrix as people read it: one table per section, then every non-pass cell with its reason."""
+    out = [f"dcr-gateway conformance: issuer {report.issuer}"]
+    out.append(f"provider: {report.provider or 'unknown (no expected failures apply)'}")
+    out.append(
+        f"login: {report.login or 'none (discovery and registration steps only: pass --login to run the flows)'}"
+    )
+    out.extend(report.notes)
+    for section in report.sections:
+        rows = [row for row in report.rows if row.section == section.name]
+        if not rows:
+            continue
+        out.append("")
+        out.append(section.title)
+        header = [section.name, *section.columns, *([section.note_column] if section.note_column else [])]
+        lines = [
+            [
+                row.name,
+                *(_cell_text(row.cells.get(column)) for column in section.columns),
+                *([row.note] if section.note_column else []),
+            ]
+            for row in rows
+        ]
+        out.extend(_table(header, lines))
+    details = [
+        f"  {row.name} / {column}: {cell.outcome.value}: {cell.detail}"
+        for row in report.rows
+        for column, cell in row.cells.items()
+        if cell.outcome is not Outcome.PASS and cell.detail
+    ]
+    if details:
+        out.append("")
+        out.append("details")
+        out.extend(details)
+    counts = report.counts()
+    summary = ", ".join(f"{counts[outcome]} {outcome.value}" for outcome in Outcome if counts[outcome])
+    out.append("")
+    out.append(f"{'FAILED' if report.failed else 'PASSED'}: {summary} in {report.seconds:.1f} s")
+    return "\n".join(out) + "\n"
+
+
+def _cell_text(cell: Cell | None) -> str:
+    return "" if cell is None else cell.outcome.value
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """Everything in the report as JSON-ready data (for ``--json FILE``)."""
+    return {
+        "issuer": report.issuer,
+        "provider": report.provider,
+        "login": report.login,
+        "passed": not report.failed,
+        "seconds": round(report.seconds, 3),
+        "notes": report.notes,
+        "counts": {outcome.value: report.counts()[outcome] for outcome in Outcome},
+        "sections": [
+            {
+                "name": section.name,
+                "title": section.title,
+                "columns": list(section.columns),
+                "rows": [
+                    {
+                        "name": row.name,
+                        "title": row.title,
+                        "note": row.note,
+                        "cells": {
+                            column: {
+                                "outcome": cell.outcome.value,
+                                "detail": cell.detail,
+                                "seconds": round(cell.seconds, 3),
+                            }
+                            for column, cell in row.cells.items()
+                        },
+                    }
+                    for row in report.rows
+                    if row.section == section.name
+                ],
+            }
+            for section in report.sections
+        ],
+    }
+
+
+def to_junit(report: Report) -> str:
+    """JUnit XML (for CI test reports): one ``testsuite`` per section, one ``testcase`` per cell.
+
+    ``FAIL`` and ``XPASS`` are ``<failure>``; ``xfail``, ``n/a`` and ``blocked`` are ``<skipped>`` with the reason.
+    """
+    suites = ET.Element("testsuites", name="dcr-gateway conformance", time=f"{report.seconds:.3f}")
+    for section in report.sections:
+        rows = [row for row in report.rows if row.section == section.name]
+        cells = [(row, column, cell) for row in rows for column, cell in row.cells.items()]
+        suite = ET.SubElement(
+            suites,
+            "testsuite",
+            name=f"{section.name} ({report.issuer})",
+            tests=str(len(cells)),
+            failures=str(sum(cell.outcome in FAILING for _, _, cell in cells)),
+            skipped=str(sum(cell.outcome in {Outcome.XFAIL, Outcome.NA, Outcome.BLOCKED} for _, _, cell in cells)),
+            time=f"{sum(cell.seconds for _, _, cell in cells):.3f}",
+        )
+        for row, column, cell in cells:
+            case = ET.SubElement(
+                suite, "testcase", classname=f"{section.name}.{row.name}", name=column, time=f"{cell.seconds:.3f}"
+            )
+            if cell.outcome is Outcome.FAIL:
+                ET.SubElement(case, "failure", message=cell.detail[:500]).text = cell.detail
+            elif cell.outcome is Outcome.XPASS:
+                ET.SubElement(case, "failure", message="unexpected pass: " + cell.detail[:480]).text = cell.detail
+            elif cell.outcome is not Outcome.PASS:
+                ET.SubElement(case, "skipped", message=f"{cell.outcome.value}: {cell.detail}"[:500])
+    ET.indent(suites)
+    return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"

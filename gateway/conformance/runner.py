@@ -1,0 +1,564 @@
+"""The conformance runner: every client profile through discovery, registration and the code flow, against
+any issuer (this gateway, a provider's native registration, or a shim being replaced).
+
+For each profile (see :mod:`gateway.conformance.profiles`), as that client would:
+
+1. ``discovery``: probe the well-known URLs in MCP 2025-11-25 order, use the first document that answers 200
+   (RFC 8414 section 3.3 issuer, S256, ``registration_endpoint``; CORS for browser clients);
+2. ``register``: POST its RFC 7591 body (section 3.2.1 checks, CORS for browser clients);
+3. ``authorize``: authorization code with PKCE S256 (RFC 7636) and a ``resource`` (RFC 8707), signed in by the
+   login driver, following redirects headlessly until the ``Location`` is the redirect URI;
+4. ``token``: redeem the code, authenticating with the method the registration answer names;
+5. ``refresh``: the refresh token grant (RFC 6749 section 6) when the client registered it;
+6. ``other-port``: for loopback IP redirects, the flow again from another port (RFC 8252 section 7.3).
+
+Plus every probed discovery location on its own and the refused registrations of ``bad-registrations.json``.
+Where a provider legitimately cannot do something (a profile's ``expected_failures``), the cell is an expected
+failure, and strict: a pass there is reported (``XPASS``) and fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from joserfc.jwk import RSAKey
+
+from gateway.conformance import checks
+from gateway.conformance.discovery import (
+    Probe,
+    client_probe_order,
+    detect_provider,
+    metadata_problems,
+    origin,
+    probes,
+)
+from gateway.conformance.login import LoginDriver
+from gateway.conformance.oauth import (
+    authorization_url,
+    client_authentication,
+    generate_signing_key,
+    is_loopback_ip_redirect,
+    other_port,
+    pkce_pair,
+    private_jwks,
+    public_jwks,
+    with_port,
+)
+from gateway.conformance.profiles import STEPS, BadRegistration, Profile, load_profiles, substitute
+from gateway.conformance.report import Cell, Outcome, Report, Row, Section
+from gateway.devstack.login import HeadlessLoginError
+from gateway.rfc8414.wellknown import DocumentKind
+
+PROBE_ORIGIN = "http://localhost:6274"
+"""The Origin sent when probing discovery locations (the MCP Inspector's): CORS is checked for it."""
+DISCOVERY_VERSION = "2025-11-25"
+"""The probe order the client profiles follow (the current MCP clients')."""
+
+SECTIONS = [
+    Section(
+        "discovery", "discovery: every well-known location MCP clients probe", ("metadata", "cors"), "probed by MCP"
+    ),
+    Section("clients", "client profiles", STEPS),
+    Section("bad-registrations", "registrations that must be refused (RFC 7591 section 3.2.2)", ("refused",)),
+]
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """What to test and how to sign in."""
+
+    issuer: str
+    """The issuer identifier exactly as clients know it (RFC 8414 section 2)."""
+    login: LoginDriver | None = None
+    """Without one, only discovery and registration run (the flow cells say why)."""
+    registration_endpoint: str | None = None
+    """Expected registration endpoint; also used when discovery advertises none (a client configured by hand)."""
+    resource: str | None = None
+    """RFC 8707 ``resource`` of the flows; default ``{issuer origin}/mcp``."""
+    provider: str | None = "auto"
+    """``auto`` (from the discovery document), a provider name (``hydra``, ``keycloak``) or ``None``: whose
+    expected failures apply."""
+    profiles: tuple[str, ...] = ()
+    """Profile or refused-registration names to run; all when empty."""
+    expected_failures: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Profile -> step -> reason: expected failures of this deployment (strict, like the profiles' own)."""
+    initial_access_token: str | None = None
+    """RFC 7591 section 3: sent as a Bearer token by the profiles that register with one (never printed)."""
+    profile_dir: Path | None = None
+    concurrency: int = 1
+    """Profiles run at once. 1 by default: in-memory providers (Hydra's SQLite) fail concurrent writes."""
+    timeout: float = 30.0
+
+
+class StepFailed(Exception):
+    """A step found problems; the message lists them."""
+
+
+@dataclass
+class _Response:
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+
+
+@dataclass
+class _Client:
+    """A registered client as the profile holds it after the ``register`` step."""
+
+    information: dict[str, Any]
+    signing_key: RSAKey | None
+
+
+@dataclass
+class _Run:
+    config: SuiteConfig
+    session: aiohttp.ClientSession
+    document: Mapping[str, Any] | None = None
+    provider: str | None = None
+    semaphore: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+
+    @property
+    def resource(self) -> str:
+        return self.config.resource or origin(self.config.issuer) + "/mcp"
+
+    @property
+    def registration_endpoint(self) -> str | None:
+        advertised = (self.document or {}).get("registration_endpoint")
+        return self.config.registration_endpoint or (advertised if isinstance(advertised, str) else None)
+
+    def scopes(self) -> str | None:
+        supported = (self.document or {}).get("scopes_supported")
+        return " ".join(map(str, supported)) if isinstance(supported, list) and supported else None
+
+
+async def _fetch(
+    session: aiohttp.ClientSession, method: str, url: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any
+) -> _Response:
+    async with session.request(method, url, headers=dict(headers or {}), allow_redirects=False, **kwargs) as response:
+        text = await response.text(errors="replace")
+        try:
+            body: Any = json.loads(text) if text else None
+        except ValueError:
+            body = None
+        return _Response(response.status, dict(response.headers), body)
+
+
+def _fail_if(problems: list[str]) -> None:
+    if problems:
+        raise StepFailed("; ".join(problems))
+
+
+async def _timed(step: Callable[[], Awaitable[Any]]) -> tuple[Cell, Any]:
+    """Run one step: its cell (``pass`` or ``FAIL`` with the problems) and its result."""
+    started = time.perf_counter()
+    try:
+        result = await step()
+    except StepFailed as exc:
+        return Cell(Outcome.FAIL, str(exc), time.perf_counter() - started), None
+    except (aiohttp.ClientError, TimeoutError, HeadlessLoginError, ValueError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"[:600]
+        return Cell(Outcome.FAIL, detail, time.perf_counter() - started), None
+    return Cell(Outcome.PASS, "", time.perf_counter() - started), result
+
+
+def _expect(cell: Cell, reason: str | None) -> Cell:
+    """Apply a strict expected failure: FAIL -> xfail (reason), pass -> XPASS."""
+    if reason is None:
+        return cell
+    if cell.outcome is Outcome.FAIL:
+        return Cell(Outcome.XFAIL, f"{reason} (observed: {cell.detail})", cell.seconds)
+    if cell.outcome is Outcome.PASS:
+        return Cell(Outcome.XPASS, f"expected to fail ({reason}) but passed", cell.seconds)
+    return cell
+
+
+# ------------------------------------------------------------------------------------------------ discovery
+
+
+async def _probe_row(run: _Run, probe: Probe) -> Row:
+    versions = ", ".join(probe.versions)
+    row = Row("discovery", probe.url, f"{probe.kind.value} for {run.config.issuer}", note=versions)
+    if probe.not_applicable:
+        row.cells["metadata"] = Cell(Outcome.NA, probe.not_applicable)
+        row.cells["cors"] = Cell(Outcome.NA, probe.not_applicable)
+        return row
+    response: _Response | None = None
+
+    async def metadata() -> None:
+        nonlocal response
+        response = await _fetch(run.session, "GET", probe.url, headers={"Origin": PROBE_ORIGIN})
+        if response.status != 200:
+            raise StepFailed(f"status {response.status} (MCP {versions} clients find no metadata here)")
+        _fail_if(
+            metadata_problems(
+                response.body,
+                issuer=run.config.issuer,
+                kind=probe.kind,
+                registration_endpoint=run.config.registration_endpoint,
+            )
+        )
+
+    row.cells["metadata"], _ = await _timed(metadata)
+
+    async def cors() -> None:
+        if response is None or response.status >= 500:
+            raise StepFailed("no answer to check")
+        _fail_if(checks.cors_problems(response.headers, PROBE_ORIGIN))
+
+    row.cells["cors"], _ = await _timed(cors)
+    return row
+
+
+async def _client_discovery(run: _Run, profile: Profile) -> Mapping[str, Any]:
+    """The profile's own discovery: MCP 2025-11-25 probe order, first 200 JSON document wins."""
+    headers = {"Origin": profile.browser_origin} if profile.browser_origin else {}
+    tried = []
+    for url in client_probe_order(run.config.issuer, DISCOVERY_VERSION):
+        response = await _fetch(run.session, "GET", url, headers=headers)
+        tried.append(f"{url} -> {response.status}")
+        if response.status >= 500 and profile.abort_on_5xx:
+            raise StepFailed(f"{url} answered {response.status}: this client aborts discovery on a 5xx")
+        if response.status != 200 or not isinstance(response.body, Mapping):
+            continue
+        kind = DocumentKind.OPENID if "/.well-known/openid-configuration" in url else DocumentKind.OAUTH
+        problems = metadata_problems(
+            response.body,
+            issuer=run.config.issuer,
+            kind=kind,
+            registration_endpoint=run.config.registration_endpoint,
+            oidc_fields=profile.oidc_fields,
+        )
+        if profile.browser_origin:
+            problems += checks.cors_problems(response.headers, profile.browser_origin)
+        if problems:
+            raise StepFailed(f"{url}: " + "; ".join(problems))
+        return response.body
+    raise StepFailed("no metadata document: " + ", ".join(tried))
+
+
+# --------------------------------------------------------------------------------------------- client rows
+
+
+def _not_applicable(row: Row, steps: tuple[str, ...], reason: str, outcome: Outcome = Outcome.NA) -> None:
+    for step in steps:
+        row.cells.setdefault(step, Cell(outcome, reason))
+
+
+async def _register(run: _Run, profile: Profile, variables: dict[str, Any]) -> _Client:
+    endpoint = run.registration_endpoint
+    if endpoint is None:
+        raise StepFailed("no registration endpoint (none advertised, none given with --registration-endpoint)")
+    body = substitute(dict(profile.registration), variables)
+    supported = (run.document or {}).get("grant_types_supported")
+    if profile.trim_grant_types and isinstance(supported, list) and isinstance(body.get("grant_types"), list):
+        body["grant_types"] = [grant for grant in body["grant_types"] if grant in supported]
+    headers = {"Origin": profile.browser_origin} if profile.browser_origin else {}
+    if profile.initial_access_token and run.config.initial_access_token:
+        headers["Authorization"] = f"Bearer {run.config.initial_access_token}"
+    response = await _fetch(run.session, "POST", endpoint, json=body, headers=headers)
+    information = dict(response.body) if isinstance(response.body, Mapping) else {}
+    client = _Client(information, variables.get("signing_key"))
+    method = checks.expected_auth_method(body, profile.expected_auth_method)
+    problems = checks.registration_problems(body, response.status, response.headers, response.body, auth_method=method)
+    if profile.browser_origin:
+        problems += checks.cors_problems(response.headers, profile.browser_origin)
+        preflight = await _fetch(
+            run.session,
+            "OPTIONS",
+            endpoint,
+            headers={
+                "Origin": profile.browser_origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type",
+            },
+        )
+        problems += checks.preflight_problems(preflight.status, preflight.headers, profile.browser_origin)
+    problems = list(dict.fromkeys(problems))  # the POST and its preflight may miss the same header
+    if problems:
+        if response.status != 201:
+            raise StepFailed("; ".join(problems))
+        # A created client still goes through the flow (with the method it asked for when none is echoed).
+        information.setdefault("token_endpoint_auth_method", method)
+        raise _RegisteredWithProblems(client, "; ".join(problems))
+    return client
+
+
+class _RegisteredWithProblems(StepFailed):
+    def __init__(self, client: _Client, message: str) -> None:
+        super().__init__(message)
+        self.client = client
+
+
+@dataclass
+class _Grant:
+    code: str
+    verifier: str
+    redirect_uri: str
+
+
+async def _authorize(run: _Run, client: _Client, redirect_uri: str, scope: str | None) -> _Grant:
+    assert run.config.login is not None  # noqa: S101 (callers check)
+    document = run.document or {}
+    verifier, challenge = pkce_pair()
+    state = secrets.token_urlsafe(16)
+    url = authorization_url(
+        str(document["authorization_endpoint"]),
+        {
+            "response_type": "code",
+            "client_id": str(client.information["client_id"]),
+            "redirect_uri": redirect_uri,
+            "scope": scope,
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "resource": run.resource,
+        },
+    )
+    async with aiohttp.ClientSession(
+        cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=aiohttp.ClientTimeout(total=run.config.timeout)
+    ) as browser:
+        location = await run.config.login.login(browser, url)
+    problems, code = checks.authorization_response_problems(
+        location, redirect_uri=redirect_uri, state=state, issuer=run.config.issuer
+    )
+    _fail_if(problems)
+    assert code is not None  # noqa: S101 (no problems means a code)
+    return _Grant(code, verifier, redirect_uri)
+
+
+async def _token(run: _Run, client: _Client, form: dict[str, str]) -> dict[str, Any]:
+    endpoint = str((run.document or {})["token_endpoint"])
+    headers, fields = client_authentication(client.information, endpoint, client.signing_key)
+    response = await _fetch(run.session, "POST", endpoint, data={**form, **fields}, headers=headers)
+    _fail_if(checks.token_problems(response.status, response.body))
+    return dict(response.body)
+
+
+async def _redeem(run: _Run, client: _Client, grant: _Grant) -> dict[str, Any]:
+    return await _token(
+        run,
+        client,
+        {
+            "grant_type": "authorization_code",
+            "code": grant.code,
+            "redirect_uri": grant.redirect_uri,
+            "code_verifier": grant.verifier,
+            "resource": run.resource,
+        },
+    )
+
+
+async def _refresh(run: _Run, client: _Client, tokens: Mapping[str, Any]) -> None:
+    refresh_token = tokens.get("refresh_token")
+    if not isinstance(refresh_token, str) or not refresh_token:
+        raise StepFailed(f"no refresh_token in the token response (granted scope: {tokens.get('scope')!r})")
+    await _token(run, client, {"grant_type": "refresh_token", "refresh_token": refresh_token, "resource": run.resource})
+
+
+async def _client_row(run: _Run, profile: Profile) -> Row:
+    async with run.semaphore:
+        return await _client_steps(run, profile)
+
+
+async def _client_steps(run: _Run, profile: Profile) -> Row:
+    row = Row("clients", profile.name, profile.title)
+    expected = {
+        **profile.expected_failures.get(run.provider or "", {}),
+        **run.config.expected_failures.get(profile.name, {}),
+    }
+
+    def record(step: str, cell: Cell) -> None:
+        row.cells[step] = _expect(cell, expected.get(step))
+
+    cell, _ = await _timed(lambda: _client_discovery(run, profile))
+    record("discovery", cell)
+    if profile.initial_access_token and not run.config.initial_access_token:
+        reason = "registers with an initial access token (RFC 7591 section 3); none given (--initial-access-token)"
+        _not_applicable(row, STEPS, reason)
+        return row
+
+    key = generate_signing_key()
+    port = other_port("http://127.0.0.1")
+    variables: dict[str, Any] = {
+        "as_scopes": run.scopes(),
+        "random_port": port,
+        "generated_jwks": public_jwks(key),
+        "generated_private_jwks": private_jwks(key),
+        "signing_key": key,
+    }
+    registered: list[_Client] = []
+
+    async def register() -> None:
+        try:
+            registered.append(await _register(run, profile, variables))
+        except _RegisteredWithProblems as exc:
+            registered.append(exc.client)  # created, but the answer is wrong: the flow still runs
+            raise
+
+    cell, _ = await _timed(register)
+    record("register", cell)
+    client = registered[0] if registered else None
+    flow_steps = ("authorize", "token", "refresh", "other-port")
+    if client is None or not client.information.get("client_id"):
+        _not_applicable(row, flow_steps, "no client was registered", Outcome.BLOCKED)
+        return row
+    if run.config.login is None:
+        _not_applicable(row, flow_steps, "no login driver (--login): discovery and registration only")
+        return row
+    if run.document is None or "authorization_endpoint" not in run.document:
+        _not_applicable(row, flow_steps, "no usable discovery document", Outcome.BLOCKED)
+        return row
+    await _flow_steps(run, profile, client=client, variables=variables, row=row, record=record)
+    return row
+
+
+async def _flow_steps(
+    run: _Run,
+    profile: Profile,
+    *,
+    client: _Client,
+    variables: Mapping[str, Any],
+    row: Row,
+    record: Callable[[str, Cell], None],
+) -> None:
+    """authorize, token, refresh and other-port for a registered client."""
+    echoed_scope = client.information.get("scope")
+    requested_scope = substitute(profile.registration.get("scope"), variables)
+    variables = {**variables, "registered_scope": echoed_scope if isinstance(echoed_scope, str) else requested_scope}
+    redirect_uri = substitute(profile.flow.redirect_uri, variables)
+    scope = substitute(profile.flow.scope, variables) if profile.flow.scope is not None else None
+
+    cell, grant = await _timed(lambda: _authorize(run, client, redirect_uri, scope))
+    record("authorize", cell)
+    tokens = None
+    if grant is not None:
+        cell, tokens = await _timed(lambda: _redeem(run, client, grant))
+        record("token", cell)
+    else:
+        row.cells["token"] = Cell(Outcome.BLOCKED, "authorize failed")
+    if "refresh_token" not in (client.information.get("grant_types") or profile.registration.get("grant_types") or []):
+        row.cells["refresh"] = Cell(Outcome.NA, "the client did not register the refresh_token grant")
+    elif tokens is not None:
+        cell, _ = await _timed(lambda: _refresh(run, client, tokens))
+        record("refresh", cell)
+    else:
+        row.cells["refresh"] = Cell(Outcome.BLOCKED, "no token")
+
+    if not profile.flow.other_port:
+        reason = (
+            "the client reuses its registered redirect URI"
+            if not is_loopback_ip_redirect(redirect_uri)
+            else "the client keeps the registered port"
+        )
+        row.cells["other-port"] = Cell(Outcome.NA, reason)
+    else:
+        moved = with_port(redirect_uri, other_port(redirect_uri))
+
+        async def from_another_port() -> None:
+            grant = await _authorize(run, client, moved, scope)
+            await _redeem(run, client, grant)
+
+        cell, _ = await _timed(from_another_port)
+        if cell.outcome is Outcome.FAIL:
+            cell.detail = f"from {moved}: {cell.detail}"
+        record("other-port", cell)
+
+
+# ------------------------------------------------------------------------------------- bad registrations
+
+
+def _bad_body(case: BadRegistration, variables: Mapping[str, Any]) -> bytes:
+    if case.raw is not None:
+        return case.raw.encode()
+    if case.oversized_bytes is not None:
+        filler = "x" * case.oversized_bytes
+        return json.dumps({"redirect_uris": ["https://app.example.com/cb"], "client_name": filler}).encode()
+    return json.dumps(substitute(case.body, variables)).encode()
+
+
+async def _bad_row(run: _Run, case: BadRegistration) -> Row:
+    async with run.semaphore:
+        row = Row("bad-registrations", case.name, case.title)
+        endpoint = run.registration_endpoint
+        if endpoint is None:
+            row.cells["refused"] = Cell(Outcome.BLOCKED, "no registration endpoint")
+            return row
+        key = generate_signing_key()
+        variables = {"generated_jwks": public_jwks(key), "generated_private_jwks": private_jwks(key)}
+        body = _bad_body(case, variables)
+
+        async def refused() -> None:
+            try:
+                response = await _fetch(
+                    run.session, "POST", endpoint, data=body, headers={"Content-Type": "application/json"}
+                )
+            except aiohttp.ServerDisconnectedError as exc:
+                raise StepFailed(f"expected {case.status} {case.error}, the server closed the connection") from exc
+            _fail_if(
+                checks.rejection_problems(
+                    response.status, response.body, expected_status=case.status, expected_error=case.error
+                )
+            )
+
+        row.cells["refused"], _ = await _timed(refused)
+        return row
+
+
+# ------------------------------------------------------------------------------------------------- the run
+
+
+async def run_suite(config: SuiteConfig, session: aiohttp.ClientSession | None = None) -> Report:
+    """Run the matrix against ``config.issuer``; never raises for what the server does (that is a cell)."""
+    if session is None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.timeout)) as own:
+            return await run_suite(config, own)
+    started = time.perf_counter()
+    all_profiles, all_bad = load_profiles(config.profile_dir)
+    wanted = set(config.profiles)
+    known = {profile.name for profile in all_profiles} | {case.name for case in all_bad}
+    if wanted - known:
+        raise ValueError(f"unknown profiles {sorted(wanted - known)}; known: {sorted(known)}")
+    chosen = [profile for profile in all_profiles if not wanted or profile.name in wanted]
+    bad = [case for case in all_bad if not wanted or case.name in wanted]
+
+    run = _Run(config=config, session=session, semaphore=asyncio.Semaphore(max(1, config.concurrency)))
+    report = Report(
+        issuer=config.issuer, provider=None, login=config.login.name if config.login else None, sections=SECTIONS
+    )
+    probe_rows = await asyncio.gather(*(_probe_row(run, probe) for probe in probes(config.issuer)))
+    report.rows.extend(probe_rows)
+    run.document = await _site_document(run)
+    if run.document is None:
+        report.notes.append("no usable discovery document at any probed location")
+    provider = config.provider
+    if provider == "auto":
+        provider = detect_provider(run.document) if run.document is not None else None
+    run.provider = report.provider = provider
+
+    rows = await asyncio.gather(
+        *(_client_row(run, profile) for profile in chosen), *(_bad_row(run, case) for case in bad)
+    )
+    report.rows.extend(rows)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _site_document(run: _Run) -> Mapping[str, Any] | None:
+    """The document the flows use: the first 200 JSON object in MCP 2025-11-25 order whose issuer matches."""
+    for url in client_probe_order(run.config.issuer, DISCOVERY_VERSION):
+        try:
+            response = await _fetch(run.session, "GET", url)
+        except aiohttp.ClientError:
+            continue
+        body = response.body
+        if response.status == 200 and isinstance(body, Mapping) and body.get("issuer") == run.config.issuer:
+            return body
+    return None

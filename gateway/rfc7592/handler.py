@@ -1,0 +1,371 @@
+"""The client configuration endpoint, RFC 7592 section 2: ``{issuer}{registration_path}/{client_id}``.
+
+Each method is a short list of named steps; every step returns the next one's input or raises an
+:class:`~gateway.rfc7591.errors.OAuthError`::
+
+    GET    (2.1)  bearer token -> authorize (read the client, check the token) -> 200 client information
+    PUT    (2.2)  bearer token -> authorize -> read body -> reserved fields, client_id, client_secret
+                  -> validate (the registration's rules, same privilege level) -> replace -> 200
+    DELETE (2.3)  bearer token -> authorize -> delete -> 204
+
+Only clients the gateway manages are reachable: an unknown client, an unmanaged one and a wrong token all get
+the same ``401 invalid_token`` (no enumeration), after the same hashing work.
+
+Client secrets on read: Keycloak returns a client's secret, so GET answers it (RFC 7592 section 2.1: "if
+applicable"). Hydra stores only a hash of it and never returns it, and the gateway keeps no copy, so on Hydra
+GET and PUT answer ``client_secret_expires_at`` without ``client_secret``; the client keeps the secret it was
+given at registration (or by the update that issued it).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import hdrs, web
+
+from adapters.base import (
+    ClientNotFound,
+    ManagedClient,
+    NewClient,
+    ProviderAdapter,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from gateway.access.control import caller_source
+from gateway.cors import CorsPolicy
+from gateway.limits.guard import Limits
+from gateway.rfc7591.errors import InvalidClientMetadata, OAuthError
+from gateway.rfc7591.handler import (
+    NO_STORE,
+    Caller,
+    IssuerContext,
+    RegistrationSettings,
+    provider_errors,
+    read_json_object,
+    validate_registration,
+)
+from gateway.rfc7591.models import SECRET_AUTH_METHODS, ClientInformation, ClientMetadata
+from gateway.rfc7592.errors import InvalidToken
+from gateway.rfc7592.records import (
+    client_secret_matches,
+    current_client_secret,
+    registration_client_uri,
+    updated_data,
+    uses_secret,
+    was_authenticated,
+)
+from gateway.rfc7592.tokens import TOKEN_HASH_KEY, mint_registration_access_token, verify_registration_access_token
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+METHODS = (hdrs.METH_GET, hdrs.METH_PUT, hdrs.METH_DELETE)
+
+RESERVED_FIELDS = (
+    "registration_access_token",
+    "registration_client_uri",
+    "client_secret_expires_at",
+    "client_id_issued_at",
+)
+"""RFC 7592 section 2.2: "The updated client metadata fields request MUST NOT include the
+'registration_access_token', 'registration_client_uri', 'client_secret_expires_at', or 'client_id_issued_at'
+fields described in Section 3." """
+
+MAX_CLIENT_ID_LENGTH = 255
+"""Longer path segments are no client the gateway issued (UUIDs); they never reach the provider."""
+
+_B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
+"""RFC 6750 section 2.1: ``b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="``."""
+
+_NOT_AUTHORIZED = "the registration access token is not valid for this client"
+
+
+# ------------------------------------------------------------------------------------ pure steps
+
+
+def bearer_token(authorization: str | None) -> str:
+    """RFC 6750 section 2.1: the token from ``Authorization: Bearer <b64token>``, the only way it is accepted
+    here (RFC 7592 section 2: "The client MUST use its registration access token in all calls to this
+    endpoint as an OAuth 2.0 Bearer Token"). Any other form
+    is ``401 invalid_token``, never a 500."""
+    if authorization is None or not authorization.strip():
+        raise InvalidToken(
+            "a registration access token is required: Authorization: Bearer <token>", token_presented=False
+        )
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or not _B64TOKEN.match(token):
+        raise InvalidToken("the Authorization header must be 'Bearer <registration access token>'")
+    return token
+
+
+def check_replacement_fields(document: Mapping[str, Any], client_id: str) -> None:
+    """RFC 7592 section 2.2: no server-provisioned field in an update, and the body's ``client_id`` "MUST be
+    the same as its currently issued client identifier"."""
+    for name in RESERVED_FIELDS:
+        if name in document:
+            raise InvalidClientMetadata(
+                f"{name}: must not be sent in an update; it is provisioned by the server (RFC 7592 section 2.2)"
+            )
+    if "client_id" not in document:
+        raise InvalidClientMetadata("client_id: required in an update, equal to this client's client_id")
+    if document["client_id"] != client_id:
+        raise InvalidClientMetadata("client_id: must equal the client_id of this registration_client_uri")
+
+
+def check_client_secret(document: Mapping[str, Any], current: ManagedClient) -> None:
+    """RFC 7592 section 2.2: "If the client includes the 'client_secret' field in the request, the value of
+    this field MUST match the currently issued client secret for that client. The client MUST NOT be allowed to
+    overwrite its existing client secret with its own chosen value." """
+    if "client_secret" not in document:
+        return
+    presented = document["client_secret"]
+    if not isinstance(presented, str) or not client_secret_matches(presented, current):
+        raise InvalidClientMetadata(
+            "client_secret: does not match the currently issued client secret; omit it to keep the secret"
+        )
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """An update ready for the provider, with the credentials it issues (RFC 7592 section 2.2)."""
+
+    client: NewClient
+    client_secret: str | None
+    """A secret issued by this update (the auth method moved from one without a secret to one with)."""
+    registration_access_token: str | None
+    """A rotated registration access token, when rotation is on."""
+
+
+def replacement(
+    current: ManagedClient,
+    metadata: ClientMetadata,
+    *,
+    rotate_registration_access_token: bool,
+    client_secret_expires_in: int = 0,
+    now: int | None = None,
+) -> Replacement:
+    """The full replacement of ``current`` by ``metadata`` (RFC 7592 section 2.2: "Valid values of client
+    metadata fields in this request MUST replace, not augment, the values previously associated with that
+    client. Omitted fields MUST be treated as null or empty values").
+
+    Kept: ``client_id``, ``client_id_issued_at`` and the secret while the auth method uses one. An auth method
+    that starts using a secret gets a new 256-bit one; one that stops drops it.
+    """
+    needs_secret = metadata.token_endpoint_auth_method in SECRET_AUTH_METHODS
+    had_secret = uses_secret(current)
+    issued_secret = secrets.token_urlsafe(32) if needs_secret and not had_secret else None
+    if issued_secret is not None:
+        issued_at = now if now is not None else int(time.time())
+        expires_at = issued_at + client_secret_expires_in if client_secret_expires_in > 0 else 0
+    else:
+        expires_at = current.client_secret_expires_at if needs_secret else 0
+    token, token_hash = mint_registration_access_token() if rotate_registration_access_token else (None, None)
+    client = NewClient(
+        client_id=current.client_id,
+        client_secret=issued_secret,  # None keeps the provider's current secret
+        client_id_issued_at=current.client_id_issued_at,
+        client_secret_expires_at=expires_at,
+        metadata=metadata,
+        gateway_data=updated_data(
+            current.gateway_data,
+            token_hash=token_hash,
+            client_secret=issued_secret,
+            secret_dropped=had_secret and not needs_secret,
+        ),
+    )
+    return Replacement(client=client, client_secret=issued_secret, registration_access_token=token)
+
+
+def configuration_response(
+    client: ManagedClient,
+    *,
+    client_uri: str,
+    registration_access_token: str,
+    issued_client_secret: str | None = None,
+) -> dict[str, Any]:
+    """RFC 7592 section 3, client information response: everything registered, the secret where the provider
+    returns it (or this request issued it), the endpoint and its token."""
+    information = ClientInformation(
+        client_id=client.client_id,
+        client_secret=issued_client_secret or current_client_secret(client),
+        client_id_issued_at=client.client_id_issued_at,
+        client_secret_expires_at=client.client_secret_expires_at if uses_secret(client) else None,
+        metadata=client.metadata,
+        registration_client_uri=client_uri,
+        registration_access_token=registration_access_token,
+    )
+    return information.to_response()
+
+
+# ----------------------------------------------------------------------------------------- endpoint
+
+
+@dataclass(frozen=True)
+class ClientConfigurationEndpoint:
+    """RFC 7592 client configuration endpoint for one issuer; :meth:`routes` gives its aiohttp routes."""
+
+    issuer_key: str
+    contexts: web.AppKey[dict[str, IssuerContext]]
+    """Where the app keeps issuer contexts by key: looked up per request, they exist once the app started."""
+    adapter: ProviderAdapter
+    settings: RegistrationSettings
+    cors: CorsPolicy
+    rotate_registration_access_token: bool = False
+    limits: web.AppKey[Limits] | None = None
+    """Where the app keeps its abuse limits: PUT and DELETE count against the rate limits (operation
+    ``manage``), and a DELETE frees a slot of the managed-client quota."""
+
+    def routes(self, path: str) -> list[web.RouteDef]:
+        """``path`` ends with ``{client_id}``: GET, PUT, DELETE, an OPTIONS preflight and 405 for the rest."""
+        return [
+            web.route(hdrs.METH_GET, path, self._entry(self.read)),
+            web.route(hdrs.METH_PUT, path, self._entry(self.update)),
+            web.route(hdrs.METH_DELETE, path, self._entry(self.delete)),
+            web.route(hdrs.METH_OPTIONS, path, self.preflight),
+            web.route(hdrs.METH_ANY, path, self._entry(self.method_not_allowed)),
+        ]
+
+    def _entry(self, step: Handler) -> Handler:
+        """CORS and ``Cache-Control: no-store`` on every answer, errors included (the app's error middleware
+        adds CORS only on the registration endpoint itself)."""
+
+        async def entry(request: web.Request) -> web.StreamResponse:
+            try:
+                response = await step(request)
+            except OAuthError as exc:
+                response = web.json_response(exc.body(), status=exc.status, headers=exc.headers)
+                response.headers.update(NO_STORE)
+            self.cors.apply(request, response)
+            return response
+
+        return entry
+
+    async def preflight(self, request: web.Request) -> web.StreamResponse:
+        return self.cors.preflight(request, methods=METHODS)
+
+    async def method_not_allowed(self, request: web.Request) -> web.StreamResponse:
+        raise _MethodNotAllowed(f"{request.method} is not allowed; use GET, PUT or DELETE")
+
+    def _limits(self, request: web.Request) -> Limits | None:
+        return request.app.get(self.limits) if self.limits is not None else None
+
+    # -------------------------------------------------------------------------------- authorization
+
+    async def authorize(self, request: web.Request, issuer: IssuerContext) -> tuple[ManagedClient, str]:
+        """The managed client named by the path, if the request's Bearer token is its registration access
+        token (RFC 7592 section 2). Unknown, unmanaged and wrongly-authorized look the same from outside."""
+        token = bearer_token(request.headers.get(hdrs.AUTHORIZATION))
+        client_id = request.match_info["client_id"]
+        client: ManagedClient | None = None
+        if len(client_id) <= MAX_CLIENT_ID_LENGTH:
+            try:
+                with provider_errors(issuer):
+                    client = await _provider_read(self.adapter, issuer, client_id)
+            except ClientNotFound:
+                client = None
+        stored = client.gateway_data.get(TOKEN_HASH_KEY) if client is not None else None
+        # Hash and compare in every branch: the answer takes as long for an unknown client as for a bad token.
+        if not verify_registration_access_token(token, stored) or client is None:
+            log.info("client_configuration.unauthorized", issuer=issuer.issuer, known_client=client is not None)
+            raise InvalidToken(_NOT_AUTHORIZED)
+        return client, token
+
+    # ---------------------------------------------------------------------------------------- methods
+
+    async def read(self, request: web.Request) -> web.StreamResponse:
+        """RFC 7592 section 2.1, client read request: 200 with the client information response."""
+        issuer = request.app[self.contexts][self.issuer_key]
+        client, token = await self.authorize(request, issuer)
+        log.info("client.read", issuer=issuer.issuer, client_id=client.client_id)
+        body = configuration_response(
+            client,
+            client_uri=registration_client_uri(issuer.registration_endpoint, client.client_id),
+            registration_access_token=token,
+        )
+        return web.json_response(body, headers=NO_STORE)
+
+    async def update(self, request: web.Request) -> web.StreamResponse:
+        """RFC 7592 section 2.2, client update request: a full replacement, validated like a registration."""
+        issuer = request.app[self.contexts][self.issuer_key]
+        limits = self._limits(request)
+        if limits is not None:
+            await limits.admit(request, issuer=self.issuer_key, operation="manage")
+        current, token = await self.authorize(request, issuer)
+        document = await read_json_object(request, self.settings.max_body_bytes)
+        check_replacement_fields(document, current.client_id)
+        check_client_secret(document, current)
+        caller = Caller(source=caller_source(request), authenticated=was_authenticated(current))
+        metadata = await validate_registration(document, issuer=issuer, settings=self.settings, caller=caller)
+        planned = replacement(
+            current,
+            metadata,
+            rotate_registration_access_token=self.rotate_registration_access_token,
+            client_secret_expires_in=self.settings.client_secret_expires_in,
+        )
+        try:
+            with provider_errors(issuer):
+                updated = await self.adapter.update_client(issuer.key, planned.client)
+        except ClientNotFound:  # deleted since it was authorized
+            raise InvalidToken(_NOT_AUTHORIZED) from None
+        log.info(
+            "client.updated",
+            issuer=issuer.issuer,
+            client_id=updated.client_id,
+            token_endpoint_auth_method=updated.metadata.token_endpoint_auth_method,
+            redirect_uris=len(updated.metadata.redirect_uris or []),
+            client_secret_issued=planned.client_secret is not None,
+            registration_access_token_rotated=planned.registration_access_token is not None,
+        )
+        body = configuration_response(
+            updated,
+            client_uri=registration_client_uri(issuer.registration_endpoint, updated.client_id),
+            registration_access_token=planned.registration_access_token or token,
+            issued_client_secret=planned.client_secret,
+        )
+        return web.json_response(body, headers=NO_STORE)
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        """RFC 7592 section 2.3, client delete request: 204; the client and its token stop working."""
+        issuer = request.app[self.contexts][self.issuer_key]
+        limits = self._limits(request)
+        if limits is not None:
+            await limits.admit(request, issuer=self.issuer_key, operation="manage")
+        client, _ = await self.authorize(request, issuer)
+        try:
+            with provider_errors(issuer):
+                try:
+                    await self.adapter.delete_client(issuer.key, client.client_id)
+                except ProviderRejected as exc:
+                    raise ProviderUnavailable(f"delete refused: {exc}") from exc
+        except ClientNotFound:  # deleted concurrently: the token is no longer valid either
+            raise InvalidToken(_NOT_AUTHORIZED) from None
+        if limits is not None:
+            limits.quota.client_deleted(self.issuer_key)
+        log.info("client.deleted", issuer=issuer.issuer, client_id=client.client_id)
+        return web.Response(status=204, headers=NO_STORE)
+
+
+async def _provider_read(adapter: ProviderAdapter, issuer: IssuerContext, client_id: str) -> ManagedClient:
+    """A read the provider refuses (a 4xx other than not-found) is the provider's trouble, not bad metadata."""
+    try:
+        return await adapter.read_client(issuer.key, client_id)
+    except ProviderRejected as exc:
+        raise ProviderUnavailable(f"read refused: {exc}") from exc
+
+
+class _MethodNotAllowed(OAuthError):
+    """RFC 9110 section 15.5.6: 405 with ``Allow``."""
+
+    status = 405
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.headers = {hdrs.ALLOW: ", ".join((*METHODS, hdrs.METH_OPTIONS))}

@@ -1,0 +1,332 @@
+"""The packaged conformance suite (``dcr-gateway conformance``) against real targets.
+
+- The gateway in front of the real Hydra and the real Keycloak passes the whole matrix (expected failures are
+  strict, so a limitation that went away is reported too).
+- Known-bad targets fail on the cells they should, and pass where they are right: Hydra's own registration
+  endpoint (a second Hydra with ``oidc.dynamic_client_registration.enabled``) and a deliberately naive shim
+  (tests/integration/naive_shim.py).
+
+Each test prints the matrix (``pytest -s`` shows it) and its wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from gateway.conformance import Outcome, Report, SuiteConfig, hydra_admin, keycloak_form, render_text, run_suite
+from gateway.devstack.process import LOOPBACK, Service, free_port
+from gateway.devstack.providers import (
+    DEVELOPMENT_INITIAL_ACCESS_TOKEN,
+    HYDRA_NATIVE_DCR_CONFIG,
+    HydraProvider,
+    KeycloakProvider,
+    start_hydra,
+)
+from tests.integration.conftest import GatewayProcess
+from tests.integration.naive_shim import naive_shim_app
+
+HYDRA_READY_TIMEOUT = 60.0
+CLIENT_PROFILES = [
+    "claude-ai",
+    "claude-ai-post",
+    "claude-code",
+    "cursor",
+    "mcp-inspector",
+    "mcp-remote",
+    "private-key-jwt",
+    "python-sdk",
+    "typescript-sdk",
+    "vscode",
+    "web-app-post",
+]
+FLOW_STEPS = ("authorize", "token", "refresh")
+
+
+def outcome(report: Report, row: str, column: str) -> Outcome:
+    return report.cell(row, column).outcome
+
+
+def show(report: Report, label: str) -> None:
+    print(f"\n===== {label}: wall time of the whole matrix {report.seconds:.1f} s =====\n{render_text(report)}")
+
+
+def assert_every_client_completes_the_flow(report: Report) -> None:
+    """Every profile registers and completes the flow (the private_key_jwt client with the development initial
+    access token the session gateways accept)."""
+    for name in CLIENT_PROFILES:
+        row = report.row(name, "clients")
+        assert row.cells["discovery"].outcome is Outcome.PASS, (name, row.cells["discovery"])
+        assert row.cells["register"].outcome is Outcome.PASS, (name, row.cells["register"])
+        for step in FLOW_STEPS:
+            assert row.cells[step].outcome in (Outcome.PASS, Outcome.XFAIL, Outcome.BLOCKED), (name, step)
+        assert row.cells["authorize"].outcome is Outcome.PASS, (name, row.cells["authorize"])
+
+
+# ------------------------------------------------------------------------------------------- the gateway
+
+
+async def test_the_gateway_in_front_of_hydra_passes_the_matrix(
+    hydra_provider: HydraProvider, hydra_gateway: GatewayProcess
+) -> None:
+    report = await run_suite(
+        SuiteConfig(
+            issuer=hydra_gateway.issuer,
+            login=hydra_admin(hydra_provider.admin_url, hydra_provider.subject),
+            registration_endpoint=f"{hydra_gateway.url}/register",
+            initial_access_token=DEVELOPMENT_INITIAL_ACCESS_TOKEN,
+        )
+    )
+    show(report, "gateway in front of Hydra")
+    assert report.provider == "hydra"
+    assert not report.failed, report.failures()
+    assert_every_client_completes_the_flow(report)
+    # loopback IP redirects work from another port (RFC 8252 section 7.3); the 'mcp'-only clients get no
+    # refresh token from Hydra, which the profiles declare
+    assert outcome(report, "vscode", "other-port") is Outcome.PASS
+    assert outcome(report, "typescript-sdk", "other-port") is Outcome.PASS
+    assert outcome(report, "claude-ai", "refresh") is Outcome.XFAIL
+    assert all(
+        row.cells["refused"].outcome is Outcome.PASS for row in report.rows if row.section == "bad-registrations"
+    )
+
+
+async def test_the_gateway_in_front_of_keycloak_passes_the_matrix(
+    keycloak_provider: KeycloakProvider, keycloak_gateway: GatewayProcess
+) -> None:
+    report = await run_suite(
+        SuiteConfig(
+            issuer=keycloak_gateway.issuer,
+            login=keycloak_form(keycloak_provider.username, keycloak_provider.password),
+            registration_endpoint=f"{keycloak_gateway.issuer}/register",
+            initial_access_token=DEVELOPMENT_INITIAL_ACCESS_TOKEN,
+        )
+    )
+    show(report, "gateway in front of Keycloak")
+    assert report.provider == "keycloak"
+    assert not report.failed, report.failures()
+    assert_every_client_completes_the_flow(report)
+    assert outcome(report, "vscode", "other-port") is Outcome.PASS  # port-less 127.0.0.1 registration
+    assert outcome(report, "claude-ai", "refresh") is Outcome.PASS
+    assert outcome(report, "claude-code", "token") is Outcome.PASS  # offline_access through the realm's scope
+    # the issuer has a path: MCP 2025-03-26 clients (origin root only) cannot find it, and the cell says so
+    root = f"{keycloak_gateway.url}/.well-known/oauth-authorization-server"
+    assert report.cell(root, "metadata", "discovery").outcome is Outcome.NA
+
+
+async def test_without_an_initial_access_token_the_private_key_jwt_row_says_why_and_nothing_else_changes(
+    keycloak_provider: KeycloakProvider, keycloak_gateway: GatewayProcess
+) -> None:
+    """Anonymous callers may not register ``jwks`` (policy ``jwks = authenticated``): the row is n/a with the
+    reason, never a silent skip, and the development token never reaches the gateway's log."""
+    report = await run_suite(
+        SuiteConfig(
+            issuer=keycloak_gateway.issuer,
+            login=keycloak_form(keycloak_provider.username, keycloak_provider.password),
+            profiles=("private-key-jwt", "python-sdk"),
+        )
+    )
+    assert not report.failed, report.failures()
+    assert outcome(report, "private-key-jwt", "register") is Outcome.NA
+    assert "initial access token" in report.cell("private-key-jwt", "register").detail
+    assert outcome(report, "python-sdk", "token") is Outcome.PASS
+    assert DEVELOPMENT_INITIAL_ACCESS_TOKEN not in keycloak_gateway.log_path.read_text()
+
+
+def test_the_cli_prints_the_matrix_and_writes_junit_and_json(
+    hydra_provider: HydraProvider, hydra_gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    junit, results = tmp_path / "conformance.xml", tmp_path / "conformance.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "conformance",
+            "--issuer",
+            hydra_gateway.issuer,
+            "--login",
+            "hydra-admin",
+            "--hydra-admin-url",
+            hydra_provider.admin_url,
+            "--subject",
+            hydra_provider.subject,
+            "--junit",
+            str(junit),
+            "--json",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    print(completed.stdout)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "client profiles" in completed.stdout
+    assert completed.stdout.rstrip().splitlines()[-1].startswith("PASSED:")
+    data = json.loads(results.read_text())
+    assert data["passed"] is True
+    clients = next(section for section in data["sections"] if section["name"] == "clients")
+    assert {row["name"] for row in clients["rows"]} == set(CLIENT_PROFILES)
+    suites = ET.fromstring(junit.read_text())  # noqa: S314 (our own output)
+    assert sum(int(suite.get("failures", "0")) for suite in suites) == 0
+    cells = sum(len(row["cells"]) for section in data["sections"] for row in section["rows"])
+    assert sum(int(suite.get("tests", "0")) for suite in suites) == cells == sum(data["counts"].values())
+
+
+def test_without_a_login_driver_only_discovery_and_registration_run(hydra_gateway: GatewayProcess) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "gateway", "conformance", "--issuer", hydra_gateway.issuer, "--profile", "cursor"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "login: none (discovery and registration steps only" in completed.stdout
+    assert "cursor / authorize: n/a: no login driver" in completed.stdout
+
+
+# ------------------------------------------------------------------------------------- known-bad targets
+
+
+@dataclass(frozen=True)
+class BareHydra:
+    public_url: str
+    admin_url: str
+    service: Service
+
+
+def _start_bare_hydra(log_dir: Path, *, issuer_port: int | None = None, native_dcr: bool = False) -> BareHydra:
+    """A Hydra without the dev login app (the hydra-admin driver never loads the login page)."""
+    public_port, admin_port = free_port(), free_port()
+    issuer = f"http://{LOOPBACK}:{issuer_port or public_port}"
+    unused = f"http://{LOOPBACK}:9"  # login/consent pages are never fetched: challenges are accepted by admin API
+    service = start_hydra(
+        public_port=public_port,
+        admin_port=admin_port,
+        issuer=issuer,
+        login_url=f"{unused}/login",
+        consent_url=f"{unused}/consent",
+        error_url=f"{unused}/error",
+        log_path=log_dir / "hydra.log",
+        **({"config": HYDRA_NATIVE_DCR_CONFIG} if native_dcr else {}),
+    )
+    try:
+        service.wait_ready(HYDRA_READY_TIMEOUT)
+    except BaseException:
+        service.stop()
+        raise
+    return BareHydra(f"http://{LOOPBACK}:{public_port}", f"http://{LOOPBACK}:{admin_port}", service)
+
+
+@pytest.fixture(scope="module")
+def native_hydra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BareHydra]:
+    """A second Hydra whose own RFC 7591 endpoint is on; its issuer is its own public listener."""
+    hydra = _start_bare_hydra(tmp_path_factory.mktemp("hydra-native-dcr"), native_dcr=True)
+    yield hydra
+    hydra.service.stop()
+
+
+@pytest.fixture(scope="module")
+async def naive_shim(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[str, BareHydra]]:
+    """The naive shim on Hydra's issuer origin (Hydra builds its URLs on it), in front of a third Hydra."""
+    port = free_port()
+    hydra = _start_bare_hydra(tmp_path_factory.mktemp("hydra-shim"), issuer_port=port)
+    url = f"http://{LOOPBACK}:{port}"
+    runner = web.AppRunner(
+        naive_shim_app(public_url=url, hydra_public_url=hydra.public_url, hydra_admin_url=hydra.admin_url)
+    )
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, LOOPBACK, port).start()
+        yield url, hydra
+    finally:
+        await runner.cleanup()
+        hydra.service.stop()
+
+
+async def test_hydra_native_registration_fails_on_the_right_cells(native_hydra: BareHydra) -> None:
+    report = await run_suite(
+        SuiteConfig(
+            issuer=native_hydra.public_url,
+            login=hydra_admin(native_hydra.admin_url),
+            # Hydra does not advertise it: what a client configured by hand would use
+            registration_endpoint=f"{native_hydra.public_url}/oauth2/register",
+            initial_access_token="ignored-by-hydra",  # so that the private_key_jwt profile registers too
+        )
+    )
+    show(report, "Hydra's native registration (known bad)")
+    assert report.failed
+    oauth_document = f"{native_hydra.public_url}/.well-known/oauth-authorization-server"
+    openid_document = f"{native_hydra.public_url}/.well-known/openid-configuration"
+    # v2.3.0 has no RFC 8414 document (MCP 2025-03-26 and 2025-06-18 clients find nothing) ...
+    assert report.cell(oauth_document, "metadata").outcome is Outcome.FAIL
+    assert "status 404" in report.cell(oauth_document, "metadata").detail
+    # ... and its OpenID document does not advertise the registration endpoint, nor answer CORS
+    assert "no registration_endpoint" in report.cell(openid_document, "metadata").detail
+    assert report.cell(openid_document, "cors").outcome is Outcome.FAIL
+    assert all(outcome(report, name, "discovery") is Outcome.FAIL for name in CLIENT_PROFILES)
+    # browser clients cannot register (no CORS); metadata Hydra has no field for is not echoed; a secret is
+    # issued to a private_key_jwt client, which has no use for one
+    assert "preflight" in report.cell("mcp-inspector", "register").detail
+    assert "application_type is not echoed" in report.cell("vscode", "register").detail
+    assert "client_secret was issued for 'private_key_jwt'" in report.cell("private-key-jwt", "register").detail
+    # the Python SDK's default body becomes a confidential client_secret_basic client, as RFC 7591 says: right
+    assert outcome(report, "python-sdk", "register") is Outcome.PASS
+    assert outcome(report, "python-sdk", "token") is Outcome.PASS
+    # no metadata policy at all: dangerous redirect URIs, forbidden grants and non-object bodies get through
+    for name in (
+        "javascript-scheme",
+        "data-scheme",
+        "userinfo",
+        "wildcard-host",
+        "http-remote-host",
+        "password-grant",
+        "implicit-grant",
+        "client-credentials",
+        "json-null",
+        "oversized",
+    ):
+        assert "got 201" in report.cell(name, "refused").detail, name
+    for name in ("not-json", "json-array"):  # refused, but not with the RFC 7591 error code
+        assert outcome(report, name, "refused") is Outcome.FAIL, name
+    # what Hydra does refuse, it refuses correctly
+    for name in ("fragment", "bare-fragment", "jwks-and-jwks-uri", "symmetric-jwk"):
+        assert outcome(report, name, "refused") is Outcome.PASS, name
+
+
+async def test_a_naive_shim_fails_on_the_right_cells(naive_shim: tuple[str, BareHydra]) -> None:
+    url, hydra = naive_shim
+    report = await run_suite(
+        SuiteConfig(issuer=url, login=hydra_admin(hydra.admin_url), initial_access_token="ignored")
+    )
+    show(report, "naive shim in front of Hydra (known bad)")
+    assert report.failed
+    # the patched RFC 8414 document is fine; the OpenID one (which 2025-11-25 clients also probe) is not
+    assert report.cell(f"{url}/.well-known/oauth-authorization-server", "metadata").outcome is Outcome.PASS
+    assert "no registration_endpoint" in report.cell(f"{url}/.well-known/openid-configuration", "metadata").detail
+    assert report.cell(f"{url}/.well-known/oauth-authorization-server", "cors").outcome is Outcome.FAIL
+    # the hand-built answer echoes nothing but the redirect URIs and the name
+    assert "token_endpoint_auth_method is not in the answer" in report.cell("typescript-sdk", "register").detail
+    # the author only tried http(s) clients: Cursor's private-use scheme fails the whole registration
+    assert "status 400" in report.cell("cursor", "register").detail
+    assert outcome(report, "cursor", "authorize") is Outcome.BLOCKED
+    # Inspector: no CORS on registration
+    assert "preflight" in report.cell("mcp-inspector", "register").detail
+    # non-JSON crashes the shim (a 500, not an RFC 7591 error)
+    assert "got 500" in report.cell("not-json", "refused").detail
+    assert "got 201" in report.cell("userinfo", "refused").detail
+    assert "got 201" in report.cell("password-grant", "refused").detail
+    assert "no error_description" in report.cell("javascript-scheme", "refused").detail
+    # yet the flow itself works for the client its author tried (a public loopback client)
+    assert outcome(report, "typescript-sdk", "token") is Outcome.PASS

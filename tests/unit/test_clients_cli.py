@@ -1,0 +1,425 @@
+"""``dcr-gateway clients`` end to end through its argument parser, with the in-memory reference adapter.
+
+What the real providers do is proved in tests/integration/test_clients_cli.py; these pin the command's
+behaviour: output, exit codes, dry runs, confirmations and the once-only token output.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.base import (
+    Capabilities,
+    ClientUsage,
+    Issuer,
+    ManagedClient,
+    NewClient,
+    UnmanagedClient,
+)
+from adapters.memory.adapter import MemoryAdapter
+from gateway.cli import build_parser
+from gateway.cli import main as cli_main
+from gateway.clients.cli import run
+from gateway.rfc7591.models import ClientMetadata
+from gateway.rfc7592.tokens import TOKEN_HASH_KEY, verify_registration_access_token
+from gateway.settings import Settings
+
+PUBLIC = "https://auth.example.com"
+NOW = 1_800_000_000
+DAY = 86400
+ISSUER = "default"
+
+
+class Output:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+
+async def clients(adapter: Any, *argv: str, confirm: Any = None) -> Output:
+    args = build_parser().parse_args(["clients", *argv])
+    out, err = io.StringIO(), io.StringIO()
+    settings = Settings(provider="memory", public_url=PUBLIC, provider_url="http://provider.internal")
+    code = await run(args, settings, adapter, out=out, err=err, now=NOW, confirm=confirm)
+    return Output(code, out.getvalue(), err.getvalue())
+
+
+def new_client(
+    client_id: str, *, name: str | None = None, secret: str | None = None, issued_at: int = NOW
+) -> NewClient:
+    metadata = ClientMetadata(
+        client_name=name,
+        redirect_uris=["http://127.0.0.1:3000/callback", "https://app.example.com/cb"],
+        token_endpoint_auth_method="client_secret_basic" if secret else "none",
+        grant_types=["authorization_code"],
+        response_types=["code"],
+    )
+    return NewClient(
+        client_id=client_id,
+        client_secret=secret,
+        client_id_issued_at=issued_at,
+        client_secret_expires_at=0,
+        metadata=metadata,
+        gateway_data={TOKEN_HASH_KEY: "sha256:stored-hash-never-shown"},
+    )
+
+
+@pytest.fixture
+async def memory() -> MemoryAdapter:
+    adapter = MemoryAdapter(public_url="http://provider.internal")
+    await adapter.create_client(
+        ISSUER, new_client("c-stale", name="Stale", secret="s3cret-stale", issued_at=NOW - 40 * DAY)
+    )
+    await adapter.create_client(ISSUER, new_client("c-busy", name="Busy", issued_at=NOW - 40 * DAY))
+    await adapter.create_client(ISSUER, new_client("c-fresh", name="Fresh", issued_at=NOW - DAY))
+    adapter.usages[ISSUER] = {
+        "c-stale": ClientUsage(created_at=NOW - 40 * DAY, active_sessions=0, offline_sessions=0),
+        "c-busy": ClientUsage(created_at=NOW - 40 * DAY, active_sessions=0, offline_sessions=3),
+    }
+    adapter.add_unmanaged(ISSUER, "legacy-stale")
+    return adapter
+
+
+# ------------------------------------------------------------------------------------- list / show
+
+
+async def test_list_json_has_every_managed_client_and_no_credentials(memory: MemoryAdapter) -> None:
+    result = await clients(memory, "list", "--json")
+    assert result.code == 0
+    rows = {row["client_id"]: row for row in json.loads(result.out)}
+    assert sorted(rows) == ["c-busy", "c-fresh", "c-stale"]
+    assert rows["c-stale"] == {
+        "issuer": ISSUER,
+        "client_id": "c-stale",
+        "client_name": "Stale",
+        "client_id_issued_at": NOW - 40 * DAY,
+        "token_endpoint_auth_method": "client_secret_basic",
+        "redirect_uris": 2,
+        "usage": {
+            "created_at": NOW - 40 * DAY,
+            "updated_at": None,
+            "last_used_at": None,
+            "active_sessions": 0,
+            "offline_sessions": 0,
+        },
+    }
+    assert "s3cret" not in result.out
+    assert "stored-hash" not in result.out
+
+
+async def test_list_table_escapes_client_chosen_names(memory: MemoryAdapter) -> None:
+    await memory.create_client(ISSUER, new_client("c-evil", name="\x1b]0;pwned\x07Evil"))
+    result = await clients(memory, "list")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert lines[0].split() == [
+        "ISSUER",
+        "CLIENT_ID",
+        "NAME",
+        "CREATED",
+        "LAST",
+        "USED",
+        "SESSIONS",
+        "AUTH",
+        "METHOD",
+        "REDIRECTS",
+    ]
+    assert "\x1b" not in result.out
+    assert "\\x1b]0;pwned\\x07Evil" in result.out
+    busy = next(line for line in lines if "c-busy" in line)
+    assert "0+3 offline" in busy
+    assert "2026-12-06T08:00Z" in busy  # created NOW - 40 days, as a UTC time
+
+
+async def test_list_with_no_managed_client_says_so(memory: MemoryAdapter) -> None:
+    memory.clients[ISSUER].clear()
+    result = await clients(memory, "list")
+    assert (result.code, result.out, result.err) == (0, "", "no managed clients\n")
+
+
+async def test_show_gives_metadata_and_usage_but_no_secret_or_token_hash(memory: MemoryAdapter) -> None:
+    result = await clients(memory, "show", "c-stale", "--json")
+    assert result.code == 0
+    details = json.loads(result.out)
+    assert details["client_id"] == "c-stale"
+    assert details["redirect_uris"] == ["http://127.0.0.1:3000/callback", "https://app.example.com/cb"]
+    assert details["registration_access_token_issued"] is True
+    assert details["usage"]["active_sessions"] == 0
+    assert "client_secret" not in details
+    assert "s3cret" not in result.out and "stored-hash" not in result.out
+
+    text = await clients(memory, "show", "c-stale")
+    assert "client_name: Stale" in text.out.splitlines()
+    assert f"client_id_issued_at: {NOW - 40 * DAY} (2026-12-06T08:00Z)" in text.out
+    assert "s3cret" not in text.out and "stored-hash" not in text.out
+
+
+@pytest.mark.parametrize("client_id", ["nope", "legacy-stale"])
+async def test_show_of_an_unknown_or_unmanaged_client_matches_nothing(memory: MemoryAdapter, client_id: str) -> None:
+    result = await clients(memory, "show", client_id)
+    assert (result.code, result.out) == (1, "")
+    assert f"no managed client '{client_id}'" in result.err
+
+
+# ------------------------------------------------------------------------------------------ delete
+
+
+async def test_delete_asks_and_a_no_keeps_the_client(memory: MemoryAdapter) -> None:
+    questions: list[str] = []
+
+    def refuse(question: str) -> bool:
+        questions.append(question)
+        return False
+
+    result = await clients(memory, "delete", "c-fresh", confirm=refuse)
+    assert result.code == 1
+    assert questions == ['delete managed client default c-fresh "Fresh"? [y/N] ']
+    assert "not deleted (confirm, or pass --yes)" in result.err
+    assert "c-fresh" in memory.clients[ISSUER]
+
+
+async def test_delete_after_a_yes_or_with_yes(memory: MemoryAdapter) -> None:
+    result = await clients(memory, "delete", "c-fresh", confirm=lambda _: True)
+    assert (result.code, result.out) == (0, 'deleted default c-fresh "Fresh"\n')
+    assert "c-fresh" not in memory.clients[ISSUER]
+
+    def never(_: str) -> bool:
+        raise AssertionError("--yes must not ask")
+
+    result = await clients(memory, "delete", "c-busy", "--yes", confirm=never)
+    assert result.code == 0
+    assert "c-busy" not in memory.clients[ISSUER]
+
+
+async def test_delete_never_reaches_an_unmanaged_client(memory: MemoryAdapter) -> None:
+    result = await clients(memory, "delete", "legacy-stale", "--yes")
+    assert result.code == 1
+    assert "legacy-stale" in memory.unmanaged[ISSUER]
+
+
+# ---------------------------------------------------------------------------------------------- gc
+
+
+async def test_gc_is_a_dry_run_by_default(memory: MemoryAdapter) -> None:
+    result = await clients(memory, "gc", "--unused-for", "30d")
+    assert result.code == 0
+    assert result.out.splitlines() == [
+        'would delete default c-stale "Stale": created 40d ago (>= 30d), no sessions',
+        'keep         default c-busy "Busy": in use: 0 active and 3 offline sessions',
+        'keep         default c-fresh "Fresh": created 1d ago, less than 30d',
+        "3 managed clients, 1 stale: dry run, nothing deleted (pass --apply to delete)",
+    ]
+    assert sorted(memory.clients[ISSUER]) == ["c-busy", "c-fresh", "c-stale"]
+    # c-fresh has no session counts: the operator is told what "unused" then means
+    assert "note: the provider cannot tell whether a client is in use now" in result.err
+    assert "unused means not created or changed for 30d" in result.err
+    known = await clients(memory, "gc", "--unused-for", "30d", "--prefix", "c-s")
+    assert known.err == ""
+
+
+async def test_gc_apply_deletes_only_stale_managed_clients(memory: MemoryAdapter) -> None:
+    result = await clients(memory, "gc", "--unused-for", "30d", "--apply")
+    assert result.code == 0
+    assert result.out.splitlines()[0] == 'deleted      default c-stale "Stale": created 40d ago (>= 30d), no sessions'
+    assert result.out.splitlines()[-1] == "3 managed clients, 1 stale: 1 deleted"
+    assert sorted(memory.clients[ISSUER]) == ["c-busy", "c-fresh"]
+    assert memory.unmanaged[ISSUER] == {"legacy-stale"}
+
+
+async def test_gc_prefix_limits_what_is_considered(memory: MemoryAdapter) -> None:
+    result = await clients(memory, "gc", "--unused-for", "0s", "--prefix", "c-f", "--apply")
+    assert result.code == 0
+    assert result.out.splitlines()[-1] == "1 managed clients, 1 stale: 1 deleted"
+    assert sorted(memory.clients[ISSUER]) == ["c-busy", "c-stale"]
+
+
+async def test_gc_as_of_previews_a_later_run_but_never_deletes_by_it(memory: MemoryAdapter) -> None:
+    later = await clients(memory, "gc", "--unused-for", "30d", "--as-of", str(NOW + 30 * DAY))
+    assert later.code == 0
+    assert (
+        'would delete default c-fresh "Fresh": created 31d ago (>= 30d), sessions unknown to the provider' in later.out
+    )
+    refused = await clients(memory, "gc", "--unused-for", "30d", "--as-of", str(NOW + 30 * DAY), "--apply")
+    assert refused.code == 2
+    assert "--as-of in the future is for a dry run only; drop --apply" in refused.err
+    earlier = await clients(memory, "gc", "--unused-for", "30d", "--as-of", str(NOW - 20 * DAY), "--apply")
+    assert earlier.code == 0
+    assert earlier.out.splitlines()[-1] == "3 managed clients, 0 stale: 0 deleted"
+    assert sorted(memory.clients[ISSUER]) == ["c-busy", "c-fresh", "c-stale"]
+
+
+@pytest.mark.parametrize("duration", ["30", "thirty days", "-1d"])
+def test_gc_needs_a_duration_with_a_unit(duration: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["clients", "gc", f"--unused-for={duration}"])
+    assert exit_info.value.code == 2
+    assert "is not a duration" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- adopt
+
+
+@pytest.fixture
+def shims(memory: MemoryAdapter) -> MemoryAdapter:
+    for candidate in (
+        UnmanagedClient(client_id="shim-a", client_name="Shim A", labels={"origin": "shim"}),
+        UnmanagedClient(client_id="shim-b", labels={"origin": "shim"}, privileges=("client_credentials grant",)),
+        UnmanagedClient(client_id="shim-admin", labels={"origin": "shim"}, protected="the gateway's own admin client"),
+        UnmanagedClient(client_id="other-c", labels={"origin": "shim"}),
+    ):
+        memory.add_unmanaged_client(ISSUER, candidate)
+    return memory
+
+
+async def test_adopt_dry_run_reports_and_changes_nothing(shims: MemoryAdapter) -> None:
+    result = await clients(shims, "adopt", "--prefix", "shim-")
+    assert result.code == 0
+    assert result.out.splitlines() == [
+        'would adopt  default shim-a "Shim A"',
+        "refused      default shim-admin: never adopted: the gateway's own admin client",
+        "refused      default shim-b: privileged (client_credentials grant): pass --include-privileged to adopt it",
+        "dry run: 1 would be adopted (pass --apply to adopt and issue their tokens)",
+    ]
+    assert "shim-a" not in shims.clients[ISSUER]
+
+
+async def test_adopt_apply_prints_each_token_once_and_the_token_verifies(shims: MemoryAdapter) -> None:
+    result = await clients(shims, "adopt", "--prefix", "shim-", "--include-privileged", "--apply")
+    assert result.code == 0
+    lines = [json.loads(line) for line in result.out.splitlines()]  # stdout holds only the tokens
+    assert sorted(line["client_id"] for line in lines) == ["shim-a", "shim-b"]
+    for line in lines:
+        assert set(line) == {"client_id", "registration_access_token", "registration_client_uri"}
+        assert line["registration_client_uri"] == f"{PUBLIC}/register/{line['client_id']}"
+        adopted = shims.clients[ISSUER][line["client_id"]]
+        assert verify_registration_access_token(line["registration_access_token"], adopted.gateway_data[TOKEN_HASH_KEY])
+        assert adopted.gateway_data["authenticated"] is False
+    assert "adopted      default shim-a" in result.err
+    assert "refused      default shim-admin" in result.err
+    assert "2 adopted, 0 failed" in result.err
+    assert "shim-admin" in shims.unmanaged[ISSUER]
+    assert "other-c" in shims.unmanaged[ISSUER]
+
+    listed = await clients(shims, "list", "--json")
+    assert {"shim-a", "shim-b"} <= {row["client_id"] for row in json.loads(listed.out)}
+    again = await clients(shims, "adopt", "shim-a", "--apply")
+    assert again.code == 1
+    assert "not adopted  shim-a: managed already" in again.err
+
+
+async def test_adopt_by_attribute_and_ids_must_all_match(shims: MemoryAdapter) -> None:
+    result = await clients(shims, "adopt", "--attribute", "origin=shim", "other-c", "shim-zzz")
+    assert result.code == 0
+    assert result.out.splitlines() == [
+        "would adopt  default other-c",
+        "not adopted  shim-zzz: not found, or not matching the other criteria",
+        "dry run: 1 would be adopted (pass --apply to adopt and issue their tokens)",
+    ]
+
+
+async def test_adopt_tokens_out_is_a_new_owner_only_file(shims: MemoryAdapter, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.jsonl"
+    result = await clients(shims, "adopt", "shim-a", "--apply", "--tokens-out", str(tokens))
+    assert result.code == 0
+    assert stat.S_IMODE(os.stat(tokens).st_mode) == 0o600
+    (line,) = [json.loads(text) for text in tokens.read_text().splitlines()]
+    assert line["client_id"] == "shim-a"
+    assert line["registration_access_token"] not in result.out + result.err
+    assert f"1 adopted, 0 failed (registration access tokens in {tokens})" in result.out
+
+
+async def test_adopt_never_overwrites_a_tokens_file_and_then_adopts_nothing(
+    shims: MemoryAdapter, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens.jsonl"
+    tokens.write_text("earlier tokens\n")
+    result = await clients(shims, "adopt", "shim-a", "--apply", "--tokens-out", str(tokens))
+    assert result.code == 2
+    assert "exists; not overwritten" in result.err
+    assert tokens.read_text() == "earlier tokens\n"
+    assert "shim-a" in shims.unmanaged[ISSUER]
+
+
+async def test_adopt_without_a_selector_is_a_usage_error(shims: MemoryAdapter) -> None:
+    result = await clients(shims, "adopt", "--apply")
+    assert result.code == 2
+    assert "it never adopts every client" in result.err
+    assert "shim-a" in shims.unmanaged[ISSUER]
+
+
+async def test_adopt_with_nothing_matching_exits_1(shims: MemoryAdapter) -> None:
+    result = await clients(shims, "adopt", "--prefix", "nobody-", "--apply")
+    assert (result.code, result.out, result.err) == (1, "", "nothing to adopt\n")
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+
+async def test_an_unavailable_provider_is_exit_2(memory: MemoryAdapter) -> None:
+    memory.unavailable = True
+    result = await clients(memory, "list")
+    assert result.code == 2
+    assert result.err == "dcr-gateway clients: the provider is unavailable: memory provider marked unavailable\n"
+
+
+async def test_an_unknown_issuer_is_exit_2(memory: MemoryAdapter) -> None:
+    result = await clients(memory, "list", "--issuer", "/realms/none")
+    assert result.code == 2
+    assert "no issuer '/realms/none'" in result.err
+
+
+class PlainAdapter:
+    """A provider adapter without the optional client hygiene capability."""
+
+    name = "plain"
+    capabilities = MemoryAdapter.capabilities
+
+    def __init__(self, inner: MemoryAdapter) -> None:
+        self._inner = inner
+
+    def issuers(self) -> list[Issuer]:
+        return self._inner.issuers()
+
+    async def start(self, session: Any) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def create_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        return await self._inner.create_client(issuer, client)
+
+    async def read_client(self, issuer: str, client_id: str) -> ManagedClient:
+        return await self._inner.read_client(issuer, client_id)
+
+    async def update_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        return await self._inner.update_client(issuer, client)
+
+    async def delete_client(self, issuer: str, client_id: str) -> None:
+        await self._inner.delete_client(issuer, client_id)
+
+    async def list_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
+        async for client in self._inner.list_clients(issuer):
+            yield client
+
+
+async def test_without_usage_support_list_works_and_gc_refuses(memory: MemoryAdapter) -> None:
+    assert isinstance(PlainAdapter.capabilities, Capabilities)
+    plain = PlainAdapter(memory)
+    listed = await clients(plain, "list", "--json")
+    assert listed.code == 0
+    assert all(row["usage"] is None for row in json.loads(listed.out))
+    result = await clients(plain, "gc", "--unused-for", "0s", "--apply")
+    assert result.code == 2
+    assert "adapter 'plain' cannot tell client usage; gc needs it" in result.err
+    assert len(memory.clients[ISSUER]) == 3
+
+
+def test_bad_configuration_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["clients", "list", "--config", str(tmp_path / "missing.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,418 @@
+"""The conformance suite's pure parts: profiles as data, probe locations, the checks, client authentication and
+the report renderings (the runs against real targets are in tests/integration/test_conformance.py)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import xml.etree.ElementTree as ET
+from typing import Any
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+
+from gateway.cli import build_parser, main
+from gateway.conformance import checks
+from gateway.conformance.cli import parse_expected_failures
+from gateway.conformance.discovery import detect_provider, metadata_problems, probes
+from gateway.conformance.oauth import (
+    client_authentication,
+    generate_signing_key,
+    is_loopback_ip_redirect,
+    pkce_pair,
+    private_jwks,
+    public_jwks,
+    with_port,
+)
+from gateway.conformance.profiles import ProfileError, load_profiles, substitute
+from gateway.conformance.report import Cell, Outcome, Report, Row, render_text, to_json, to_junit
+from gateway.conformance.runner import SECTIONS, _expect
+from gateway.rfc7591.validation import parse_metadata
+from gateway.rfc8414.wellknown import DocumentKind
+
+ISSUER = "https://auth.example.com/realms/mcp"
+
+
+# ------------------------------------------------------------------------------------------------ profiles
+
+
+def test_every_client_type_of_the_issue_ships_as_a_profile() -> None:
+    profiles, bad = load_profiles()
+    assert {profile.name for profile in profiles} == {
+        "python-sdk",
+        "typescript-sdk",
+        "mcp-inspector",
+        "mcp-remote",
+        "claude-ai",
+        "claude-ai-post",
+        "claude-code",
+        "vscode",
+        "cursor",
+        "web-app-post",
+        "private-key-jwt",
+    }
+    assert len(bad) >= 20
+    by_name = {profile.name: profile for profile in profiles}
+    assert "token_endpoint_auth_method" not in by_name["python-sdk"].registration
+    assert by_name["python-sdk"].expected_auth_method == "client_secret_basic"
+    assert by_name["mcp-inspector"].browser_origin == "http://localhost:6274"
+    assert "scope" not in by_name["claude-code"].registration
+    assert by_name["vscode"].trim_grant_types and by_name["vscode"].flow.other_port
+    assert by_name["typescript-sdk"].abort_on_5xx
+
+
+def test_profile_bodies_are_valid_rfc7591_metadata_once_filled() -> None:
+    profiles, _ = load_profiles()
+    key = generate_signing_key()
+    variables = {"as_scopes": "openid", "random_port": 50123, "generated_jwks": public_jwks(key)}
+    for profile in profiles:
+        body = substitute(dict(profile.registration), variables)
+        metadata = parse_metadata(body)
+        assert metadata.redirect_uris, profile.name
+        assert substitute(profile.flow.redirect_uri, variables) in body["redirect_uris"], profile.name
+
+
+def test_every_bad_registration_names_an_rfc7591_error_code() -> None:
+    _, bad = load_profiles()
+    assert {case.error for case in bad} <= {"invalid_redirect_uri", "invalid_client_metadata"}
+    assert {case.status for case in bad} == {400, 413}
+    assert len({case.name for case in bad}) == len(bad)
+
+
+def test_substitute_fills_whole_and_embedded_placeholders_and_drops_none() -> None:
+    filled = substitute(
+        {"a": "{jwks}", "b": "http://localhost:{port}/cb", "c": ["{port}"], "scope": "{scopes}"},
+        {"jwks": {"keys": []}, "port": 4242, "scopes": None},
+    )
+    assert filled == {"a": {"keys": []}, "b": "http://localhost:4242/cb", "c": [4242]}
+
+
+def test_an_unknown_placeholder_is_an_error_not_a_literal() -> None:
+    with pytest.raises(ProfileError, match="unknown placeholder"):
+        substitute({"a": "{nope}"}, {})
+
+
+def test_a_profile_naming_an_unknown_step_is_refused(tmp_path: Any) -> None:
+    (tmp_path / "x.json").write_text(
+        json.dumps(
+            {
+                "name": "x",
+                "registration": {},
+                "flow": {"redirect_uri": "https://a/cb"},
+                "expected_failures": {"hydra": {"tokn": "typo"}},
+            }
+        )
+    )
+    with pytest.raises(ProfileError, match="unknown steps"):
+        load_profiles(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------- discovery
+
+
+def test_a_root_issuer_is_probed_at_two_locations_by_every_version() -> None:
+    found = {probe.url: probe.versions for probe in probes("http://127.0.0.1:8080")}
+    assert found == {
+        "http://127.0.0.1:8080/.well-known/oauth-authorization-server": (
+            "2025-03-26",
+            "2025-06-18",
+            "2025-11-25",
+            "2026-07-28",
+        ),
+        "http://127.0.0.1:8080/.well-known/openid-configuration": ("2025-11-25", "2026-07-28"),
+    }
+
+
+def test_a_path_issuer_has_three_probed_locations_and_an_unreachable_root_for_2025_03_26() -> None:
+    found = {probe.url: probe for probe in probes(ISSUER)}
+    assert list(found)[:3] == [
+        "https://auth.example.com/.well-known/oauth-authorization-server/realms/mcp",
+        "https://auth.example.com/.well-known/openid-configuration/realms/mcp",
+        "https://auth.example.com/realms/mcp/.well-known/openid-configuration",
+    ]
+    root = found["https://auth.example.com/.well-known/oauth-authorization-server"]
+    assert root.versions == ("2025-03-26",)
+    assert root.not_applicable
+    assert found[list(found)[1]].kind is DocumentKind.OPENID
+
+
+def _document(**changes: Any) -> dict[str, Any]:
+    document = {
+        "issuer": ISSUER,
+        "authorization_endpoint": f"{ISSUER}/protocol/openid-connect/auth",
+        "token_endpoint": f"{ISSUER}/protocol/openid-connect/token",
+        "registration_endpoint": f"{ISSUER}/register",
+        "code_challenge_methods_supported": ["S256"],
+        "response_types_supported": ["code"],
+    }
+    document.update(changes)
+    return {key: value for key, value in document.items() if value is not None}
+
+
+def test_a_good_document_has_no_problems_and_names_its_provider() -> None:
+    assert metadata_problems(_document(), issuer=ISSUER, kind=DocumentKind.OAUTH) == []
+    assert detect_provider(_document()) == "keycloak"
+    assert detect_provider({"authorization_endpoint": "http://h/oauth2/auth"}) == "hydra"
+    assert detect_provider({}) is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"issuer": ISSUER + "/"}, "RFC 8414 section 3.3"),
+        ({"code_challenge_methods_supported": ["plain"]}, "S256"),
+        ({"registration_endpoint": None}, "no registration_endpoint"),
+        ({"registration_endpoint": "https://elsewhere.example/register"}, "not on the issuer's origin"),
+        ({"response_types_supported": ["token"]}, "'code'"),
+    ],
+)
+def test_document_problems_are_named(changes: dict[str, Any], problem: str) -> None:
+    problems = metadata_problems(_document(**changes), issuer=ISSUER, kind=DocumentKind.OAUTH)
+    assert any(problem in text for text in problems), problems
+
+
+def test_the_typescript_sdk_needs_openid_fields_only_in_an_openid_document() -> None:
+    fields = ("jwks_uri", "subject_types_supported")
+    assert metadata_problems(_document(), issuer=ISSUER, kind=DocumentKind.OAUTH, oidc_fields=fields) == []
+    assert metadata_problems(_document(), issuer=ISSUER, kind=DocumentKind.OPENID, oidc_fields=fields) == [
+        "OpenID document without jwks_uri",
+        "OpenID document without subject_types_supported",
+    ]
+
+
+# -------------------------------------------------------------------------------------------------- checks
+
+SENT = {
+    "redirect_uris": ["http://127.0.0.1:3000/cb"],
+    "grant_types": ["authorization_code", "refresh_token"],
+    "token_endpoint_auth_method": "none",
+    "client_uri": "https://github.com/x",
+    "application_type": "native",
+    "scope": "mcp",
+}
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _answer(**changes: Any) -> dict[str, Any]:
+    answer = {"client_id": "c1", **SENT, "grant_types": ["refresh_token", "authorization_code"], "scope": "openid"}
+    answer.update(changes)
+    return {key: value for key, value in answer.items() if value is not None}
+
+
+def test_a_faithful_registration_answer_passes() -> None:
+    assert checks.registration_problems(SENT, 201, NO_STORE, _answer(), auth_method="none") == []
+    # display metadata may be dropped (RFC 7591 section 5), scope replaced (section 2)
+    assert checks.registration_problems(SENT, 201, NO_STORE, _answer(client_uri=None), auth_method="none") == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        (_answer(application_type=None), "application_type is not echoed"),
+        (_answer(redirect_uris=["http://127.0.0.1:3000/other"]), "redirect_uris echoed as"),
+        (_answer(client_uri="https://evil.example"), "client_uri echoed as"),
+        (_answer(token_endpoint_auth_method=None), "token_endpoint_auth_method is not in the answer"),
+        (_answer(client_secret="s3cr3t", client_secret_expires_at=0), "client_secret was issued for 'none'"),
+        (_answer(registration_access_token="t"), "must come together"),
+    ],
+)
+def test_registration_answer_problems_are_named(answer: dict[str, Any], problem: str) -> None:
+    problems = checks.registration_problems(SENT, 201, NO_STORE, answer, auth_method="none")
+    assert any(problem in text for text in problems), problems
+    assert all("s3cr3t" not in text for text in problems)
+
+
+def test_the_rfc7591_default_method_needs_a_secret_that_expires_at_is_given_with() -> None:
+    sent = {"redirect_uris": ["https://a.example/cb"]}
+    method = checks.expected_auth_method(sent)
+    assert method == "client_secret_basic"
+    answer = {"client_id": "c", "redirect_uris": sent["redirect_uris"], "token_endpoint_auth_method": method}
+    assert "no client_secret" in " ".join(checks.registration_problems(sent, 201, NO_STORE, answer, auth_method=method))
+    answer["client_secret"] = "x" * 43
+    assert "client_secret_expires_at missing" in " ".join(
+        checks.registration_problems(sent, 201, NO_STORE, answer, auth_method=method)
+    )
+    answer["client_secret_expires_at"] = 0
+    assert checks.registration_problems(sent, 201, {}, answer, auth_method=method) == [
+        "Cache-Control None lacks no-store on an answer with credentials"
+    ]
+
+
+def test_a_refusal_must_carry_the_exact_code_and_a_description() -> None:
+    expected = {"expected_status": 400, "expected_error": "invalid_redirect_uri"}
+    good = {"error": "invalid_redirect_uri", "error_description": "redirect_uris[0]: fragment"}
+    assert checks.rejection_problems(400, good, **expected) == []
+    assert checks.rejection_problems(201, {"client_id": "x"}, **expected) == [
+        "expected 400 invalid_redirect_uri, got 201: the client was registered"
+    ]
+    assert checks.rejection_problems(400, {"error": "invalid_client_metadata"}, **expected) == [
+        "expected 400 invalid_redirect_uri, got 400 'invalid_client_metadata'"
+    ]
+    assert checks.rejection_problems(500, None, **expected) == [
+        "expected 400 invalid_redirect_uri, got 500 without an RFC 7591 error JSON"
+    ]
+    assert checks.rejection_problems(400, {"error": "invalid_redirect_uri"}, **expected) == [
+        "no error_description saying what is wrong"
+    ]
+
+
+def test_authorization_responses_are_checked_without_quoting_the_code() -> None:
+    redirect = "http://127.0.0.1:3000/cb"
+    good = f"{redirect}?code=SECRETCODE&state=s1&iss=https%3A%2F%2Fauth.example.com%2Frealms%2Fmcp"
+    assert checks.authorization_response_problems(good, redirect_uri=redirect, state="s1", issuer=ISSUER) == (
+        [],
+        "SECRETCODE",
+    )
+    problems, _ = checks.authorization_response_problems(
+        "http://127.0.0.1:3001/cb?code=SECRETCODE&state=s2&iss=x", redirect_uri=redirect, state="s1", issuer=ISSUER
+    )
+    assert len(problems) == 3
+    assert all("SECRETCODE" not in problem for problem in problems)
+    problems, code = checks.authorization_response_problems(
+        f"{redirect}?error=invalid_scope&error_description=nope", redirect_uri=redirect, state="s1", issuer=ISSUER
+    )
+    assert problems == ["authorization error 'invalid_scope': nope"] and code is None
+
+
+def test_token_responses() -> None:
+    assert checks.token_problems(200, {"access_token": "a", "token_type": "bearer"}) == []
+    assert checks.token_problems(200, {"access_token": "a", "token_type": "DPoP"}) == [
+        "token_type 'DPoP', expected Bearer"
+    ]
+    assert checks.token_problems(401, {"error": "invalid_client"}) == ["status 401: 'invalid_client'"]
+
+
+def test_cors_and_preflight() -> None:
+    origin = "http://localhost:6274"
+    assert checks.cors_problems({"Access-Control-Allow-Origin": "*"}, origin) == []
+    assert checks.cors_problems({}, origin)
+    headers = {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type, Authorization",
+    }
+    assert checks.preflight_problems(204, headers, origin) == []
+    assert len(checks.preflight_problems(200, {}, origin)) == 3
+
+
+# --------------------------------------------------------------------------------------------------- oauth
+
+
+def test_pkce_s256_is_the_base64url_sha256_of_the_verifier() -> None:
+    verifier, challenge = pkce_pair()
+    assert 43 <= len(verifier) <= 128
+    assert challenge == base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def test_client_authentication_per_method() -> None:
+    client: dict[str, Any] = {"client_id": "id:1", "client_secret": "p@ss word"}
+    headers, form = client_authentication({**client, "token_endpoint_auth_method": "client_secret_basic"}, "t")
+    assert form == {}
+    assert base64.b64decode(headers["Authorization"].removeprefix("Basic ")) == b"id%3A1:p%40ss%20word"
+    assert client_authentication(client, "t")[0] == headers  # RFC 7591 default when the answer names none
+    _, form = client_authentication({**client, "token_endpoint_auth_method": "client_secret_post"}, "t")
+    assert form == {"client_id": "id:1", "client_secret": "p@ss word"}
+    assert client_authentication({"client_id": "x", "token_endpoint_auth_method": "none"}, "t") == (
+        {},
+        {"client_id": "x"},
+    )
+    with pytest.raises(ValueError, match="tls_client_auth"):
+        client_authentication({"client_id": "x", "token_endpoint_auth_method": "tls_client_auth"}, "t")
+
+
+def test_private_key_jwt_assertion_is_signed_for_the_token_endpoint() -> None:
+    key = generate_signing_key()
+    _, form = client_authentication(
+        {"client_id": "c1", "token_endpoint_auth_method": "private_key_jwt"}, "https://as/token", key
+    )
+    assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+    public = RSAKey.import_key(public_jwks(key)["keys"][0])
+    token = jwt.decode(form["client_assertion"], public)
+    assert token.header["alg"] == "RS256"
+    assert token.claims["iss"] == token.claims["sub"] == "c1"
+    assert token.claims["aud"] == "https://as/token"
+    assert token.claims["exp"] - token.claims["iat"] <= 300
+    assert "d" not in public_jwks(key)["keys"][0]
+    assert "d" in private_jwks(key)["keys"][0]
+
+
+def test_loopback_ip_redirects_and_ports() -> None:
+    assert is_loopback_ip_redirect("http://127.0.0.1/")
+    assert is_loopback_ip_redirect("http://[::1]:3000/cb")
+    assert not is_loopback_ip_redirect("http://localhost:3000/cb")
+    assert not is_loopback_ip_redirect("https://127.0.0.1/cb")
+    assert with_port("http://127.0.0.1/", 50000) == "http://127.0.0.1:50000/"
+    assert with_port("http://[::1]:3000/cb?x=1", 4000) == "http://[::1]:4000/cb?x=1"
+
+
+# -------------------------------------------------------------------------------------------------- report
+
+
+def test_expected_failures_are_strict() -> None:
+    assert _expect(Cell(Outcome.FAIL, "no refresh_token"), "Hydra needs offline").outcome is Outcome.XFAIL
+    assert _expect(Cell(Outcome.PASS), "Hydra needs offline").outcome is Outcome.XPASS
+    assert _expect(Cell(Outcome.FAIL, "x"), None).outcome is Outcome.FAIL
+    assert _expect(Cell(Outcome.NA, "x"), "r").outcome is Outcome.NA
+
+
+def _report(*cells: tuple[str, str, Cell]) -> Report:
+    report = Report(issuer=ISSUER, provider="keycloak", login=None, sections=SECTIONS, seconds=1.5)
+    for name, step, cell in cells:
+        try:
+            report.row(name).cells[step] = cell
+        except KeyError:
+            report.rows.append(Row("clients", name, name, {step: cell}))
+    return report
+
+
+def test_the_run_fails_on_fail_and_xpass_only() -> None:
+    assert not _report(("a", "token", Cell(Outcome.XFAIL, "r")), ("a", "refresh", Cell(Outcome.NA, "r"))).failed
+    assert _report(("a", "token", Cell(Outcome.XPASS, "r"))).failed
+    assert _report(("a", "token", Cell(Outcome.FAIL, "r"))).failed
+
+
+def test_renderings_carry_every_cell() -> None:
+    report = _report(
+        ("cursor", "register", Cell(Outcome.PASS)),
+        ("cursor", "token", Cell(Outcome.FAIL, "status 401: 'invalid_client'")),
+        ("vscode", "refresh", Cell(Outcome.XFAIL, "no offline scope")),
+    )
+    text = render_text(report)
+    assert "cursor" in text and "FAIL" in text
+    assert "cursor / token: FAIL: status 401: 'invalid_client'" in text
+    assert "login: none (discovery and registration steps only" in text
+    assert text.rstrip().endswith("FAILED: 1 pass, 1 FAIL, 1 xfail in 1.5 s")
+    data = to_json(report)
+    assert data["passed"] is False
+    clients = next(section for section in data["sections"] if section["name"] == "clients")
+    assert clients["rows"][0]["cells"]["token"]["outcome"] == "FAIL"
+    suites = ET.fromstring(to_junit(report))  # noqa: S314 (our own output)
+    suite = next(suite for suite in suites if suite.get("name", "").startswith("clients"))
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
+
+
+# ----------------------------------------------------------------------------------------------------- cli
+
+
+def test_the_cli_knows_the_subcommand_and_refuses_a_login_without_credentials(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DCR_CONFORMANCE_PASSWORD", raising=False)
+    args = build_parser().parse_args(["conformance", "--issuer", ISSUER, "--junit", "out.xml"])
+    assert args.issuer == ISSUER and args.concurrency == 1
+    assert main(["conformance", "--issuer", ISSUER, "--login", "keycloak", "--username", "alice"]) == 2
+    assert "--password" in capsys.readouterr().err
+    assert main(["conformance", "--issuer", ISSUER, "--login", "hydra-admin"]) == 2
+    assert main(["conformance", "--issuer", ISSUER, "--profile", "no-such-client"]) == 2
+    assert "unknown profiles" in capsys.readouterr().err
+
+
+def test_deployment_expected_failures_are_parsed_strictly() -> None:
+    assert parse_expected_failures(["claude-code:token=realm users have no offline_access role"]) == {
+        "claude-code": {"token": "realm users have no offline_access role"}
+    }
+    for bad in ("claude-code=reason", "claude-code:tokn=reason", "claude-code:token="):
+        with pytest.raises(ValueError, match="PROFILE:STEP=REASON"):
+            parse_expected_failures([bad])
