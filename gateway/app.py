@@ -148,6 +148,9 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
         )
     cors = CorsPolicy(allowed_origins=tuple(settings.cors_allowed_origins))
     issuers = adapter.issuers()
+    unknown = settings.access.unknown_overrides([(issuer.key, issuer.path) for issuer in issuers])
+    if unknown:  # a typo in an override would leave that issuer open without a word
+        raise ValueError(f"access.issuers names no served issuer: {', '.join(unknown)}")
     registration_paths = {issuer.key: f"{issuer.path}{settings.registration_path}" for issuer in issuers}
 
     access_log = logging.getLevelName(settings.log_level.upper()) in (logging.DEBUG, logging.INFO)

@@ -454,3 +454,17 @@ async def test_either_mode_with_one_kind_configured_asks_for_that_kind(make_gate
     client, adapter = await make_gateway(access=only_tokens)
     description = await assert_invalid_token(await client.post(REGISTER, json=NATIVE), adapter, challenge_error=False)
     assert "requires an initial access token" in description
+
+
+def test_an_access_override_naming_no_served_issuer_stops_the_start() -> None:
+    """A typo in ``[access.issuers."..."]`` would leave the intended issuer open: the app refuses to build."""
+    settings = Settings(
+        public_url=PUBLIC,
+        provider="memory",
+        access={
+            "issuers": {"/realms/typo": {"mode": "initial_access_token"}},
+            "initial_access_tokens": {"static_token_hashes": [hash_initial_access_token("t" * 40)]},
+        },
+    )
+    with pytest.raises(ValueError, match=r"access\.issuers names no served issuer: /realms/typo"):
+        create_app(settings, adapter=MemoryAdapter(public_url="http://127.0.0.1:1", issuer_path=ISSUER_PATH))
