@@ -52,6 +52,23 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
     return event_dict
 
 
+class WithoutRequestText(logging.Filter):
+    """aiohttp's server logs a malformed request with the parser's exception, whose text quotes the raw request
+    line or header (an ``Authorization: Bearer`` token among them) and bypasses the structlog redaction: keep the
+    event and the exception's type, drop its text and traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()} ({type(record.exc_info[1]).__name__})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_WITHOUT_REQUEST_TEXT = WithoutRequestText()
+
+
 def configure_logging(
     level: str = "INFO", fmt: str = "auto", *, cache_loggers: bool = True, stream: TextIO | None = None
 ) -> None:
@@ -79,4 +96,5 @@ def configure_logging(
     logging.basicConfig(level=numeric_level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     # aiohttp's own access log would print query strings; the gateway logs requests itself.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_WITHOUT_REQUEST_TEXT)  # idempotent: one shared instance
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -17,6 +17,7 @@ runs.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import tempfile
@@ -27,6 +28,7 @@ from types import FrameType
 from typing import Protocol
 
 import pytest
+import structlog
 
 from gateway.devstack.process import free_port
 from gateway.devstack.providers import (
@@ -36,6 +38,7 @@ from gateway.devstack.providers import (
     start_hydra_and_login,
     start_keycloak,
 )
+from gateway.logging import configure_logging
 
 HYDRA_READY_TIMEOUT = 60.0
 KEYCLOAK_READY_TIMEOUT = 240.0
@@ -223,3 +226,33 @@ def keycloak_provider(pytestconfig: pytest.Config) -> Iterator[KeycloakProvider]
     assert isinstance(provider, KeycloakProvider)
     yield provider
     _release(pytestconfig, "keycloak_provider")
+
+
+# ------------------------------------------------------------------------------------------ log capture
+
+
+@pytest.fixture
+def capture_logs() -> Iterator[Callable[[str], io.StringIO]]:
+    """``capture_logs(level)``: from then on the gateway's JSON log lines at ``level`` go to the returned stream;
+    structlog's defaults come back after the test. Loggers are never cached: a cached logger would keep writing
+    to this test's stream in later tests."""
+
+    def start(level: str) -> io.StringIO:
+        stream = io.StringIO()
+        configure_logging(level, "json", cache_loggers=False, stream=stream)
+        return stream
+
+    yield start
+    structlog.reset_defaults()
+
+
+@pytest.fixture
+def json_logs(capture_logs: Callable[[str], io.StringIO]) -> io.StringIO:
+    """The gateway's JSON logs, DEBUG and up, of this test."""
+    return capture_logs("DEBUG")
+
+
+@pytest.fixture
+def info_logs(capture_logs: Callable[[str], io.StringIO]) -> io.StringIO:
+    """The gateway's JSON logs, INFO and up, of this test."""
+    return capture_logs("INFO")

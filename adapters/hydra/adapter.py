@@ -177,29 +177,9 @@ class HydraAdapter:
             raise self._rejection(status, payload)
 
     async def list_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
-        page_token: str | None = None
-        while True:
-            params = {"page_size": "500"}
-            if page_token:
-                params["page_token"] = page_token
-            url = f"{self._admin_url}/admin/clients"
-            try:
-                async with self.session.get(
-                    url, params=params, headers=self._headers, timeout=self._timeout
-                ) as response:
-                    if response.status >= 400:
-                        raise ProviderUnavailable(f"hydra admin GET /admin/clients: HTTP {response.status}")
-                    payload = await response.json(content_type=None)
-                    link = response.headers.get("Link", "")
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise ProviderUnavailable(f"hydra admin list: {type(exc).__name__}") from exc
-            for item in payload or []:
-                if isinstance(item, dict) and is_managed(item):
-                    yield from_hydra(item)
-            # An empty page is the end: Hydra v2 links a rel="next" page even from an empty one (forever).
-            page_token = _next_page_token(link) if payload else None
-            if not page_token:
-                return
+        async for item in self._all_raw_clients():
+            if is_managed(item):
+                yield from_hydra(item)
 
     # ------------------------------------------------------------------------- client hygiene (clients CLI)
 
@@ -208,6 +188,7 @@ class HydraAdapter:
         return usage_from_hydra(await self._get_raw(client_id))
 
     async def _all_raw_clients(self) -> AsyncIterator[dict[str, Any]]:
+        """Every client in Hydra, managed or not, page by page (Ory keyset pagination)."""
         page_token: str | None = None
         while True:
             params = {"page_size": "500"}

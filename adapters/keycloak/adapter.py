@@ -241,7 +241,13 @@ class KeycloakAdapter:
         attributes.setdefault("use.jwks.url", "false")
         attributes.setdefault("use.jwks.string", "false")
         await self._call("update client", self._admin(issuer).a_update_client(current["id"], representation))
-        return from_keycloak(await self._find(issuer, client.client_id))
+        try:
+            return from_keycloak(await self._find(issuer, client.client_id))
+        except ProviderUnavailable:
+            # The update is applied: answering 503 now would lose a rotated token or a newly issued secret the
+            # record already holds, so answer what was sent, as create does.
+            log.warning("keycloak.update_read_back_failed", realm=issuer, client_id=client.client_id)
+            return registered_view(client, realm_scopes)
 
     async def delete_client(self, issuer: str, client_id: str) -> None:
         current = await self._find(issuer, client_id)

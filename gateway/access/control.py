@@ -25,6 +25,7 @@ from aiohttp import hdrs
 from gateway.access.settings import AccessMode, IssuerAccess
 from gateway.access.software_statement import SOFTWARE_STATEMENT, merge_software_statement, verify_software_statement
 from gateway.access.tokens import InitialAccessToken, bearer_token, verify_initial_access_token
+from gateway.limits.store import KEPT_PREFIX as INITIAL_ACCESS_TOKEN_USES
 from gateway.rfc7591.errors import InvalidSoftwareStatement, OAuthError, TemporarilyUnavailable
 from gateway.rfc7592.errors import InvalidToken
 
@@ -119,7 +120,7 @@ class RegistrationAccess:
         claims: dict[str, Any] | None = None
         if statement is not None and self.access.accepts_software_statements:
             try:
-                claims = verify_software_statement(statement, self.access, now=self.clock())
+                claims = verify_software_statement(statement, self.access, now=self.clock(), audience=self.issuer)
             except OAuthError as exc:
                 self._deny("software_statement", exc)
                 raise
@@ -157,7 +158,7 @@ class RegistrationAccess:
         window = max((token.expires_at or 0) - self.clock(), 0) + self.access.token_leeway + 1
         try:
             count, _ = await self.store.incr(
-                f"initial-access-token:{self.issuer_key}:{token.jti}", window_seconds=window
+                f"{INITIAL_ACCESS_TOKEN_USES}{self.issuer_key}:{token.jti}", window_seconds=window
             )
         except Exception as exc:  # CounterStoreUnavailable, or anything a third-party store raises
             log.error("access.use_count_unavailable", issuer=self.issuer, cause=type(exc).__name__)

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from joserfc import jws
 from joserfc.errors import JoseError, SecurityWarning
@@ -180,6 +180,31 @@ def numeric_claim(claims: Mapping[str, Any], name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+TimeProblem = Literal["exp", "expired", "nbf", "iat"]
+
+
+def time_claims_problem(
+    claims: Mapping[str, Any], *, now: float, leeway: float, require_exp: bool
+) -> TimeProblem | None:
+    """Which time claim (RFC 7519 sections 4.1.4 to 4.1.6) rejects a JWT at ``now``, allowing ``leeway`` seconds of
+    clock skew: ``"exp"`` when it is not a NumericDate (or absent and ``require_exp``), ``"expired"``, ``"nbf"``
+    (not valid yet) or ``"iat"`` (issued in the future); ``None`` when they all hold. A non-numeric ``nbf`` or
+    ``iat`` is ignored."""
+    if require_exp or "exp" in claims:
+        exp = numeric_claim(claims, "exp")
+        if exp is None:
+            return "exp"
+        if now > exp + leeway:
+            return "expired"
+    nbf = numeric_claim(claims, "nbf")
+    if nbf is not None and now + leeway < nbf:
+        return "nbf"
+    iat = numeric_claim(claims, "iat")
+    if iat is not None and now + leeway < iat:
+        return "iat"
+    return None
 
 
 def _b64url(segment: str) -> bytes | None:

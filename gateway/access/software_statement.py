@@ -20,7 +20,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.access.jose import candidates, header_and_claims, json_object, numeric_claim, verify_signature
+from gateway.access.jose import (
+    TimeProblem,
+    candidates,
+    header_and_claims,
+    json_object,
+    time_claims_problem,
+    verify_signature,
+)
 from gateway.access.settings import IssuerAccess
 from gateway.rfc7591.errors import InvalidSoftwareStatement, UnapprovedSoftwareStatement
 
@@ -28,11 +35,21 @@ SOFTWARE_STATEMENT = "software_statement"
 JWT_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
 """RFC 7519 section 4.1 registered claims: about the statement itself, not client metadata."""
 MAX_STATEMENT_LENGTH = 16 * 1024
+_TIME_PROBLEMS: dict[TimeProblem, str] = {
+    "exp": "software_statement: 'exp' must be a NumericDate",
+    "expired": "software_statement: expired ('exp')",
+    "nbf": "software_statement: not valid yet ('nbf')",
+    "iat": "software_statement: issued in the future ('iat')",
+}
 
 
-def verify_software_statement(value: object, access: IssuerAccess, *, now: float) -> dict[str, Any]:
+def verify_software_statement(
+    value: object, access: IssuerAccess, *, now: float, audience: str | None = None
+) -> dict[str, Any]:
     """The claims of a software statement signed by a trusted issuer's key, checked in this order: shape, the
-    issuer, the key, the signature, then ``exp``/``nbf``/``iat`` (section 2.3; ``exp`` honoured when present)."""
+    issuer, the key, the signature, then ``exp``/``nbf``/``iat`` (section 2.3; ``exp`` honoured when present),
+    then ``aud``: a statement naming an audience must name this authorization server's issuer (``audience``),
+    RFC 7519 section 4.1.3, so another JWT of the same signer (an ID token, an access token) is not one."""
     if not isinstance(value, str) or not value or len(value) > MAX_STATEMENT_LENGTH:
         raise InvalidSoftwareStatement("software_statement: must be a JWT (a compact JWS string)")
     parsed = header_and_claims(value)
@@ -63,20 +80,23 @@ def verify_software_statement(value: object, access: IssuerAccess, *, now: float
             f"software_statement: the signature does not verify with the keys of issuer {_shown(iss)}"
         )
 
-    leeway = access.statement_leeway
-    if "exp" in claims:
-        exp = numeric_claim(claims, "exp")
-        if exp is None:
-            raise InvalidSoftwareStatement("software_statement: 'exp' must be a NumericDate")
-        if now > exp + leeway:
-            raise InvalidSoftwareStatement("software_statement: expired ('exp')")
-    nbf = numeric_claim(claims, "nbf")
-    if nbf is not None and now + leeway < nbf:
-        raise InvalidSoftwareStatement("software_statement: not valid yet ('nbf')")
-    iat = numeric_claim(claims, "iat")
-    if iat is not None and now + leeway < iat:
-        raise InvalidSoftwareStatement("software_statement: issued in the future ('iat')")
+    problem = time_claims_problem(claims, now=now, leeway=access.statement_leeway, require_exp=False)
+    if problem is not None:
+        raise InvalidSoftwareStatement(_TIME_PROBLEMS[problem])
+    if audience is not None and "aud" in claims:
+        aud = claims["aud"]
+        named = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else None
+        if named is None or audience not in named:
+            raise InvalidSoftwareStatement(
+                f"software_statement: its 'aud' does not name this authorization server ({audience})"
+            )
     return claims
+
+
+def statement_metadata(claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The client metadata a verified statement asserts: its claims minus the JWT's own (``iss``, ``exp``, ...).
+    Kept with the client so an RFC 7592 update cannot replace what the statement vouched for."""
+    return {name: value for name, value in claims.items() if name not in JWT_CLAIMS | {SOFTWARE_STATEMENT}}
 
 
 def merge_software_statement(document: Mapping[str, Any], claims: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -85,7 +105,7 @@ def merge_software_statement(document: Mapping[str, Any], claims: Mapping[str, A
     ``software_statement`` string itself are not client metadata and are not kept (so not stored)."""
     merged = {name: value for name, value in document.items() if name != SOFTWARE_STATEMENT}
     if claims:
-        merged.update({name: value for name, value in claims.items() if name not in JWT_CLAIMS | {SOFTWARE_STATEMENT}})
+        merged.update(statement_metadata(claims))
     return merged
 
 

@@ -31,7 +31,15 @@ from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import Key
 
-from gateway.access.jose import candidates, header_and_claims, json_object, numeric_claim, verify_signature
+from gateway.access.jose import (
+    TimeProblem,
+    candidates,
+    header_and_claims,
+    json_object,
+    numeric_claim,
+    time_claims_problem,
+    verify_signature,
+)
 from gateway.access.settings import STATIC_HASH_SCHEME, IssuerAccess
 from gateway.rfc7592.errors import InvalidToken
 
@@ -39,6 +47,12 @@ TOKEN_TYPE = "dcr-iat+jwt"
 """JOSE header ``typ`` of a signed initial access token."""
 MAX_TOKEN_LENGTH = 4096
 MAX_JTI_LENGTH = 255
+_TIME_PROBLEMS: dict[TimeProblem, str] = {
+    "exp": "the initial access token is not valid: it has no numeric 'exp'",
+    "expired": "the initial access token has expired",
+    "nbf": "the initial access token is not valid yet ('nbf')",
+    "iat": "the initial access token is not valid: issued in the future ('iat')",
+}
 
 _BEARER = re.compile(r"(?i:bearer) +([A-Za-z0-9\-._~+/]+=*)")
 """RFC 6750 section 2.1: ``credentials = "Bearer" 1*SP b64token`` (the scheme is case-insensitive, RFC 9110
@@ -57,7 +71,7 @@ class InitialAccessToken:
 
 def hash_initial_access_token(token: str) -> str:
     """The configured form of a static token: ``sha256:<base64url of SHA-256(token)>``."""
-    digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
     return f"{STATIC_HASH_SCHEME}:{base64.urlsafe_b64encode(digest).rstrip(b'=').decode('ascii')}"
 
 
@@ -86,7 +100,7 @@ def bearer_token(authorization: list[str]) -> str | None:
 def verify_initial_access_token(token: str, access: IssuerAccess, *, audience: str, now: float) -> InitialAccessToken:
     """RFC 7591 section 3: accept ``token`` if it is one of the configured static tokens or a valid signed token
     for ``audience`` (the issuer's URL); raise :class:`InvalidToken` otherwise."""
-    digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+    digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
     matched = False
     for configured in access.static_token_digests:  # every digest compared: the time does not tell which
         matched |= hmac.compare_digest(configured, digest)
@@ -114,18 +128,10 @@ def verify_signed_token(token: str, access: IssuerAccess, *, audience: str, now:
     if claims is None:
         raise InvalidToken("the initial access token is not valid: bad signature")
 
-    leeway = access.token_leeway
+    problem = time_claims_problem(claims, now=now, leeway=access.token_leeway, require_exp=True)
     exp = numeric_claim(claims, "exp")
-    if exp is None:
-        raise InvalidToken("the initial access token is not valid: it has no numeric 'exp'")
-    if now > exp + leeway:
-        raise InvalidToken("the initial access token has expired")
-    nbf = numeric_claim(claims, "nbf")
-    if nbf is not None and now + leeway < nbf:
-        raise InvalidToken("the initial access token is not valid yet ('nbf')")
-    iat = numeric_claim(claims, "iat")
-    if iat is not None and now + leeway < iat:
-        raise InvalidToken("the initial access token is not valid: issued in the future ('iat')")
+    if problem is not None or exp is None:
+        raise InvalidToken(_TIME_PROBLEMS[problem or "exp"])
     aud = claims.get("aud")
     audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if audience not in audiences:

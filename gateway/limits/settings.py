@@ -78,14 +78,19 @@ class LimitSettings(BaseModel):
 
 
 def redacted_url(url: str) -> str:
-    """``url`` fit for a log line: any password replaced by ``***``."""
+    """``url`` fit for a log line: scheme, user, host, port and database only. A password can sit in the userinfo
+    or in the query (redis-py reads ``?password=``), so the password becomes ``***`` and the query is dropped."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    if port is not None:
+        host = f"{host}:{port}"
+    if parts.username is not None or parts.password is not None:
+        user = parts.username or ""
+        host = f"{user}:***@{host}" if parts.password is not None else f"{user}@{host}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

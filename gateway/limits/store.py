@@ -15,6 +15,7 @@ the current window and the seconds until the window ends, which is what an HTTP 
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -59,15 +60,28 @@ def _window_ms(window_seconds: float) -> int:
     return max(1, math.ceil(window_seconds * 1000))
 
 
+KEPT_PREFIX = "initial-access-token:"
+"""Counters that must never restart early (see :class:`MemoryCounterStore`)."""
+
+
 class MemoryCounterStore:
     """Counters in a dict, for one gateway process.
 
     Memory stays bounded: expired keys are swept every ``sweep_seconds`` (and whenever the dict reaches
-    ``max_keys``); if it is still full after a sweep, the oldest keys are dropped (their counts restart,
-    which can only let a request through, never refuse one wrongly).
+    ``max_keys``); if it is still full after a sweep, the oldest rate-limit keys are dropped (their counts
+    restart, which can only let a request through). Keys under ``kept_prefixes`` (use counts of initial access
+    tokens: a restarted count would turn a single-use token into a many-use one) are never dropped before they
+    expire; a flood of sources cannot reset them.
     """
 
-    def __init__(self, *, max_keys: int = 100_000, sweep_seconds: float = 10.0, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        max_keys: int = 100_000,
+        sweep_seconds: float = 10.0,
+        clock: Clock = time.monotonic,
+        kept_prefixes: tuple[str, ...] = (KEPT_PREFIX,),
+    ) -> None:
         if max_keys < 1:
             raise ValueError("max_keys must be at least 1")
         self._max_keys = max_keys
@@ -76,6 +90,7 @@ class MemoryCounterStore:
         self._counters: dict[str, tuple[int, float]] = {}
         """key -> (count, expires_at on ``clock``); insertion order = creation order."""
         self._next_sweep = clock() + sweep_seconds
+        self._kept_prefixes = kept_prefixes
 
     def __len__(self) -> int:
         return len(self._counters)
@@ -107,9 +122,12 @@ class MemoryCounterStore:
         self._sweep(now)
         excess = len(self._counters) - self._max_keys + 1
         if excess > 0:
-            for key in list(self._counters)[:excess]:
+            droppable = (key for key in list(self._counters) if not key.startswith(self._kept_prefixes))
+            dropped = 0
+            for key in itertools.islice(droppable, excess):
                 del self._counters[key]
-            log.warning("limits.memory_store_full", dropped=excess, max_keys=self._max_keys)
+                dropped += 1
+            log.warning("limits.memory_store_full", dropped=dropped, max_keys=self._max_keys)
 
     async def close(self) -> None:
         self._counters.clear()

@@ -31,6 +31,7 @@ from adapters.base import (
     ProviderUnavailable,
 )
 from gateway.access.control import caller_source, registration_access
+from gateway.access.software_statement import statement_metadata
 from gateway.policy import PolicySettings, Resolver, check_fetched_uris, system_resolver
 from gateway.rfc7591.errors import (
     InvalidClientMetadata,
@@ -113,7 +114,12 @@ async def read_json_object(request: web.Request, max_bytes: int) -> Mapping[str,
         )
     if request.content_length is not None and request.content_length > max_bytes:
         raise RequestTooLarge(f"request body exceeds {max_bytes} bytes")
-    body = await request.content.read(max_bytes + 1)
+    body = bytearray()
+    while len(body) <= max_bytes:  # read() returns what has arrived: a body in several TCP segments needs a loop
+        chunk = await request.content.read(max_bytes + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
     if len(body) > max_bytes:
         raise RequestTooLarge(f"request body exceeds {max_bytes} bytes")
     if not body.strip():
@@ -183,6 +189,7 @@ def issue_credentials(
             token_hash=registration_access_token_hash,
             authenticated=caller.authenticated,
             client_secret=client_secret,
+            software_statement=statement_metadata(caller.software_statement) if caller.software_statement else None,
         )
         if registration_access_token_hash is not None
         else {}

@@ -38,6 +38,7 @@ from adapters.base import (
     ProviderUnavailable,
 )
 from gateway.access.control import caller_source
+from gateway.access.software_statement import merge_software_statement
 from gateway.cors import CorsPolicy
 from gateway.limits.guard import Limits
 from gateway.rfc7591.errors import InvalidClientMetadata, OAuthError
@@ -56,6 +57,7 @@ from gateway.rfc7592.records import (
     client_secret_matches,
     current_client_secret,
     registration_client_uri,
+    software_statement_metadata,
     updated_data,
     uses_secret,
     was_authenticated,
@@ -283,6 +285,9 @@ class ClientConfigurationEndpoint:
     async def read(self, request: web.Request) -> web.StreamResponse:
         """RFC 7592 section 2.1, client read request: 200 with the client information response."""
         issuer = request.app[self.contexts][self.issuer_key]
+        limits = self._limits(request)
+        if limits is not None:  # every read costs a provider lookup, even with a made-up client_id
+            await limits.admit(request, issuer=self.issuer_key, operation="manage")
         client, token = await self.authorize(request, issuer)
         log.info("client.read", issuer=issuer.issuer, client_id=client.client_id)
         body = configuration_response(
@@ -302,7 +307,12 @@ class ClientConfigurationEndpoint:
         document = await read_json_object(request, self.settings.max_body_bytes)
         check_replacement_fields(document, current.client_id)
         check_client_secret(document, current)
-        caller = Caller(source=caller_source(request), authenticated=was_authenticated(current))
+        # what a software statement vouched for at registration still takes precedence (RFC 7591 section 3.1.1)
+        statement = software_statement_metadata(current)
+        document = merge_software_statement(document, statement)
+        caller = Caller(
+            source=caller_source(request), authenticated=was_authenticated(current), software_statement=statement
+        )
         metadata = await validate_registration(document, issuer=issuer, settings=self.settings, caller=caller)
         planned = replacement(
             current,

@@ -24,12 +24,32 @@ CLIENT_SECRET_HASH_KEY = "client_secret_hash"
 on providers that never return secrets (Hydra)."""
 
 
-def management_data(*, token_hash: str, authenticated: bool, client_secret: str | None) -> dict[str, Any]:
+SOFTWARE_STATEMENT_KEY = "software_statement"
+"""The client metadata a verified software statement asserted at registration (RFC 7591 section 2.3). An update
+re-applies it over the request, as registration did (section 3.1.1: the statement's values take precedence), so
+RFC 7592 cannot replace what the statement vouched for."""
+
+
+def management_data(
+    *,
+    token_hash: str,
+    authenticated: bool,
+    client_secret: str | None,
+    software_statement: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The RFC 7592 entries of a new client's ``gateway_data``."""
     data: dict[str, Any] = {TOKEN_HASH_KEY: token_hash, AUTHENTICATED_KEY: authenticated}
     if client_secret is not None:
         data[CLIENT_SECRET_HASH_KEY] = hash_secret(client_secret)
+    if software_statement:
+        data[SOFTWARE_STATEMENT_KEY] = dict(software_statement)
     return data
+
+
+def software_statement_metadata(client: ManagedClient) -> dict[str, Any] | None:
+    """What the client's software statement asserted, if it registered with one."""
+    stored = client.gateway_data.get(SOFTWARE_STATEMENT_KEY)
+    return dict(stored) if isinstance(stored, dict) else None
 
 
 def updated_data(
@@ -76,7 +96,7 @@ def client_secret_matches(presented: str, client: ManagedClient) -> bool:
     stored = client.gateway_data.get(CLIENT_SECRET_HASH_KEY)
     if not isinstance(stored, str):
         return False
-    return hmac.compare_digest(presented_hash.encode("ascii"), stored.encode("utf-8", "surrogateescape"))
+    return hmac.compare_digest(presented_hash.encode("ascii"), stored.encode("utf-8", "surrogatepass"))
 
 
 def registration_client_uri(registration_endpoint: str, client_id: str) -> str:

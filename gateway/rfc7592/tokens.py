@@ -21,8 +21,9 @@ TOKEN_BYTES = 32
 
 
 def _digest(value: str) -> str:
-    # surrogateescape: a header value aiohttp could not decode as UTF-8 still hashes, and simply never matches
-    raw = hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
+    # surrogatepass: a header value aiohttp could not decode as UTF-8, or a JSON string holding a lone surrogate
+    # (``"\ud800"``), still hashes, and simply never matches
+    raw = hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
@@ -50,7 +51,7 @@ def verify_registration_access_token(presented: str, stored: object) -> bool:
     if not isinstance(stored, str) or not stored.startswith(f"{SCHEME}:"):
         hmac.compare_digest(candidate, _UNMATCHABLE)
         return False
-    return hmac.compare_digest(candidate.encode("ascii"), stored.encode("utf-8", "surrogateescape"))
+    return hmac.compare_digest(candidate.encode("ascii"), stored.encode("utf-8", "surrogatepass"))
 
 
 _UNMATCHABLE = hash_secret(secrets.token_urlsafe(TOKEN_BYTES))

@@ -4,23 +4,36 @@
   :mod:`gateway.devstack.login`.
 - ``hydra_gateway`` / ``keycloak_gateway``: ``dcr-gateway serve`` subprocesses fronting the session's
   providers, configured exactly like the local stack's (see gateway/devstack/stack.py), one per session.
+- ``target``: either session gateway as a client sees it (:class:`tests.integration.flows.Target`), once per
+  provider.
+- ``start``: in-process gateway apps (``create_app`` + aiohttp's test client) for given settings, closed after
+  the test; ``hydra_options`` / ``keycloak_options`` are the settings that point one at a session provider.
+- ``client_record`` / ``keycloak_admin_headers``: what a provider itself holds, read with its admin API.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from adapters.keycloak.adapter import KeycloakAdapter
+from gateway.app import create_app
+from gateway.devstack.login import hydra_accept_login_and_consent, keycloak_form_login
 from gateway.devstack.process import free_port
 from gateway.devstack.providers import (
     HydraProvider,
     KeycloakProvider,
     start_gateway,
 )
+from gateway.settings import Settings
+from tests.integration.flows import Target
 
 GATEWAY_READY_TIMEOUT = 30.0
 _HERE = Path(__file__).parent
@@ -78,3 +91,184 @@ def keycloak_gateway(
         yield GatewayProcess(url=url, issuer=f"{url}/realms/{keycloak_provider.realm}", log_path=log_path)
     finally:
         service.stop()
+
+
+# -------------------------------------------------------------------------- the gateway as a client sees it
+
+
+def hydra_target(hydra: HydraProvider, gateway: GatewayProcess) -> Target:
+    """``gateway`` (on Hydra's issuer origin) as a client sees it."""
+    return Target(
+        provider="hydra",
+        url=gateway.url,
+        issuer=gateway.issuer,
+        registration_endpoint=f"{gateway.url}/register",
+        login=functools.partial(hydra_accept_login_and_consent, admin_url=hydra.admin_url),
+        flow_scope="openid offline_access",
+        log_path=gateway.log_path,
+    )
+
+
+def keycloak_target(keycloak: KeycloakProvider, url: str, log_path: Path | None = None) -> Target:
+    """A gateway at ``url`` in front of Keycloak as a client sees it: issuer ``{url}/realms/{realm}``."""
+    issuer = f"{url}/realms/{keycloak.realm}"
+    return Target(
+        provider="keycloak",
+        url=url,
+        issuer=issuer,
+        registration_endpoint=f"{issuer}/register",
+        login=functools.partial(keycloak_form_login, username=keycloak.username, password=keycloak.password),
+        flow_scope="openid",
+        log_path=log_path,
+    )
+
+
+@pytest.fixture(scope="session", params=["hydra", "keycloak"])
+def target(request: pytest.FixtureRequest) -> Target:
+    """The session gateway of each provider in turn."""
+    if request.param == "hydra":
+        return hydra_target(request.getfixturevalue("hydra_provider"), request.getfixturevalue("hydra_gateway"))
+    gateway: GatewayProcess = request.getfixturevalue("keycloak_gateway")
+    return keycloak_target(request.getfixturevalue("keycloak_provider"), gateway.url, gateway.log_path)
+
+
+# -------------------------------------------------------------------------------- in-process gateways
+
+
+def hydra_options(hydra: HydraProvider) -> dict[str, Any]:
+    """Settings of a gateway in front of ``hydra``, serving Hydra's issuer."""
+    return {
+        "public_url": hydra.issuer,
+        "provider": "hydra",
+        "provider_url": hydra.public_url,
+        "hydra": {"admin_url": hydra.admin_url},
+    }
+
+
+def keycloak_options(keycloak: KeycloakProvider, public_url: str) -> dict[str, Any]:
+    """Settings of a gateway at ``public_url`` in front of ``keycloak``'s realm, with its admin client."""
+    return {
+        "public_url": public_url,
+        "provider": "keycloak",
+        "provider_url": keycloak.base_url,
+        "keycloak": {
+            "realms": [keycloak.realm],
+            "client_id": keycloak.admin_client_id,
+            "client_secret": keycloak.admin_client_secret,
+        },
+    }
+
+
+class InProcessGateways:
+    """``await start(settings)``: a gateway app for ``settings`` behind aiohttp's test client."""
+
+    def __init__(self) -> None:
+        self.clients: list[TestClient[Any, Any]] = []
+
+    async def __call__(self, settings: Settings) -> TestClient[Any, Any]:
+        client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
+        await client.start_server()
+        self.clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+
+
+@pytest.fixture
+async def start() -> AsyncIterator[InProcessGateways]:
+    gateways = InProcessGateways()
+    yield gateways
+    await gateways.close()
+
+
+# ---------------------------------------------------------------------------- what the providers hold
+
+
+def keycloak_adapter_for(keycloak: KeycloakProvider) -> KeycloakAdapter:
+    """The gateway's Keycloak adapter on ``keycloak``'s realm, with its admin client (not started)."""
+    return KeycloakAdapter(
+        server_url=keycloak.base_url,
+        public_url=keycloak.base_url,
+        realms=[keycloak.realm],
+        client_id=keycloak.admin_client_id,
+        client_secret=keycloak.admin_client_secret,
+    )
+
+
+async def keycloak_admin_headers(http: aiohttp.ClientSession, keycloak: KeycloakProvider) -> dict[str, str]:
+    """The Authorization header of Keycloak's admin client (client credentials at the realm's token endpoint)."""
+    async with http.post(
+        keycloak.token_endpoint,
+        data={
+            "grant_type": "client_credentials",
+            "client_id": keycloak.admin_client_id,
+            "client_secret": keycloak.admin_client_secret,
+        },
+    ) as response:
+        assert response.status == 200, await response.text()
+        return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
+
+
+async def client_record(
+    provider: HydraProvider | KeycloakProvider, http: aiohttp.ClientSession, client_id: str
+) -> dict[str, Any] | None:
+    """The provider's own record of ``client_id``, read with its admin API (not through the gateway); None if
+    it has none."""
+    if isinstance(provider, HydraProvider):
+        async with http.get(f"{provider.admin_url}/admin/clients/{client_id}") as response:
+            if response.status == 404:
+                return None
+            assert response.status == 200
+            record: dict[str, Any] = await response.json()
+            return record
+    async with http.get(
+        f"{provider.admin_realm_url}/clients",
+        params={"clientId": client_id},
+        headers=await keycloak_admin_headers(http, provider),
+    ) as response:
+        assert response.status == 200
+        matches: list[dict[str, Any]] = [c for c in await response.json() if c["clientId"] == client_id]
+    assert len(matches) <= 1, f"Keycloak has {len(matches)} clients {client_id}"
+    return matches[0] if matches else None
+
+
+async def client_count(provider: HydraProvider | KeycloakProvider, http: aiohttp.ClientSession) -> int:
+    """How many clients the provider holds (managed by the gateway or not)."""
+    if isinstance(provider, HydraProvider):
+        async with http.get(f"{provider.admin_url}/admin/clients", params={"page_size": "1000"}) as response:
+            assert response.status == 200
+            return len(await response.json())
+    async with http.get(
+        f"{provider.admin_realm_url}/clients",
+        params={"max": "10000"},
+        headers=await keycloak_admin_headers(http, provider),
+    ) as response:
+        assert response.status == 200
+        return len(await response.json())
+
+
+async def target_record(
+    request: pytest.FixtureRequest, target: Target, http: aiohttp.ClientSession, client_id: str
+) -> dict[str, Any] | None:
+    """:func:`client_record` in the session provider behind ``target``."""
+    provider: HydraProvider | KeycloakProvider = request.getfixturevalue(f"{target.provider}_provider")
+    return await client_record(provider, http, client_id)
+
+
+async def unmanaged_client(
+    request: pytest.FixtureRequest, target: Target, http: aiohttp.ClientSession, hydra_client_id: str
+) -> str:
+    """A client the gateway did not create: Keycloak's imported ``legacy-app``, or ``hydra_client_id`` made on
+    Hydra's admin API."""
+    if target.provider == "keycloak":
+        keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
+        return keycloak.legacy_client_id
+    hydra: HydraProvider = request.getfixturevalue("hydra_provider")
+    async with http.post(
+        f"{hydra.admin_url}/admin/clients",
+        json={"client_id": hydra_client_id, "redirect_uris": ["https://legacy.example/cb"]},
+    ) as response:
+        assert response.status in (201, 409)
+    return hydra_client_id

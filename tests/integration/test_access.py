@@ -9,6 +9,7 @@ server): in front of Hydra its ``public_url`` is Hydra's issuer; in front of Key
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -27,6 +28,7 @@ from gateway.app import create_app
 from gateway.devstack.process import free_port
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
 from gateway.settings import Settings
+from tests.integration.conftest import client_count, client_record, hydra_options, keycloak_options
 
 PROVIDERS = ["hydra", "keycloak"]
 STATIC_TOKEN = "integration-static-initial-access-token"
@@ -98,92 +100,34 @@ async def access_gateway(request: pytest.FixtureRequest, http: aiohttp.ClientSes
         }
         if provider == "hydra":
             hydra: HydraProvider = request.getfixturevalue("hydra_provider")
-            settings = Settings.model_validate(
-                {
-                    "public_url": hydra.issuer,
-                    "provider": "hydra",
-                    "provider_url": hydra.public_url,
-                    "hydra": {"admin_url": hydra.admin_url},
-                    **common,
-                }
-            )
+            settings = Settings.model_validate({**hydra_options(hydra), **common})
             server = TestServer(create_app(settings), host="127.0.0.1")
             await server.start_server()
             servers.append(server)
-
-            async def hydra_record(client_id: str) -> dict[str, Any] | None:
-                async with http.get(f"{hydra.admin_url}/admin/clients/{client_id}") as response:
-                    if response.status == 404:
-                        return None
-                    assert response.status == 200
-                    record: dict[str, Any] = await response.json()
-                    return record
-
-            async def hydra_count() -> int:
-                async with http.get(f"{hydra.admin_url}/admin/clients", params={"page_size": "1000"}) as response:
-                    return len(await response.json())
-
             return AccessGateway(
                 provider="hydra",
                 issuer=hydra.issuer,
                 registration_endpoint=str(server.make_url("/register")),
                 token_endpoint=f"{hydra.public_url}/oauth2/token",
-                record=hydra_record,
-                count=hydra_count,
+                record=functools.partial(client_record, hydra, http),
+                count=functools.partial(client_count, hydra, http),
             )
 
         keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        settings = Settings.model_validate(
-            {
-                "public_url": url,
-                "provider": "keycloak",
-                "provider_url": keycloak.base_url,
-                "keycloak": {
-                    "realms": [keycloak.realm],
-                    "client_id": keycloak.admin_client_id,
-                    "client_secret": keycloak.admin_client_secret,
-                },
-                **common,
-            }
-        )
+        settings = Settings.model_validate({**keycloak_options(keycloak, url), **common})
         server = TestServer(create_app(settings), host="127.0.0.1", port=port)
         await server.start_server()
         servers.append(server)
-
-        async def admin_headers() -> dict[str, str]:
-            data = {
-                "grant_type": "client_credentials",
-                "client_id": keycloak.admin_client_id,
-                "client_secret": keycloak.admin_client_secret,
-            }
-            async with http.post(keycloak.token_endpoint, data=data) as response:
-                return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
-
-        async def keycloak_record(client_id: str) -> dict[str, Any] | None:
-            headers = await admin_headers()
-            async with http.get(
-                f"{keycloak.admin_realm_url}/clients", params={"clientId": client_id}, headers=headers
-            ) as response:
-                found: list[dict[str, Any]] = await response.json()
-            return found[0] if found else None
-
-        async def keycloak_count() -> int:
-            headers = await admin_headers()
-            async with http.get(
-                f"{keycloak.admin_realm_url}/clients", params={"max": "10000"}, headers=headers
-            ) as response:
-                return len(await response.json())
-
         issuer = f"{url}/realms/{keycloak.realm}"
         return AccessGateway(
             provider="keycloak",
             issuer=issuer,
             registration_endpoint=f"{issuer}/register",
             token_endpoint=keycloak.token_endpoint,
-            record=keycloak_record,
-            count=keycloak_count,
+            record=functools.partial(client_record, keycloak, http),
+            count=functools.partial(client_count, keycloak, http),
         )
 
     yield factory

@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -32,7 +32,7 @@ from gateway.devstack.login import keycloak_form_login
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
 from gateway.rfc7591.models import ClientMetadata
 from gateway.rfc7592.tokens import TOKEN_HASH_KEY, verify_registration_access_token
-from tests.integration.conftest import GatewayProcess
+from tests.integration.conftest import GatewayProcess, keycloak_adapter_for, keycloak_admin_headers
 from tests.integration.flows import LOOPBACK_CALLBACK, WEB_CALLBACK, confidential_client, native_client, pkce_pair
 
 CLI = Path(sys.executable).parent / "dcr-gateway"
@@ -103,6 +103,33 @@ async def rfc7592_get(http: aiohttp.ClientSession, uri: str, token: str) -> tupl
         return response.status, await response.json(content_type=None)
 
 
+async def adopt_privileged_by_attribute(
+    env: Mapping[str, str], origin: str, tokens_file: Path, *, expected: list[str]
+) -> Run:
+    """``adopt --attribute origin=ORIGIN --include-privileged --apply --tokens-out FILE``: it succeeds, adopts
+    ``expected`` and writes their tokens to the owner-only ``tokens_file`` only, never to its output."""
+    privileged = await clients(
+        env,
+        "adopt",
+        "--attribute",
+        f"origin={origin}",
+        "--include-privileged",
+        "--apply",
+        "--tokens-out",
+        str(tokens_file),
+    )
+    assert privileged.code == 0, privileged.err
+    assert owner_only_token_lines(tokens_file) == expected
+    assert "registration_access_token" not in privileged.out + privileged.err
+    return privileged
+
+
+def owner_only_token_lines(tokens_file: Path) -> list[str]:
+    """The client_ids in a ``--tokens-out`` file, which only its owner may read."""
+    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
+    return sorted(token_lines(tokens_file.read_text()))
+
+
 def prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}-"
 
@@ -116,19 +143,29 @@ def hydra_env(hydra_gateway: GatewayProcess, hydra_provider: HydraProvider) -> d
     return hydra_provider.gateway_env()
 
 
-@dataclass
-class HydraAdmin:
-    http: aiohttp.ClientSession
-    admin_url: str
-    public_url: str
-    prefixes: list[str]
-    tracked: list[str]
+@dataclass(kw_only=True)
+class CreatedClients:
+    """What a test created on a provider, to delete at its end."""
+
+    prefixes: list[str] = field(default_factory=list)
+    """client_id prefixes handed out by :meth:`prefix`."""
+    tracked: list[str] = field(default_factory=list)
     """client_ids (e.g. of registrations through the gateway) to delete at the end, like prefixed ones."""
 
     def prefix(self) -> str:
         value = prefix()
         self.prefixes.append(value)
         return value
+
+    def is_ours(self, client_id: str) -> bool:
+        return client_id.startswith(tuple(self.prefixes)) or client_id in self.tracked
+
+
+@dataclass
+class HydraAdmin(CreatedClients):
+    http: aiohttp.ClientSession
+    admin_url: str
+    public_url: str
 
     async def create_shim(self, body: dict[str, Any]) -> None:
         async with self.http.post(f"{self.admin_url}/admin/clients", json=body) as response:
@@ -145,14 +182,14 @@ class HydraAdmin:
         async with self.http.get(f"{self.admin_url}/admin/clients", params={"page_size": "500"}) as response:
             everything = await json_of(response, 200)
         for client in everything:
-            if client["client_id"].startswith(tuple(self.prefixes)) or client["client_id"] in self.tracked:
+            if self.is_ours(client["client_id"]):
                 async with self.http.delete(f"{self.admin_url}/admin/clients/{client['client_id']}"):
                     pass
 
 
 @pytest.fixture
 async def hydra_admin(http: aiohttp.ClientSession, hydra_provider: HydraProvider) -> AsyncIterator[HydraAdmin]:
-    admin = HydraAdmin(http, hydra_provider.admin_url, hydra_provider.public_url, [], [])
+    admin = HydraAdmin(http, hydra_provider.admin_url, hydra_provider.public_url)
     yield admin
     await admin.cleanup()
 
@@ -351,21 +388,7 @@ async def test_hydra_adopt_privileged_by_attribute_and_by_id(
     first = await clients(hydra_env, "adopt", "--prefix", p, "--apply")
     assert sorted(token_lines(first.out)) == [p + "conf", p + "pub"], first.err
 
-    tokens_file = tmp_path / "tokens.jsonl"
-    privileged = await clients(
-        hydra_env,
-        "adopt",
-        "--attribute",
-        f"origin={origin}",
-        "--include-privileged",
-        "--apply",
-        "--tokens-out",
-        str(tokens_file),
-    )
-    assert privileged.code == 0, privileged.err
-    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
-    assert sorted(token_lines(tokens_file.read_text())) == [p + "service"]
-    assert "registration_access_token" not in privileged.out + privileged.err
+    await adopt_privileged_by_attribute(hydra_env, origin, tmp_path / "tokens.jsonl", expected=[p + "service"])
     # Adoption kept the secret: the shim's client_credentials client still gets tokens with it.
     form = {"grant_type": "client_credentials", "client_id": p + "service", "client_secret": "shim-service-secret"}
     async with http.post(f"{hydra_admin.public_url}/oauth2/token", data=form) as response:
@@ -401,27 +424,12 @@ def keycloak_env(keycloak_gateway: GatewayProcess, keycloak_provider: KeycloakPr
 
 
 @dataclass
-class KeycloakAdmin:
+class KeycloakAdmin(CreatedClients):
     http: aiohttp.ClientSession
     provider: KeycloakProvider
-    prefixes: list[str]
-    tracked: list[str]
-    """client_ids (e.g. of registrations through the gateway) to delete at the end, like prefixed ones."""
-
-    def prefix(self) -> str:
-        value = prefix()
-        self.prefixes.append(value)
-        return value
 
     async def headers(self) -> dict[str, str]:
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self.provider.admin_client_id,
-            "client_secret": self.provider.admin_client_secret,
-        }
-        async with self.http.post(self.provider.token_endpoint, data=form) as response:
-            token = await json_of(response, 200)
-        return {"Authorization": f"Bearer {token['access_token']}"}
+        return await keycloak_admin_headers(self.http, self.provider)
 
     async def create_shim(self, representation: dict[str, Any]) -> None:
         async with self.http.post(
@@ -445,7 +453,7 @@ class KeycloakAdmin:
         ) as response:
             everything = await json_of(response, 200)
         for client in everything:
-            if client["clientId"].startswith(tuple(self.prefixes)) or client["clientId"] in self.tracked:
+            if self.is_ours(client["clientId"]):
                 async with self.http.delete(f"{self.provider.admin_realm_url}/clients/{client['id']}", headers=headers):
                     pass
 
@@ -454,7 +462,7 @@ class KeycloakAdmin:
 async def keycloak_admin(
     http: aiohttp.ClientSession, keycloak_provider: KeycloakProvider
 ) -> AsyncIterator[KeycloakAdmin]:
-    admin = KeycloakAdmin(http, keycloak_provider, [], [])
+    admin = KeycloakAdmin(http, keycloak_provider)
     yield admin
     await admin.cleanup()
 
@@ -463,13 +471,7 @@ async def keycloak_admin(
 async def keycloak_adapter(
     http: aiohttp.ClientSession, keycloak_provider: KeycloakProvider
 ) -> AsyncIterator[KeycloakAdapter]:
-    adapter = KeycloakAdapter(
-        server_url=keycloak_provider.base_url,
-        public_url=keycloak_provider.base_url,
-        realms=[keycloak_provider.realm],
-        client_id=keycloak_provider.admin_client_id,
-        client_secret=keycloak_provider.admin_client_secret,
-    )
+    adapter = keycloak_adapter_for(keycloak_provider)
     await adapter.start(http)
     yield adapter
     await adapter.close()
@@ -653,20 +655,7 @@ async def test_keycloak_adopt_keeps_configuration_and_secret_and_refuses_privile
     )
     assert body["client_secret"] == "shim-conf-secret"
 
-    tokens_file = tmp_path / "tokens.jsonl"
-    privileged = await clients(
-        keycloak_env,
-        "adopt",
-        "--attribute",
-        f"origin={origin}",
-        "--include-privileged",
-        "--apply",
-        "--tokens-out",
-        str(tokens_file),
-    )
-    assert privileged.code == 0, privileged.err
-    assert sorted(token_lines(tokens_file.read_text())) == [p + "service"]
-    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
+    await adopt_privileged_by_attribute(keycloak_env, origin, tmp_path / "tokens.jsonl", expected=[p + "service"])
     form = {"grant_type": "client_credentials", "client_id": p + "service", "client_secret": "shim-service-secret"}
     async with http.post(keycloak_provider.token_endpoint, data=form) as response:
         assert "access_token" in await json_of(response, 200)

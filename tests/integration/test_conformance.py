@@ -18,6 +18,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -74,21 +75,26 @@ def assert_every_client_completes_the_flow(report: Report) -> None:
 # ------------------------------------------------------------------------------------------- the gateway
 
 
+async def gateway_report(provider: str, **config: Any) -> Report:
+    """The suite's report on a session gateway in front of ``provider`` (with the development initial access
+    token), shown; it identifies the provider, has no failure, and every client profile completes the flow."""
+    report = await run_suite(SuiteConfig(initial_access_token=DEVELOPMENT_INITIAL_ACCESS_TOKEN, **config))
+    show(report, f"gateway in front of {provider.capitalize()}")
+    assert report.provider == provider
+    assert not report.failed, report.failures()
+    assert_every_client_completes_the_flow(report)
+    return report
+
+
 async def test_the_gateway_in_front_of_hydra_passes_the_matrix(
     hydra_provider: HydraProvider, hydra_gateway: GatewayProcess
 ) -> None:
-    report = await run_suite(
-        SuiteConfig(
-            issuer=hydra_gateway.issuer,
-            login=hydra_admin(hydra_provider.admin_url, hydra_provider.subject),
-            registration_endpoint=f"{hydra_gateway.url}/register",
-            initial_access_token=DEVELOPMENT_INITIAL_ACCESS_TOKEN,
-        )
+    report = await gateway_report(
+        "hydra",
+        issuer=hydra_gateway.issuer,
+        login=hydra_admin(hydra_provider.admin_url, hydra_provider.subject),
+        registration_endpoint=f"{hydra_gateway.url}/register",
     )
-    show(report, "gateway in front of Hydra")
-    assert report.provider == "hydra"
-    assert not report.failed, report.failures()
-    assert_every_client_completes_the_flow(report)
     # loopback IP redirects work from another port (RFC 8252 section 7.3); the 'mcp'-only clients get no
     # refresh token from Hydra, which the profiles declare
     assert outcome(report, "vscode", "other-port") is Outcome.PASS
@@ -102,18 +108,12 @@ async def test_the_gateway_in_front_of_hydra_passes_the_matrix(
 async def test_the_gateway_in_front_of_keycloak_passes_the_matrix(
     keycloak_provider: KeycloakProvider, keycloak_gateway: GatewayProcess
 ) -> None:
-    report = await run_suite(
-        SuiteConfig(
-            issuer=keycloak_gateway.issuer,
-            login=keycloak_form(keycloak_provider.username, keycloak_provider.password),
-            registration_endpoint=f"{keycloak_gateway.issuer}/register",
-            initial_access_token=DEVELOPMENT_INITIAL_ACCESS_TOKEN,
-        )
+    report = await gateway_report(
+        "keycloak",
+        issuer=keycloak_gateway.issuer,
+        login=keycloak_form(keycloak_provider.username, keycloak_provider.password),
+        registration_endpoint=f"{keycloak_gateway.issuer}/register",
     )
-    show(report, "gateway in front of Keycloak")
-    assert report.provider == "keycloak"
-    assert not report.failed, report.failures()
-    assert_every_client_completes_the_flow(report)
     assert outcome(report, "vscode", "other-port") is Outcome.PASS  # port-less 127.0.0.1 registration
     assert outcome(report, "claude-ai", "refresh") is Outcome.PASS
     assert outcome(report, "claude-code", "token") is Outcome.PASS  # offline_access through the realm's scope

@@ -8,7 +8,6 @@ and unmanaged clients stay out of reach.
 from __future__ import annotations
 
 import base64
-import functools
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,11 +18,17 @@ import pytest
 
 from adapters.base import ClientNotFound, NewClient, ProviderAdapter
 from adapters.hydra.adapter import HydraAdapter
-from adapters.keycloak.adapter import KeycloakAdapter
-from gateway.devstack.login import ConsentRequired, hydra_accept_login_and_consent, keycloak_form_login
+from gateway.devstack.login import ConsentRequired, keycloak_form_login
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
 from gateway.rfc7591.models import ClientMetadata
-from tests.integration.conftest import GatewayProcess
+from tests.integration.conftest import (
+    GatewayProcess,
+    keycloak_adapter_for,
+    keycloak_admin_headers,
+    keycloak_target,
+    target_record,
+    unmanaged_client,
+)
 from tests.integration.flows import (
     LOOPBACK_CALLBACK,
     WEB_CALLBACK,
@@ -34,35 +39,6 @@ from tests.integration.flows import (
     native_client,
     register,
 )
-
-PROVIDERS = ["hydra", "keycloak"]
-
-
-@pytest.fixture(scope="session", params=PROVIDERS)
-def target(request: pytest.FixtureRequest) -> Target:
-    if request.param == "hydra":
-        hydra: HydraProvider = request.getfixturevalue("hydra_provider")
-        gateway: GatewayProcess = request.getfixturevalue("hydra_gateway")
-        return Target(
-            provider="hydra",
-            url=gateway.url,
-            issuer=gateway.issuer,
-            registration_endpoint=f"{gateway.url}/register",
-            login=functools.partial(hydra_accept_login_and_consent, admin_url=hydra.admin_url),
-            flow_scope="openid offline_access",
-            log_path=gateway.log_path,
-        )
-    keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
-    gateway = request.getfixturevalue("keycloak_gateway")
-    return Target(
-        provider="keycloak",
-        url=gateway.url,
-        issuer=gateway.issuer,
-        registration_endpoint=f"{gateway.issuer}/register",
-        login=functools.partial(keycloak_form_login, username=keycloak.username, password=keycloak.password),
-        flow_scope="openid",
-        log_path=gateway.log_path,
-    )
 
 
 @pytest.fixture
@@ -75,13 +51,7 @@ async def adapter(request: pytest.FixtureRequest, target: Target) -> AsyncIterat
         issuer_key = "default"
     else:
         keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
-        instance = KeycloakAdapter(
-            server_url=keycloak.base_url,
-            public_url=keycloak.base_url,
-            realms=[keycloak.realm],
-            client_id=keycloak.admin_client_id,
-            client_secret=keycloak.admin_client_secret,
-        )
+        instance = keycloak_adapter_for(keycloak)
         issuer_key = keycloak.realm
     async with aiohttp.ClientSession() as session:
         await instance.start(session)
@@ -344,19 +314,6 @@ async def test_non_json_and_oversized_bodies(
 # ------------------------------------------------------------------------------- unmanaged clients
 
 
-async def _unmanaged_client(request: pytest.FixtureRequest, target: Target, http: aiohttp.ClientSession) -> str:
-    if target.provider == "keycloak":
-        keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
-        return keycloak.legacy_client_id
-    hydra: HydraProvider = request.getfixturevalue("hydra_provider")
-    async with http.post(
-        f"{hydra.admin_url}/admin/clients",
-        json={"client_id": "legacy-shim-client", "redirect_uris": ["https://legacy.example/cb"]},
-    ) as response:
-        assert response.status in (201, 409)
-    return "legacy-shim-client"
-
-
 async def test_unmanaged_clients_are_untouchable(
     request: pytest.FixtureRequest,
     target: Target,
@@ -364,7 +321,7 @@ async def test_unmanaged_clients_are_untouchable(
     adapter: tuple[ProviderAdapter, str],
 ) -> None:
     instance, issuer = adapter
-    legacy = await _unmanaged_client(request, target, http)
+    legacy = await unmanaged_client(request, target, http, "legacy-shim-client")
     with pytest.raises(ClientNotFound):
         await instance.read_client(issuer, legacy)
     with pytest.raises(ClientNotFound):
@@ -457,37 +414,6 @@ async def test_the_providers_own_registration_endpoint_is_closed_at_the_front_do
 # ------------------------------------------------------------------- safety of what gets created
 
 
-async def _provider_record(
-    request: pytest.FixtureRequest, target: Target, http: aiohttp.ClientSession, client_id: str
-) -> dict[str, Any]:
-    """The provider's own record of a client, read with the admin API (not through the adapter)."""
-    if target.provider == "hydra":
-        hydra: HydraProvider = request.getfixturevalue("hydra_provider")
-        async with http.get(f"{hydra.admin_url}/admin/clients/{client_id}") as response:
-            assert response.status == 200
-            record: dict[str, Any] = await response.json()
-            return record
-    keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
-    async with http.post(
-        keycloak.token_endpoint,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": keycloak.admin_client_id,
-            "client_secret": keycloak.admin_client_secret,
-        },
-    ) as response:
-        token = (await response.json())["access_token"]
-    async with http.get(
-        f"{keycloak.admin_realm_url}/clients",
-        params={"clientId": client_id},
-        headers={"Authorization": f"Bearer {token}"},
-    ) as response:
-        assert response.status == 200
-        records: list[dict[str, Any]] = await response.json()
-        assert len(records) == 1
-        return records[0]
-
-
 async def test_registered_clients_never_skip_consent_and_get_no_full_scope(
     request: pytest.FixtureRequest, target: Target, http: aiohttp.ClientSession
 ) -> None:
@@ -495,7 +421,8 @@ async def test_registered_clients_never_skip_consent_and_get_no_full_scope(
         http, target, {"redirect_uris": ["https://attacker.example/cb"], "token_endpoint_auth_method": "none"}
     )
     assert status == 201
-    record = await _provider_record(request, target, http, client["client_id"])
+    record = await target_record(request, target, http, client["client_id"])
+    assert record is not None
     if target.provider == "hydra":
         assert record["skip_consent"] is False
         return
@@ -554,7 +481,8 @@ async def test_managed_clients_can_be_updated_and_unmanaged_ones_cannot(
     updated = await instance.update_client(issuer, replacement(client["client_id"], changed))
     assert updated.metadata.client_name == "After"
     assert updated.metadata.redirect_uris == ["https://app.example.com/cb2"]
-    record = await _provider_record(request, target, http, client["client_id"])
+    record = await target_record(request, target, http, client["client_id"])
+    assert record is not None
     if target.provider == "keycloak":
         assert record["consentRequired"] is True  # the safe settings survive an update
         assert record["redirectUris"] == ["https://app.example.com/cb2"]
@@ -562,7 +490,7 @@ async def test_managed_clients_can_be_updated_and_unmanaged_ones_cannot(
         assert record["redirect_uris"] == ["https://app.example.com/cb2"]
     # the secret was kept: the client still authenticates with it, at the new redirect URI
     await authorization_code_flow(http, target, client, redirect_uri="https://app.example.com/cb2")
-    legacy = await _unmanaged_client(request, target, http)
+    legacy = await unmanaged_client(request, target, http, "legacy-shim-client")
     with pytest.raises(ClientNotFound):
         await instance.update_client(issuer, replacement(legacy, changed))
 
@@ -602,16 +530,8 @@ async def test_keycloak_discovery_advertises_only_scopes_a_registration_can_obta
     registered client never gets (only ``openid`` and the realm's default and default-optional client scopes
     can be attached); MCP clients authorize with the AS's list, so the gateway advertises only what registration
     grants, and every advertised scope is registered and then granted at the authorization endpoint."""
-    target = Target(
-        provider="keycloak",
-        url=keycloak_gateway.url,
-        issuer=keycloak_gateway.issuer,
-        registration_endpoint=f"{keycloak_gateway.issuer}/register",
-        login=functools.partial(
-            keycloak_form_login, username=keycloak_provider.username, password=keycloak_provider.password
-        ),
-        flow_scope="openid",
-    )
+    target = keycloak_target(keycloak_provider, keycloak_gateway.url)
+    assert target.issuer == keycloak_gateway.issuer
     upstream_url = f"{keycloak_provider.base_url}/realms/{keycloak_provider.realm}/.well-known/openid-configuration"
     async with http.get(upstream_url) as response:
         assert response.status == 200
@@ -623,18 +543,9 @@ async def test_keycloak_discovery_advertises_only_scopes_a_registration_can_obta
     requested = " ".join(advertised)
     status, client = await register(http, target, {**native_client("Scopes check"), "scope": requested})
     assert status == 201, client
-    async with http.post(
-        keycloak_provider.token_endpoint,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": keycloak_provider.admin_client_id,
-            "client_secret": keycloak_provider.admin_client_secret,
-        },
-    ) as response:
-        token = (await response.json())["access_token"]
     async with http.get(
         f"{keycloak_provider.admin_realm_url}/default-default-client-scopes",
-        headers={"Authorization": f"Bearer {token}"},
+        headers=await keycloak_admin_headers(http, keycloak_provider),
     ) as response:
         assert response.status == 200
         realm_defaults = {scope["name"] for scope in await response.json()}

@@ -14,24 +14,23 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import redis
-import structlog
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from adapters.base import ProviderAdapter
 from adapters.registry import get_factory
-from gateway.app import ADAPTER, LIMITS, create_app
+from gateway.app import ADAPTER, LIMITS
 from gateway.devstack.process import LOOPBACK, free_port
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
 from gateway.limits.store import CounterStoreUnavailable, RedisCounterStore
-from gateway.logging import configure_logging
 from gateway.settings import Settings
+from tests.integration.conftest import InProcessGateways, hydra_options, keycloak_options
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_PASSWORD = "dev-only-redis-password-never-logged"
@@ -45,7 +44,7 @@ needs_redis = pytest.mark.skipif(
     not Path(REDIS_SERVER).exists(), reason=f"{REDIS_SERVER} not installed (make system-deps installs redis-server)"
 )
 
-Start = Callable[[Settings], Awaitable[TestClient[Any, Any]]]
+Start = InProcessGateways
 
 
 class RedisServer:
@@ -99,28 +98,11 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    configure_logging("INFO", "json", cache_loggers=False, stream=stream)
-    yield stream
-    structlog.reset_defaults()
-
-
-@pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    clients: list[TestClient[Any, Any]] = []
-
-    async def factory(settings: Settings) -> TestClient[Any, Any]:
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield factory
-    if clients:  # leave the session's provider as it was: remove what this test registered
-        await delete_test_clients(clients[0].app[ADAPTER])
-    for client in clients:
-        await client.close()
+async def start(start: InProcessGateways) -> AsyncIterator[InProcessGateways]:
+    """The shared ``start``; afterwards, what this test registered is removed from the session's provider."""
+    yield start
+    if start.clients:
+        await delete_test_clients(start.clients[0].app[ADAPTER])
 
 
 async def delete_test_clients(adapter: ProviderAdapter) -> None:
@@ -135,28 +117,11 @@ async def delete_test_clients(adapter: ProviderAdapter) -> None:
 
 
 def hydra_settings(hydra: HydraProvider, **limits: Any) -> Settings:
-    return Settings(
-        public_url=hydra.issuer,
-        provider="hydra",
-        provider_url=hydra.public_url,
-        hydra={"admin_url": hydra.admin_url},
-        trust_forwarded_for=True,
-        limits=limits,
-    )
+    return Settings(**hydra_options(hydra), trust_forwarded_for=True, limits=limits)
 
 
 def keycloak_settings(keycloak: KeycloakProvider, **limits: Any) -> Settings:
-    return Settings(
-        public_url=f"http://{LOOPBACK}:{free_port()}",
-        provider="keycloak",
-        provider_url=keycloak.base_url,
-        keycloak={
-            "realms": [keycloak.realm],
-            "client_id": keycloak.admin_client_id,
-            "client_secret": keycloak.admin_client_secret,
-        },
-        limits=limits,
-    )
+    return Settings(**keycloak_options(keycloak, f"http://{LOOPBACK}:{free_port()}"), limits=limits)
 
 
 async def register(client: TestClient[Any, Any], path: str = "/register", source: str | None = None) -> int:
@@ -284,7 +249,7 @@ async def test_redis_killed_mid_test_gives_the_configured_behaviour_never_a_500(
     hydra_provider: HydraProvider,
     redis_server: RedisServer,
     start: Start,
-    logs: io.StringIO,
+    info_logs: io.StringIO,
     mode: str,
     after_kill: list[int],
 ) -> None:
@@ -310,18 +275,18 @@ async def test_redis_killed_mid_test_gives_the_configured_behaviour_never_a_500(
             assert response.status == 503
             assert response.headers["Retry-After"] == "1"
             assert (await response.json())["error"] == "temporarily_unavailable"
-    logged = [json.loads(line) for line in logs.getvalue().splitlines()]
+    logged = [json.loads(line) for line in info_logs.getvalue().splitlines()]
     outages = [line for line in logged if line["event"] == "limits.store_unavailable"]
     assert len(outages) == 1  # loud once per outage, not once per request
     assert outages[0]["level"] == "error"
-    assert REDIS_PASSWORD not in logs.getvalue()
+    assert REDIS_PASSWORD not in info_logs.getvalue()
 
     redis_server.start()  # back (empty: no persistence); the shared counting resumes after the retry pause
     await asyncio.sleep(1.1)
     assert await register(gateway, source="198.51.100.40") == 201
     with redis_server.client() as direct:
         assert direct.keys("dcr-gateway:rl:register:*:src:198.51.100.40")
-    assert any(json.loads(line)["event"] == "limits.store_recovered" for line in logs.getvalue().splitlines())
+    assert any(json.loads(line)["event"] == "limits.store_recovered" for line in info_logs.getvalue().splitlines())
 
 
 @needs_redis

@@ -19,11 +19,20 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
-from gateway.devstack.login import hydra_accept_login_and_consent, keycloak_form_login
 from gateway.devstack.process import free_port
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
 from gateway.settings import Settings
-from tests.integration.conftest import GatewayProcess
+from tests.integration.conftest import (
+    GatewayProcess,
+    client_count,
+    client_record,
+    hydra_options,
+    hydra_target,
+    keycloak_adapter_for,
+    keycloak_admin_headers,
+    keycloak_options,
+    keycloak_target,
+)
 from tests.integration.flows import Target, authorization_code_flow
 from tests.unit.test_policy import MCP_CLIENT_BODIES
 
@@ -53,55 +62,20 @@ async def _start(settings: Settings, port: int | None = None) -> TestServer:
     return server
 
 
-async def _hydra_record(hydra: HydraProvider, http: aiohttp.ClientSession, client_id: str) -> dict[str, Any] | None:
-    async with http.get(f"{hydra.admin_url}/admin/clients/{client_id}") as response:
-        if response.status == 404:
-            return None
-        assert response.status == 200
-        record: dict[str, Any] = await response.json()
-        return record
-
-
-async def _hydra_count(hydra: HydraProvider, http: aiohttp.ClientSession) -> int:
-    async with http.get(f"{hydra.admin_url}/admin/clients", params={"page_size": "1000"}) as response:
-        assert response.status == 200
-        return len(await response.json())
-
-
-async def _keycloak_count(keycloak: KeycloakProvider, http: aiohttp.ClientSession) -> int:
-    headers = {"Authorization": f"Bearer {await keycloak_admin_token(keycloak, http)}"}
-    async with http.get(f"{keycloak.admin_realm_url}/clients", params={"max": "10000"}, headers=headers) as r:
-        assert r.status == 200
-        return len(await r.json())
-
-
-async def keycloak_admin_token(keycloak: KeycloakProvider, http: aiohttp.ClientSession) -> str:
-    async with http.post(
-        keycloak.token_endpoint,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": keycloak.admin_client_id,
-            "client_secret": keycloak.admin_client_secret,
-        },
-    ) as response:
-        token: str = (await response.json())["access_token"]
-        return token
-
-
 async def _keycloak_record(
     keycloak: KeycloakProvider, http: aiohttp.ClientSession, client_id: str
 ) -> dict[str, Any] | None:
-    headers = {"Authorization": f"Bearer {await keycloak_admin_token(keycloak, http)}"}
-    async with http.get(f"{keycloak.admin_realm_url}/clients", params={"clientId": client_id}, headers=headers) as r:
-        assert r.status == 200
-        records: list[dict[str, Any]] = await r.json()
-    if not records:
+    """:func:`client_record`, with the client's default and optional client scopes (``_default_scopes``,
+    ``_optional_scopes``)."""
+    found = await client_record(keycloak, http, client_id)
+    if found is None:
         return None
-    async with http.get(f"{keycloak.admin_realm_url}/clients/{records[0]['id']}", headers=headers) as r:
+    headers = await keycloak_admin_headers(http, keycloak)
+    async with http.get(f"{keycloak.admin_realm_url}/clients/{found['id']}", headers=headers) as r:
         record: dict[str, Any] = await r.json()
     for kind in ("default", "optional"):
         async with http.get(
-            f"{keycloak.admin_realm_url}/clients/{records[0]['id']}/{kind}-client-scopes", headers=headers
+            f"{keycloak.admin_realm_url}/clients/{found['id']}/{kind}-client-scopes", headers=headers
         ) as r:
             record[f"_{kind}_scopes"] = sorted(scope["name"] for scope in await r.json())
     return record
@@ -124,62 +98,24 @@ async def policy_gateway(request: pytest.FixtureRequest) -> AsyncIterator[Gatewa
         if provider == "hydra":
             hydra: HydraProvider = request.getfixturevalue("hydra_provider")
             session_gateway: GatewayProcess = request.getfixturevalue("hydra_gateway")
-            settings = Settings.model_validate(
-                {
-                    "public_url": hydra.issuer,
-                    "provider": "hydra",
-                    "provider_url": hydra.public_url,
-                    "hydra": {"admin_url": hydra.admin_url},
-                    **common,
-                }
-            )
-            server = await _start(settings)
+            server = await _start(Settings.model_validate({**hydra_options(hydra), **common}))
             gateway = PolicyGateway(
-                target=Target(
-                    provider="hydra",
-                    url=session_gateway.url,
-                    issuer=session_gateway.issuer,
-                    registration_endpoint=f"{session_gateway.url}/register",
-                    login=functools.partial(hydra_accept_login_and_consent, admin_url=hydra.admin_url),
-                    flow_scope="openid offline_access",
-                ),
+                target=hydra_target(hydra, session_gateway),
                 registration_endpoint=str(server.make_url("/register")),
-                record=functools.partial(_hydra_record, hydra),
-                count=functools.partial(_hydra_count, hydra),
+                record=functools.partial(client_record, hydra),
+                count=functools.partial(client_count, hydra),
             )
         else:
             keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            settings = Settings.model_validate(
-                {
-                    "public_url": url,
-                    "provider": "keycloak",
-                    "provider_url": keycloak.base_url,
-                    "keycloak": {
-                        "realms": [keycloak.realm],
-                        "client_id": keycloak.admin_client_id,
-                        "client_secret": keycloak.admin_client_secret,
-                    },
-                    **common,
-                }
-            )
-            server = await _start(settings, port)
-            issuer = f"{url}/realms/{keycloak.realm}"
+            server = await _start(Settings.model_validate({**keycloak_options(keycloak, url), **common}), port)
+            target = keycloak_target(keycloak, url)
             gateway = PolicyGateway(
-                target=Target(
-                    provider="keycloak",
-                    url=url,
-                    issuer=issuer,
-                    registration_endpoint=f"{issuer}/register",
-                    login=functools.partial(
-                        keycloak_form_login, username=keycloak.username, password=keycloak.password
-                    ),
-                    flow_scope="openid",
-                ),
-                registration_endpoint=f"{issuer}/register",
+                target=target,
+                registration_endpoint=target.registration_endpoint,
                 record=functools.partial(_keycloak_record, keycloak),
-                count=functools.partial(_keycloak_count, keycloak),
+                count=functools.partial(client_count, keycloak),
             )
         servers[key] = (server, gateway)
         return gateway
@@ -305,7 +241,6 @@ async def test_policy_holds_on_update_consent_comes_back_after_tampering(
     on update"): a record whose consent was switched off by someone is switched back by the next update."""
     from adapters.base import NewClient, ProviderAdapter
     from adapters.hydra.adapter import HydraAdapter
-    from adapters.keycloak.adapter import KeycloakAdapter
 
     gateway = await policy_gateway(provider, DEFAULT)
     status, client = await post(
@@ -327,21 +262,14 @@ async def test_policy_holds_on_update_consent_comes_back_after_tampering(
         keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
         record = await gateway.record(http, client["client_id"])
         assert record is not None and record["consentRequired"] is True
-        headers = {"Authorization": f"Bearer {await keycloak_admin_token(keycloak, http)}"}
+        headers = await keycloak_admin_headers(http, keycloak)
         tampered = {**record, "consentRequired": False, "fullScopeAllowed": True}
         tampered = {k: v for k, v in tampered.items() if not k.startswith("_")}
         async with http.put(
             f"{keycloak.admin_realm_url}/clients/{record['id']}", json=tampered, headers=headers
         ) as response:
             assert response.status == 204
-        adapter = KeycloakAdapter(
-            server_url=keycloak.base_url,
-            public_url=keycloak.base_url,
-            realms=[keycloak.realm],
-            client_id=keycloak.admin_client_id,
-            client_secret=keycloak.admin_client_secret,
-        )
-        issuer = keycloak.realm
+        adapter, issuer = keycloak_adapter_for(keycloak), keycloak.realm
     tampered_record = await gateway.record(http, client["client_id"])
     assert tampered_record is not None
     assert tampered_record.get("skip_consent", not tampered_record.get("consentRequired")) is True

@@ -7,49 +7,19 @@ misconfigured on purpose.
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
 
-import pytest
-import structlog
-from aiohttp.test_utils import TestClient, TestServer
-
-from gateway.app import create_app
 from gateway.devstack.process import free_port
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
-from gateway.logging import configure_logging
 from gateway.settings import Settings
+from tests.integration.conftest import InProcessGateways
 
 NATIVE = {"redirect_uris": ["http://127.0.0.1:3000/callback"], "token_endpoint_auth_method": "none"}
 
-Start = Callable[[Settings], Awaitable[TestClient[Any, Any]]]
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    configure_logging("INFO", "json", cache_loggers=False, stream=stream)
-    yield stream
-    structlog.reset_defaults()
-
-
-@pytest.fixture
-async def start() -> AsyncIterator[Start]:
-    clients: list[TestClient[Any, Any]] = []
-
-    async def factory(settings: Settings) -> TestClient[Any, Any]:
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield factory
-    for client in clients:
-        await client.close()
+Start = InProcessGateways
 
 
 async def test_keycloak_refusing_the_admin_credentials_gives_503_and_a_loud_log_without_the_secret(
-    keycloak_provider: KeycloakProvider, start: Start, logs: io.StringIO
+    keycloak_provider: KeycloakProvider, start: Start, info_logs: io.StringIO
 ) -> None:
     wrong_secret = "wrong-secret-that-must-never-be-logged"
     settings = Settings(
@@ -70,7 +40,7 @@ async def test_keycloak_refusing_the_admin_credentials_gives_503_and_a_loud_log_
     body = await response.json()
     assert body["error"] == "temporarily_unavailable"
     assert "credential" not in body["error_description"]
-    logged = logs.getvalue()
+    logged = info_logs.getvalue()
     assert "provider.admin_auth_failed" in logged
     assert '"level": "error"' in logged
     assert wrong_secret not in logged
@@ -89,7 +59,7 @@ async def test_hydra_admin_unreachable_gives_503(hydra_provider: HydraProvider, 
     assert (await response.json())["error"] == "temporarily_unavailable"
 
 
-async def test_provider_down_at_start_never_gives_a_5xx_on_discovery(start: Start, logs: io.StringIO) -> None:
+async def test_provider_down_at_start_never_gives_a_5xx_on_discovery(start: Start, info_logs: io.StringIO) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     settings = Settings(
         public_url="http://127.0.0.1:1",

@@ -19,6 +19,7 @@ import pytest
 
 from gateway.devstack.login import HeadlessLoginError, hydra_accept_login_and_consent, keycloak_form_login
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
+from tests.integration.conftest import keycloak_admin_headers
 
 REDIRECT_URI = "http://127.0.0.1:3000/callback"
 
@@ -201,18 +202,6 @@ async def test_dev_login_app_signs_in_through_its_pages(
 
 
 # --- Keycloak ------------------------------------------------------------------------------------------
-
-
-async def keycloak_admin_headers(http: aiohttp.ClientSession, provider: KeycloakProvider) -> dict[str, str]:
-    """A bearer token of the realm's service-account client (the gateway's own credentials)."""
-    form = {
-        "grant_type": "client_credentials",
-        "client_id": provider.admin_client_id,
-        "client_secret": provider.admin_client_secret,
-    }
-    async with http.post(provider.token_endpoint, data=form) as response:
-        token = await json_of(response, 200)
-    return {"Authorization": f"Bearer {token['access_token']}"}
 
 
 async def test_keycloak_service_account_manages_clients_and_nothing_else(

@@ -9,15 +9,12 @@ client_id or client_secret 400). Every check also looks at what the provider rea
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import aiohttp
 import pytest
 
-from gateway.devstack.login import hydra_accept_login_and_consent, keycloak_form_login
-from gateway.devstack.providers import HydraProvider, KeycloakProvider
-from tests.integration.conftest import GatewayProcess
+from tests.integration.conftest import target_record, unmanaged_client
 from tests.integration.flows import (
     WEB_CALLBACK,
     Target,
@@ -29,36 +26,8 @@ from tests.integration.flows import (
     token_request,
 )
 
-PROVIDERS = ["hydra", "keycloak"]
 RESERVED = ("registration_access_token", "registration_client_uri", "client_secret_expires_at", "client_id_issued_at")
 NEW_CALLBACK = "https://app.example.com/oauth/new-callback"
-
-
-@pytest.fixture(scope="session", params=PROVIDERS)
-def target(request: pytest.FixtureRequest) -> Target:
-    if request.param == "hydra":
-        hydra: HydraProvider = request.getfixturevalue("hydra_provider")
-        gateway: GatewayProcess = request.getfixturevalue("hydra_gateway")
-        return Target(
-            provider="hydra",
-            url=gateway.url,
-            issuer=gateway.issuer,
-            registration_endpoint=f"{gateway.url}/register",
-            login=functools.partial(hydra_accept_login_and_consent, admin_url=hydra.admin_url),
-            flow_scope="openid offline_access",
-            log_path=gateway.log_path,
-        )
-    keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
-    gateway = request.getfixturevalue("keycloak_gateway")
-    return Target(
-        provider="keycloak",
-        url=gateway.url,
-        issuer=gateway.issuer,
-        registration_endpoint=f"{gateway.issuer}/register",
-        login=functools.partial(keycloak_form_login, username=keycloak.username, password=keycloak.password),
-        flow_scope="openid",
-        log_path=gateway.log_path,
-    )
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -115,50 +84,6 @@ async def authenticates(http: aiohttp.ClientSession, target: Target, client: dic
     return True
 
 
-async def provider_record(
-    request: pytest.FixtureRequest, target: Target, http: aiohttp.ClientSession, client_id: str
-) -> dict[str, Any] | None:
-    """The provider's own record of a client, read with its admin API (not through the gateway); None if absent."""
-    if target.provider == "hydra":
-        hydra: HydraProvider = request.getfixturevalue("hydra_provider")
-        async with http.get(f"{hydra.admin_url}/admin/clients/{client_id}") as response:
-            if response.status == 404:
-                return None
-            assert response.status == 200
-            record: dict[str, Any] = await response.json()
-            return record
-    keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
-    async with http.post(
-        keycloak.token_endpoint,
-        data={
-            "grant_type": "client_credentials",
-            "client_id": keycloak.admin_client_id,
-            "client_secret": keycloak.admin_client_secret,
-        },
-    ) as response:
-        admin_token = (await response.json())["access_token"]
-    async with http.get(
-        f"{keycloak.admin_realm_url}/clients", params={"clientId": client_id}, headers=bearer(admin_token)
-    ) as response:
-        assert response.status == 200
-        matches: list[dict[str, Any]] = [c for c in await response.json() if c["clientId"] == client_id]
-        return matches[0] if matches else None
-
-
-async def unmanaged_client(request: pytest.FixtureRequest, target: Target, http: aiohttp.ClientSession) -> str:
-    """A client the gateway did not create: Keycloak's imported ``legacy-app``, or one made on Hydra's admin API."""
-    if target.provider == "keycloak":
-        keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
-        return keycloak.legacy_client_id
-    hydra: HydraProvider = request.getfixturevalue("hydra_provider")
-    async with http.post(
-        f"{hydra.admin_url}/admin/clients",
-        json={"client_id": "legacy-rfc7592-client", "redirect_uris": ["https://legacy.example/cb"]},
-    ) as response:
-        assert response.status in (201, 409)
-    return "legacy-rfc7592-client"
-
-
 async def assert_invalid_token(
     http: aiohttp.ClientSession, method: str, uri: str, token: str | None, **kw: Any
 ) -> None:
@@ -184,7 +109,7 @@ async def test_put_with_a_new_redirect_gives_200_and_the_token_and_secret_keep_w
     assert updated["registration_access_token"] == token  # no rotation by default (Brazil DCR plans)
     assert updated["registration_client_uri"] == uri
     assert updated["client_id_issued_at"] == client["client_id_issued_at"]
-    stored = await provider_record(request, target, http, client["client_id"])
+    stored = await target_record(request, target, http, client["client_id"])
     assert stored is not None
     assert (stored["redirect_uris"] if target.provider == "hydra" else stored["redirectUris"]) == [NEW_CALLBACK]
     status, read, _ = await call(http, "GET", uri, token)
@@ -221,7 +146,7 @@ async def test_a_bad_token_is_401_on_get_put_and_delete(
 ) -> None:
     client = await registered(http, target, native_client("Bad token"))
     uri = client["registration_client_uri"]
-    before = await provider_record(request, target, http, client["client_id"])
+    before = await target_record(request, target, http, client["client_id"])
     for method in ("GET", "PUT", "DELETE"):
         await assert_invalid_token(http, method, uri, "not-the-token", body=update_body(client, client_name="x"))
         await assert_invalid_token(http, method, uri, None, body=update_body(client, client_name="x"))
@@ -230,7 +155,7 @@ async def test_a_bad_token_is_401_on_get_put_and_delete(
     async with http.get(uri, headers={"Authorization": "Bearer"}) as response:  # malformed: 401, never 500
         assert response.status == 401
         assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
-    assert await provider_record(request, target, http, client["client_id"]) == before
+    assert await target_record(request, target, http, client["client_id"]) == before
 
 
 async def test_a_token_of_client_a_on_client_bs_uri_is_401(
@@ -238,12 +163,12 @@ async def test_a_token_of_client_a_on_client_bs_uri_is_401(
 ) -> None:
     a = await registered(http, target, native_client("Client A"))
     b = await registered(http, target, confidential_client("Client B", "client_secret_basic"))
-    before = await provider_record(request, target, http, b["client_id"])
+    before = await target_record(request, target, http, b["client_id"])
     for method in ("GET", "PUT", "DELETE"):
         await assert_invalid_token(
             http, method, b["registration_client_uri"], a["registration_access_token"], body=update_body(b)
         )
-    assert await provider_record(request, target, http, b["client_id"]) == before
+    assert await target_record(request, target, http, b["client_id"]) == before
 
 
 async def test_delete_gives_204_then_get_and_a_second_delete_are_401_and_the_client_is_invalid_at_the_token_endpoint(
@@ -257,7 +182,7 @@ async def test_delete_gives_204_then_get_and_a_second_delete_are_401_and_the_cli
     assert headers["Cache-Control"] == "no-store"
     await assert_invalid_token(http, "GET", uri, token)
     await assert_invalid_token(http, "DELETE", uri, token)
-    assert await provider_record(request, target, http, client["client_id"]) is None
+    assert await target_record(request, target, http, client["client_id"]) is None
     status, answer = await token_request(
         http,
         await token_endpoint(http, target),
@@ -276,7 +201,7 @@ async def test_put_refuses_each_server_provisioned_field(
     request: pytest.FixtureRequest, target: Target, http: aiohttp.ClientSession, field: str
 ) -> None:
     client = await registered(http, target, confidential_client("Reserved", "client_secret_basic"))
-    before = await provider_record(request, target, http, client["client_id"])
+    before = await target_record(request, target, http, client["client_id"])
     body = {**update_body(client, client_name="changed"), field: client[field]}
     status, error, _ = await call(
         http, "PUT", client["registration_client_uri"], client["registration_access_token"], body
@@ -284,7 +209,7 @@ async def test_put_refuses_each_server_provisioned_field(
     assert status == 400
     assert error is not None and error["error"] == "invalid_client_metadata"
     assert error["error_description"].startswith(f"{field}: ")
-    assert await provider_record(request, target, http, client["client_id"]) == before
+    assert await target_record(request, target, http, client["client_id"]) == before
 
 
 @pytest.mark.parametrize(
@@ -300,14 +225,14 @@ async def test_put_with_another_client_id_or_secret_is_400(
     description: str,
 ) -> None:
     client = await registered(http, target, confidential_client("Mismatch", "client_secret_basic"))
-    before = await provider_record(request, target, http, client["client_id"])
+    before = await target_record(request, target, http, client["client_id"])
     body = update_body(client, client_name="changed", **changes)
     status, error, _ = await call(
         http, "PUT", client["registration_client_uri"], client["registration_access_token"], body
     )
     assert status == 400
     assert error is not None and error["error_description"].startswith(description)
-    assert await provider_record(request, target, http, client["client_id"]) == before
+    assert await target_record(request, target, http, client["client_id"]) == before
     # the current secret is accepted (and on Hydra checked against the hash kept at registration)
     body = update_body(client, client_name="changed")
     assert body["client_secret"] == client["client_secret"]
@@ -346,7 +271,7 @@ async def test_omitted_fields_are_deleted_and_the_secret_is_kept(
     assert status == 200 and read is not None
     for name in ("client_name", "contacts", "client_uri", "logo_uri", "software_id"):
         assert name not in read, name
-    record = await provider_record(request, target, http, client["client_id"])
+    record = await target_record(request, target, http, client["client_id"])
     assert record is not None
     if target.provider == "hydra":
         assert not record.get("client_name") and not record.get("contacts") and not record.get("logo_uri")
@@ -380,7 +305,7 @@ async def test_auth_method_changes_issue_or_drop_the_secret(
     assert status == 200, public
     assert public is not None and "client_secret" not in public
     assert await authenticates(http, target, public)
-    record = await provider_record(request, target, http, client["client_id"])
+    record = await target_record(request, target, http, client["client_id"])
     assert record is not None
     assert (record["token_endpoint_auth_method"] == "none") if target.provider == "hydra" else record["publicClient"]
 
@@ -402,22 +327,22 @@ async def test_registration_policies_hold_on_update(
     request: pytest.FixtureRequest, target: Target, http: aiohttp.ClientSession, changes: dict[str, Any], error: str
 ) -> None:
     client = await registered(http, target, confidential_client("Policy", "client_secret_basic"))
-    before = await provider_record(request, target, http, client["client_id"])
+    before = await target_record(request, target, http, client["client_id"])
     body = update_body(client, **changes)
     status, answer, _ = await call(
         http, "PUT", client["registration_client_uri"], client["registration_access_token"], body
     )
     assert status == 400, answer
     assert answer is not None and answer["error"] == error
-    assert await provider_record(request, target, http, client["client_id"]) == before
+    assert await target_record(request, target, http, client["client_id"]) == before
 
 
 async def test_unmanaged_clients_are_unreachable(
     request: pytest.FixtureRequest, target: Target, http: aiohttp.ClientSession
 ) -> None:
-    legacy = await unmanaged_client(request, target, http)
+    legacy = await unmanaged_client(request, target, http, "legacy-rfc7592-client")
     someone = await registered(http, target, native_client("Someone"))
-    before = await provider_record(request, target, http, legacy)
+    before = await target_record(request, target, http, legacy)
     assert before is not None
     uri = f"{target.registration_endpoint}/{legacy}"
     for method in ("GET", "PUT", "DELETE"):
@@ -425,7 +350,7 @@ async def test_unmanaged_clients_are_unreachable(
             await assert_invalid_token(
                 http, method, uri, token, body={"client_id": legacy, "redirect_uris": [WEB_CALLBACK]}
             )
-    assert await provider_record(request, target, http, legacy) == before
+    assert await target_record(request, target, http, legacy) == before
 
 
 async def test_no_registration_access_token_reaches_the_gateway_log(

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import structlog
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
+from gateway_factory import ISSUER, ISSUER_PATH, PUBLIC, REGISTER, Gateways
 from joserfc.jwk import OctKey
 from test_access_tokens import HS256_SECRET, ec_key, jwks, sign
 
@@ -23,14 +22,9 @@ from gateway.access.control import RegistrationAccess
 from gateway.access.settings import IssuerAccessSettings
 from gateway.access.tokens import InitialAccessToken, hash_initial_access_token, mint_initial_access_token
 from gateway.app import create_app
-from gateway.logging import configure_logging
 from gateway.rfc7591.errors import TemporarilyUnavailable
 from gateway.settings import Settings
 
-PUBLIC = "http://gateway.test"
-ISSUER_PATH = "/realms/mcp"
-ISSUER = PUBLIC + ISSUER_PATH
-REGISTER = ISSUER_PATH + "/register"
 NATIVE = {"redirect_uris": ["http://127.0.0.1:3000/callback"], "token_endpoint_auth_method": "none"}
 SERVICE = {
     "client_name": "batch job",
@@ -91,34 +85,12 @@ def provider_document() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def make_gateway() -> AsyncIterator[Factory]:
-    servers: list[TestServer] = []
-    clients: list[TestClient[Any, Any]] = []
-
+def make_gateway(gateways: Gateways) -> Factory:
     async def factory(**overrides: Any) -> tuple[TestClient[Any, Any], MemoryAdapter]:
-        upstream = web.Application()
-
-        async def metadata(_: web.Request) -> web.Response:
-            return web.json_response(provider_document())
-
-        upstream.router.add_get(f"{ISSUER_PATH}/.well-known/openid-configuration", metadata)
-        upstream_server = TestServer(upstream, host="127.0.0.1")
-        await upstream_server.start_server()
-        servers.append(upstream_server)
-        upstream_url = str(upstream_server.make_url("")).rstrip("/")
         overrides.setdefault("limits", {"enabled": False})
-        settings = Settings(public_url=PUBLIC, provider="memory", provider_url=upstream_url, **overrides)
-        adapter = MemoryAdapter(public_url=upstream_url, issuer_path=ISSUER_PATH)
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings, adapter=adapter), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client, adapter
+        return await gateways.start(provider_document(), **overrides)
 
-    yield factory
-    for client in clients:
-        await client.close()
-    for server in servers:
-        await server.close()
+    return factory
 
 
 async def assert_invalid_token(response: Any, adapter: MemoryAdapter, *, challenge_error: bool = True) -> str:
@@ -419,15 +391,7 @@ async def test_client_credentials_only_for_authenticated_registrations(
 # ------------------------------------------------------------------------------------------- logging
 
 
-@pytest.fixture
-def captured_logs() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    configure_logging("DEBUG", "json", cache_loggers=False, stream=stream)
-    yield stream
-    structlog.reset_defaults()
-
-
-async def test_no_token_or_statement_in_the_logs(make_gateway: Factory, captured_logs: io.StringIO) -> None:
+async def test_no_token_or_statement_in_the_logs(make_gateway: Factory, json_logs: io.StringIO) -> None:
     client, _ = await make_gateway(access=access_config("open"), log_level="DEBUG")
     signed = signed_token(max_uses=1)
     statement = software_statement()
@@ -437,7 +401,7 @@ async def test_no_token_or_statement_in_the_logs(make_gateway: Factory, captured
     await client.post(REGISTER, json=NATIVE, headers=bearer("wrong-" + STATIC_TOKEN))
     await client.post(REGISTER, json={**NATIVE, "software_statement": statement})
     await client.post(REGISTER, json={**NATIVE, "software_statement": statement[:-8] + "AAAAAAAA"})
-    logs = captured_logs.getvalue()
+    logs = json_logs.getvalue()
     assert "access.denied" in logs
     assert "access.initial_access_token" in logs
     assert "access.software_statement" in logs

@@ -5,26 +5,21 @@ Fast checks of parsing, error shapes, headers and logging. What providers do is 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-import structlog
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
+from gateway_factory import ISSUER, ISSUER_PATH, PUBLIC, REGISTER, Gateways
 
 from adapters.base import ProviderRejected
 from adapters.memory.adapter import MemoryAdapter
-from gateway.app import create_app, normalized_path
-from gateway.logging import configure_logging
-from gateway.settings import Mode, Settings
+from gateway.app import normalized_path
+from gateway.settings import Mode
 
-PUBLIC = "http://gateway.test"
-ISSUER_PATH = "/realms/mcp"
-ISSUER = PUBLIC + ISSUER_PATH
-REGISTER = ISSUER_PATH + "/register"
 NATIVE = {"redirect_uris": ["http://127.0.0.1:3000/callback"], "token_endpoint_auth_method": "none"}
 
 Factory = Callable[..., Awaitable[tuple[TestClient[Any, Any], MemoryAdapter]]]
@@ -47,41 +42,16 @@ def provider_document() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def make_gateway() -> AsyncIterator[Factory]:
-    servers: list[TestServer] = []
-    clients: list[TestClient[Any, Any]] = []
-
+def make_gateway(gateways: Gateways) -> Factory:
     async def factory(**overrides: Any) -> tuple[TestClient[Any, Any], MemoryAdapter]:
-        upstream = web.Application()
-
-        async def metadata(_: web.Request) -> web.Response:
-            return web.json_response(provider_document())
-
-        async def upstream_other(request: web.Request) -> web.Response:
-            return web.json_response({"proxied": request.path})
-
-        upstream.router.add_get(f"{ISSUER_PATH}/.well-known/openid-configuration", metadata)
-        upstream.router.add_route("*", "/{tail:.*}", upstream_other)
-        upstream_server = TestServer(upstream, host="127.0.0.1")
-        await upstream_server.start_server()
-        servers.append(upstream_server)
-        upstream_url = str(upstream_server.make_url("")).rstrip("/")
-        settings = Settings(public_url=PUBLIC, provider="memory", provider_url=upstream_url, **overrides)
-        adapter = MemoryAdapter(
-            public_url=upstream_url,
-            issuer_path=ISSUER_PATH,
-            native_registration_paths=(f"{ISSUER_PATH}/clients-registrations/",),
+        return await gateways.start(
+            provider_document(),
+            adapter_options={"native_registration_paths": (f"{ISSUER_PATH}/clients-registrations/",)},
+            proxy_everything=True,
+            **overrides,
         )
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings, adapter=adapter), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client, adapter
 
-    yield factory
-    for client in clients:
-        await client.close()
-    for server in servers:
-        await server.close()
+    return factory
 
 
 # ------------------------------------------------------------------------------------- discovery
@@ -268,14 +238,6 @@ async def test_cors_preflight_and_headers_on_errors(make_gateway: Factory) -> No
     assert response.headers["Access-Control-Allow-Origin"] == "*"
 
 
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    configure_logging("DEBUG", "json", cache_loggers=False, stream=stream)
-    yield stream
-    structlog.reset_defaults()
-
-
 async def test_no_secret_reaches_the_logs(make_gateway: Factory, json_logs: io.StringIO) -> None:
     client, _ = await make_gateway()
     response = await client.post(
@@ -363,3 +325,20 @@ async def test_blocked_paths_are_not_proxied(make_gateway: Factory) -> None:
 )
 def test_normalized_path(path: str, expected: str) -> None:
     assert normalized_path(path) == expected
+
+
+async def test_a_body_arriving_in_several_segments_is_read_whole(make_gateway: Factory) -> None:
+    """``StreamReader.read(n)`` returns what has arrived so far: a registration sent in pieces must still parse."""
+    client, adapter = await make_gateway()
+    body = json.dumps({**NATIVE, "client_name": "slow sender"}).encode()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield body[:20]
+        await asyncio.sleep(0.2)
+        yield body[20:]
+
+    response = await client.post(REGISTER, data=pieces(), headers={"Content-Type": "application/json"})
+    registered = await response.json()
+    assert response.status == 201, registered
+    assert registered["client_name"] == "slow sender"
+    assert registered["client_id"] in adapter.clients["default"]

@@ -8,71 +8,46 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import structlog
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
+from gateway_factory import ISSUER_PATH, PUBLIC, REGISTER, Gateways
 
 from adapters.memory.adapter import MemoryAdapter
-from gateway.app import LIMITS, create_app
+from gateway.app import LIMITS
 from gateway.limits.settings import LimitSettings
-from gateway.logging import configure_logging
-from gateway.settings import Settings
 
-PUBLIC = "http://gateway.test"
-ISSUER_PATH = "/realms/mcp"
-REGISTER = ISSUER_PATH + "/register"
 NATIVE = {"redirect_uris": ["http://127.0.0.1:3000/callback"], "token_endpoint_auth_method": "none"}
 ORIGIN = "https://inspector.example"
 
 Factory = Callable[..., Awaitable[tuple[TestClient[Any, Any], MemoryAdapter]]]
 
 
+def provider_document() -> dict[str, Any]:
+    issuer = PUBLIC + ISSUER_PATH
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/auth",
+        "token_endpoint": f"{issuer}/token",
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
+    }
+
+
 @pytest.fixture
-async def make_gateway() -> AsyncIterator[Factory]:
-    cleanups: list[Callable[[], Awaitable[None]]] = []
-
+def make_gateway(gateways: Gateways) -> Factory:
     async def factory(**limits: Any) -> tuple[TestClient[Any, Any], MemoryAdapter]:
-        upstream = web.Application()
-        issuer = PUBLIC + ISSUER_PATH
-
-        async def metadata(_: web.Request) -> web.Response:
-            return web.json_response(
-                {
-                    "issuer": issuer,
-                    "authorization_endpoint": f"{issuer}/auth",
-                    "token_endpoint": f"{issuer}/token",
-                    "response_types_supported": ["code"],
-                    "grant_types_supported": ["authorization_code", "refresh_token"],
-                    "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
-                }
-            )
-
-        upstream.router.add_get(f"{ISSUER_PATH}/.well-known/openid-configuration", metadata)
-        upstream_server = TestServer(upstream, host="127.0.0.1")
-        await upstream_server.start_server()
-        cleanups.append(upstream_server.close)
-        upstream_url = str(upstream_server.make_url("")).rstrip("/")
-        settings = Settings(
-            public_url=PUBLIC,
-            provider="memory",
-            provider_url=upstream_url,
+        return await gateways.start(
+            provider_document(),
             cors_allowed_origins=[ORIGIN],
             trust_forwarded_for=True,
             limits=LimitSettings(**limits),
         )
-        adapter = MemoryAdapter(public_url=upstream_url, issuer_path=ISSUER_PATH)
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings, adapter=adapter), host="127.0.0.1"))
-        await client.start_server()
-        cleanups.append(client.close)
-        return client, adapter
 
-    yield factory
-    for cleanup in reversed(cleanups):
-        await cleanup()
+    return factory
 
 
 async def register(client: TestClient[Any, Any], source: str, body: Any = None) -> tuple[int, Any, Any]:
@@ -186,17 +161,12 @@ async def test_limits_disabled_admit_everything(make_gateway: Factory) -> None:
     assert len(adapter.clients["default"]) == 4
 
 
-async def test_the_start_up_log_names_the_limits_but_never_the_redis_password(make_gateway: Factory) -> None:
-    stream = io.StringIO()
-    configure_logging("INFO", "json", cache_loggers=False, stream=stream)
-    try:
-        await make_gateway(
-            backend="redis", redis_url="redis://:hunter2-secret@127.0.0.1:1/0", on_backend_failure="open"
-        )
-    finally:
-        structlog.reset_defaults()
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+async def test_the_start_up_log_names_the_limits_but_never_the_redis_password(
+    make_gateway: Factory, info_logs: io.StringIO
+) -> None:
+    await make_gateway(backend="redis", redis_url="redis://:hunter2-secret@127.0.0.1:1/0", on_backend_failure="open")
+    lines = [json.loads(line) for line in info_logs.getvalue().splitlines()]
     configured = next(line for line in lines if line["event"] == "limits.configured")
     assert configured["backend"] == "redis"
     assert configured["per_source"] == "20/60s"
-    assert "hunter2-secret" not in stream.getvalue()
+    assert "hunter2-secret" not in info_logs.getvalue()

@@ -87,6 +87,16 @@ async def test_a_full_store_sweeps_expired_keys_before_dropping_live_ones() -> N
     assert (await store.incr("long", window_seconds=600))[0] == 2
 
 
+async def test_a_full_store_never_drops_initial_access_token_use_counts() -> None:
+    """A flood of sources must not restart a single-use token's count (it would become a many-use one)."""
+    clock = FakeClock()
+    store = MemoryCounterStore(max_keys=2, sweep_seconds=3600, clock=clock)
+    assert (await store.incr("initial-access-token:default:jti-1", window_seconds=600))[0] == 1
+    for source in range(10):
+        await store.incr(f"rate:source:{source}", window_seconds=600)
+    assert (await store.incr("initial-access-token:default:jti-1", window_seconds=600))[0] == 2
+
+
 @pytest.mark.parametrize("window", [0, -1.0])
 async def test_a_window_must_be_positive(window: float) -> None:
     with pytest.raises(ValueError, match="window_seconds"):
@@ -127,6 +137,9 @@ def test_limit_settings_come_from_nested_environment(monkeypatch: pytest.MonkeyP
         ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
         ("rediss://app:hunter2@cache.internal/1", "rediss://app:***@cache.internal/1"),
         ("redis://u:hunter2@[::1]:6380", "redis://u:***@[::1]:6380"),
+        # redis-py also reads the password from the query string
+        ("redis://cache:6379/0?password=hunter2", "redis://cache:6379/0"),
+        ("redis://app@cache/0?password=hunter2&db=1", "redis://app@cache/0"),
     ],
 )
 def test_redis_urls_are_logged_without_their_password(url: str, shown: str) -> None:

@@ -8,29 +8,21 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-import structlog
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
+from gateway_factory import ISSUER, PUBLIC, REGISTER, Gateways
 
 import gateway.rfc7591.handler as registration_module
 from adapters.base import ManagedClient, NewClient, ProviderRejected, ProviderUnavailable
 from adapters.memory.adapter import MemoryAdapter
-from gateway.app import create_app
-from gateway.logging import configure_logging
 from gateway.rfc7591.handler import Caller, validate_registration
 from gateway.rfc7591.models import ClientMetadata
 from gateway.rfc7592.records import AUTHENTICATED_KEY, CLIENT_SECRET_HASH_KEY
 from gateway.rfc7592.tokens import TOKEN_HASH_KEY, hash_secret
-from gateway.settings import Settings
 
-PUBLIC = "http://gateway.test"
-ISSUER_PATH = "/realms/mcp"
-ISSUER = PUBLIC + ISSUER_PATH
-REGISTER = ISSUER_PATH + "/register"
 LOOPBACK = "http://127.0.0.1:3000/callback"
 NATIVE = {"redirect_uris": [LOOPBACK], "token_endpoint_auth_method": "none", "client_name": "CLI"}
 CONFIDENTIAL = {
@@ -59,43 +51,13 @@ def provider_document() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def make_gateway() -> AsyncIterator[Factory]:
-    servers: list[TestServer] = []
-    clients: list[Client] = []
-
+def make_gateway(gateways: Gateways) -> Factory:
     async def factory(
         adapter_class: type[MemoryAdapter] = MemoryAdapter, **overrides: Any
     ) -> tuple[Client, MemoryAdapter]:
-        upstream = web.Application()
+        return await gateways.start(provider_document(), adapter_class=adapter_class, **overrides)
 
-        async def metadata(_: web.Request) -> web.Response:
-            return web.json_response(provider_document())
-
-        upstream.router.add_get(f"{ISSUER_PATH}/.well-known/openid-configuration", metadata)
-        upstream_server = TestServer(upstream, host="127.0.0.1")
-        await upstream_server.start_server()
-        servers.append(upstream_server)
-        upstream_url = str(upstream_server.make_url("")).rstrip("/")
-        settings = Settings(public_url=PUBLIC, provider="memory", provider_url=upstream_url, **overrides)
-        adapter = adapter_class(public_url=upstream_url, issuer_path=ISSUER_PATH)
-        client: Client = TestClient(TestServer(create_app(settings, adapter=adapter), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return client, adapter
-
-    yield factory
-    for client in clients:
-        await client.close()
-    for server in servers:
-        await server.close()
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    configure_logging("DEBUG", "json", cache_loggers=False, stream=stream)
-    yield stream
-    structlog.reset_defaults()
+    return factory
 
 
 async def register(client: Client, body: dict[str, Any]) -> dict[str, Any]:
@@ -624,4 +586,22 @@ async def test_updates_and_deletes_count_against_the_rate_limits(make_gateway: F
     limited = await client.delete(path_of(registered), headers=bearer(registered))
     assert limited.status == 429
     assert limited.headers["Retry-After"]
-    assert (await client.get(path_of(registered), headers=bearer(registered))).status == 200  # reads are not limited
+    # reads count too: each one costs a provider lookup, even with a made-up client_id
+    assert (await client.get(path_of(registered), headers=bearer(registered))).status == 429
+    assert (await client.get(path_of(registered).replace(registered["client_id"], "made-up"))).status == 429
+
+
+async def test_a_client_secret_that_is_not_valid_unicode_is_a_mismatch_not_a_500(make_gateway: Factory) -> None:
+    """A JSON string may hold a lone surrogate (``"\\ud800"``): it cannot be the current secret (400), and the
+    comparison must not crash."""
+    client, _ = await make_gateway()
+    registered = await register(client, CONFIDENTIAL)
+    body = json.dumps({**update_body(registered), "client_secret": "LONE-SURROGATE"}).replace(
+        '"LONE-SURROGATE"', '"\\ud800"'
+    )
+    assert '"\\ud800"' in body
+    response = await client.put(
+        path_of(registered), data=body, headers={**bearer(registered), "Content-Type": "application/json"}
+    )
+    assert response.status == 400, await response.text()
+    assert (await response.json())["error"] == "invalid_client_metadata"

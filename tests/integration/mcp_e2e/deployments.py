@@ -19,7 +19,7 @@ from mcp.server.auth.provider import TokenVerifier
 from adapters.hydra.mapping import METADATA_KEY
 from adapters.keycloak.mapping import MANAGED_ATTRIBUTE
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
-from tests.integration.conftest import GatewayProcess
+from tests.integration.conftest import GatewayProcess, client_record
 from tests.integration.mcp_e2e.headless import HeadlessUser, Login, hydra_login, keycloak_login
 from tests.integration.mcp_e2e.server import McpServer, running_mcp_server
 from tests.integration.mcp_e2e.verification import HydraIntrospection, KeycloakJwks
@@ -62,32 +62,11 @@ class Deployment:
 
     async def provider_record(self, http: aiohttp.ClientSession, client_id: str) -> dict[str, Any]:
         """The provider's own record of ``client_id``, read with its admin API (not through the gateway)."""
-        if self.hydra is not None:
-            async with http.get(f"{self.hydra.admin_url}/admin/clients/{client_id}") as response:
-                assert response.status == 200, f"Hydra has no client {client_id}"
-                record: dict[str, Any] = await response.json()
-                return record
-        assert self.keycloak is not None
-        keycloak = self.keycloak
-        async with http.post(
-            keycloak.token_endpoint,
-            data={
-                "grant_type": "client_credentials",
-                "client_id": keycloak.admin_client_id,
-                "client_secret": keycloak.admin_client_secret,
-            },
-        ) as response:
-            assert response.status == 200
-            token = (await response.json())["access_token"]
-        async with http.get(
-            f"{keycloak.admin_realm_url}/clients",
-            params={"clientId": client_id},
-            headers={"Authorization": f"Bearer {token}"},
-        ) as response:
-            assert response.status == 200
-            records: list[dict[str, Any]] = await response.json()
-        assert len(records) == 1, f"Keycloak has {len(records)} clients {client_id}"
-        return records[0]
+        provider = self.hydra or self.keycloak
+        assert provider is not None
+        record = await client_record(provider, http, client_id)
+        assert record is not None, f"{self.provider} has no client {client_id}"
+        return record
 
     def is_managed(self, record: dict[str, Any]) -> bool:
         """Whether the provider's record carries the gateway's marker (it was created through the gateway)."""
