@@ -92,6 +92,18 @@ def test_images_are_pinned_to_the_versions_of_the_local_stack_and_compose() -> N
     assert {HYDRA_IMAGE, KEYCLOAK_IMAGE} <= compose_images
 
 
+def test_compose_gateways_carry_the_local_stacks_development_values() -> None:
+    """docker-compose.yml's gateways get the same development limits and initial access token hash as the local
+    stack's, so the conformance suite behaves the same against either."""
+    from gateway.devstack.providers import DEVELOPMENT_ACCESS_ENV, DEVELOPMENT_LIMITS_ENV
+
+    compose = (REPO / "docker-compose.yml").read_text()
+    anchor = compose.split("x-development-env: &development-env", 1)[1].split("\n\n", 1)[0]
+    declared = dict(re.findall(r"^\s+(DCR_[A-Z_]+):\s*'(.*)'\s*$", anchor, re.M))
+    assert declared == {**DEVELOPMENT_LIMITS_ENV, **DEVELOPMENT_ACCESS_ENV}
+    assert compose.count("<<: *development-env") == 2
+
+
 def _captured_spawn(captured: dict[str, Any]) -> Any:
     def spawn(name: str, argv: list[str], **kwargs: Any) -> None:
         captured.update(name=name, argv=list(argv), **kwargs)
