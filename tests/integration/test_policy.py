@@ -34,7 +34,7 @@ from tests.integration.conftest import (
     keycloak_target,
 )
 from tests.integration.flows import Target, authorization_code_flow
-from tests.unit.test_policy import MCP_CLIENT_BODIES
+from tests.unit.mcp_client_bodies import MCP_CLIENT_BODIES
 
 PROVIDERS = ["hydra", "keycloak"]
 ALLOWED_SCOPES = ["openid", "offline_access", "mcp"]

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import pytest
+from mcp_client_bodies import MCP_CLIENT_BODIES
 
 from gateway.rfc7591.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
 from gateway.rfc7591.validation import RegistrationPolicy, apply_defaults, parse_metadata, validate
@@ -21,53 +22,7 @@ def register(body: dict[str, Any], policy: RegistrationPolicy = POLICY) -> dict[
 # ------------------------------------------------------------------------------ accepted bodies
 
 ACCEPTED = {
-    "python sdk default": {
-        "client_name": "Example MCP Client",
-        "redirect_uris": ["http://localhost:3000/callback"],
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
-        "scope": "user",
-    },
-    "mcp inspector": {
-        "redirect_uris": ["http://localhost:6274/oauth/callback", "http://localhost:6274/oauth/callback/debug"],
-        "token_endpoint_auth_method": "none",
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
-        "client_name": "MCP Inspector",
-        "client_uri": "https://github.com/modelcontextprotocol/inspector",
-    },
-    "claude.ai web": {
-        "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"],
-        "token_endpoint_auth_method": "none",
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
-        "scope": "mcp",
-        "client_name": "Claude",
-        "application_type": "web",
-    },
-    "vs code": {
-        "client_name": "Visual Studio Code",
-        "client_uri": "https://code.visualstudio.com",
-        "grant_types": ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"],
-        "response_types": ["code"],
-        "redirect_uris": [
-            "https://insiders.vscode.dev/redirect",
-            "https://vscode.dev/redirect",
-            "http://127.0.0.1/",
-            "http://127.0.0.1:33418/",
-        ],
-        "token_endpoint_auth_method": "none",
-        "application_type": "native",
-    },
-    "cursor private-use scheme without application_type": {
-        "client_name": "Cursor",
-        "redirect_uris": [
-            "cursor://anysphere.cursor-mcp/oauth/callback",
-            "https://www.cursor.com/agents/mcp/oauth/callback",
-            "http://localhost:8787/callback",
-        ],
-        "token_endpoint_auth_method": "none",
-    },
+    **MCP_CLIENT_BODIES,
     "ipv6 loopback": {"redirect_uris": ["http://[::1]:8080/cb"], "token_endpoint_auth_method": "none"},
     "confidential post": {
         "redirect_uris": ["https://app.example.com/cb"],
