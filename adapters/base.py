@@ -54,6 +54,13 @@ class Issuer:
     """Provider-internal URL of the issuer's OpenID discovery document."""
     native_registration_paths: tuple[str, ...] = ()
     """Path prefixes of the provider's own registration endpoints, which the front door can close."""
+    public_paths: tuple[str, ...] = ()
+    """Path prefixes of what OAuth clients and browsers use of this issuer at the provider (authorization,
+    token, JWKS, login and consent pages and the static files they load): what the front door forwards. A
+    prefix covers itself and the paths below it. Empty: everything under the issuer's path."""
+    account_paths: tuple[str, ...] = ()
+    """Path prefixes of the provider's self-service account pages, forwarded only when the operator enables
+    them (``front_door.account_pages``)."""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,15 @@ from adapters.base import Issuer, ProviderAdapter
 from adapters.registry import get_factory
 from gateway.cors import CorsPolicy
 from gateway.limits.guard import Limits, open_counter_store
-from gateway.proxy import FrontDoorProxy, forwarded_headers
+from gateway.proxy import (
+    FrontDoorProxy,
+    PathAllowList,
+    ProxyLimits,
+    forwarded_headers,
+    path_in_normal_form,
+    request_target_error,
+    unsupported_content_coding,
+)
 from gateway.rfc7591.errors import OAuthError, ServerError
 from gateway.rfc7591.handler import IssuerContext, RegistrationSettings, registration_handler
 from gateway.rfc7592.handler import ClientConfigurationEndpoint
@@ -113,18 +121,21 @@ def build_middlewares(cors: CorsPolicy, cors_paths: frozenset[str], *, access_lo
         started = time.perf_counter()
         response: web.StreamResponse
         try:
-            response = await handler(request)
+            # odd request targets (OPTIONS *, CONNECT, ...) and encoded bodies, before any route sees them
+            refusal = request_target_error(request) or unsupported_content_coding(request)
+            response = refusal if refusal is not None else await handler(request)
         except OAuthError as exc:
             response = error_response(exc, cors if request.path in cors_paths else None, request)
         except web.HTTPException as exc:
             if exc.status not in (404, 405):
                 log_request(request, exc.status, started)
                 raise
-            body = {
+            body = {  # the reason only: the method and path are the client's bytes, never reflected
                 "error": "not_found" if exc.status == 404 else "invalid_request",
-                "error_description": f"{exc.reason}: {request.method} {request.path}",
+                "error_description": exc.reason,
             }
-            response = web.json_response(body, status=exc.status, headers=dict(exc.headers))
+            headers = {name: value for name, value in exc.headers.items() if name.lower() != "content-type"}
+            response = web.json_response(body, status=exc.status, headers=headers)
         except Exception:
             log.exception("http.unhandled_error", path=request.path)
             error = ServerError("an internal error occurred")
@@ -155,7 +166,9 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
 
     access_log = logging.getLevelName(settings.log_level.upper()) in (logging.DEBUG, logging.INFO)
     app = web.Application(
-        middlewares=build_middlewares(cors, frozenset(registration_paths.values()), access_log=access_log)
+        middlewares=build_middlewares(cors, frozenset(registration_paths.values()), access_log=access_log),
+        # request bodies reach handlers as sent: never inflated by the server (an encoded body gets 415)
+        handler_args={"auto_decompress": False},
     )
     app[SETTINGS] = settings
     app[ADAPTER] = adapter
@@ -202,9 +215,8 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
         app.router.add_routes(configuration.routes(path + "/{client_id}"))
 
     async def not_found(request: web.Request) -> web.Response:
-        return web.json_response(
-            {"error": "not_found", "error_description": f"no resource at {request.path}"}, status=404
-        )
+        # the path is not repeated: an error body reflects nothing the client sent
+        return web.json_response({"error": "not_found", "error_description": "no resource at this path"}, status=404)
 
     registration_prefixes = (
         tuple(prefix for issuer in issuers for prefix in issuer.native_registration_paths)
@@ -214,11 +226,17 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
     blocked_prefixes = tuple(settings.blocked_paths)
 
     if settings.mode is Mode.FRONT_DOOR:
+        allowed = front_door_allow_list(settings, issuers)
 
         async def front_door(request: web.Request) -> web.StreamResponse:
+            """Only what OAuth clients and browsers need of the served issuers is forwarded (the allow-list),
+            in paths that the gateway and the provider cannot resolve differently; the block list and the
+            provider's own registration endpoints are closed on top of it."""
             if is_discovery_path(request.path):
                 return await not_found(request)  # an issuer we do not serve: 404, never the provider's 5xx
-            path = normalized_path(request.path)
+            if not path_in_normal_form(request.path or "/"):
+                return await not_found(request)
+            path = normalized_path(request.path or "/")
             if blocked_prefixes and path.startswith(blocked_prefixes):
                 return await not_found(request)
             if registration_prefixes and path.startswith(registration_prefixes):
@@ -230,6 +248,9 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
                     },
                     status=404,
                 )
+            if not allowed.allows(path):
+                log.debug("proxy.not_allowed", method=request.method, path=path)
+                return await not_found(request)
             return await request.app[PROXY](request)
 
         app.router.add_route("*", "/{tail:.*}", front_door)
@@ -238,6 +259,20 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
 
     app.cleanup_ctx.append(_resources)
     return app
+
+
+def front_door_allow_list(settings: Settings, issuers: list[Issuer]) -> PathAllowList:
+    """What the front door forwards: each issuer's public paths (everything under its path when the adapter
+    names none), its account pages with ``front_door.account_pages``, the provider's own registration
+    endpoints when ``block_native_registration`` is off, and the operator's ``front_door.allowed_paths``."""
+    prefixes: list[str] = list(settings.front_door.allowed_paths)
+    for issuer in issuers:
+        prefixes.extend(issuer.public_paths or (issuer.path or "/",))
+        if settings.front_door.account_pages:
+            prefixes.extend(issuer.account_paths)
+        if not settings.block_native_registration:
+            prefixes.extend(issuer.native_registration_paths)
+    return PathAllowList(prefixes)
 
 
 def _preflight(cors: CorsPolicy, methods: tuple[str, ...]) -> Handler:
@@ -301,12 +336,25 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         app[LIMITS] = limits
         log.info("limits.configured", **limits.describe())
         if settings.mode is Mode.FRONT_DOOR:
-            proxy_session = FrontDoorProxy.new_session(timeout=settings.provider_timeout)
+            front = settings.front_door
+            proxy_session = FrontDoorProxy.new_session(
+                timeout=front.read_timeout_seconds or settings.provider_timeout,
+                connect_timeout=front.connect_timeout_seconds or settings.provider_timeout,
+                limit=front.pool_size,
+            )
             app[PROXY] = FrontDoorProxy(
                 proxy_session,
                 settings.provider_url,
                 settings.public_url,
                 append_forwarded_for=settings.trust_forwarded_for,
+                limits=ProxyLimits(
+                    max_body_bytes=front.max_body_bytes,
+                    body_timeout=front.body_timeout_seconds,
+                    send_timeout=front.send_timeout_seconds,
+                    pool_size=front.pool_size,
+                    max_concurrent_per_source=front.max_concurrent_per_source,
+                ),
+                source_of=limits.rate.source_of,  # the limits' source address: X-Forwarded-For hops, IPv6 prefix
             )
         await adapter.start(session)
         upstream_headers = forwarded_headers(settings.public_url)

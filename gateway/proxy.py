@@ -7,19 +7,28 @@ belongs to the connection (hop-by-hop fields, RFC 9110 section 7.6.1) and the ``
 that tell the provider its public origin.
 
 What it never does: follow a redirect (``Location`` goes to the client unchanged), keep a cookie (the
-session has no cookie jar: cookies belong to the browser), decompress a body (``Content-Encoding`` passes
-through), show a stack trace to a client.
+session has no cookie jar: cookies belong to the browser), decompress a response body (``Content-Encoding``
+passes through), forward an encoded request body (415: neither side would decode it), show a stack trace to
+a client.
+
+Request bodies are read whole, within a size limit and a deadline, before an upstream connection is taken
+(the small endpoints behind the front door, token, login forms, consent, PAR, need no streaming); responses
+are streamed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import aiohttp
 import structlog
 from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
+
+from gateway.limits.ratelimit import UNKNOWN_SOURCE, source_key
 
 log = structlog.get_logger(__name__)
 
@@ -132,17 +141,141 @@ def upstream_request_headers(
     return result
 
 
-def _error_response(status: int, description: str) -> web.Response:
+def _error_response(status: int, description: str, *, retry_after: int = 1) -> web.Response:
     return web.json_response(
         {"error": "temporarily_unavailable", "error_description": description},
         status=status,
-        headers={hdrs.CACHE_CONTROL: "no-store", hdrs.RETRY_AFTER: "1"},
+        headers={hdrs.CACHE_CONTROL: "no-store", hdrs.RETRY_AFTER: str(retry_after)},
     )
+
+
+def _refusal(
+    status: int, description: str, *, close: bool = False, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """An RFC 6749 section 5.2 shaped ``invalid_request``; ``close`` ends the connection after it (RFC 9112
+    section 9.6), for a request whose body was not read to its end."""
+    response = web.json_response(
+        {"error": "invalid_request", "error_description": description},
+        status=status,
+        headers={hdrs.CACHE_CONTROL: "no-store", **(headers or {})},
+    )
+    if close:
+        response.force_close()
+    return response
+
+
+def content_codings(headers: CIMultiDictProxy[str]) -> list[str]:
+    """The content codings of ``Content-Encoding`` (RFC 9110 section 8.4), lowercase, ``identity`` left out."""
+    return [
+        token
+        for value in headers.getall(hdrs.CONTENT_ENCODING, [])
+        for token in (part.strip().lower() for part in value.split(","))
+        if token and token != "identity"
+    ]
+
+
+def unsupported_content_coding(request: web.BaseRequest) -> web.Response | None:
+    """RFC 9110 section 15.5.16: a request body in a content coding the gateway does not decode gets 415 with
+    ``Accept-Encoding: identity`` (section 12.5.3). Neither the gateway's handlers nor the providers behind the
+    front door decode request bodies (the server is built with ``auto_decompress=False``: a body reaches a
+    handler as the client sent it), so an encoded body could only be forwarded to be misread, or misread here."""
+    if not request.body_exists or not content_codings(request.headers):
+        return None
+    return _refusal(
+        415,
+        "request bodies must not be content-encoded (Content-Encoding: identity only)",
+        close=True,
+        headers={hdrs.ACCEPT_ENCODING: "identity"},
+    )
+
+
+def request_target_error(request: web.BaseRequest) -> web.Response | None:
+    """A JSON 4xx for a request target or method the gateway does not serve, else None.
+
+    The gateway is an origin server (RFC 9112 section 3.2): it serves the origin-form (``/path?query``) and,
+    as RFC 9112 section 3.2.2 requires of a server, the absolute-form of an ``http``/``https`` URI (its path is
+    used; an empty path is ``/``, RFC 9110 section 4.2.3). ``CONNECT`` asks for a tunnel (RFC 9110 section
+    9.3.6): 405. The asterisk-form (``OPTIONS *``, RFC 9112 section 3.2.4) and any other target: 400. The answer
+    never repeats the target, so nothing a client sent is reflected."""
+    if request.method == hdrs.METH_CONNECT:
+        return _refusal(
+            405,
+            "CONNECT is not supported: this server is not a forward proxy",
+            close=True,
+            headers={hdrs.ALLOW: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"},
+        )
+    target = request.raw_path
+    if target.startswith("/"):
+        return None
+    if target == "*":
+        return _refusal(400, "the asterisk-form request target (OPTIONS *) is not served")
+    scheme = target.split(":", 1)[0].lower() if ":" in target else ""
+    if scheme in ("http", "https") and target[len(scheme) :].startswith("://"):
+        return None
+    return _refusal(400, "the request target must be an absolute path (origin-form) or an http(s) URI")
+
+
+def path_in_normal_form(path: str) -> bool:
+    """True when the (percent-decoded) ``path`` has no empty, ``.`` or ``..`` segment, no backslash, no ``;``
+    and no control character: a path the gateway and the provider cannot resolve differently. Browsers and
+    OAuth clients only send such paths (RFC 3986 section 5.2.4 removes dot segments before sending); what
+    else arrives is an attempt to reach past an allowed prefix (``/realms/mcp/protocol/../../master``, Java's
+    ``..;`` path parameters)."""
+    if not path.startswith("/") or "//" in path or "\\" in path or ";" in path:
+        return False
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in path):
+        return False
+    return not any(segment in (".", "..") for segment in path.split("/"))
+
+
+class PathAllowList:
+    """Path prefixes the front door forwards; anything else is answered 404 by the gateway.
+
+    A prefix ``/a/b`` (with or without a trailing slash) covers ``/a/b`` itself and every path below
+    ``/a/b/``, never ``/a/bc``; ``/`` covers everything. Matching is on the percent-decoded path in normal form
+    (:func:`path_in_normal_form`), case-sensitive as the providers' routers are."""
+
+    def __init__(self, prefixes: Iterable[str]) -> None:
+        normalized = {prefix.rstrip("/") for prefix in prefixes}
+        for prefix in normalized:
+            if prefix and not prefix.startswith("/"):
+                raise ValueError(f"an allowed path prefix must start with '/': {prefix!r}")
+        self.prefixes = tuple(sorted(normalized))
+
+    def __bool__(self) -> bool:
+        return bool(self.prefixes)
+
+    def allows(self, path: str) -> bool:
+        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.prefixes)
+
+
+def default_source(request: web.BaseRequest) -> str:
+    """The TCP peer, IPv6 by its /64 (:func:`gateway.limits.ratelimit.source_key`)."""
+    return source_key(request.remote or UNKNOWN_SOURCE)
+
+
+@dataclass(frozen=True)
+class ProxyLimits:
+    """What one client may hold of the proxy (the ``front_door`` settings, see :mod:`gateway.settings`)."""
+
+    max_body_bytes: int = 256 * 1024
+    """Largest request body forwarded; larger ones get 413 before an upstream connection is taken."""
+    body_timeout: float = 10.0
+    """Seconds the client has to send its whole request body; after that 408 and the connection closes."""
+    send_timeout: float = 30.0
+    """Seconds a client may leave a piece of the response untaken before its connection is dropped."""
+    pool_size: int = 100
+    """Upstream connections at most; a request waits up to the connect timeout for one, then 503."""
+    max_concurrent_per_source: int = 32
+    """Exchanges with the provider one source may have in flight (0: no bound); past it 429."""
 
 
 class FrontDoorProxy:
     """Reverse proxy to the provider's public listener: ``await proxy(request)`` from a catch-all handler
     (aiohttp wants route handlers to be ``async def`` functions, so wrap the instance in one).
+
+    The server must be built with ``handler_args={"auto_decompress": False}`` (as :func:`gateway.app.create_app`
+    does), so request bodies reach the proxy as sent; an encoded one is refused (415).
 
     ``session`` must be created with ``auto_decompress=False`` (bodies pass through still encoded) and
     ``cookie_jar=aiohttp.DummyCookieJar()`` (a shared jar would hand one user's provider cookies to the
@@ -153,6 +286,13 @@ class FrontDoorProxy:
     ``append_forwarded_for``: keep an incoming ``X-Forwarded-For`` and append the peer address (right when a
     load balancer in front sets it); false replaces it with the peer address (right when clients connect
     directly, since the provider may take the first entry as the client's address).
+
+    One slow or hostile client must not deny the provider to everyone else, so (``limits``): the request body
+    is read whole, within ``max_body_bytes`` (413) and ``body_timeout`` (408), *before* an upstream connection
+    is taken; a source (``source_of``: the limits' source address, IPv6 per prefix) has at most
+    ``max_concurrent_per_source`` exchanges in flight (429); at most ``pool_size`` exchanges run at once, a
+    request waiting up to the connect timeout for a turn (503); a client that stops taking the response for
+    ``send_timeout`` seconds loses its connection.
     """
 
     def __init__(
@@ -162,6 +302,8 @@ class FrontDoorProxy:
         public_url: str,
         *,
         append_forwarded_for: bool = True,
+        limits: ProxyLimits | None = None,
+        source_of: Callable[[web.BaseRequest], str] = default_source,
     ) -> None:
         if session.auto_decompress:
             raise ValueError("the proxy session must be created with auto_decompress=False")
@@ -175,13 +317,23 @@ class FrontDoorProxy:
         self._log_upstream = str(upstream.with_user(None))
         self._forwarded = forwarded_headers(public_url)
         self._append_forwarded_for = append_forwarded_for
+        self.limits = limits or ProxyLimits()
+        self._source_of = source_of
+        self._in_flight: dict[str, int] = {}
+        self._pool = asyncio.Semaphore(self.limits.pool_size)
+        connect = session.timeout.connect
+        self._pool_wait = connect if connect is not None else 10.0
 
     @staticmethod
-    def new_session(timeout: float | aiohttp.ClientTimeout = 30.0, *, limit: int = 100) -> aiohttp.ClientSession:
-        """A client session fit for the proxy. A number ``timeout`` bounds connecting and each wait for data,
-        not the whole exchange, so long downloads are not cut. Call it with a running event loop."""
+    def new_session(
+        timeout: float | aiohttp.ClientTimeout = 30.0, *, limit: int = 100, connect_timeout: float | None = None
+    ) -> aiohttp.ClientSession:
+        """A client session fit for the proxy. A number ``timeout`` bounds each wait for data (and connecting,
+        unless ``connect_timeout`` is given), not the whole exchange, so long downloads are not cut. ``limit``:
+        the connection pool's size. Call it with a running event loop."""
         if not isinstance(timeout, aiohttp.ClientTimeout):
-            timeout = aiohttp.ClientTimeout(total=None, connect=timeout, sock_connect=timeout, sock_read=timeout)
+            connect = timeout if connect_timeout is None else connect_timeout
+            timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=timeout)
         return aiohttp.ClientSession(
             timeout=timeout,
             auto_decompress=False,
@@ -190,32 +342,100 @@ class FrontDoorProxy:
         )
 
     def upstream_url(self, request: web.BaseRequest) -> URL:
-        """The provider URL for ``request``: its path and query exactly as received (still percent-encoded)."""
+        """The provider URL for ``request``: its path and query exactly as received (still percent-encoded);
+        the absolute-form's path (RFC 9112 section 3.2.2), ``/`` when it has none."""
         target = request.raw_path
-        if not target.startswith("/"):  # absolute-form or asterisk-form request target
+        if not target.startswith("/"):  # absolute-form: its path and query
             target = request.rel_url.raw_path_qs
+            if not target.startswith("/"):
+                target = "/" + target
         return URL(self._upstream_base + target, encoded=True)
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         """Forward ``request`` to the provider and stream its answer back (RFC 9110 section 7.6)."""
+        refusal = unsupported_content_coding(request)
+        if refusal is not None:
+            return refusal
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
+        source = self._source_of(request)
+        per_source = self.limits.max_concurrent_per_source
+        if per_source and self._in_flight.get(source, 0) >= per_source:
+            log.warning("proxy.source_busy", method=request.method, path=request.path, source=source)
+            return _error_response(429, "too many requests in progress from this address")
+        self._in_flight[source] = self._in_flight.get(source, 0) + 1
+        try:
+            try:
+                async with asyncio.timeout(self._pool_wait):
+                    await self._pool.acquire()
+            except TimeoutError:
+                log.warning("proxy.pool_exhausted", method=request.method, path=request.path)
+                return _error_response(503, "the authorization server is busy; retry shortly")
+            try:
+                return await self._exchange(request, body)
+            finally:
+                self._pool.release()
+        finally:
+            remaining = self._in_flight[source] - 1
+            if remaining:
+                self._in_flight[source] = remaining
+            else:
+                del self._in_flight[source]
+
+    async def _read_body(self, request: web.Request) -> bytes | web.Response | None:
+        """The whole request body (None when the request has none), or the 413/408 answer: read before any
+        upstream connection is taken, so a client sending slowly holds nothing but its own connection."""
+        if not request.body_exists:
+            return None
+        limit = self.limits.max_body_bytes
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            return _refusal(413, f"the request body is larger than {limit} bytes", close=True)
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.limits.body_timeout):
+                while True:
+                    chunk = await request.content.read(limit + 1 - size)
+                    if not chunk:
+                        break
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if size > limit:
+                        return _refusal(413, f"the request body is larger than {limit} bytes", close=True)
+        except TimeoutError:
+            log.info("proxy.body_timeout", method=request.method, path=request.path, received=size)
+            return _refusal(
+                408, f"the request body did not arrive within {self.limits.body_timeout:g} seconds", close=True
+            )
+        return b"".join(parts)
+
+    async def _exchange(self, request: web.Request, body: bytes | None) -> web.StreamResponse:
         headers = upstream_request_headers(
             request.headers,
             peer=request.remote,
             forwarded=self._forwarded,
             append_forwarded_for=self._append_forwarded_for,
         )
+        # the body goes with its own length (it was read whole; a chunked request is forwarded delimited)
+        headers.popall(hdrs.CONTENT_LENGTH, None)
         try:
             async with self._session.request(
                 request.method,
                 self.upstream_url(request),
                 headers=headers,
-                data=request.content if request.body_exists else None,
+                data=body,
                 allow_redirects=False,
                 skip_auto_headers=_SKIP_AUTO_HEADERS,
             ) as upstream:
                 response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
                 response.headers.extend(end_to_end(upstream.headers))
-                await response.prepare(request)
+                try:
+                    async with asyncio.timeout(self.limits.send_timeout):
+                        await response.prepare(request)
+                except TimeoutError:
+                    return self._client_stalled(request, response)
                 return await self._relay_body(request, upstream, response)
         except TimeoutError as exc:
             self._log_failure(request, 504, exc)
@@ -223,6 +443,12 @@ class FrontDoorProxy:
         except aiohttp.ClientError as exc:
             self._log_failure(request, 502, exc)
             return _error_response(502, "the authorization server could not be reached")
+
+    def _client_stalled(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+        log.info("proxy.client_stalled", method=request.method, path=request.path)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
 
     async def _relay_body(
         self, request: web.Request, upstream: aiohttp.ClientResponse, response: web.StreamResponse
@@ -232,10 +458,13 @@ class FrontDoorProxy:
         try:
             async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
                 try:
-                    await response.write(chunk)
+                    async with asyncio.timeout(self.limits.send_timeout):
+                        await response.write(chunk)
                 except ConnectionResetError:  # the client went away; leaving closes the upstream connection
                     log.debug("proxy.client_gone", method=request.method, path=request.path)
                     return response
+                except TimeoutError:  # the client stopped reading: free the upstream connection
+                    return self._client_stalled(request, response)
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._log_failure(request, upstream.status, exc, after_headers=True)
             if request.transport is not None:

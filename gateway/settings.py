@@ -61,6 +61,44 @@ class HydraSettings(BaseModel):
     """Extra headers for the admin API, e.g. a token checked by a sidecar in front of it."""
 
 
+class FrontDoorSettings(BaseModel):
+    """The front-door proxy (``[front_door]`` / ``DCR_FRONT_DOOR__*``): what it forwards, and what one client
+    may hold of it, so a slow or hostile client cannot deny the provider to everyone else."""
+
+    allowed_paths: list[str] = Field(default_factory=list)
+    """Path prefixes forwarded in addition to what the adapter names for its issuers (Keycloak: each served
+    realm's ``protocol/openid-connect``, ``login-actions``, ``broker``, ``device`` and the ``/resources`` its
+    pages load; Hydra: its public OAuth 2.0 and OpenID endpoints). Everything else is answered 404. ``["/"]``
+    forwards everything (the behaviour before the allow-list)."""
+    account_pages: bool = False
+    """Forward the provider's self-service account pages (Keycloak's ``/realms/{r}/account``)."""
+    max_body_bytes: int = Field(default=256 * 1024, ge=0)
+    """Largest request body forwarded (413 beyond it); no OAuth or login endpoint needs more."""
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A request body must arrive whole within this many seconds (408 after it); it is read before an
+    upstream connection is taken."""
+    send_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A client that takes no part of a response for this long loses its connection (its upstream one is
+    freed)."""
+    pool_size: int = Field(default=100, ge=1)
+    """Connections to the provider at most; a request waits up to the connect timeout for one, then 503."""
+    max_concurrent_per_source: int = Field(default=32, ge=0)
+    """Requests one source address (IPv6: per ``limits.ipv6_prefix_length`` prefix) may have in flight at
+    the provider; more get 429 (0: no bound)."""
+    connect_timeout_seconds: float | None = Field(default=None, gt=0)
+    """Connecting to the provider (and waiting for a pool slot); default ``provider_timeout``."""
+    read_timeout_seconds: float | None = Field(default=None, gt=0)
+    """Each wait for the provider's answer data (not the whole exchange); default ``provider_timeout``."""
+
+    @field_validator("allowed_paths")
+    @classmethod
+    def _absolute_prefixes(cls, value: list[str]) -> list[str]:
+        for prefix in value:
+            if not prefix.startswith("/"):
+                raise ValueError("front_door.allowed_paths entries must start with '/'")
+        return value
+
+
 class Settings(BaseSettings):
     """Parsed configuration for one gateway fronting one provider."""
 
@@ -87,6 +125,9 @@ class Settings(BaseSettings):
     blocked_paths: list[str] = Field(default_factory=list)
     """Front door: path prefixes answered 404 instead of proxied, e.g. ``["/admin"]`` to keep Keycloak's admin
     console and REST API off the public origin (administrators then use the provider's internal address)."""
+
+    front_door: FrontDoorSettings = Field(default_factory=FrontDoorSettings)
+    """Front door: the proxy's allow-list, body limits, timeouts and pool (``DCR_FRONT_DOOR__*``)."""
 
     # the provider
     provider: str = "hydra"

@@ -86,6 +86,22 @@ class HydraAdapter:
                 path=self._issuer_path,
                 metadata_url=f"{self._public_url}{self._issuer_path}/.well-known/openid-configuration",
                 native_registration_paths=(f"{self._issuer_path}/oauth2/register",),
+                # Hydra's public listener, without /health, /version and /metrics: OAuth 2.0 and OpenID
+                # Connect endpoints, the device flow, RP-initiated logout, the fallback pages, and JWKS
+                public_paths=tuple(
+                    f"{self._issuer_path}{path}"
+                    for path in (
+                        "/oauth2/auth",
+                        "/oauth2/token",
+                        "/oauth2/revoke",
+                        "/oauth2/sessions/logout",
+                        "/oauth2/device/",
+                        "/oauth2/fallbacks/",
+                        "/userinfo",
+                        "/.well-known/jwks.json",
+                        "/credentials",
+                    )
+                ),
             )
         ]
 

@@ -102,6 +102,16 @@ class KeycloakAdapter:
                 path=f"/realms/{realm}",
                 metadata_url=f"{self._public_url}/realms/{realm}/.well-known/openid-configuration",
                 native_registration_paths=(f"/realms/{realm}/clients-registrations/",),
+                # OIDC endpoints, the login flow's pages and forms, identity-provider brokering, the device
+                # flow's user page, and the themes' static files (/resources/{version}/login/...)
+                public_paths=(
+                    f"/realms/{realm}/protocol/openid-connect/",
+                    f"/realms/{realm}/login-actions/",
+                    f"/realms/{realm}/broker/",
+                    f"/realms/{realm}/device",
+                    "/resources/",
+                ),
+                account_paths=(f"/realms/{realm}/account",),
             )
             for realm in self._realms
         ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,15 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from structlog.testing import capture_logs
 from yarl import URL
 
-from gateway.proxy import FrontDoorProxy, end_to_end, forwarded_headers, upstream_request_headers
+from gateway.proxy import (
+    FrontDoorProxy,
+    PathAllowList,
+    ProxyLimits,
+    end_to_end,
+    forwarded_headers,
+    path_in_normal_form,
+    upstream_request_headers,
+)
 
 Client = TestClient[web.Request, web.Application]
 CHUNK = 64 * 1024
@@ -200,7 +209,7 @@ ProxiedClient = Callable[..., Awaitable[Client]]
 
 @pytest.fixture
 async def proxied(aiohttp_client: AiohttpClient, upstream: Upstream) -> AsyncIterator[ProxiedClient]:
-    """``await proxied(upstream_url=..., public_url=..., read_timeout=..., **client_session_kwargs)``."""
+    """``await proxied(upstream_url=..., public_url=..., read_timeout=..., limits=..., **client_session_kwargs)``."""
     sessions: list[aiohttp.ClientSession] = []
 
     async def build(
@@ -208,20 +217,29 @@ async def proxied(aiohttp_client: AiohttpClient, upstream: Upstream) -> AsyncIte
         upstream_url: str | None = None,
         public_url: str = "https://auth.example.com",
         read_timeout: float = 5.0,
+        connect_timeout: float | None = None,
         append_forwarded_for: bool = True,
+        limits: ProxyLimits | None = None,
+        source_of: Callable[[web.BaseRequest], str] | None = None,
         **client_kwargs: Any,
     ) -> Client:
-        session = FrontDoorProxy.new_session(read_timeout)
+        limits = limits or ProxyLimits()
+        session = FrontDoorProxy.new_session(read_timeout, connect_timeout=connect_timeout, limit=limits.pool_size)
         sessions.append(session)
         proxy = FrontDoorProxy(
-            session, upstream_url or upstream.url, public_url, append_forwarded_for=append_forwarded_for
+            session,
+            upstream_url or upstream.url,
+            public_url,
+            append_forwarded_for=append_forwarded_for,
+            limits=limits,
+            **({"source_of": source_of} if source_of else {}),
         )
 
         async def forward(request: web.Request) -> web.StreamResponse:
             response: web.StreamResponse = await proxy(request)
             return response
 
-        app = web.Application()
+        app = web.Application(handler_args={"auto_decompress": False})  # bodies as sent, as the gateway's
         app.router.add_route("*", "/{tail:.*}", forward)
         return await aiohttp_client(app, **client_kwargs)
 
@@ -234,17 +252,14 @@ def _headers_seen(echo: dict[str, Any]) -> CIMultiDict[str]:
     return CIMultiDict((name, value) for name, value in echo["headers"])
 
 
-async def test_request_body_is_streamed_to_the_upstream(proxied: ProxiedClient, upstream: Upstream) -> None:
+async def test_request_body_is_read_whole_and_forwarded_with_its_length(proxied: ProxiedClient) -> None:
+    # A chunked upload arrives upstream byte for byte, delimited by Content-Length: the proxy read it whole
+    # before taking an upstream connection (it used to stream it, holding the connection while the client sent).
     client = await proxied()
     sent = hashlib.sha256()
 
     async def body() -> AsyncIterator[bytes]:
-        first = _pattern(0, CHUNK)
-        sent.update(first)
-        yield first
-        # The upstream must see the first chunk before the client sends the rest: no buffering.
-        await asyncio.wait_for(upstream.state.upload_started.wait(), 5)
-        for offset in range(CHUNK, BIG, CHUNK):
+        for offset in range(0, 3 * CHUNK, CHUNK):
             chunk = _pattern(offset, CHUNK)
             sent.update(chunk)
             yield chunk
@@ -252,14 +267,15 @@ async def test_request_body_is_streamed_to_the_upstream(proxied: ProxiedClient, 
     response = await client.post("/upload", data=body())
     assert response.status == 200
     received = await response.json()
-    assert received["size"] == BIG
+    assert received["size"] == 3 * CHUNK
     assert received["sha256"] == sent.hexdigest()
-    assert received["transfer_encoding"] == "chunked"
+    assert received["content_length"] == str(3 * CHUNK)
+    assert received["transfer_encoding"] is None
 
 
 async def test_request_with_content_length_keeps_it(proxied: ProxiedClient) -> None:
     client = await proxied()
-    payload = _pattern(0, CHUNK) * 16
+    payload = _pattern(0, CHUNK) * 3
     response = await client.post("/upload", data=payload)
     received = await response.json()
     assert received["content_length"] == str(len(payload))
@@ -534,3 +550,166 @@ async def test_session_without_the_required_settings_is_refused() -> None:
     async with aiohttp.ClientSession(auto_decompress=False) as with_jar:
         with pytest.raises(TypeError, match="DummyCookieJar"):
             FrontDoorProxy(with_jar, "http://127.0.0.1:4444", "https://auth.example.com")
+
+
+# ------------------------------------------------------------------ one client cannot hold the proxy (issue 8)
+
+
+async def _raw_connection(
+    client: Client, request: bytes, *, receive_buffer: int | None = None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    sock = socket.socket()
+    if receive_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", client.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(request)
+    await writer.drain()
+    return reader, writer
+
+
+async def _raw_answer(reader: asyncio.StreamReader, within: float = 5) -> tuple[int, dict[str, str], bytes]:
+    async with asyncio.timeout(within):
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        headers = {
+            name.strip().lower(): value.strip() for name, value in (line.split(":", 1) for line in lines if line)
+        }
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(status_line.split()[1]), headers, body
+
+
+async def test_slow_request_body_gets_408_and_holds_no_upstream_connection(
+    proxied: ProxiedClient, upstream: Upstream
+) -> None:
+    # One upstream connection: before, the slow body held it and every other request waited for it (504).
+    client = await proxied(connect_timeout=1.0, limits=ProxyLimits(pool_size=1, body_timeout=1.5))
+    slow = [
+        await _raw_connection(client, b"POST /headers HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\na")
+        for _ in range(3)
+    ]
+    try:
+        response = await client.get("/small")
+        assert response.status == 200
+        assert await response.read() == b"0123456789" * 10
+        for reader, _ in slow:
+            status, headers, body = await _raw_answer(reader)
+            assert status == 408
+            assert headers["connection"].lower() == "close"
+            assert json.loads(body)["error"] == "invalid_request"
+        assert "/headers" not in upstream.state.hits
+    finally:
+        for _, writer in slow:
+            writer.close()
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_request_body_over_the_limit_is_413_without_the_upstream(
+    proxied: ProxiedClient, upstream: Upstream, framing: str
+) -> None:
+    client = await proxied(limits=ProxyLimits(max_body_bytes=1000))
+    payload = b"x" * 1001
+
+    async def chunked() -> AsyncIterator[bytes]:
+        yield payload[:500]
+        yield payload[500:]
+
+    response = await client.post("/headers", data=payload if framing == "content-length" else chunked())
+    assert response.status == 413
+    assert (await response.json())["error"] == "invalid_request"
+    assert "/headers" not in upstream.state.hits
+    echo = await (await client.post("/headers", data=payload[:1000])).json()  # at the limit: forwarded
+    assert echo["body_length"] == 1000
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "identity, gzip", "x-custom"])
+async def test_encoded_request_body_is_refused_with_415(
+    proxied: ProxiedClient, upstream: Upstream, encoding: str
+) -> None:
+    client = await proxied()
+    body = gzip.compress(b"grant_type=client_credentials")
+    response = await client.post("/headers", data=body, headers={"Content-Encoding": encoding})
+    assert response.status == 415
+    assert response.headers["Accept-Encoding"] == "identity"
+    assert (await response.json())["error"] == "invalid_request"
+    assert "/headers" not in upstream.state.hits
+    echo = await (await client.post("/headers", data=b"abc", headers={"Content-Encoding": "identity"})).json()
+    assert echo["body_length"] == 3
+
+
+async def test_concurrent_exchanges_per_source_are_bounded(proxied: ProxiedClient) -> None:
+    client = await proxied(
+        limits=ProxyLimits(max_concurrent_per_source=1),
+        source_of=lambda request: request.headers.get("X-Test-Source", "a"),
+    )
+    slow = asyncio.create_task(client.get("/slow", headers={"X-Test-Source": "a"}))
+    await asyncio.sleep(0.3)
+    busy = await client.get("/small", headers={"X-Test-Source": "a"})
+    assert busy.status == 429
+    assert busy.headers["Retry-After"] == "1"
+    assert (await busy.json())["error"] == "temporarily_unavailable"
+    other = await client.get("/small", headers={"X-Test-Source": "b"})
+    assert other.status == 200
+    assert (await slow).status == 200
+    assert (await client.get("/small", headers={"X-Test-Source": "a"})).status == 200  # the slot came back
+
+
+async def test_a_full_pool_answers_503_after_the_connect_timeout(proxied: ProxiedClient) -> None:
+    client = await proxied(connect_timeout=0.3, limits=ProxyLimits(pool_size=1, max_concurrent_per_source=0))
+    slow = asyncio.create_task(client.get("/slow"))
+    await asyncio.sleep(0.3)
+    busy = await client.get("/small")
+    assert busy.status == 503
+    assert busy.headers["Retry-After"] == "1"
+    assert (await slow).status == 200
+    assert (await client.get("/small")).status == 200
+
+
+async def test_a_client_that_stops_reading_frees_the_upstream_connection(
+    proxied: ProxiedClient, upstream: Upstream
+) -> None:
+    client = await proxied(connect_timeout=5.0, limits=ProxyLimits(pool_size=1, send_timeout=0.5))
+    upstream.state.release_download.set()
+    _, writer = await _raw_connection(client, b"GET /download HTTP/1.1\r\nHost: x\r\n\r\n", receive_buffer=4096)
+    try:
+        await asyncio.sleep(0.2)
+        response = await client.get("/small")  # waits for the pool's one connection, then gets it
+        assert response.status == 200
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "normal"),
+    [
+        ("/realms/mcp/protocol/openid-connect/token", True),
+        ("/resources/abc/login/keycloak.v2/css/styles.css", True),
+        ("/realms/mcp/protocol/openid-connect/../../../master/x", False),
+        ("/realms/mcp/./x", False),
+        ("/realms//mcp", False),
+        ("/realms/mcp/..;/master", False),
+        ("/realms/mcp\\..\\master", False),
+        ("/realms/mcp/\x00", False),
+        ("", False),
+        ("*", False),
+    ],
+)
+def test_path_in_normal_form(path: str, normal: bool) -> None:
+    assert path_in_normal_form(path) is normal
+
+
+def test_path_allow_list_matches_whole_segments() -> None:
+    allowed = PathAllowList(["/realms/mcp/protocol/openid-connect/", "/oauth2/token", "/resources/"])
+    assert allowed.allows("/realms/mcp/protocol/openid-connect/token")
+    assert allowed.allows("/oauth2/token")
+    assert allowed.allows("/resources/x/y.css")
+    assert not allowed.allows("/oauth2/tokenx")
+    assert not allowed.allows("/oauth2/token2/x")
+    assert not allowed.allows("/realms/mcp/protocol/openid-connectx/token")
+    assert not allowed.allows("/realms/master/protocol/openid-connect/token")
+    assert not allowed.allows("/")
+    assert PathAllowList(["/"]).allows("/anything/at/all")
+    assert not PathAllowList([])
+    with pytest.raises(ValueError, match="start with '/'"):
+        PathAllowList(["realms/"])
