@@ -119,6 +119,7 @@ async def test_a_brotli_body_is_415_not_a_plain_text_parser_error(make_gateway: 
     )
     assert status == 415
     assert headers["content-type"].startswith("application/json")
+    assert json.loads(body)["error"] == "invalid_request"
 
 
 async def test_only_the_allow_list_is_proxied(make_gateway: Factory) -> None:
