@@ -6,7 +6,8 @@ Routes, for every issuer the adapter serves (``{p}`` is the issuer's path, ``""`
   rewritten to advertise the gateway's registration endpoint;
 - ``POST {p}{registration_path}``: RFC 7591 registration (with a CORS preflight);
 - ``/healthz`` (alive) and ``/readyz`` (every issuer has a discovery document);
-- front-door mode: everything else is reverse-proxied to the provider; path-routing mode: 404.
+- front-door mode: what clients and browsers need of the provider (the allow-list) is reverse-proxied, the rest is
+  404; path-routing mode: 404.
 
 Long-lived resources (the HTTP sessions, the adapter's connections, the discovery caches) open in a
 cleanup context, so they close if and only if they opened.

@@ -34,7 +34,8 @@ class Mode(StrEnum):
     """How requests reach the gateway."""
 
     FRONT_DOOR = "front-door"
-    """The gateway owns the issuer's origin and reverse-proxies every path it does not serve itself."""
+    """The gateway owns the issuer's origin and reverse-proxies the paths on its allow-list (see
+    :class:`FrontDoorSettings`) that it does not serve itself."""
     PATH_ROUTING = "path-routing"
     """An ingress sends only the well-known and registration paths to the gateway."""
 
