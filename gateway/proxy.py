@@ -418,8 +418,8 @@ class FrontDoorProxy:
             forwarded=self._forwarded,
             append_forwarded_for=self._append_forwarded_for,
         )
-        # the body goes with its own length (it was read whole; a chunked request is forwarded delimited)
-        headers.popall(hdrs.CONTENT_LENGTH, None)
+        if body is not None:  # sent with its own length: read whole, a chunked request is forwarded delimited
+            headers.popall(hdrs.CONTENT_LENGTH, None)
         try:
             async with self._session.request(
                 request.method,

@@ -20,6 +20,8 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from structlog.testing import capture_logs
 from yarl import URL
 
+from gateway.limits.ratelimit import RateLimit, RateLimiter
+from gateway.limits.store import MemoryCounterStore
 from gateway.proxy import (
     FrontDoorProxy,
     PathAllowList,
@@ -653,6 +655,21 @@ async def test_concurrent_exchanges_per_source_are_bounded(proxied: ProxiedClien
     assert other.status == 200
     assert (await slow).status == 200
     assert (await client.get("/small", headers={"X-Test-Source": "a"})).status == 200  # the slot came back
+
+
+async def test_ipv6_sources_share_their_prefix_as_the_rate_limits_do(proxied: ProxiedClient) -> None:
+    # the source is the rate limiter's: behind a trusted proxy the X-Forwarded-For address, IPv6 by its /64
+    limiter = RateLimiter(
+        MemoryCounterStore(), per_source=RateLimit(0, 60), global_=RateLimit(0, 60), trust_forwarded_for=True
+    )
+    client = await proxied(limits=ProxyLimits(max_concurrent_per_source=1), source_of=limiter.source_of)
+    slow = asyncio.create_task(client.get("/slow", headers={"X-Forwarded-For": "2001:db8:0:1::1"}))
+    await asyncio.sleep(0.3)
+    same_prefix = await client.get("/small", headers={"X-Forwarded-For": "2001:db8:0:1:ffff::2"})
+    assert same_prefix.status == 429
+    other_prefix = await client.get("/small", headers={"X-Forwarded-For": "2001:db8:0:2::1"})
+    assert other_prefix.status == 200
+    assert (await slow).status == 200
 
 
 async def test_a_full_pool_answers_503_after_the_connect_timeout(proxied: ProxiedClient) -> None:
