@@ -112,6 +112,8 @@ async def test_slow_request_bodies_do_not_starve_logins(
         f"POST {token_path} HTTP/1.1\r\nHost: {host_of(keycloak_gateway.url)}\r\n"
         "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\ng"
     ).encode()
+    status, client = await register(http, target, native_client("front-door slow bodies"))
+    assert status == 201, client
     connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     try:
         for _ in range(SLOW_CONNECTIONS):  # one byte of a 100000-byte body, then silence
@@ -120,10 +122,9 @@ async def test_slow_request_bodies_do_not_starve_logins(
             connections.append((reader, writer))
         await asyncio.gather(*(writer.drain() for _, writer in connections))
         await asyncio.sleep(0.5)
-        # Meanwhile another client registers, signs in, redeems its code and refreshes, all through the gateway.
+        # Meanwhile another client signs in, redeems its code and refreshes its token, all through the front door,
+        # before the slow clients' body deadline (before: 504 after 10 s, the upstream pool held by their bodies).
         async with asyncio.timeout(BODY_DEADLINE - 1):
-            status, client = await register(http, target, native_client("front-door slow bodies"))
-            assert status == 201, client
             await authorization_code_flow(http, target, client, redirect_uri=LOOPBACK_CALLBACK)
         assert not any(reader.at_eof() for reader, _ in connections), "the slow clients were still sending"
         # Each slow client is answered 408 once its body deadline passes, and the connection is closed.
