@@ -216,12 +216,13 @@ def request_target_error(request: web.BaseRequest) -> web.Response | None:
 
 
 def path_in_normal_form(path: str) -> bool:
-    """True when the (percent-decoded) ``path`` has no empty, ``.`` or ``..`` segment, no backslash, no ``;``
-    and no control character: a path the gateway and the provider cannot resolve differently. Browsers and
-    OAuth clients only send such paths (RFC 3986 section 5.2.4 removes dot segments before sending); what
-    else arrives is an attempt to reach past an allowed prefix (``/realms/mcp/protocol/../../master``, Java's
-    ``..;`` path parameters)."""
-    if not path.startswith("/") or "//" in path or "\\" in path or ";" in path:
+    """True when the (percent-decoded) ``path`` has no empty, ``.`` or ``..`` segment, no backslash, no ``;``,
+    no ``%`` (a double encoding, which a provider that decodes twice would read as something else) and no
+    control character: a path the gateway and the provider cannot resolve differently. Browsers and OAuth
+    clients only send such paths (RFC 3986 section 5.2.4 removes dot segments before sending); what else
+    arrives is an attempt to reach past an allowed prefix (``/realms/mcp/protocol/../../master``, Java's ``..;``
+    path parameters, ``%252e%252e``)."""
+    if not path.startswith("/") or "//" in path or any(char in path for char in "\\;%"):
         return False
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in path):
         return False

@@ -242,6 +242,10 @@ async def test_keycloak_master_realm_is_not_reachable(
         ("GET", "/realms/mcp/protocol/openid-connect/../../../master/protocol/openid-connect/certs"),
         ("GET", "/realms/mcp/protocol/openid-connect/%2e%2e/%2e%2e/%2e%2e/master/protocol/openid-connect/certs"),
         ("GET", "/realms/mcp/protocol/openid-connect/..;/..;/..;/master/protocol/openid-connect/certs"),
+        (
+            "GET",
+            "/realms/mcp/protocol/openid-connect/%252e%252e/%252e%252e/%252e%252e/master/protocol/openid-connect/certs",
+        ),
     ]:
         async with http.request(method, URL(keycloak_gateway.url + path, encoded=True), json={}) as response:
             assert response.status == 404, (path, response.status)

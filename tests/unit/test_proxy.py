@@ -708,6 +708,7 @@ async def test_a_client_that_stops_reading_frees_the_upstream_connection(
         ("/realms/mcp/..;/master", False),
         ("/realms/mcp\\..\\master", False),
         ("/realms/mcp/\x00", False),
+        ("/realms/mcp/protocol/openid-connect/%2e%2e/x", False),  # %252e%252e decoded once
         ("", False),
         ("*", False),
     ],
