@@ -34,6 +34,7 @@ from adapters.base import (
 )
 from gateway.clients.operations import (
     DEFAULT_CONCURRENCY,
+    DURATION_UNITS,
     Adopted,
     AdoptionSelector,
     AmbiguousClient,
@@ -99,7 +100,14 @@ def add_subcommand(subparsers: Any) -> None:
     gc = actions.add_parser(
         "gc", parents=[common], help="delete managed clients unused for a while (dry run unless --apply)"
     )
-    gc.add_argument("--unused-for", required=True, type=_duration, metavar="DURATION", help="e.g. 30d, 12h, 1d12h, 0s")
+    gc.add_argument(
+        "--unused-for",
+        required=True,
+        type=_duration,
+        metavar="DURATION",
+        help=f"a whole number and a lowercase unit, {DURATION_UNITS}: e.g. 90m, 12h, 30d, 1d12h; "
+        "2M, 1y and 12H are refused",
+    )
     gc.add_argument("--prefix", help="only managed clients whose client_id starts with PREFIX")
     gc.add_argument(
         "--as-of",

@@ -53,15 +53,30 @@ class AmbiguousClient(LookupError):
 # ------------------------------------------------------------------------------------------ durations
 
 _UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION = re.compile(r"(?:\d+[wdhms])+")
-_DURATION_PART = re.compile(r"(\d+)([wdhms])")
+DURATION_UNITS = "s (seconds), m (minutes), h (hours), d (days) or w (weeks)"
+"""The units of ``gc --unused-for``, as the help and every refusal name them."""
+_DURATION = re.compile(r"(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?", re.ASCII)
+_DURATION_PART = re.compile(r"([0-9]+)([wdhms])", re.ASCII)
 
 
 def parse_duration(text: str) -> int:
-    """Seconds in ``30d``, ``12h``, ``1d12h``, ``90m``, ``2w`` or ``0s`` (a unit is always required)."""
-    value = text.strip().lower()
-    if not _DURATION.fullmatch(value):
-        raise ValueError(f"{text!r} is not a duration: use a number and a unit (w, d, h, m, s), e.g. 30d or 12h")
+    """Seconds in ``90m``, ``12h``, ``30d``, ``2w``, ``0s`` or ``1d12h``: whole numbers, each with a lowercase unit
+    (``m`` is minutes), largest unit first, each unit at most once.
+
+    Anything else is refused rather than guessed: ``2M`` (months or minutes?), ``1y`` (which year?), ``12H``, a
+    number without a unit, an empty value.
+    """
+    value = text.strip()
+    if not value or not _DURATION.fullmatch(value):
+        hint = ""
+        if any(ch in "MYy" for ch in value) or "mo" in value:
+            hint = "; months and years are not accepted (use days or weeks)"
+        elif any(ch.isupper() for ch in value):
+            hint = "; units are lowercase"
+        raise ValueError(
+            f"{text!r} is not a duration: use a whole number and a lowercase unit, {DURATION_UNITS}, "
+            f"e.g. 90m, 12h or 30d{hint}"
+        )
     return sum(int(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(value))
 
 

@@ -56,13 +56,48 @@ DAY = 86400
 )
 def test_durations_need_a_unit(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
-    assert parse_duration(text.upper()) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "30", "d", "30 days", "-1d", "1.5d", "1y", "30d junk"])
-def test_bad_durations_are_refused_with_an_example(text: str) -> None:
-    with pytest.raises(ValueError, match=r"is not a duration: use a number and a unit \(w, d, h, m, s\), e\.g\. 30d"):
+UNITS_MESSAGE = (
+    r"is not a duration: use a whole number and a lowercase unit, s \(seconds\), m \(minutes\), h \(hours\), "
+    r"d \(days\) or w \(weeks\), e\.g\. 90m, 12h or 30d"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "30",
+        "d",
+        "M",
+        "2M",  # months or minutes? refused, never read as minutes
+        "90M",
+        "12H",
+        "30D",
+        "2W",
+        "1d12H",  # mixed case
+        "1y",
+        "1mo",
+        "30 days",
+        "-1d",
+        "1.5d",
+        "30d junk",
+        "12h1d",  # largest unit first, each once
+        "1d1d",
+        "\u0663\u0660d",  # non-ASCII digits
+    ],
+)
+def test_ambiguous_or_bad_durations_are_refused_naming_the_units(text: str) -> None:
+    """Only ``s``, ``m`` (minutes), ``h``, ``d``, ``w``, lowercase: ``2M`` could mean months and is refused."""
+    with pytest.raises(ValueError, match=UNITS_MESSAGE):
         parse_duration(text)
+
+
+def test_an_uppercase_unit_is_refused_with_a_hint() -> None:
+    with pytest.raises(ValueError, match=r"months and years are not accepted"):
+        parse_duration("2M")
 
 
 @pytest.mark.parametrize(

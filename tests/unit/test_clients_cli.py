@@ -255,12 +255,22 @@ async def test_gc_as_of_previews_a_later_run_but_never_deletes_by_it(memory: Mem
     assert sorted(memory.clients[ISSUER]) == ["c-busy", "c-fresh", "c-stale"]
 
 
-@pytest.mark.parametrize("duration", ["30", "thirty days", "-1d"])
+@pytest.mark.parametrize("duration", ["30", "thirty days", "-1d", "2M", "1y", "1D"])
 def test_gc_needs_a_duration_with_a_unit(duration: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["clients", "gc", f"--unused-for={duration}"])
     assert exit_info.value.code == 2
-    assert "is not a duration" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not a duration" in err
+    assert "m (minutes)" in err
+
+
+def test_gc_help_documents_the_duration_units(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["clients", "gc", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "90m" in out and "12h" in out and "30d" in out
+    assert "m (minutes)" in out
 
 
 # ------------------------------------------------------------------------------------------- adopt
