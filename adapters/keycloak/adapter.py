@@ -103,6 +103,8 @@ class KeycloakAdapter:
         self._admins: dict[str, KeycloakAdmin] = {}
         self._scopes: dict[str, tuple[float, RealmScopes]] = {}
         self._scope_locks: dict[str, asyncio.Lock] = {}
+        self._realm_management: dict[str, str] = {}
+        """Internal id of each realm's ``realm-management`` client (for service-account role checks)."""
 
     def issuers(self) -> list[Issuer]:
         return [
@@ -331,10 +333,13 @@ class KeycloakAdapter:
             user = await self._raw_json(
                 realm, "service account", f"{clients}/{representation['id']}/service-account-user"
             )
-            found = await self._raw_json(
-                realm, "find realm-management", clients, clientId=REALM_MANAGEMENT_CLIENT, search="false"
-            )
-            management = next(c["id"] for c in found if c.get("clientId") == REALM_MANAGEMENT_CLIENT)
+            management = self._realm_management.get(realm)
+            if management is None:
+                found = await self._raw_json(
+                    realm, "find realm-management", clients, clientId=REALM_MANAGEMENT_CLIENT, search="false"
+                )
+                management = next(c["id"] for c in found if c.get("clientId") == REALM_MANAGEMENT_CLIENT)
+                self._realm_management[realm] = management
             mappings = f"admin/realms/{realm}/users/{user['id']}/role-mappings"
             client_roles = await self._raw_json(
                 realm, "service account roles", f"{mappings}/clients/{management}/composite"
@@ -344,9 +349,7 @@ class KeycloakAdapter:
             return UNCHECKABLE_SERVICE_ACCOUNT
         except (ClientNotFound, StopIteration, KeyError, TypeError):
             return UNCHECKABLE_SERVICE_ACCOUNT  # never adoptable when in doubt
-        return service_account_protection(
-            (role.get("name", "") for role in client_roles), (role.get("name", "") for role in realm_roles)
-        )
+        return service_account_protection(_role_names(client_roles), _role_names(realm_roles))
 
     async def adopt_client(
         self, issuer: str, client_id: str, gateway_data: Mapping[str, Any], *, conform: bool = True
@@ -374,6 +377,13 @@ class KeycloakAdapter:
             body.update(conforming_update(representation, attributes))
         await self._call("adopt client", self._admin(issuer).a_update_client(representation["id"], body))
         return from_keycloak(await self._find(issuer, client_id))
+
+
+def _role_names(roles: Any) -> list[str]:
+    """The names in a list of ``RoleRepresentation``; anything unreadable counts as a role (never adoptable)."""
+    if not isinstance(roles, list):
+        return ["(unreadable role mappings)"]
+    return [str(role.get("name")) if isinstance(role, dict) else "(unreadable role)" for role in roles]
 
 
 def create_adapter(settings: Settings) -> KeycloakAdapter:
