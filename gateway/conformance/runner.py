@@ -186,6 +186,7 @@ class Throttle:
         if that stays within ``max_wait``. Whether to send the request again."""
         delay = retry_after if retry_after is not None else float(min(2 ** (attempt - 1), 30))
         delay = max(delay, 0.5)  # "0" would have every request of the run hammer the limiter
+        source = "Retry-After" if retry_after is not None else "no Retry-After: back-off"
         now = time.monotonic()
         extension = max(0.0, now + delay - max(self._resume_at, now))
         retried = attempt < MAX_ATTEMPTS and self._paused + extension <= self.max_wait
@@ -193,7 +194,7 @@ class Throttle:
         if not retried:
             left = max(0.0, self.max_wait - self._paused)
             self._say(
-                f"rate limited: 429 from {method} {url}; not retried (Retry-After {delay:g} s, "
+                f"rate limited: 429 from {method} {url}; not retried ({source} {delay:g} s, "
                 f"{left:.0f} s left of --max-wait {self.max_wait:g} s, attempt {attempt})"
             )
             return False
@@ -201,7 +202,7 @@ class Throttle:
         self._resume_at = max(self._resume_at, now + delay)
         if extension > 0:
             self._say(
-                f"rate limited: 429 from {method} {url}; pausing {delay:g} s (Retry-After), "
+                f"rate limited: 429 from {method} {url}; pausing {delay:g} s ({source}), "
                 f"{self.max_wait - self._paused:.0f} s left of --max-wait {self.max_wait:g} s"
             )
         return True

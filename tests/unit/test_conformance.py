@@ -460,6 +460,11 @@ def test_pauses_overlap_and_stay_within_max_wait() -> None:
     assert "pausing 4 s (Retry-After)" in told[0]
     assert "not retried (Retry-After 30 s" in told[-1]
     assert not Throttle(0.0).limited("GET", "http://as/x", 1.0, 1), "--max-wait 0 never waits"
+    said: list[str] = []
+    backing_off = Throttle(10.0, said.append)
+    assert backing_off.limited("GET", "http://as/x", None, 1)  # a 429 without Retry-After: 1 s, then doubling
+    assert "pausing 1 s (no Retry-After: back-off)" in said[0]
+    assert not backing_off.limited("GET", "http://as/x", None, 8), "at most eight sends of one request"
 
 
 PROBE_PORT_DOCUMENT = {
