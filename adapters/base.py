@@ -12,7 +12,7 @@ without that mark, even though their admin credentials could reach it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from gateway.rfc7591.models import ClientMetadata
@@ -188,6 +188,43 @@ class ClientUsage:
     """Offline sessions (long-lived refresh tokens) holding the client now (Keycloak ``offline-session-count``)."""
 
 
+DEPLOYMENT_KEY = "deployment"
+"""Key in a managed client's gateway data naming the gateway deployment that owns it (setting ``deployment``,
+``DCR_DEPLOYMENT``). ``dcr-gateway clients`` lists, collects and deletes only its own deployment's clients, so
+that a staging gateway sharing a realm with production never touches production's clients."""
+
+DEFAULT_DEPLOYMENT = "default"
+"""The deployment of a gateway that names none, and of clients registered before deployments were recorded."""
+
+
+def deployment_of(client: ManagedClient) -> str:
+    """The deployment that owns ``client``: recorded at registration or adoption; :data:`DEFAULT_DEPLOYMENT` for a
+    client registered before the gateway recorded one."""
+    value = client.gateway_data.get(DEPLOYMENT_KEY)
+    return value if isinstance(value, str) and value else DEFAULT_DEPLOYMENT
+
+
+def with_deployment(client: NewClient, deployment: str) -> NewClient:
+    """``client`` with ``deployment`` recorded in its gateway data (what each adapter's ``create_client`` stores)."""
+    return replace(client, gateway_data={**client.gateway_data, DEPLOYMENT_KEY: deployment})
+
+
+@dataclass(frozen=True)
+class SettingDifference:
+    """A setting in which an adoption candidate differs from what every managed client has (README: managed
+    clients require consent, have full scope off, ...). Adoption changes it unless told to keep it."""
+
+    setting: str
+    """The provider's own name for it (Keycloak ``consentRequired``, Hydra ``skip_consent``)."""
+    current: str
+    managed: str
+    """The value every managed client has."""
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.setting} is {self.current}, managed clients have {self.managed} ({self.reason})"
+
+
 @dataclass(frozen=True)
 class UnmanagedClient:
     """A client the gateway did not create, seen as a candidate for adoption. Never carries a secret."""
@@ -201,7 +238,10 @@ class UnmanagedClient:
     """What makes it privileged (a service account or ``client_credentials``, password grant, skipped
     consent, ...): adopted only when the operator says so."""
     protected: str | None = None
-    """Why it can never be adopted (the gateway's own admin client, a provider built-in), else ``None``."""
+    """Why it can never be adopted (the gateway's own admin client, a provider built-in, a service account holding
+    admin roles), else ``None``."""
+    differences: tuple[SettingDifference, ...] = ()
+    """Where its settings differ from a managed client's: adoption changes them unless told to keep them."""
 
 
 class AdoptionRefused(AdapterError):
@@ -220,10 +260,13 @@ class ClientHygiene(Protocol):
         """Every client of the issuer the gateway does not manage (adoption candidates)."""
         ...
 
-    async def adopt_client(self, issuer: str, client_id: str, gateway_data: Mapping[str, Any]) -> ManagedClient:
+    async def adopt_client(
+        self, issuer: str, client_id: str, gateway_data: Mapping[str, Any], *, conform: bool = True
+    ) -> ManagedClient:
         """Mark an unmanaged client as managed with the same marker :meth:`ProviderAdapter.create_client` sets,
         keeping its configuration and secret, and store ``gateway_data`` (e.g. a registration access token
-        hash). :class:`ClientNotFound` when absent, :class:`ClientConflict` when already managed,
+        hash). With ``conform``, the settings in :attr:`UnmanagedClient.differences` are changed to what managed
+        clients have. :class:`ClientNotFound` when absent, :class:`ClientConflict` when already managed,
         :class:`AdoptionRefused` when protected."""
         ...
 

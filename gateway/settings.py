@@ -8,6 +8,7 @@ Environment variables win over the file. Secrets are ``SecretStr`` so they never
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from contextvars import ContextVar
 from enum import StrEnum
@@ -25,6 +26,8 @@ from pydantic_settings import (
 from gateway.access.settings import AccessSettings
 from gateway.limits.settings import LimitSettings
 from gateway.policy.settings import PolicySettings
+
+_DEPLOYMENT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}", re.ASCII)
 
 _CONFIG_FILE: ContextVar[str | None] = ContextVar("dcr_config_file", default=None)
 """The file :func:`load_settings` was given; kept out of ``os.environ`` so it does not leak into children."""
@@ -111,6 +114,12 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,  # a bad value may be a secret (HS256 key, Redis URL): never echo inputs
     )
 
+    # which gateway this is
+    deployment: str = "default"
+    """Name of this gateway deployment (``production``, ``staging``), recorded in every client it registers or
+    adopts; ``dcr-gateway clients`` acts only on its own deployment's clients, so gateways sharing a realm keep
+    apart. Clients registered before deployments were recorded belong to ``default``."""
+
     # where the gateway listens and how it is reached
     host: str = "127.0.0.1"
     port: int = 8080
@@ -177,6 +186,16 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("deployment")
+    @classmethod
+    def _deployment_name(cls, value: str) -> str:
+        if not _DEPLOYMENT_NAME.fullmatch(value):
+            raise ValueError(
+                "deployment must be 1 to 63 characters: lowercase letters, digits, '.', '_' or '-', starting with a "
+                "letter or digit (e.g. production, staging-eu)"
+            )
+        return value
 
     @field_validator("registration_path")
     @classmethod

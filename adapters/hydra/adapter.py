@@ -20,6 +20,7 @@ import aiohttp
 import structlog
 
 from adapters.base import (
+    DEFAULT_DEPLOYMENT,
     AdapterError,
     Capabilities,
     ClientConflict,
@@ -31,6 +32,7 @@ from adapters.base import (
     ProviderRejected,
     ProviderUnavailable,
     UnmanagedClient,
+    with_deployment,
 )
 from adapters.hydra.mapping import (
     adoption_patch,
@@ -71,7 +73,9 @@ class HydraAdapter:
         issuer_path: str = "",
         admin_headers: dict[str, str] | None = None,
         timeout: float = 10.0,
+        deployment: str = DEFAULT_DEPLOYMENT,
     ) -> None:
+        self._deployment = deployment
         self._session: aiohttp.ClientSession | None = None
         self._admin_url = admin_url.rstrip("/")
         self._public_url = public_url.rstrip("/")
@@ -168,6 +172,7 @@ class HydraAdapter:
     # ------------------------------------------------------------------------------------ operations
 
     async def create_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        client = with_deployment(client, self._deployment)
         status, payload = await self._call("POST", "/admin/clients", json_body=to_hydra(client))
         if status != 201 or not isinstance(payload, dict):
             raise self._rejection(status, payload)
@@ -233,8 +238,11 @@ class HydraAdapter:
             if not is_managed(item):
                 yield unmanaged_from_hydra(item)
 
-    async def adopt_client(self, issuer: str, client_id: str, gateway_data: Mapping[str, Any]) -> ManagedClient:
-        """One JSON Patch adds the managed marker to ``metadata``; configuration and secret stay as they are."""
+    async def adopt_client(
+        self, issuer: str, client_id: str, gateway_data: Mapping[str, Any], *, conform: bool = True
+    ) -> ManagedClient:
+        """One JSON Patch adds the managed marker to ``metadata`` (and with ``conform`` turns ``skip_consent``
+        off); configuration and secret stay as they are."""
         path = f"/admin/clients/{quote(client_id, safe='')}"
         status, payload = await self._call("GET", path)
         if status == 404:
@@ -243,7 +251,7 @@ class HydraAdapter:
             raise self._rejection(status, payload)
         if is_managed(payload):
             raise ClientConflict(f"hydra: client {client_id!r} is managed already")
-        patch = adoption_patch(payload, gateway_data, int(time.time()))
+        patch = adoption_patch(payload, gateway_data, int(time.time()), conform=conform)
         status, payload = await self._call("PATCH", path, json_body=patch)
         if status != 200 or not isinstance(payload, dict):
             raise self._rejection(status, payload)
@@ -267,4 +275,5 @@ def create_adapter(settings: Settings) -> HydraAdapter:
         issuer_path=settings.hydra.issuer_path,
         admin_headers={k: v.get_secret_value() for k, v in settings.hydra.admin_headers.items()},
         timeout=settings.provider_timeout,
+        deployment=settings.deployment,
     )

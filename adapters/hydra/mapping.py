@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from adapters.base import ClientUsage, ManagedClient, NewClient, UnmanagedClient
+from adapters.base import ClientUsage, ManagedClient, NewClient, SettingDifference, UnmanagedClient
 from gateway.rfc7591.models import ClientMetadata
 
 METADATA_KEY = "dcr_gateway"
@@ -147,6 +147,13 @@ def hydra_privileges(hydra_client: dict[str, Any]) -> tuple[str, ...]:
     return tuple(privileges)
 
 
+def hydra_differences(hydra_client: dict[str, Any]) -> tuple[SettingDifference, ...]:
+    """Where the client differs from what :func:`to_hydra` gives every managed client."""
+    if hydra_client.get("skip_consent"):
+        return (SettingDifference("skip_consent", "true", "false", "the user consents to every managed client"),)
+    return ()
+
+
 def unmanaged_from_hydra(hydra_client: dict[str, Any]) -> UnmanagedClient:
     """An adoption candidate (no secret: Hydra returns none on reads anyway)."""
     return UnmanagedClient(
@@ -154,16 +161,18 @@ def unmanaged_from_hydra(hydra_client: dict[str, Any]) -> UnmanagedClient:
         client_name=hydra_client.get("client_name") or None,
         labels=hydra_labels(hydra_client),
         privileges=hydra_privileges(hydra_client),
+        differences=hydra_differences(hydra_client),
     )
 
 
 def adoption_patch(
-    hydra_client: dict[str, Any], gateway_data: Mapping[str, Any], adopted_at: int
+    hydra_client: dict[str, Any], gateway_data: Mapping[str, Any], adopted_at: int, *, conform: bool = True
 ) -> list[dict[str, Any]]:
     """The JSON Patch (RFC 6902) for ``PATCH /admin/clients/{id}`` that marks a client managed.
 
-    Only ``metadata`` changes: the shim's own keys stay and :data:`METADATA_KEY` is added, so Hydra keeps the
+    ``metadata`` changes: the shim's own keys stay and :data:`METADATA_KEY` is added, so Hydra keeps the
     client's configuration and its hashed secret (its PATCH leaves the secret alone unless the patch sets one).
+    With ``conform``, ``skip_consent`` is set to false as on every managed client (:func:`hydra_differences`).
     """
     existing = hydra_client.get("metadata")
     metadata = dict(existing) if isinstance(existing, dict) else {}
@@ -176,4 +185,7 @@ def adoption_patch(
         "gateway": dict(gateway_data),
         "adopted_at": adopted_at,
     }
-    return [{"op": "add", "path": "/metadata", "value": metadata}]
+    patch: list[dict[str, Any]] = [{"op": "add", "path": "/metadata", "value": metadata}]
+    if conform and hydra_differences(hydra_client):
+        patch.append({"op": "add", "path": "/skip_consent", "value": False})
+    return patch

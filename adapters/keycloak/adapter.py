@@ -12,6 +12,7 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -20,6 +21,7 @@ from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakAuthenticationError, KeycloakConnectionError, KeycloakError
 
 from adapters.base import (
+    DEFAULT_DEPLOYMENT,
     AdapterError,
     AdoptionRefused,
     Capabilities,
@@ -33,15 +35,20 @@ from adapters.base import (
     ProviderRejected,
     ProviderUnavailable,
     UnmanagedClient,
+    with_deployment,
 )
 from adapters.keycloak.mapping import (
+    REALM_MANAGEMENT_CLIENT,
+    UNCHECKABLE_SERVICE_ACCOUNT,
     RealmScopes,
     adoption_attributes,
+    conforming_update,
     from_keycloak,
     is_managed,
     keycloak_protection,
     registered_view,
     registrable_scope_names,
+    service_account_protection,
     to_keycloak,
     unmanaged_from_keycloak,
     usage_from_keycloak,
@@ -83,7 +90,9 @@ class KeycloakAdapter:
         client_secret: str,
         verify_tls: bool = True,
         timeout: float = 10.0,
+        deployment: str = DEFAULT_DEPLOYMENT,
     ) -> None:
+        self._deployment = deployment
         self._server_url = server_url.rstrip("/")
         self._public_url = public_url.rstrip("/")
         self._realms = list(realms)
@@ -94,6 +103,8 @@ class KeycloakAdapter:
         self._admins: dict[str, KeycloakAdmin] = {}
         self._scopes: dict[str, tuple[float, RealmScopes]] = {}
         self._scope_locks: dict[str, asyncio.Lock] = {}
+        self._realm_management: dict[str, str] = {}
+        """Internal id of each realm's ``realm-management`` client (for service-account role checks)."""
 
     def issuers(self) -> list[Issuer]:
         return [
@@ -225,6 +236,7 @@ class KeycloakAdapter:
     # ---------------------------------------------------------------------------------- operations
 
     async def create_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        client = with_deployment(client, self._deployment)
         realm_scopes = await self.realm_scopes(issuer)
         representation = to_keycloak(client, realm_scopes)
         await self._call("create client", self._admin(issuer).a_create_client(representation))
@@ -312,14 +324,49 @@ class KeycloakAdapter:
             )
             for representation in page:
                 if not is_managed(representation):
-                    yield unmanaged_from_keycloak(representation, self._client_id)
+                    candidate = unmanaged_from_keycloak(representation, self._client_id)
+                    if candidate.protected is None:
+                        protection = await self._service_account_protection(issuer, representation)
+                        candidate = replace(candidate, protected=protection)
+                    yield candidate
             if len(page) < PAGE_SIZE:
                 return
             first += PAGE_SIZE
 
-    async def adopt_client(self, issuer: str, client_id: str, gateway_data: Mapping[str, Any]) -> ManagedClient:
-        """Adds the managed marker and the gateway's attributes; Keycloak's update leaves every field the body
-        omits (configuration, secret, scopes) as it is."""
+    async def _service_account_protection(self, realm: str, representation: dict[str, Any]) -> str | None:
+        """Why the client's service account makes it unadoptable: it holds a realm-management role or a realm admin
+        role (effective: through composites and groups too), or its roles cannot be read. ``None`` otherwise."""
+        if not representation.get("serviceAccountsEnabled"):
+            return None
+        clients = f"admin/realms/{realm}/clients"
+        try:
+            user = await self._raw_json(
+                realm, "service account", f"{clients}/{representation['id']}/service-account-user"
+            )
+            management = self._realm_management.get(realm)
+            if management is None:
+                found = await self._raw_json(
+                    realm, "find realm-management", clients, clientId=REALM_MANAGEMENT_CLIENT, search="false"
+                )
+                management = next(c["id"] for c in found if c.get("clientId") == REALM_MANAGEMENT_CLIENT)
+                self._realm_management[realm] = management
+            mappings = f"admin/realms/{realm}/users/{user['id']}/role-mappings"
+            client_roles = await self._raw_json(
+                realm, "service account roles", f"{mappings}/clients/{management}/composite"
+            )
+            realm_roles = await self._raw_json(realm, "service account roles", f"{mappings}/realm/composite")
+        except ProviderAuthError:
+            return UNCHECKABLE_SERVICE_ACCOUNT
+        except (ClientNotFound, StopIteration, KeyError, TypeError):
+            return UNCHECKABLE_SERVICE_ACCOUNT  # never adoptable when in doubt
+        return service_account_protection(_role_names(client_roles), _role_names(realm_roles))
+
+    async def adopt_client(
+        self, issuer: str, client_id: str, gateway_data: Mapping[str, Any], *, conform: bool = True
+    ) -> ManagedClient:
+        """Adds the managed marker and the gateway's attributes; with ``conform`` also consent, full scope off and
+        PKCE S256 (:func:`~adapters.keycloak.mapping.keycloak_differences`). Keycloak's update leaves every field
+        the body omits (configuration, secret, scopes) as it is."""
         found = await self._raw_json(
             issuer, "find client", f"admin/realms/{issuer}/clients", clientId=client_id, search="false"
         )
@@ -329,16 +376,24 @@ class KeycloakAdapter:
         representation: dict[str, Any] = matches[0]
         if is_managed(representation):
             raise ClientConflict(f"keycloak: client {client_id!r} is managed already")
-        protection = keycloak_protection(representation, self._client_id)
+        protection = keycloak_protection(representation, self._client_id) or await self._service_account_protection(
+            issuer, representation
+        )
         if protection:
             raise AdoptionRefused(f"keycloak: client {client_id!r} is {protection}")
-        body = {
-            "id": representation["id"],
-            "clientId": client_id,
-            "attributes": adoption_attributes(representation, gateway_data, int(time.time())),
-        }
+        attributes = adoption_attributes(representation, gateway_data, int(time.time()))
+        body = {"id": representation["id"], "clientId": client_id, "attributes": attributes}
+        if conform:
+            body.update(conforming_update(representation, attributes))
         await self._call("adopt client", self._admin(issuer).a_update_client(representation["id"], body))
         return from_keycloak(await self._find(issuer, client_id))
+
+
+def _role_names(roles: Any) -> list[str]:
+    """The names in a list of ``RoleRepresentation``; anything unreadable counts as a role (never adoptable)."""
+    if not isinstance(roles, list):
+        return ["(unreadable role mappings)"]
+    return [str(role.get("name")) if isinstance(role, dict) else "(unreadable role)" for role in roles]
 
 
 def create_adapter(settings: Settings) -> KeycloakAdapter:
@@ -351,4 +406,5 @@ def create_adapter(settings: Settings) -> KeycloakAdapter:
         client_secret=settings.keycloak.client_secret.get_secret_value(),
         verify_tls=settings.keycloak.verify_tls,
         timeout=settings.provider_timeout,
+        deployment=settings.deployment,
     )

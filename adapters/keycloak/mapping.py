@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from adapters.base import ClientUsage, ManagedClient, NewClient, UnmanagedClient
+from adapters.base import ClientUsage, ManagedClient, NewClient, SettingDifference, UnmanagedClient
 from gateway.rfc7591.models import (
     CLIENT_CREDENTIALS,
     CLIENT_SECRET_BASIC,
@@ -274,6 +274,65 @@ def keycloak_protection(representation: dict[str, Any], admin_client_id: str) ->
     return None
 
 
+REALM_MANAGEMENT_CLIENT = "realm-management"
+"""The client holding a realm's admin roles (``manage-clients``, ``view-users``, ``realm-admin``, ...)."""
+ADMIN_REALM_ROLES = frozenset({"admin", "create-realm"})
+"""Realm roles that administer Keycloak (the master realm's)."""
+UNCHECKABLE_SERVICE_ACCOUNT = (
+    "a service account whose roles the gateway cannot read (its admin credentials lack realm-management "
+    "view-users): it could be another gateway's or tool's admin client"
+)
+
+
+def service_account_protection(client_roles: Iterable[str], realm_roles: Iterable[str]) -> str | None:
+    """Why a client whose service account holds these effective roles may never be adopted, or ``None``.
+
+    Any ``realm-management`` role (or a realm admin role) means the client administers the realm: another
+    gateway's admin client, a provisioning tool. Putting it under this gateway's RFC 7592 and ``gc`` would let a
+    registration access token or a clean-up delete or change it.
+    """
+    held = sorted(set(client_roles))
+    if held:
+        return f"a service account holding realm-management roles ({', '.join(held)}): an admin client"
+    admin = sorted(set(realm_roles) & ADMIN_REALM_ROLES)
+    if admin:
+        return f"a service account holding realm admin roles ({', '.join(admin)}): an admin client"
+    return None
+
+
+def keycloak_differences(representation: dict[str, Any]) -> tuple[SettingDifference, ...]:
+    """Where the client differs from what :func:`to_keycloak` gives every managed client."""
+    differences: list[SettingDifference] = []
+    if representation.get("consentRequired") is not True:
+        differences.append(
+            SettingDifference("consentRequired", "false", "true", "the user consents to every managed client")
+        )
+    if representation.get("fullScopeAllowed", True) is not False:
+        differences.append(
+            SettingDifference("fullScopeAllowed", "true", "false", "tokens carry only what the client's scopes map")
+        )
+    pkce = (representation.get("attributes") or {}).get("pkce.code.challenge.method") or "unset"
+    if representation.get("standardFlowEnabled", True) and pkce != "S256":
+        differences.append(
+            SettingDifference("pkce.code.challenge.method", pkce, "S256", "PKCE S256 required, as MCP requires")
+        )
+    return tuple(differences)
+
+
+def conforming_update(representation: dict[str, Any], attributes: dict[str, str]) -> dict[str, Any]:
+    """The fields of a partial update that bring the client in line with :func:`keycloak_differences` (Keycloak's
+    update leaves every field the body omits as it is); ``attributes`` gets the PKCE attribute."""
+    changes: dict[str, Any] = {}
+    for difference in keycloak_differences(representation):
+        if difference.setting == "consentRequired":
+            changes["consentRequired"] = True
+        elif difference.setting == "fullScopeAllowed":
+            changes["fullScopeAllowed"] = False
+        else:
+            attributes["pkce.code.challenge.method"] = "S256"
+    return changes
+
+
 def keycloak_privileges(representation: dict[str, Any]) -> tuple[str, ...]:
     """What makes the client more than an anonymous RFC 7591 registration may get (see :func:`to_keycloak`)."""
     privileges: list[str] = []
@@ -297,6 +356,7 @@ def unmanaged_from_keycloak(representation: dict[str, Any], admin_client_id: str
         labels={str(k): v for k, v in attributes.items() if isinstance(v, str)},
         privileges=keycloak_privileges(representation),
         protected=keycloak_protection(representation, admin_client_id),
+        differences=keycloak_differences(representation),
     )
 
 

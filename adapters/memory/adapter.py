@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from adapters.base import (
+    DEFAULT_DEPLOYMENT,
     AdoptionRefused,
     Capabilities,
     ClientConflict,
@@ -21,7 +22,9 @@ from adapters.base import (
     ManagedClient,
     NewClient,
     ProviderUnavailable,
+    SettingDifference,
     UnmanagedClient,
+    with_deployment,
 )
 from gateway.rfc7591.models import GRANT_TYPES, NONE, TOKEN_ENDPOINT_AUTH_METHODS, ClientMetadata
 
@@ -44,8 +47,14 @@ class MemoryAdapter:
     )
 
     def __init__(
-        self, *, public_url: str, issuer_path: str = "", native_registration_paths: tuple[str, ...] = ()
+        self,
+        *,
+        public_url: str,
+        issuer_path: str = "",
+        native_registration_paths: tuple[str, ...] = (),
+        deployment: str = DEFAULT_DEPLOYMENT,
     ) -> None:
+        self._deployment = deployment
         self._public_url = public_url.rstrip("/")
         self._issuer_path = issuer_path
         self._native_registration_paths = native_registration_paths
@@ -83,6 +92,7 @@ class MemoryAdapter:
 
     async def create_client(self, issuer: str, client: NewClient) -> ManagedClient:
         self._check()
+        client = with_deployment(client, self._deployment)
         store = self.clients.setdefault(issuer, {})
         if client.client_id in store or client.client_id in self.unmanaged.get(issuer, set()):
             raise ClientConflict(client.client_id)
@@ -157,7 +167,11 @@ class MemoryAdapter:
         for client_id in sorted(self.unmanaged.get(issuer, set())):
             yield details.get(client_id) or UnmanagedClient(client_id=client_id)
 
-    async def adopt_client(self, issuer: str, client_id: str, gateway_data: Mapping[str, Any]) -> ManagedClient:
+    async def adopt_client(
+        self, issuer: str, client_id: str, gateway_data: Mapping[str, Any], *, conform: bool = True
+    ) -> ManagedClient:
+        """Adopts ``client_id``; with ``conform``, the candidate's differences are gone (recorded in
+        :attr:`conformed`, as a provider would change the settings)."""
         self._check()
         if client_id in self.clients.get(issuer, {}):
             raise ClientConflict(f"{client_id} is managed already")
@@ -176,9 +190,17 @@ class MemoryAdapter:
             gateway_data=dict(gateway_data),
         )
         self.clients.setdefault(issuer, {})[client_id] = adopted
+        if conform and candidate is not None and candidate.differences:
+            self.conformed.setdefault(issuer, {})[client_id] = candidate.differences
         return adopted
+
+    @property
+    def conformed(self) -> dict[str, dict[str, tuple[SettingDifference, ...]]]:
+        """The settings each adoption changed, by issuer and client (for adoption tests)."""
+        store: dict[str, dict[str, tuple[SettingDifference, ...]]] = self.__dict__.setdefault("_conformed", {})
+        return store
 
 
 def create_adapter(settings: Settings) -> MemoryAdapter:
     """Built-in factory (see :mod:`adapters.registry`)."""
-    return MemoryAdapter(public_url=settings.provider_url)
+    return MemoryAdapter(public_url=settings.provider_url, deployment=settings.deployment)

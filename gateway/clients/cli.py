@@ -2,7 +2,9 @@
 
 Reads the same settings as ``serve`` (``--config FILE``, ``DCR_*`` environment), builds the configured adapter,
 starts it with its own HTTP session and closes it. ``--issuer`` names one issuer (an adapter key such as a
-Keycloak realm, an issuer path, or the issuer URL); by default every issuer the adapter serves.
+Keycloak realm, an issuer path, or the issuer URL); by default every issuer the adapter serves. ``list``, ``show``,
+``delete`` and ``gc`` act on the clients of this gateway's deployment (setting ``deployment``) only, unless
+``--all-deployments``; ``adopt`` records this deployment in what it adopts.
 
 Exit codes: 0 done; 1 nothing matched, or something was refused or failed; 2 bad usage, configuration, or a
 provider that cannot be reached or refuses the gateway's admin credentials. Admin credentials, client secrets
@@ -28,17 +30,21 @@ from adapters.base import (
     AdapterError,
     ClientNotFound,
     Issuer,
+    ManagedClient,
     ProviderAdapter,
     ProviderAuthError,
     ProviderUnavailable,
+    deployment_of,
 )
 from gateway.clients.operations import (
     DEFAULT_CONCURRENCY,
+    DURATION_UNITS,
     Adopted,
     AdoptionSelector,
     AmbiguousClient,
     ClientRecord,
     HygieneUnsupported,
+    OtherDeployment,
     adopt,
     collect_garbage,
     find_client,
@@ -82,24 +88,39 @@ def add_subcommand(subparsers: Any) -> None:
         help=f"admin calls in flight at once (default {DEFAULT_CONCURRENCY})",
     )
 
+    scoped = argparse.ArgumentParser(add_help=False)
+    scoped.add_argument(
+        "--all-deployments",
+        action="store_true",
+        help="act on the managed clients of every gateway deployment sharing the provider (default: only this "
+        "gateway's deployment, setting deployment / DCR_DEPLOYMENT)",
+    )
+
     clients = subparsers.add_parser("clients", help="list, show, delete, garbage-collect and adopt clients")
     actions = clients.add_subparsers(dest="clients_command", required=True, metavar="ACTION")
 
-    listing = actions.add_parser("list", parents=[common], help="managed clients, with usage when known")
+    listing = actions.add_parser("list", parents=[common, scoped], help="managed clients, with usage when known")
     listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
 
-    show = actions.add_parser("show", parents=[common], help="one managed client's metadata and usage")
+    show = actions.add_parser("show", parents=[common, scoped], help="one managed client's metadata and usage")
     show.add_argument("client_id", metavar="CLIENT_ID")
     show.add_argument("--json", action="store_true", help="a JSON object instead of text")
 
-    delete = actions.add_parser("delete", parents=[common], help="delete one managed client")
+    delete = actions.add_parser("delete", parents=[common, scoped], help="delete one managed client")
     delete.add_argument("client_id", metavar="CLIENT_ID")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     gc = actions.add_parser(
-        "gc", parents=[common], help="delete managed clients unused for a while (dry run unless --apply)"
+        "gc", parents=[common, scoped], help="delete managed clients unused for a while (dry run unless --apply)"
     )
-    gc.add_argument("--unused-for", required=True, type=_duration, metavar="DURATION", help="e.g. 30d, 12h, 1d12h, 0s")
+    gc.add_argument(
+        "--unused-for",
+        required=True,
+        type=_duration,
+        metavar="DURATION",
+        help=f"a whole number and a lowercase unit, {DURATION_UNITS}: e.g. 90m, 12h, 30d, 1d12h; "
+        "2M, 1y and 12H are refused",
+    )
     gc.add_argument("--prefix", help="only managed clients whose client_id starts with PREFIX")
     gc.add_argument(
         "--as-of",
@@ -128,6 +149,12 @@ def add_subcommand(subparsers: Any) -> None:
         "--include-privileged",
         action="store_true",
         help="also adopt clients with a service account, client_credentials, password grant or skipped consent",
+    )
+    adopt_parser.add_argument(
+        "--keep-settings",
+        action="store_true",
+        help="keep the settings in which a client differs from managed clients (consent not required, full scope "
+        "allowed, no PKCE S256, skipped consent); by default adoption changes them, and the dry run lists each",
     )
     adopt_parser.add_argument(
         "--tokens-out",
@@ -253,6 +280,20 @@ class Context:
     def issuer_keys(self) -> list[str]:
         return [issuer.key for issuer in self.issuers or []]
 
+    @property
+    def deployment(self) -> str | None:
+        """The deployment whose clients the action touches; ``None`` with ``--all-deployments``."""
+        return None if getattr(self.args, "all_deployments", False) else self.settings.deployment
+
+    def scope_note(self, skipped: Sequence[ManagedClient]) -> None:
+        """Say that other deployments' clients were left out, and how many (none: nothing to say)."""
+        if skipped and self.deployment is not None:
+            others = sorted({deployment_of(client) for client in skipped})
+            self.note(
+                f"note: {len(skipped)} managed clients of other deployments ({', '.join(map(repr, others))}) left "
+                f"out: this gateway is deployment {self.deployment!r} (--all-deployments includes them)"
+            )
+
     def registration_endpoint(self, issuer_key: str) -> str:
         path = next(issuer.path for issuer in self.issuers or [] if issuer.key == issuer_key)
         return f"{self.settings.public_url}{path}{self.settings.registration_path}"
@@ -328,14 +369,25 @@ def _label_of(issuer: str, client_id: str, name: str | None) -> str:
 
 
 async def list_action(context: Context) -> int:
-    records = await managed_clients(context.adapter, context.issuer_keys, concurrency=context.args.concurrency)
+    skipped: list[ManagedClient] = []
+    records = await managed_clients(
+        context.adapter,
+        context.issuer_keys,
+        concurrency=context.args.concurrency,
+        deployment=context.deployment,
+        skipped=skipped,
+    )
+    context.scope_note(skipped)
     if context.args.json:
         context.say(dump_json([record.summary() for record in records]))
         return EXIT_OK
     if not records:
         context.note("no managed clients")
         return EXIT_OK
+    every = context.deployment is None
     rows = [["ISSUER", "CLIENT_ID", "NAME", "CREATED", "LAST USED", "SESSIONS", "AUTH METHOD", "REDIRECTS"]]
+    if every:
+        rows[0].append("DEPLOYMENT")
     for record in records:
         summary = record.summary()
         usage = record.usage
@@ -349,6 +401,7 @@ async def list_action(context: Context) -> int:
                 sessions_text(record),
                 printable(summary["token_endpoint_auth_method"] or "-"),
                 str(summary["redirect_uris"]),
+                *([printable(summary["deployment"])] if every else []),
             ]
         )
     for line in table(rows):
@@ -358,7 +411,15 @@ async def list_action(context: Context) -> int:
 
 async def _find(context: Context) -> ClientRecord | None:
     try:
-        return await find_client(context.adapter, context.issuer_keys, context.args.client_id)
+        return await find_client(
+            context.adapter, context.issuer_keys, context.args.client_id, deployment=context.deployment
+        )
+    except OtherDeployment as exc:
+        context.error(
+            f"no managed client {printable(context.args.client_id)!r} in deployment {context.deployment!r}: it "
+            f"belongs to deployment {printable(exc.deployment)!r} (pass --all-deployments to act on it)"
+        )
+        return None
     except ClientNotFound:
         context.error(f"no managed client {printable(context.args.client_id)!r}")
         return None
@@ -413,6 +474,7 @@ async def gc_action(context: Context) -> int:
     if args.apply and as_of > context.now:
         # A later time makes clients look older than they are: preview it, never delete by it.
         raise UsageError("--as-of in the future is for a dry run only; drop --apply")
+    skipped: list[ManagedClient] = []
     outcomes = await collect_garbage(
         context.adapter,
         context.issuer_keys,
@@ -421,7 +483,10 @@ async def gc_action(context: Context) -> int:
         apply=args.apply,
         prefix=args.prefix,
         concurrency=args.concurrency,
+        deployment=context.deployment,
+        skipped=skipped,
     )
+    context.scope_note(skipped)
     stale = [o for o in outcomes if o.decision.stale]
     for outcome in outcomes:
         label = _label_of(outcome.issuer, outcome.client.client_id, outcome.client.metadata.client_name)
@@ -456,12 +521,15 @@ async def adopt_action(context: Context) -> int:
         context.adapter, context.issuer_keys, selector, include_privileged=args.include_privileged
     )
     report = context.note if args.apply and not args.tokens_out else context.say
+    verb = "keep" if args.keep_settings else "change"
     for candidate in plan.candidates:
         label = _label_of(candidate.issuer, candidate.client.client_id, candidate.client.client_name)
         if candidate.refusal:
             report(f"{'refused':<13}{label}: {printable(candidate.refusal)}")
         elif not args.apply:
             report(f"{'would adopt':<13}{label}")
+            for difference in candidate.client.differences:
+                report(f"{'':<13}{verb}: {printable(difference)}")
     for client_id, why in plan.unmatched.items():
         report(f"{'not adopted':<13}{printable(client_id)}: {why}")
     adoptable = plan.adoptable
@@ -469,11 +537,20 @@ async def adopt_action(context: Context) -> int:
         report("nothing to adopt")
         return EXIT_NOTHING
     if not args.apply:
+        differing = sum(len(c.client.differences) for c in adoptable)
         report(f"dry run: {len(adoptable)} would be adopted (pass --apply to adopt and issue their tokens)")
+        if differing and not args.keep_settings:
+            report(
+                f"{differing} settings differ from what managed clients have and would be changed by --apply "
+                "(--keep-settings keeps them)"
+            )
+        elif differing:
+            report(f"{differing} settings differ from what managed clients have and would be kept (--keep-settings)")
         return EXIT_OK
 
     sink = _open_tokens_file(args.tokens_out) if args.tokens_out else context.out
     adopted: list[Adopted] = []
+    differences = {(c.issuer, c.client.client_id): c.client.differences for c in adoptable}
 
     def deliver(result: Adopted) -> None:
         line = {
@@ -489,9 +566,18 @@ async def adopt_action(context: Context) -> int:
         report(
             f"{'adopted':<13}{_label_of(result.issuer, result.client.client_id, result.client.metadata.client_name)}"
         )
+        for difference in differences.get((result.issuer, result.client.client_id), ()):
+            report(f"{'':<13}{'kept' if args.keep_settings else 'changed'}: {printable(difference)}")
 
     try:
-        failures = await adopt(context.adapter, adoptable, on_adopted=deliver, concurrency=args.concurrency)
+        failures = await adopt(
+            context.adapter,
+            adoptable,
+            on_adopted=deliver,
+            deployment=context.settings.deployment,
+            keep_settings=args.keep_settings,
+            concurrency=args.concurrency,
+        )
     finally:
         if sink is not context.out:
             sink.close()

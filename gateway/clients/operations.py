@@ -7,7 +7,13 @@ ones are only ever read as adoption candidates, and adopted only when selected a
 
 Adoption issues each client a registration access token (RFC 7592 section 3) whose hash goes into the client's
 gateway data exactly as for a registration, so the RFC 7592 client configuration endpoint and ``gc`` cover the
-adopted client from then on.
+adopted client from then on. By default it also brings the client's settings in line with every managed client's
+(consent required, no full scope, ...); the dry run lists each difference.
+
+Deployments: every managed client records the gateway deployment that registered or adopted it
+(:func:`adapters.base.deployment_of`; a client from before deployments were recorded belongs to ``default``).
+``deployment`` arguments limit listing, showing, deleting and collecting to that deployment's clients; ``None``
+means every deployment.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from adapters.base import (
+    DEPLOYMENT_KEY,
     AdapterError,
     AdoptionRefused,
     ClientConflict,
@@ -31,6 +38,7 @@ from adapters.base import (
     ProviderAuthError,
     ProviderUnavailable,
     UnmanagedClient,
+    deployment_of,
 )
 from gateway.rfc7592.records import management_data
 from gateway.rfc7592.tokens import TOKEN_HASH_KEY, mint_registration_access_token
@@ -50,18 +58,68 @@ class AmbiguousClient(LookupError):
     """The client_id exists in more than one issuer: the caller must name the issuer."""
 
 
+class OtherDeployment(ClientNotFound):
+    """The managed client belongs to another gateway deployment (see :func:`adapters.base.deployment_of`)."""
+
+    def __init__(self, client_id: str, deployment: str) -> None:
+        super().__init__(f"{client_id!r} belongs to deployment {deployment!r}")
+        self.deployment = deployment
+
+
+def in_deployment(client: ManagedClient, deployment: str | None) -> bool:
+    """Whether ``client`` belongs to ``deployment`` (``None``: every deployment)."""
+    return deployment is None or deployment_of(client) == deployment
+
+
+async def _listed(
+    adapter: ProviderAdapter,
+    issuers: Sequence[str],
+    *,
+    prefix: str | None,
+    deployment: str | None,
+    skipped: list[ManagedClient] | None,
+) -> list[tuple[str, ManagedClient]]:
+    """Managed clients of ``issuers`` with ``prefix`` and of ``deployment``; those only of another deployment are
+    appended to ``skipped`` when given."""
+    found: list[tuple[str, ManagedClient]] = []
+    for issuer in issuers:
+        async for client in adapter.list_clients(issuer):
+            if prefix is not None and not client.client_id.startswith(prefix):
+                continue
+            if in_deployment(client, deployment):
+                found.append((issuer, client))
+            elif skipped is not None:
+                skipped.append(client)
+    return found
+
+
 # ------------------------------------------------------------------------------------------ durations
 
 _UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION = re.compile(r"(?:\d+[wdhms])+")
-_DURATION_PART = re.compile(r"(\d+)([wdhms])")
+DURATION_UNITS = "s (seconds), m (minutes), h (hours), d (days) or w (weeks)"
+"""The units of ``gc --unused-for``, as the help and every refusal name them."""
+_DURATION = re.compile(r"(?:[0-9]+w)?(?:[0-9]+d)?(?:[0-9]+h)?(?:[0-9]+m)?(?:[0-9]+s)?", re.ASCII)
+_DURATION_PART = re.compile(r"([0-9]+)([wdhms])", re.ASCII)
 
 
 def parse_duration(text: str) -> int:
-    """Seconds in ``30d``, ``12h``, ``1d12h``, ``90m``, ``2w`` or ``0s`` (a unit is always required)."""
-    value = text.strip().lower()
-    if not _DURATION.fullmatch(value):
-        raise ValueError(f"{text!r} is not a duration: use a number and a unit (w, d, h, m, s), e.g. 30d or 12h")
+    """Seconds in ``90m``, ``12h``, ``30d``, ``2w``, ``0s`` or ``1d12h``: whole numbers, each with a lowercase unit
+    (``m`` is minutes), largest unit first, each unit at most once.
+
+    Anything else is refused rather than guessed: ``2M`` (months or minutes?), ``1y`` (which year?), ``12H``, a
+    number without a unit, an empty value.
+    """
+    value = text.strip()
+    if not value or not _DURATION.fullmatch(value):
+        hint = ""
+        if any(ch in "MYy" for ch in value) or "mo" in value:
+            hint = "; months and years are not accepted (use days or weeks)"
+        elif any(ch.isupper() for ch in value):
+            hint = "; units are lowercase"
+        raise ValueError(
+            f"{text!r} is not a duration: use a whole number and a lowercase unit, {DURATION_UNITS}, "
+            f"e.g. 90m, 12h or 30d{hint}"
+        )
     return sum(int(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(value))
 
 
@@ -134,6 +192,7 @@ class ClientRecord:
         return {
             "issuer": self.issuer,
             "client_id": self.client.client_id,
+            "deployment": deployment_of(self.client),
             "client_name": metadata.client_name,
             "client_id_issued_at": self.client.client_id_issued_at or None,
             "token_endpoint_auth_method": metadata.token_endpoint_auth_method,
@@ -147,6 +206,7 @@ class ClientRecord:
         return {
             "issuer": self.issuer,
             "client_id": self.client.client_id,
+            "deployment": deployment_of(self.client),
             "client_id_issued_at": self.client.client_id_issued_at or None,
             "client_secret_expires_at": self.client.client_secret_expires_at,
             **registered,
@@ -185,14 +245,12 @@ async def managed_clients(
     prefix: str | None = None,
     with_usage: bool = True,
     concurrency: int = DEFAULT_CONCURRENCY,
+    deployment: str | None = None,
+    skipped: list[ManagedClient] | None = None,
 ) -> list[ClientRecord]:
-    """Every managed client of ``issuers`` (whose client_id starts with ``prefix``), with usage."""
-    found = [
-        (issuer, client)
-        for issuer in issuers
-        for client in await _collect(adapter.list_clients(issuer))
-        if prefix is None or client.client_id.startswith(prefix)
-    ]
+    """Every managed client of ``issuers`` and ``deployment`` (whose client_id starts with ``prefix``), with
+    usage; other deployments' clients go to ``skipped`` when given."""
+    found = await _listed(adapter, issuers, prefix=prefix, deployment=deployment, skipped=skipped)
 
     async def record(entry: tuple[str, ManagedClient]) -> ClientRecord:
         issuer, client = entry
@@ -206,10 +264,16 @@ async def managed_clients(
 
 
 async def find_client(
-    adapter: ProviderAdapter, issuers: Sequence[str], client_id: str, *, with_usage: bool = True
+    adapter: ProviderAdapter,
+    issuers: Sequence[str],
+    client_id: str,
+    *,
+    with_usage: bool = True,
+    deployment: str | None = None,
 ) -> ClientRecord:
     """The managed client ``client_id``; :class:`ClientNotFound` when no issuer manages it (unmanaged clients
-    are not found either), :class:`AmbiguousClient` when several do."""
+    are not found either), :class:`OtherDeployment` when it is not ``deployment``'s, :class:`AmbiguousClient` when
+    several issuers manage it."""
     found: list[tuple[str, ManagedClient]] = []
     for issuer in issuers:
         try:
@@ -221,6 +285,8 @@ async def find_client(
     if len(found) > 1:
         raise AmbiguousClient(f"{client_id!r} exists in issuers {', '.join(i for i, _ in found)}; name one")
     issuer, client = found[0]
+    if not in_deployment(client, deployment):
+        raise OtherDeployment(client_id, deployment_of(client))
     usage = await usage_of(adapter, issuer, client_id) if with_usage else None
     return ClientRecord(issuer, client, usage)
 
@@ -290,9 +356,12 @@ async def collect_garbage(
     apply: bool = False,
     prefix: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
+    deployment: str | None = None,
+    skipped: list[ManagedClient] | None = None,
 ) -> list[GcOutcome]:
-    """Decide for every managed client (of ``issuers``, with ``prefix``) whether it is stale; with ``apply``,
-    delete the stale ones. Usage is read right before each deletion, so a client that was just used is kept.
+    """Decide for every managed client (of ``issuers`` and ``deployment``, with ``prefix``) whether it is stale;
+    with ``apply``, delete the stale ones. Usage is read right before each deletion, so a client that was just
+    used is kept.
 
     A provider that is down or refuses the credentials stops the run (nothing more is deleted); a refusal for
     one client is reported on that client and the run goes on.
@@ -300,12 +369,7 @@ async def collect_garbage(
     if not isinstance(adapter, ClientHygiene):
         raise HygieneUnsupported(f"adapter {adapter.name!r} cannot tell client usage; gc needs it")
     hygiene = adapter
-    found = [
-        (issuer, client)
-        for issuer in issuers
-        for client in await _collect(adapter.list_clients(issuer))
-        if prefix is None or client.client_id.startswith(prefix)
-    ]
+    found = await _listed(adapter, issuers, prefix=prefix, deployment=deployment, skipped=skipped)
 
     async def collect(entry: tuple[str, ManagedClient]) -> GcOutcome | None:
         issuer, client = entry
@@ -408,8 +472,8 @@ async def plan_adoption(
     unmatched: dict[str, str] = {}
     for client_id in sorted(selector.client_ids - seen):
         try:
-            await find_client(adapter, issuers, client_id, with_usage=False)
-            unmatched[client_id] = "managed already"
+            record = await find_client(adapter, issuers, client_id, with_usage=False)
+            unmatched[client_id] = f"managed already (deployment {deployment_of(record.client)!r})"
         except AmbiguousClient:
             unmatched[client_id] = "managed already"
         except ClientNotFound:
@@ -438,10 +502,14 @@ async def adopt(
     candidates: Sequence[AdoptionCandidate],
     *,
     on_adopted: Callable[[Adopted], None],
+    deployment: str,
+    keep_settings: bool = False,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> list[AdoptionFailure]:
-    """Adopt ``candidates`` (those without a refusal): mark each managed with a fresh registration access
-    token's hash (RFC 7592 section 3) in its gateway data, keeping its configuration and secret.
+    """Adopt ``candidates`` (those without a refusal): mark each managed by ``deployment`` with a fresh
+    registration access token's hash (RFC 7592 section 3) in its gateway data, keeping its configuration and
+    secret; its settings that differ from a managed client's (:attr:`UnmanagedClient.differences`) are changed
+    unless ``keep_settings``.
 
     ``on_adopted`` receives each token as soon as its client is adopted, so a run that stops half way has
     handed out every token it stored. Returns the clients that could not be adopted.
@@ -453,9 +521,10 @@ async def adopt(
     async def one(candidate: AdoptionCandidate) -> AdoptionFailure | None:
         token, token_hash = mint_registration_access_token()
         gateway_data = management_data(token_hash=token_hash, authenticated=False, client_secret=None)
+        gateway_data[DEPLOYMENT_KEY] = deployment
         client_id = candidate.client.client_id
         try:
-            managed = await hygiene.adopt_client(candidate.issuer, client_id, gateway_data)
+            managed = await hygiene.adopt_client(candidate.issuer, client_id, gateway_data, conform=not keep_settings)
         except ClientConflict:
             return AdoptionFailure(candidate.issuer, client_id, "managed already")
         except ClientNotFound:

@@ -2,6 +2,9 @@
 
 Exit status: 0 when every cell passed or is an expected failure / not applicable, 1 on any ``FAIL`` or
 ``XPASS``, 2 on bad arguments. ``--junit FILE`` and ``--json FILE`` write the same results for CI.
+A 429 is sent again after its ``Retry-After`` (pauses up to ``--max-wait`` seconds in total, printed on standard
+error as they happen); the clients the run registered are deleted at the end with RFC 7592 (``--keep-clients``
+keeps them), and the JSON report lists each one.
 The Keycloak user's password comes from ``--password`` or ``$DCR_CONFORMANCE_PASSWORD``, an initial access
 token from ``--initial-access-token`` or ``$DCR_CONFORMANCE_INITIAL_ACCESS_TOKEN`` (keep them out of process
 lists in CI); neither is ever printed.
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 PASSWORD_ENV = "DCR_CONFORMANCE_PASSWORD"
+DEFAULT_MAX_WAIT = 180.0
+"""Same as :data:`gateway.conformance.runner.DEFAULT_MAX_WAIT` (not imported: the parser stays light)."""
 IAT_ENV = "DCR_CONFORMANCE_INITIAL_ACCESS_TOKEN"
 
 
@@ -72,9 +77,37 @@ def add_subcommand(subparsers: Any) -> None:
         help="profiles run at once (default 1; in-memory providers fail concurrent writes)",
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP request (default 30)")
+    parser.add_argument(
+        "--max-wait",
+        type=_seconds,
+        default=DEFAULT_MAX_WAIT,
+        metavar="SECONDS",
+        help="on a 429, pause for its Retry-After and send again, pausing at most SECONDS in total "
+        f"(default {DEFAULT_MAX_WAIT:g}: a gateway's default limit of 20 registrations per source per minute costs "
+        "one pause of up to 60 s; 0: never wait)",
+    )
+    parser.add_argument(
+        "--keep-clients",
+        action="store_true",
+        help="keep the clients the run registered (default: delete them at the end with RFC 7592)",
+    )
     parser.add_argument("--junit", type=Path, help="write JUnit XML here")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.set_defaults(func=run)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: between 0 and 86400 seconds")
+    return value
+
+
+def _progress(line: str) -> None:
+    print(f"dcr-gateway conformance: {line}", file=sys.stderr, flush=True)
 
 
 def _login(args: argparse.Namespace) -> Any:
@@ -124,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
             profile_dir=args.profiles_dir,
             concurrency=args.concurrency,
             timeout=args.timeout,
+            max_wait=args.max_wait,
+            keep_clients=args.keep_clients,
+            progress=_progress,
         )
         report = asyncio.run(run_suite(config))
     except (ValueError, ProfileError) as exc:

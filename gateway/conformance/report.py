@@ -53,6 +53,34 @@ class Section:
 
 
 @dataclass
+class CreatedClient:
+    """A client this run registered (any 2xx answer carrying a ``client_id``, a wrongly accepted refusal too),
+    and whether the run deleted it again (RFC 7592 section 2.3). Never holds its secret or registration token."""
+
+    client_id: str
+    registered_by: str
+    """The profile or refused registration whose request created it."""
+    registration_client_uri: str | None = None
+    deleted: bool = False
+    detail: str = ""
+    """Why it was not deleted (kept with ``--keep-clients``, no RFC 7592 fields, the DELETE's answer)."""
+
+
+@dataclass
+class RateLimitPause:
+    """A ``429 Too Many Requests`` (RFC 6585 section 4) the run answered by pausing for its ``Retry-After``."""
+
+    method: str
+    url: str
+    retry_after: float
+    """Seconds the server asked for (RFC 9110 section 10.2.3), or the suite's back-off when it named none."""
+    paused: float
+    """Seconds this answer added to the run's pause (less than ``retry_after`` when another pause overlapped)."""
+    retried: bool
+    """False when waiting would have gone past ``--max-wait``: the 429 then stands, in the cell that got it."""
+
+
+@dataclass
 class Report:
     issuer: str
     provider: str | None
@@ -61,6 +89,20 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    max_wait: float | None = None
+    """The most the run may pause, in total, for ``Retry-After`` (``--max-wait``)."""
+    pauses: list[RateLimitPause] = field(default_factory=list)
+    created_clients: list[CreatedClient] = field(default_factory=list)
+    keep_clients: bool = False
+
+    @property
+    def paused_seconds(self) -> float:
+        return sum(pause.paused for pause in self.pauses)
+
+    @property
+    def left_behind(self) -> list[CreatedClient]:
+        """Clients this run registered and did not delete (kept on purpose, or the delete failed)."""
+        return [client for client in self.created_clients if not client.deleted]
 
     def row(self, name: str, section: str | None = None) -> Row:
         for row in self.rows:
@@ -150,6 +192,31 @@ def to_json(report: Report) -> dict[str, Any]:
         "seconds": round(report.seconds, 3),
         "notes": report.notes,
         "counts": {outcome.value: report.counts()[outcome] for outcome in Outcome},
+        "rate_limits": {
+            "max_wait_seconds": report.max_wait,
+            "paused_seconds": round(report.paused_seconds, 3),
+            "pauses": [
+                {
+                    "method": pause.method,
+                    "url": pause.url,
+                    "retry_after": pause.retry_after,
+                    "paused_seconds": round(pause.paused, 3),
+                    "retried": pause.retried,
+                }
+                for pause in report.pauses
+            ],
+        },
+        "keep_clients": report.keep_clients,
+        "created_clients": [
+            {
+                "client_id": client.client_id,
+                "registered_by": client.registered_by,
+                "registration_client_uri": client.registration_client_uri,
+                "deleted": client.deleted,
+                "detail": client.detail,
+            }
+            for client in report.created_clients
+        ],
         "sections": [
             {
                 "name": section.name,
@@ -206,5 +273,21 @@ def to_junit(report: Report) -> str:
                 ET.SubElement(case, "failure", message="unexpected pass: " + cell.detail[:480]).text = cell.detail
             elif cell.outcome is not Outcome.PASS:
                 ET.SubElement(case, "skipped", message=f"{cell.outcome.value}: {cell.detail}"[:500])
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=f"run ({report.issuer})",
+        tests="0",
+        failures="0",
+        skipped="0",
+        time=f"{report.seconds:.3f}",
+    )
+    properties = ET.SubElement(suite, "properties")
+    ET.SubElement(properties, "property", name="rate_limit_paused_seconds", value=f"{report.paused_seconds:.1f}")
+    ET.SubElement(properties, "property", name="max_wait_seconds", value=f"{report.max_wait or 0:g}")
+    for client in report.created_clients:
+        state = "deleted" if client.deleted else f"not deleted: {client.detail}"
+        ET.SubElement(properties, "property", name=f"created_client {client.client_id}", value=state)
+    ET.SubElement(suite, "system-out").text = "\n".join(report.notes) + "\n"
     ET.indent(suites)
     return ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"

@@ -15,6 +15,15 @@ For each profile (see :mod:`gateway.conformance.profiles`), as that client would
 Plus every probed discovery location on its own and the refused registrations of ``bad-registrations.json``.
 Where a provider legitimately cannot do something (a profile's ``expected_failures``), the cell is an expected
 failure, and strict: a pass there is reported (``XPASS``) and fails the run.
+
+Rate limits: a ``429 Too Many Requests`` (RFC 6585 section 4) on any request of the run (discovery,
+registration, RFC 7592) pauses every request until its ``Retry-After`` (RFC 9110 section 10.2.3) has passed, then
+the request is sent again; the pauses add up to at most ``max_wait`` seconds, and the report lists them. A
+gateway with production limits (20 registrations per source and minute) therefore passes, a little slower.
+
+Clean-up: every client the run registered (a wrongly accepted refusal too) is deleted at the end with its
+registration access token (RFC 7592 section 2.3), also when the run stops half way; the report lists each one and
+whether it was deleted, unless ``keep_clients``.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +64,7 @@ from gateway.conformance.oauth import (
     with_port,
 )
 from gateway.conformance.profiles import STEPS, BadRegistration, Profile, load_profiles, substitute
-from gateway.conformance.report import Cell, Outcome, Report, Row, Section
+from gateway.conformance.report import Cell, CreatedClient, Outcome, RateLimitPause, Report, Row, Section
 from gateway.devstack.login import HeadlessLoginError
 from gateway.rfc8414.wellknown import DocumentKind
 
@@ -68,7 +79,14 @@ SECTIONS = [
     ),
     Section("clients", "client profiles", STEPS),
     Section("bad-registrations", "registrations that must be refused (RFC 7591 section 3.2.2)", ("refused",)),
+    Section("cleanup", "clean-up: clients this run registered, deleted with RFC 7592 section 2.3", ("delete",)),
 ]
+
+DEFAULT_MAX_WAIT = 180.0
+"""Seconds a run may pause for ``Retry-After`` in total: a few windows of the gateway's default rate limit
+(20 registrations per source per 60 s; a run makes about 36 registrations and a dozen RFC 7592 deletes)."""
+MAX_ATTEMPTS = 8
+"""Sends of one request at most (the first and seven after a 429)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +114,12 @@ class SuiteConfig:
     concurrency: int = 1
     """Profiles run at once. 1 by default: in-memory providers (Hydra's SQLite) fail concurrent writes."""
     timeout: float = 30.0
+    max_wait: float = DEFAULT_MAX_WAIT
+    """Seconds the run may pause, in total, for the ``Retry-After`` of 429 answers (0: never wait)."""
+    keep_clients: bool = False
+    """Keep the clients the run registered instead of deleting them at the end (RFC 7592 section 2.3)."""
+    progress: Callable[[str], None] | None = None
+    """Told about pauses and clean-up as they happen (the CLI prints them on standard error)."""
 
 
 class StepFailed(Exception):
@@ -117,6 +141,77 @@ class _Client:
     signing_key: RSAKey | None
 
 
+def retry_after_seconds(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """``Retry-After`` (RFC 9110 section 10.2.3) as seconds from now: delay-seconds or an HTTP-date; ``None`` when
+    absent or unreadable."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), "").strip()
+    if value.isdigit():
+        return float(value)
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = datetime.now(UTC).timestamp() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+class Throttle:
+    """The run's answer to rate limits (RFC 6585 section 4): after a 429, no request of the run is sent until the
+    ``Retry-After`` has passed, and the pauses add up to at most ``max_wait`` seconds."""
+
+    def __init__(self, max_wait: float, progress: Callable[[str], None] | None = None) -> None:
+        self.max_wait = max(0.0, max_wait)
+        self.pauses: list[RateLimitPause] = []
+        self._progress = progress
+        self._resume_at = 0.0  # monotonic time before which nothing is sent
+        self._paused = 0.0
+
+    @property
+    def paused(self) -> float:
+        return self._paused
+
+    async def ready(self) -> None:
+        """Wait until the current pause, if any, is over."""
+        delay = self._resume_at - time.monotonic()
+        while delay > 0:  # a 429 that arrives meanwhile extends the pause
+            await asyncio.sleep(delay)
+            delay = self._resume_at - time.monotonic()
+
+    def limited(self, method: str, url: str, retry_after: float | None, attempt: int) -> bool:
+        """A 429 arrived: pause the run for its ``Retry-After`` (a doubling back-off from 1 s when it names none),
+        if that stays within ``max_wait``. Whether to send the request again."""
+        delay = retry_after if retry_after is not None else float(min(2 ** (attempt - 1), 30))
+        delay = max(delay, 0.5)  # "0" would have every request of the run hammer the limiter
+        source = "Retry-After" if retry_after is not None else "no Retry-After: back-off"
+        now = time.monotonic()
+        extension = max(0.0, now + delay - max(self._resume_at, now))
+        retried = attempt < MAX_ATTEMPTS and self._paused + extension <= self.max_wait
+        self.pauses.append(RateLimitPause(method, url, delay, extension if retried else 0.0, retried))
+        if not retried:
+            left = max(0.0, self.max_wait - self._paused)
+            self._say(
+                f"rate limited: 429 from {method} {url}; not retried ({source} {delay:g} s, "
+                f"{left:.0f} s left of --max-wait {self.max_wait:g} s, attempt {attempt})"
+            )
+            return False
+        self._paused += extension
+        self._resume_at = max(self._resume_at, now + delay)
+        if extension > 0:
+            self._say(
+                f"rate limited: 429 from {method} {url}; pausing {delay:g} s ({source}), "
+                f"{self.max_wait - self._paused:.0f} s left of --max-wait {self.max_wait:g} s"
+            )
+        return True
+
+    def _say(self, line: str) -> None:
+        if self._progress is not None:
+            self._progress(line)
+
+
 @dataclass
 class _Run:
     config: SuiteConfig
@@ -124,6 +219,38 @@ class _Run:
     document: Mapping[str, Any] | None = None
     provider: str | None = None
     semaphore: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    throttle: Throttle = field(default_factory=lambda: Throttle(DEFAULT_MAX_WAIT))
+    created: list[CreatedClient] = field(default_factory=list)
+    registration_access_tokens: dict[str, str] = field(default_factory=dict, repr=False)
+    """client_id -> registration access token, only to delete the client at the end; never reported."""
+
+    async def fetch(
+        self, method: str, url: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> _Response:
+        """One request of the run, sent again after a 429's ``Retry-After`` while :class:`Throttle` allows."""
+        attempt = 0
+        while True:
+            await self.throttle.ready()
+            response = await _fetch(self.session, method, url, headers=headers, **kwargs)
+            if response.status != 429:
+                return response
+            attempt += 1
+            if not self.throttle.limited(method, url, retry_after_seconds(response.headers), attempt):
+                return response
+
+    def record_created(self, registered_by: str, response: _Response) -> None:
+        """Remember a client a registration request created, to delete it at the end (RFC 7592 section 2.3)."""
+        body = response.body
+        if not (200 <= response.status < 300 and isinstance(body, Mapping)):
+            return
+        client_id = body.get("client_id")
+        if not isinstance(client_id, str) or not client_id:
+            return
+        uri = body.get("registration_client_uri")
+        token = body.get("registration_access_token")
+        self.created.append(CreatedClient(client_id, registered_by, uri if isinstance(uri, str) else None))
+        if isinstance(token, str) and token:
+            self.registration_access_tokens[client_id] = token
 
     @property
     def resource(self) -> str:
@@ -194,7 +321,7 @@ async def _probe_row(run: _Run, probe: Probe) -> Row:
 
     async def metadata() -> None:
         nonlocal response
-        response = await _fetch(run.session, "GET", probe.url, headers={"Origin": PROBE_ORIGIN})
+        response = await run.fetch("GET", probe.url, headers={"Origin": PROBE_ORIGIN})
         if response.status != 200:
             raise StepFailed(f"status {response.status} (MCP {versions} clients find no metadata here)")
         _fail_if(
@@ -222,7 +349,7 @@ async def _client_discovery(run: _Run, profile: Profile) -> Mapping[str, Any]:
     headers = {"Origin": profile.browser_origin} if profile.browser_origin else {}
     tried = []
     for url in client_probe_order(run.config.issuer, DISCOVERY_VERSION):
-        response = await _fetch(run.session, "GET", url, headers=headers)
+        response = await run.fetch("GET", url, headers=headers)
         tried.append(f"{url} -> {response.status}")
         if response.status >= 500 and profile.abort_on_5xx:
             raise StepFailed(f"{url} answered {response.status}: this client aborts discovery on a 5xx")
@@ -263,15 +390,15 @@ async def _register(run: _Run, profile: Profile, variables: dict[str, Any]) -> _
     headers = {"Origin": profile.browser_origin} if profile.browser_origin else {}
     if profile.initial_access_token and run.config.initial_access_token:
         headers["Authorization"] = f"Bearer {run.config.initial_access_token}"
-    response = await _fetch(run.session, "POST", endpoint, json=body, headers=headers)
+    response = await run.fetch("POST", endpoint, json=body, headers=headers)
+    run.record_created(profile.name, response)
     information = dict(response.body) if isinstance(response.body, Mapping) else {}
     client = _Client(information, variables.get("signing_key"))
     method = checks.expected_auth_method(body, profile.expected_auth_method)
     problems = checks.registration_problems(body, response.status, response.headers, response.body, auth_method=method)
     if profile.browser_origin:
         problems += checks.cors_problems(response.headers, profile.browser_origin)
-        preflight = await _fetch(
-            run.session,
+        preflight = await run.fetch(
             "OPTIONS",
             endpoint,
             headers={
@@ -337,7 +464,7 @@ async def _authorize(run: _Run, client: _Client, redirect_uri: str, scope: str |
 async def _token(run: _Run, client: _Client, form: dict[str, str]) -> dict[str, Any]:
     endpoint = str((run.document or {})["token_endpoint"])
     headers, fields = client_authentication(client.information, endpoint, client.signing_key)
-    response = await _fetch(run.session, "POST", endpoint, data={**form, **fields}, headers=headers)
+    response = await run.fetch("POST", endpoint, data={**form, **fields}, headers=headers)
     _fail_if(checks.token_problems(response.status, response.body))
     return dict(response.body)
 
@@ -497,9 +624,8 @@ async def _bad_row(run: _Run, case: BadRegistration) -> Row:
 
         async def refused() -> None:
             try:
-                response = await _fetch(
-                    run.session, "POST", endpoint, data=body, headers={"Content-Type": "application/json"}
-                )
+                response = await run.fetch("POST", endpoint, data=body, headers={"Content-Type": "application/json"})
+                run.record_created(case.name, response)
             except aiohttp.ServerDisconnectedError as exc:
                 raise StepFailed(f"expected {case.status} {case.error}, the server closed the connection") from exc
             _fail_if(
@@ -516,7 +642,8 @@ async def _bad_row(run: _Run, case: BadRegistration) -> Row:
 
 
 async def run_suite(config: SuiteConfig, session: aiohttp.ClientSession | None = None) -> Report:
-    """Run the matrix against ``config.issuer``; never raises for what the server does (that is a cell)."""
+    """Run the matrix against ``config.issuer``, then delete what it registered; never raises for what the server
+    does (that is a cell)."""
     if session is None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.timeout)) as own:
             return await run_suite(config, own)
@@ -529,34 +656,131 @@ async def run_suite(config: SuiteConfig, session: aiohttp.ClientSession | None =
     chosen = [profile for profile in all_profiles if not wanted or profile.name in wanted]
     bad = [case for case in all_bad if not wanted or case.name in wanted]
 
-    run = _Run(config=config, session=session, semaphore=asyncio.Semaphore(max(1, config.concurrency)))
+    run = _Run(
+        config=config,
+        session=session,
+        semaphore=asyncio.Semaphore(max(1, config.concurrency)),
+        throttle=Throttle(config.max_wait, config.progress),
+    )
     report = Report(
-        issuer=config.issuer, provider=None, login=config.login.name if config.login else None, sections=SECTIONS
+        issuer=config.issuer,
+        provider=None,
+        login=config.login.name if config.login else None,
+        sections=SECTIONS,
+        max_wait=run.throttle.max_wait,
+        keep_clients=config.keep_clients,
     )
-    probe_rows = await asyncio.gather(*(_probe_row(run, probe) for probe in probes(config.issuer)))
-    report.rows.extend(probe_rows)
-    run.document = await _site_document(run)
-    if run.document is None:
-        report.notes.append("no usable discovery document at any probed location")
-    provider = config.provider
-    if provider == "auto":
-        provider = detect_provider(run.document) if run.document is not None else None
-    run.provider = report.provider = provider
-
-    rows = await asyncio.gather(
-        *(_client_row(run, profile) for profile in chosen), *(_bad_row(run, case) for case in bad)
+    report.notes.append(
+        f"rate limits: a 429 is sent again after its Retry-After; the run pauses at most {run.throttle.max_wait:g} s "
+        "in total (--max-wait)"
     )
-    report.rows.extend(rows)
-    report.seconds = time.perf_counter() - started
+    try:
+        probe_rows = await asyncio.gather(*(_probe_row(run, probe) for probe in probes(config.issuer)))
+        report.rows.extend(probe_rows)
+        run.document = await _site_document(run)
+        if run.document is None:
+            report.notes.append("no usable discovery document at any probed location")
+        provider = config.provider
+        if provider == "auto":
+            provider = detect_provider(run.document) if run.document is not None else None
+        run.provider = report.provider = provider
+        tasks = [
+            asyncio.ensure_future(row)
+            for row in (*(_client_row(run, profile) for profile in chosen), *(_bad_row(run, case) for case in bad))
+        ]
+        try:
+            report.rows.extend(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:  # nothing more registers while the clean-up runs
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+    finally:
+        # Also when the run stops half way (an unexpected error, Ctrl-C): what it registered is deleted.
+        await asyncio.shield(_clean_up(run, report))
+        report.pauses = list(run.throttle.pauses)
+        report.notes.extend(_summary_notes(report))
+        report.seconds = time.perf_counter() - started
     return report
+
+
+async def _delete(run: _Run, created: CreatedClient) -> Cell:
+    """RFC 7592 section 2.3: ``DELETE`` the client configuration endpoint with the registration access token;
+    204 is the only success."""
+    if run.config.keep_clients:
+        created.detail = "kept (--keep-clients)"
+        return Cell(Outcome.NA, created.detail)
+    token = run.registration_access_tokens.get(created.client_id)
+    if not created.registration_client_uri or not token:
+        created.detail = (
+            "left behind: the registration answer has no registration_client_uri and registration_access_token "
+            "(RFC 7592 section 3); delete it with the provider's admin tools"
+        )
+        return Cell(Outcome.NA, created.detail)
+    uri = created.registration_client_uri
+
+    async def delete() -> None:
+        response = await run.fetch("DELETE", uri, headers={"Authorization": f"Bearer {token}"})
+        if response.status != 204:
+            raise StepFailed(f"DELETE {uri} answered {response.status}, not 204: the client is left behind")
+
+    cell, _ = await _timed(delete)
+    if cell.outcome is Outcome.PASS:
+        created.deleted = True
+    else:
+        created.detail = cell.detail
+    return cell
+
+
+async def _clean_up(run: _Run, report: Report) -> None:
+    """Delete every client the run registered (at most ``concurrency`` at once) and add the clean-up rows."""
+
+    async def one(created: CreatedClient) -> Row:
+        async with run.semaphore:
+            row = Row("cleanup", created.client_id, f"registered by {created.registered_by}")
+            try:
+                row.cells["delete"] = await _delete(run, created)
+            except Exception as exc:  # a clean-up problem is reported on its client, never raised
+                created.detail = f"{type(exc).__name__}: {exc}"[:300]
+                row.cells["delete"] = Cell(Outcome.FAIL, created.detail)
+            return row
+
+    created = list(run.created)
+    report.created_clients = created
+    report.rows.extend(await asyncio.gather(*(one(client) for client in created)))
+    if run.config.progress is not None:
+        for client in report.left_behind:
+            run.config.progress(f"client {client.client_id} not deleted: {client.detail}")
+
+
+def _summary_notes(report: Report) -> list[str]:
+    notes = []
+    waits = [pause for pause in report.pauses if pause.retried]
+    refused = [pause for pause in report.pauses if not pause.retried]
+    if report.pauses:
+        notes.append(
+            f"rate limits: 429 answers: {len(report.pauses)}; the run paused {report.paused_seconds:.1f} s "
+            f"in total for their Retry-After ({len(waits)} sent again"
+            + (f", {len(refused)} not: waiting would pass --max-wait" if refused else "")
+            + ")"
+        )
+    else:
+        notes.append("rate limits: no 429 answers")
+    created = report.created_clients
+    deleted = sum(client.deleted for client in created)
+    line = f"clients: this run registered {len(created)} and deleted {deleted} (RFC 7592 DELETE)"
+    if report.left_behind:
+        line += "; left behind: " + ", ".join(client.client_id for client in report.left_behind)
+    notes.append(line)
+    return notes
 
 
 async def _site_document(run: _Run) -> Mapping[str, Any] | None:
     """The document the flows use: the first 200 JSON object in MCP 2025-11-25 order whose issuer matches."""
     for url in client_probe_order(run.config.issuer, DISCOVERY_VERSION):
         try:
-            response = await _fetch(run.session, "GET", url)
-        except aiohttp.ClientError:
+            response = await run.fetch("GET", url)
+        except (aiohttp.ClientError, TimeoutError):
             continue
         body = response.body
         if response.status == 200 and isinstance(body, Mapping) and body.get("issuer") == run.config.issuer:

@@ -579,7 +579,7 @@ async def test_keycloak_gc_keeps_clients_with_sessions(
     assert await keycloak_admin.get(p + "shim") is not None, "gc never touches unmanaged clients"
 
 
-async def test_keycloak_adopt_keeps_configuration_and_secret_and_refuses_privileged(
+async def test_keycloak_adopt_keeps_configuration_and_secret_brings_guarantees_and_refuses_privileged(
     http: aiohttp.ClientSession,
     keycloak_gateway: GatewayProcess,
     keycloak_env: dict[str, str],
@@ -631,9 +631,20 @@ async def test_keycloak_adopt_keeps_configuration_and_secret_and_refuses_privile
     assert dry.code == 0, dry.err
     assert f'would adopt  {realm} {p}pub "Shim public"' in dry.lines
     assert (
-        f"refused      {realm} {p}service: privileged (service account (client_credentials grant)): "
-        "pass --include-privileged to adopt it"
+        f"refused      {realm} {p}service: never adopted: a service account whose roles the gateway cannot read "
+        "(its admin credentials lack realm-management view-users): it could be another gateway's or tool's admin "
+        "client"
     ) in dry.lines
+    # what adoption will change to give the shim's clients the managed-client guarantees, each named
+    assert (
+        "             change: consentRequired is false, managed clients have true (the user consents to every "
+        "managed client)"
+    ) in dry.lines
+    assert (
+        "             change: fullScopeAllowed is true, managed clients have false (tokens carry only what the "
+        "client's scopes map)"
+    ) in dry.lines
+    assert "             change: pkce.code.challenge.method is unset, managed clients have S256" in " ".join(dry.lines)
 
     applied = await clients(keycloak_env, "adopt", "--prefix", p, "--apply")
     assert applied.code == 0, applied.err
@@ -644,7 +655,10 @@ async def test_keycloak_adopt_keeps_configuration_and_secret_and_refuses_privile
     assert conf["secret"] == "shim-conf-secret"
     assert conf["attributes"]["origin"] == origin
     assert conf["attributes"]["dcr.gateway.managed"] == "true"
-    assert conf["consentRequired"] is False and conf["fullScopeAllowed"] is True, "configuration is kept as it was"
+    # the managed-client guarantees (README): consent required, full scope off, PKCE S256
+    assert conf["consentRequired"] is True and conf["fullScopeAllowed"] is False
+    assert conf["attributes"]["pkce.code.challenge.method"] == "S256"
+    assert conf["redirectUris"] == ["https://app.example.com/cb"], "the rest of the configuration is kept"
     for client_id, line in tokens.items():
         assert line["registration_client_uri"] == f"{keycloak_gateway.issuer}/register/{client_id}"
         status, body = await rfc7592_get(http, line["registration_client_uri"], line["registration_access_token"])
@@ -655,15 +669,238 @@ async def test_keycloak_adopt_keeps_configuration_and_secret_and_refuses_privile
     )
     assert body["client_secret"] == "shim-conf-secret"
 
-    await adopt_privileged_by_attribute(keycloak_env, origin, tmp_path / "tokens.jsonl", expected=[p + "service"])
-    form = {"grant_type": "client_credentials", "client_id": p + "service", "client_secret": "shim-service-secret"}
-    async with http.post(keycloak_provider.token_endpoint, data=form) as response:
-        assert "access_token" in await json_of(response, 200)
+    # the service account: its roles cannot be checked with least-privilege credentials, so never adopted
+    privileged = await clients(
+        keycloak_env, "adopt", "--attribute", f"origin={origin}", "--include-privileged", "--apply"
+    )
+    assert privileged.code == 1
+    assert "never adopted: a service account whose roles the gateway cannot read" in privileged.err
+    service = await keycloak_admin.get(p + "service")
+    assert service is not None and "dcr.gateway.managed" not in service["attributes"]
 
     listed = {row["client_id"] for row in json.loads((await clients(keycloak_env, "list", "--json")).out)}
-    assert {p + "pub", p + "conf", p + "service"} <= listed
+    assert {p + "pub", p + "conf"} <= listed
     assert keycloak_provider.legacy_client_id not in listed
     covered = await clients(keycloak_env, "gc", "--unused-for", "0s", "--prefix", p)
     stale = [line for line in covered.lines if line.startswith("would delete ")]
-    assert len(stale) == 3
+    assert len(stale) == 2
     assert all(line.endswith("(>= 0s), no sessions") for line in stale)
+
+
+# ================================================================= deployments and adoption guarantees (issue 8)
+
+
+async def test_hydra_deployments_keep_a_staging_gc_off_production_clients(
+    http: aiohttp.ClientSession,
+    hydra_gateway: GatewayProcess,
+    hydra_env: dict[str, str],
+    hydra_admin: HydraAdmin,
+    hydra_provider: HydraProvider,
+) -> None:
+    """Two gateway deployments share one Hydra: each one's ``list`` and ``gc --apply`` touch only its own
+    clients; a client registered before deployments were recorded belongs to ``default``."""
+    p = hydra_admin.prefix()
+    async with http.post(f"{hydra_gateway.url}/register", json=native_client("production client")) as response:
+        registered = await json_of(response, 201)
+    production_id = registered["client_id"]
+    hydra_admin.tracked.append(production_id)
+    record = await hydra_admin.get(production_id)
+    assert record is not None
+    assert record["metadata"]["dcr_gateway"]["gateway"]["deployment"] == "default"
+
+    staging_adapter = HydraAdapter(
+        admin_url=hydra_provider.admin_url, public_url=hydra_provider.public_url, deployment="staging"
+    )
+    await staging_adapter.start(http)
+    await staging_adapter.create_client(HYDRA, public_client(p + "staging", "staging client"))
+    staged = await hydra_admin.get(p + "staging")
+    assert staged is not None and staged["metadata"]["dcr_gateway"]["gateway"]["deployment"] == "staging"
+    # a managed client from before deployments were recorded: its marker names none
+    await hydra_admin.create_shim(
+        {
+            "client_id": p + "legacy",
+            "redirect_uris": [LOOPBACK_CALLBACK],
+            "metadata": {"dcr_gateway": {"managed": True, "v": 1, "client_id_issued_at": 1, "gateway": {}}},
+        }
+    )
+    staging_env = hydra_env | {"DCR_DEPLOYMENT": "staging"}
+
+    production_list = {row["client_id"] for row in json.loads((await clients(hydra_env, "list", "--json")).out)}
+    assert {production_id, p + "legacy"} <= production_list
+    assert p + "staging" not in production_list
+    staging_list = await clients(staging_env, "list", "--json")
+    assert {row["client_id"] for row in json.loads(staging_list.out)} == {p + "staging"}
+    assert "of other deployments" in staging_list.err
+    every = {
+        row["client_id"] for row in json.loads((await clients(hydra_env, "list", "--json", "--all-deployments")).out)
+    }
+    assert {production_id, p + "legacy", p + "staging"} <= every
+
+    # staging collects everything it owns that is idle, and nothing of production's
+    applied = await clients(staging_env, "gc", "--unused-for", "0s", "--apply")
+    assert applied.code == 0, applied.err
+    assert f'deleted      {HYDRA} {p}staging "staging client"' in applied.out
+    assert production_id not in applied.out and p + "legacy" not in applied.out
+    assert await hydra_admin.get(p + "staging") is None
+    assert await hydra_admin.get(production_id) is not None
+    assert await hydra_admin.get(p + "legacy") is not None
+    await staging_adapter.close()
+
+
+async def test_hydra_adoption_turns_skipped_consent_off_unless_kept(
+    hydra_env: dict[str, str], hydra_admin: HydraAdmin
+) -> None:
+    p = hydra_admin.prefix()
+    for name in ("a", "b"):
+        await hydra_admin.create_shim(
+            {
+                "client_id": p + name,
+                "redirect_uris": [LOOPBACK_CALLBACK],
+                "token_endpoint_auth_method": "none",
+                "skip_consent": True,
+            }
+        )
+    dry = await clients(hydra_env, "adopt", p + "a", "--include-privileged")
+    assert dry.code == 0, dry.err
+    assert (
+        "             change: skip_consent is true, managed clients have false (the user consents to every managed "
+        "client)"
+    ) in dry.lines
+    assert (await hydra_admin.get(p + "a") or {})["skip_consent"] is True, "a dry run changes nothing"
+
+    applied = await clients(hydra_env, "adopt", p + "a", "--include-privileged", "--apply")
+    assert applied.code == 0, applied.err
+    adopted = await hydra_admin.get(p + "a")
+    assert adopted is not None and adopted["skip_consent"] is False
+    assert adopted["metadata"]["dcr_gateway"]["gateway"]["deployment"] == "default"
+
+    kept = await clients(hydra_env, "adopt", p + "b", "--include-privileged", "--keep-settings", "--apply")
+    assert kept.code == 0, kept.err
+    assert "             kept: skip_consent is true" in kept.err
+    assert (await hydra_admin.get(p + "b") or {})["skip_consent"] is True
+
+
+async def master_admin_headers(http: aiohttp.ClientSession, keycloak: KeycloakProvider) -> dict[str, str]:
+    """Keycloak's bootstrap administrator (master realm): what an operator uses to set up service accounts."""
+    username, password = keycloak.bootstrap_admin
+    async with http.post(
+        f"{keycloak.base_url}/realms/master/protocol/openid-connect/token",
+        data={"grant_type": "password", "client_id": "admin-cli", "username": username, "password": password},
+    ) as response:
+        token = (await json_of(response, 200))["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def grant_realm_management_roles(
+    http: aiohttp.ClientSession, keycloak: KeycloakProvider, client_id: str, roles: list[str]
+) -> None:
+    """Give ``client_id``'s service account these ``realm-management`` roles, as an operator does for an admin
+    client (another gateway's, a provisioning tool's)."""
+    headers = await master_admin_headers(http, keycloak)
+    base = keycloak.admin_realm_url
+
+    async def one(path: str, **params: str) -> Any:
+        async with http.get(f"{base}{path}", params=params, headers=headers) as response:
+            return await json_of(response, 200)
+
+    internal = (await one("/clients", clientId=client_id, search="false"))[0]["id"]
+    user = await one(f"/clients/{internal}/service-account-user")
+    management = (await one("/clients", clientId="realm-management", search="false"))[0]["id"]
+    representations = [await one(f"/clients/{management}/roles/{role}") for role in roles]
+    async with http.post(
+        f"{base}/users/{user['id']}/role-mappings/clients/{management}", json=representations, headers=headers
+    ) as response:
+        assert response.status == 204, await response.text()
+
+
+async def test_keycloak_another_gateways_admin_client_is_never_adoptable(
+    http: aiohttp.ClientSession,
+    keycloak_env: dict[str, str],
+    keycloak_provider: KeycloakProvider,
+    keycloak_admin: KeycloakAdmin,
+) -> None:
+    """A staging gateway's admin client (a service account holding manage-clients) is refused even with
+    ``--include-privileged``: by the gateway's least-privilege credentials, which cannot read a service account's
+    roles, and by credentials that can (view-users), which see the admin role. A service account without admin
+    roles stays adoptable with ``--include-privileged`` when its roles can be checked."""
+    realm = keycloak_provider.realm
+    p = keycloak_admin.prefix()
+    for name in ("staging-gateway", "ops", "worker"):
+        await keycloak_admin.create_shim(
+            {
+                "clientId": p + name,
+                "secret": f"dev-only-{name}-secret",
+                "serviceAccountsEnabled": True,
+                "standardFlowEnabled": False,
+            }
+        )
+    await grant_realm_management_roles(http, keycloak_provider, p + "staging-gateway", ["manage-clients"])
+    # "ops": admin credentials of a gateway allowed to check service accounts (manage-clients and view-users)
+    await grant_realm_management_roles(http, keycloak_provider, p + "ops", ["manage-clients", "view-users"])
+
+    refused = await clients(keycloak_env, "adopt", p + "staging-gateway", "--include-privileged", "--apply")
+    assert refused.code == 1
+    assert (
+        f"refused      {realm} {p}staging-gateway: never adopted: a service account whose roles the gateway cannot read"
+    ) in refused.err
+    staging_gateway = await keycloak_admin.get(p + "staging-gateway")
+    assert staging_gateway is not None and "dcr.gateway.managed" not in staging_gateway["attributes"]
+
+    ops_env = keycloak_env | {
+        "DCR_KEYCLOAK__CLIENT_ID": p + "ops",
+        "DCR_KEYCLOAK__CLIENT_SECRET": "dev-only-ops-secret",
+    }
+    checked = await clients(ops_env, "adopt", "--prefix", p, "--include-privileged")
+    assert checked.code == 0, checked.err
+    assert (
+        f"refused      {realm} {p}staging-gateway: never adopted: a service account holding realm-management roles "
+        "(manage-clients): an admin client"
+    ) in checked.lines
+    assert f"refused      {realm} {p}ops: never adopted: the gateway's own admin client" in checked.lines
+    assert f"would adopt  {realm} {p}worker" in checked.lines
+    applied = await clients(ops_env, "adopt", "--prefix", p, "--include-privileged", "--apply")
+    assert applied.code == 0, applied.err
+    assert sorted(token_lines(applied.out)) == [p + "worker"]
+    assert "dcr.gateway.managed" not in ((await keycloak_admin.get(p + "staging-gateway")) or {})["attributes"]
+    # adoption kept the worker's secret and service account: it still gets tokens
+    form = {"grant_type": "client_credentials", "client_id": p + "worker", "client_secret": "dev-only-worker-secret"}
+    async with http.post(keycloak_provider.token_endpoint, data=form) as response:
+        assert "access_token" in await json_of(response, 200)
+
+
+async def test_keycloak_deployments_are_recorded_and_keep_listings_apart(
+    http: aiohttp.ClientSession,
+    keycloak_gateway: GatewayProcess,
+    keycloak_env: dict[str, str],
+    keycloak_provider: KeycloakProvider,
+    keycloak_admin: KeycloakAdmin,
+) -> None:
+    realm = keycloak_provider.realm
+    p = keycloak_admin.prefix()
+    async with http.post(f"{keycloak_gateway.issuer}/register", json=native_client("kc production")) as response:
+        production_id = (await json_of(response, 201))["client_id"]
+    keycloak_admin.tracked.append(production_id)
+    record = await keycloak_admin.get(production_id)
+    assert record is not None and json.loads(record["attributes"]["dcr.gateway.data"])["deployment"] == "default"
+
+    staging_adapter = KeycloakAdapter(  # a gateway configured with DCR_DEPLOYMENT=staging
+        server_url=keycloak_provider.base_url,
+        public_url=keycloak_provider.base_url,
+        realms=[realm],
+        client_id=keycloak_provider.admin_client_id,
+        client_secret=keycloak_provider.admin_client_secret,
+        deployment="staging",
+    )
+    await staging_adapter.start(http)
+    try:
+        await staging_adapter.create_client(realm, public_client(p + "staging", "kc staging"))
+    finally:
+        await staging_adapter.close()
+    staging_env = keycloak_env | {"DCR_DEPLOYMENT": "staging"}
+    production = {row["client_id"] for row in json.loads((await clients(keycloak_env, "list", "--json")).out)}
+    assert production_id in production and p + "staging" not in production
+    staging = await clients(staging_env, "gc", "--unused-for", "0s", "--apply")
+    assert staging.code == 0, staging.err
+    assert f'deleted      {realm} {p}staging "kc staging"' in staging.out
+    assert production_id not in staging.out
+    assert await keycloak_admin.get(production_id) is not None

@@ -5,6 +5,8 @@
 - Known-bad targets fail on the cells they should, and pass where they are right: Hydra's own registration
   endpoint (a second Hydra with ``oidc.dynamic_client_registration.enabled``) and a deliberately naive shim
   (tests/integration/naive_shim.py).
+- With the production rate limit (20 registrations per source and window) the packaged suite still passes on both
+  providers, by waiting out the 429s, and leaves no client behind in the provider.
 
 Each test prints the matrix (``pytest -s`` shows it) and its wall time.
 """
@@ -12,6 +14,7 @@ Each test prints the matrix (``pytest -s`` shows it) and its wall time.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -20,19 +23,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from gateway.conformance import Outcome, Report, SuiteConfig, hydra_admin, keycloak_form, render_text, run_suite
+from gateway.conformance.cli import IAT_ENV, PASSWORD_ENV
 from gateway.devstack.process import LOOPBACK, Service, free_port
 from gateway.devstack.providers import (
     DEVELOPMENT_INITIAL_ACCESS_TOKEN,
     HYDRA_NATIVE_DCR_CONFIG,
     HydraProvider,
     KeycloakProvider,
+    hydra_gateway_env,
+    start_gateway,
     start_hydra,
 )
-from tests.integration.conftest import GatewayProcess
+from tests.integration.conftest import GATEWAY_READY_TIMEOUT, GatewayProcess, keycloak_admin_headers
 from tests.integration.naive_shim import naive_shim_app
 
 HYDRA_READY_TIMEOUT = 60.0
@@ -330,3 +337,129 @@ async def test_a_naive_shim_fails_on_the_right_cells(naive_shim: tuple[str, Bare
     assert "no error_description" in report.cell("javascript-scheme", "refused").detail
     # yet the flow itself works for the client its author tried (a public loopback client)
     assert outcome(report, "typescript-sdk", "token") is Outcome.PASS
+
+
+# ------------------------------------------------------------------------------- production rate limits
+
+PRODUCTION_LIMITS_ENV = {
+    "DCR_LIMITS__PER_SOURCE_LIMIT": "20",  # the production default ...
+    "DCR_LIMITS__PER_SOURCE_WINDOW_SECONDS": "10",  # ... in a 10 s window instead of 60 s, to keep the test short
+    "DCR_LIMITS__GLOBAL_LIMIT": "300",
+}
+"""A run makes about 36 registrations from one address: past the limit of 20, so the suite meets 429s."""
+
+
+def run_cli(*argv: str, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess[str]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "gateway", "conformance", *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("DCR_")}, **env},
+    )
+    print(completed.stdout, completed.stderr)
+    return completed
+
+
+async def hydra_client_ids(http: aiohttp.ClientSession, admin_url: str) -> set[str]:
+    """Every client Hydra holds, read with its admin API."""
+    async with http.get(f"{admin_url}/admin/clients", params={"page_size": "500"}) as response:
+        assert response.status == 200
+        return {client["client_id"] for client in await response.json()}
+
+
+async def keycloak_client_ids(http: aiohttp.ClientSession, keycloak: KeycloakProvider) -> set[str]:
+    """Every client of the realm, read with Keycloak's admin API."""
+    async with http.get(
+        f"{keycloak.admin_realm_url}/clients",
+        params={"max": "10000"},
+        headers=await keycloak_admin_headers(http, keycloak),
+    ) as response:
+        assert response.status == 200
+        return {client["clientId"] for client in await response.json()}
+
+
+def assert_passed_by_waiting_and_deleted_everything(completed: subprocess.CompletedProcess[str], results: Path) -> None:
+    """The run passed, met the rate limit (429s waited out, and said so) and deleted every client it registered."""
+    data = json.loads(results.read_text())
+    details = [
+        f"{row['name']}/{column}: {cell['detail']}"
+        for section in data["sections"]
+        for row in section["rows"]
+        for column, cell in row["cells"].items()
+        if cell["outcome"] != "pass"
+    ]
+    assert not [detail for detail in details if "429" in detail], details
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert data["passed"] is True
+    # the production limit was reached, the suite paused for Retry-After and said so
+    assert data["rate_limits"]["paused_seconds"] > 0, data["rate_limits"]
+    assert "pausing" in completed.stderr and "Retry-After" in completed.stderr
+    assert "rate limits: a 429 is sent again after its Retry-After" in completed.stdout
+    # every client it registered is named in the report, and deleted (RFC 7592)
+    created = data["created_clients"]
+    assert {entry["registered_by"] for entry in created} >= set(CLIENT_PROFILES)
+    assert [entry["client_id"] for entry in created if not entry["deleted"]] == []
+
+
+@pytest.mark.timeout(600)
+async def test_with_production_rate_limits_the_suite_passes_on_hydra_and_leaves_no_client(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    port = free_port()
+    hydra = _start_bare_hydra(tmp_path, issuer_port=port)
+    try:
+        env = hydra_gateway_env(port=port, hydra_public_url=hydra.public_url, hydra_admin_url=hydra.admin_url)
+        gateway = start_gateway(
+            "gateway-production-limits", env=env | PRODUCTION_LIMITS_ENV, log_path=tmp_path / "gw.log"
+        )
+        try:
+            gateway.wait_ready(GATEWAY_READY_TIMEOUT)
+            before = await hydra_client_ids(http, hydra.admin_url)
+            results = tmp_path / "conformance.json"
+            completed = run_cli(
+                "--issuer",
+                f"http://{LOOPBACK}:{port}",
+                "--login",
+                "hydra-admin",
+                "--hydra-admin-url",
+                hydra.admin_url,
+                "--json",
+                str(results),
+                env={IAT_ENV: DEVELOPMENT_INITIAL_ACCESS_TOKEN},
+            )
+            assert_passed_by_waiting_and_deleted_everything(completed, results)
+            assert await hydra_client_ids(http, hydra.admin_url) == before, "the provider holds no client of the run"
+        finally:
+            gateway.stop()
+    finally:
+        hydra.service.stop()
+
+
+@pytest.mark.timeout(600)
+async def test_with_production_rate_limits_the_suite_passes_on_keycloak_and_leaves_no_client(
+    http: aiohttp.ClientSession, keycloak_provider: KeycloakProvider, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = keycloak_provider.gateway_env(port) | PRODUCTION_LIMITS_ENV
+    gateway = start_gateway("gateway-production-limits", env=env, log_path=tmp_path / "gw.log")
+    try:
+        gateway.wait_ready(GATEWAY_READY_TIMEOUT)
+        before = await keycloak_client_ids(http, keycloak_provider)
+        results = tmp_path / "conformance.json"
+        completed = run_cli(
+            "--issuer",
+            f"http://{LOOPBACK}:{port}/realms/{keycloak_provider.realm}",
+            "--login",
+            "keycloak",
+            "--username",
+            keycloak_provider.username,
+            "--json",
+            str(results),
+            env={IAT_ENV: DEVELOPMENT_INITIAL_ACCESS_TOKEN, PASSWORD_ENV: keycloak_provider.password},
+        )
+        assert_passed_by_waiting_and_deleted_everything(completed, results)
+        assert await keycloak_client_ids(http, keycloak_provider) == before, "the provider holds no client of the run"
+    finally:
+        gateway.stop()

@@ -7,11 +7,20 @@ from typing import Any
 
 import pytest
 
-from adapters.base import ClientUsage, Issuer, ManagedClient, UnmanagedClient
+from adapters.base import (
+    DEFAULT_DEPLOYMENT,
+    DEPLOYMENT_KEY,
+    ClientUsage,
+    Issuer,
+    ManagedClient,
+    UnmanagedClient,
+    deployment_of,
+)
 from adapters.hydra.mapping import (
     METADATA_KEY,
     adoption_patch,
     from_hydra,
+    hydra_differences,
     hydra_labels,
     hydra_privileges,
     is_managed,
@@ -22,10 +31,13 @@ from adapters.keycloak.mapping import (
     GATEWAY_ATTRIBUTE,
     MANAGED_ATTRIBUTE,
     adoption_attributes,
+    conforming_update,
     from_keycloak,
+    keycloak_differences,
     keycloak_privileges,
     keycloak_protection,
     registered_from_keycloak,
+    service_account_protection,
     unmanaged_from_keycloak,
     usage_from_keycloak,
 )
@@ -56,13 +68,48 @@ DAY = 86400
 )
 def test_durations_need_a_unit(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
-    assert parse_duration(text.upper()) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "30", "d", "30 days", "-1d", "1.5d", "1y", "30d junk"])
-def test_bad_durations_are_refused_with_an_example(text: str) -> None:
-    with pytest.raises(ValueError, match=r"is not a duration: use a number and a unit \(w, d, h, m, s\), e\.g\. 30d"):
+UNITS_MESSAGE = (
+    r"is not a duration: use a whole number and a lowercase unit, s \(seconds\), m \(minutes\), h \(hours\), "
+    r"d \(days\) or w \(weeks\), e\.g\. 90m, 12h or 30d"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "30",
+        "d",
+        "M",
+        "2M",  # months or minutes? refused, never read as minutes
+        "90M",
+        "12H",
+        "30D",
+        "2W",
+        "1d12H",  # mixed case
+        "1y",
+        "1mo",
+        "30 days",
+        "-1d",
+        "1.5d",
+        "30d junk",
+        "12h1d",  # largest unit first, each once
+        "1d1d",
+        "\u0663\u0660d",  # non-ASCII digits
+    ],
+)
+def test_ambiguous_or_bad_durations_are_refused_naming_the_units(text: str) -> None:
+    """Only ``s``, ``m`` (minutes), ``h``, ``d``, ``w``, lowercase: ``2M`` could mean months and is refused."""
+    with pytest.raises(ValueError, match=UNITS_MESSAGE):
         parse_duration(text)
+
+
+def test_an_uppercase_unit_is_refused_with_a_hint() -> None:
+    with pytest.raises(ValueError, match=r"months and years are not accepted"):
+        parse_duration("2M")
 
 
 @pytest.mark.parametrize(
@@ -388,3 +435,72 @@ def test_every_issuer_by_default_and_an_unknown_one_is_a_usage_error() -> None:
 def test_client_chosen_text_cannot_drive_the_terminal() -> None:
     assert printable("Evil \x1b[2J\x9b31m\u202eName\n") == "Evil \\x1b[2J\\x9b31m\\u202eName\\n"
     assert printable("Ünïcode ok") == "Ünïcode ok"
+
+
+# ------------------------------------------------------------------ deployments and adoption guarantees
+
+
+def test_a_client_without_a_recorded_deployment_belongs_to_the_default_one() -> None:
+    legacy = ManagedClient(client_id="old", metadata=ClientMetadata(), client_id_issued_at=1, gateway_data={})
+    assert deployment_of(legacy) == DEFAULT_DEPLOYMENT == "default"
+    staged = ManagedClient(
+        client_id="new", metadata=ClientMetadata(), client_id_issued_at=1, gateway_data={DEPLOYMENT_KEY: "staging"}
+    )
+    assert deployment_of(staged) == "staging"
+
+
+@pytest.mark.parametrize(
+    ("client_roles", "realm_roles", "protected"),
+    [
+        ([], [], None),
+        ([], ["offline_access", "uma_authorization"], None),
+        (["manage-clients"], [], "a service account holding realm-management roles (manage-clients): an admin client"),
+        (["view-users", "query-users"], [], "realm-management roles (query-users, view-users)"),
+        ([], ["admin"], "a service account holding realm admin roles (admin): an admin client"),
+    ],
+)
+def test_a_service_account_with_any_admin_role_is_never_adoptable(
+    client_roles: list[str], realm_roles: list[str], protected: str | None
+) -> None:
+    found = service_account_protection(client_roles, realm_roles)
+    if protected is None:
+        assert found is None
+    else:
+        assert found is not None and protected in found
+
+
+def test_keycloak_adoption_differences_and_the_update_that_removes_them() -> None:
+    differences = keycloak_differences(KEYCLOAK_SHIM)
+    assert [(d.setting, d.current, d.managed) for d in differences] == [
+        ("consentRequired", "false", "true"),
+        ("fullScopeAllowed", "true", "false"),
+        ("pkce.code.challenge.method", "unset", "S256"),
+    ]
+    assert str(differences[0]) == (
+        "consentRequired is false, managed clients have true (the user consents to every managed client)"
+    )
+    attributes: dict[str, str] = {}
+    assert conforming_update(KEYCLOAK_SHIM, attributes) == {"consentRequired": True, "fullScopeAllowed": False}
+    assert attributes == {"pkce.code.challenge.method": "S256"}
+    conforming = {
+        **KEYCLOAK_SHIM,
+        "consentRequired": True,
+        "fullScopeAllowed": False,
+        "attributes": {"pkce.code.challenge.method": "S256"},
+    }
+    assert keycloak_differences(conforming) == ()
+    service_only = {**KEYCLOAK_SHIM, "standardFlowEnabled": False, "consentRequired": True, "fullScopeAllowed": False}
+    assert keycloak_differences(service_only) == (), "PKCE matters only with the code flow"
+    assert unmanaged_from_keycloak(KEYCLOAK_SHIM, "dcr-gateway").differences == differences
+
+
+def test_hydra_adoption_turns_skip_consent_off_unless_kept() -> None:
+    skipping = {**HYDRA_SHIM, "skip_consent": True}
+    (difference,) = hydra_differences(skipping)
+    assert (difference.setting, difference.current, difference.managed) == ("skip_consent", "true", "false")
+    assert unmanaged_from_hydra(skipping).differences == (difference,)
+    patch = adoption_patch(skipping, {}, adopted_at=NOW)
+    assert {"op": "add", "path": "/skip_consent", "value": False} in patch
+    kept = adoption_patch(skipping, {}, adopted_at=NOW, conform=False)
+    assert [op["path"] for op in kept] == ["/metadata"]
+    assert hydra_differences(HYDRA_SHIM) == ()

@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 
 from adapters.base import (
+    DEPLOYMENT_KEY,
     Capabilities,
     ClientUsage,
     Issuer,
     ManagedClient,
     NewClient,
+    SettingDifference,
     UnmanagedClient,
 )
 from adapters.memory.adapter import MemoryAdapter
@@ -43,10 +45,12 @@ class Output:
         self.code, self.out, self.err = code, out, err
 
 
-async def clients(adapter: Any, *argv: str, confirm: Any = None) -> Output:
+async def clients(adapter: Any, *argv: str, confirm: Any = None, deployment: str = "default") -> Output:
     args = build_parser().parse_args(["clients", *argv])
     out, err = io.StringIO(), io.StringIO()
-    settings = Settings(provider="memory", public_url=PUBLIC, provider_url="http://provider.internal")
+    settings = Settings(
+        provider="memory", public_url=PUBLIC, provider_url="http://provider.internal", deployment=deployment
+    )
     code = await run(args, settings, adapter, out=out, err=err, now=NOW, confirm=confirm)
     return Output(code, out.getvalue(), err.getvalue())
 
@@ -98,6 +102,7 @@ async def test_list_json_has_every_managed_client_and_no_credentials(memory: Mem
     assert rows["c-stale"] == {
         "issuer": ISSUER,
         "client_id": "c-stale",
+        "deployment": "default",
         "client_name": "Stale",
         "client_id_issued_at": NOW - 40 * DAY,
         "token_endpoint_auth_method": "client_secret_basic",
@@ -255,12 +260,22 @@ async def test_gc_as_of_previews_a_later_run_but_never_deletes_by_it(memory: Mem
     assert sorted(memory.clients[ISSUER]) == ["c-busy", "c-fresh", "c-stale"]
 
 
-@pytest.mark.parametrize("duration", ["30", "thirty days", "-1d"])
+@pytest.mark.parametrize("duration", ["30", "thirty days", "-1d", "2M", "1y", "1D"])
 def test_gc_needs_a_duration_with_a_unit(duration: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         build_parser().parse_args(["clients", "gc", f"--unused-for={duration}"])
     assert exit_info.value.code == 2
-    assert "is not a duration" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is not a duration" in err
+    assert "m (minutes)" in err
+
+
+def test_gc_help_documents_the_duration_units(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["clients", "gc", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "90m" in out and "12h" in out and "30d" in out
+    assert "m (minutes)" in out
 
 
 # ------------------------------------------------------------------------------------------- adopt
@@ -423,3 +438,128 @@ async def test_without_usage_support_list_works_and_gc_refuses(memory: MemoryAda
 def test_bad_configuration_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["clients", "list", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- deployments
+
+
+def plant(adapter: MemoryAdapter, client_id: str, deployment: str | None, *, issued_at: int = NOW - 40 * DAY) -> None:
+    """A managed client of another gateway deployment sharing the provider (``None``: registered before
+    deployments were recorded, so its marker names none)."""
+    data: dict[str, Any] = {TOKEN_HASH_KEY: "sha256:x"}
+    if deployment is not None:
+        data[DEPLOYMENT_KEY] = deployment
+    adapter.clients[ISSUER][client_id] = ManagedClient(
+        client_id=client_id,
+        metadata=ClientMetadata(client_name=client_id),
+        client_id_issued_at=issued_at,
+        gateway_data=data,
+    )
+
+
+@pytest.fixture
+def shared(memory: MemoryAdapter) -> MemoryAdapter:
+    """Production's clients (the ``memory`` fixture's, registered by a ``default`` gateway), a legacy one and
+    staging's."""
+    plant(memory, "legacy-one", None)
+    plant(memory, "staging-one", "staging")
+    return memory
+
+
+async def test_registrations_record_the_gateway_deployment(memory: MemoryAdapter) -> None:
+    staging = MemoryAdapter(public_url="http://provider.internal", deployment="staging")
+    created = await staging.create_client(ISSUER, new_client("c-new"))
+    assert created.gateway_data[DEPLOYMENT_KEY] == "staging"
+    assert memory.clients[ISSUER]["c-stale"].gateway_data[DEPLOYMENT_KEY] == "default"
+
+
+async def test_list_shows_only_this_deployments_clients_unless_told(shared: MemoryAdapter) -> None:
+    production = await clients(shared, "list", "--json")
+    assert sorted(row["client_id"] for row in json.loads(production.out)) == [
+        "c-busy",
+        "c-fresh",
+        "c-stale",
+        "legacy-one",  # no deployment recorded: the default deployment's
+    ]
+    assert "1 managed clients of other deployments ('staging') left out" in production.err
+    staging = await clients(shared, "list", "--json", deployment="staging")
+    assert [row["client_id"] for row in json.loads(staging.out)] == ["staging-one"]
+    every = await clients(shared, "list", "--all-deployments")
+    table = every.out.splitlines()
+    assert table[0].split()[-1] == "DEPLOYMENT"
+    assert next(line for line in table if line.split()[1] == "staging-one").split()[-1] == "staging"
+    assert every.err == ""
+
+
+async def test_a_staging_gc_never_deletes_production_clients(shared: MemoryAdapter) -> None:
+    result = await clients(shared, "gc", "--unused-for", "0s", "--apply", deployment="staging")
+    assert result.code == 0, result.err
+    assert result.out.splitlines()[-1] == "1 managed clients, 1 stale: 1 deleted"
+    assert sorted(shared.clients[ISSUER]) == ["c-busy", "c-fresh", "c-stale", "legacy-one"]
+    assert "4 managed clients of other deployments ('default') left out" in result.err
+
+
+async def test_gc_of_every_deployment_must_be_asked_for(shared: MemoryAdapter) -> None:
+    result = await clients(shared, "gc", "--unused-for", "30d", "--all-deployments")
+    assert "would delete default staging-one" in result.out
+    assert "would delete default legacy-one" in result.out
+
+
+async def test_show_and_delete_refuse_another_deployments_client(shared: MemoryAdapter) -> None:
+    for argv in (("show", "staging-one"), ("delete", "staging-one", "--yes")):
+        result = await clients(shared, *argv)
+        assert result.code == 1
+        assert "it belongs to deployment 'staging' (pass --all-deployments to act on it)" in result.err
+    assert "staging-one" in shared.clients[ISSUER]
+    deleted = await clients(shared, "delete", "staging-one", "--yes", "--all-deployments")
+    assert deleted.code == 0, deleted.err
+    assert "staging-one" not in shared.clients[ISSUER]
+
+
+async def test_adoption_records_the_deployment(shims: MemoryAdapter) -> None:
+    result = await clients(shims, "adopt", "shim-a", "--apply", deployment="staging")
+    assert result.code == 0, result.err
+    assert shims.clients[ISSUER]["shim-a"].gateway_data[DEPLOYMENT_KEY] == "staging"
+
+
+CONSENT = SettingDifference("consentRequired", "false", "true", "the user consents to every managed client")
+
+
+@pytest.fixture
+def differing(memory: MemoryAdapter) -> MemoryAdapter:
+    memory.add_unmanaged_client(ISSUER, UnmanagedClient(client_id="shim-d", differences=(CONSENT,)))
+    return memory
+
+
+async def test_adopt_dry_run_lists_each_setting_it_would_change(differing: MemoryAdapter) -> None:
+    result = await clients(differing, "adopt", "shim-d")
+    assert result.out.splitlines() == [
+        "would adopt  default shim-d",
+        "             change: consentRequired is false, managed clients have true (the user consents to every "
+        "managed client)",
+        "dry run: 1 would be adopted (pass --apply to adopt and issue their tokens)",
+        "1 settings differ from what managed clients have and would be changed by --apply (--keep-settings keeps them)",
+    ]
+
+
+async def test_adopt_changes_differing_settings_unless_told_to_keep_them(differing: MemoryAdapter) -> None:
+    applied = await clients(differing, "adopt", "shim-d", "--apply")
+    assert applied.code == 0, applied.err
+    assert "             changed: consentRequired is false" in applied.err
+    assert differing.conformed[ISSUER]["shim-d"] == (CONSENT,)
+
+    differing.add_unmanaged_client(ISSUER, UnmanagedClient(client_id="shim-e", differences=(CONSENT,)))
+    dry = await clients(differing, "adopt", "shim-e", "--keep-settings")
+    assert "             keep: consentRequired is false" in dry.out
+    kept = await clients(differing, "adopt", "shim-e", "--apply", "--keep-settings")
+    assert kept.code == 0, kept.err
+    assert "             kept: consentRequired is false" in kept.err
+    assert "shim-e" not in differing.conformed.get(ISSUER, {})
+
+
+def test_the_deployment_setting_is_a_plain_name() -> None:
+    assert Settings().deployment == "default"
+    assert Settings(deployment="staging-eu").deployment == "staging-eu"
+    for bad in ("", "Production", "prod eu", "x" * 64, "-dash", "a/b"):
+        with pytest.raises(ValueError, match="deployment must be 1 to 63 characters"):
+            Settings(deployment=bad)

@@ -7,16 +7,24 @@ import base64
 import hashlib
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from adapters.memory.adapter import MemoryAdapter
+from gateway.app import create_app
 from gateway.cli import build_parser, main
 from gateway.conformance import checks
 from gateway.conformance.cli import parse_expected_failures
 from gateway.conformance.discovery import detect_provider, metadata_problems, probes
+from gateway.conformance.login import LoginDriver
 from gateway.conformance.oauth import (
     client_authentication,
     generate_signing_key,
@@ -28,9 +36,19 @@ from gateway.conformance.oauth import (
 )
 from gateway.conformance.profiles import ProfileError, load_profiles, substitute
 from gateway.conformance.report import Cell, Outcome, Report, Row, render_text, to_json, to_junit
-from gateway.conformance.runner import SECTIONS, _expect
+from gateway.conformance.runner import (
+    DEFAULT_MAX_WAIT,
+    SECTIONS,
+    SuiteConfig,
+    Throttle,
+    _expect,
+    retry_after_seconds,
+    run_suite,
+)
+from gateway.devstack.process import free_port
 from gateway.rfc7591.validation import parse_metadata
 from gateway.rfc8414.wellknown import DocumentKind
+from gateway.settings import Settings
 
 ISSUER = "https://auth.example.com/realms/mcp"
 
@@ -416,3 +434,179 @@ def test_deployment_expected_failures_are_parsed_strictly() -> None:
     for bad in ("claude-code=reason", "claude-code:tokn=reason", "claude-code:token="):
         with pytest.raises(ValueError, match="PROFILE:STEP=REASON"):
             parse_expected_failures([bad])
+
+
+# ------------------------------------------------------------- rate limits and clean-up, against the real app
+
+
+def test_retry_after_is_read_as_seconds_or_an_http_date() -> None:
+    assert retry_after_seconds({"Retry-After": "41"}) == 41.0
+    assert retry_after_seconds({"retry-after": " 7 "}) == 7.0
+    assert retry_after_seconds({"Retry-After": "Wed, 21 Oct 2026 07:28:10 GMT"}, now=1792567680.0) == 10.0
+    assert retry_after_seconds({"Retry-After": "Wed, 21 Oct 2026 07:28:10 GMT"}, now=1792567700.0) == 0.0
+    assert retry_after_seconds({}) is None
+    assert retry_after_seconds({"Retry-After": "soon"}) is None
+    assert retry_after_seconds({"Retry-After": "-5"}) is None
+
+
+def test_pauses_overlap_and_stay_within_max_wait() -> None:
+    told: list[str] = []
+    throttle = Throttle(10.0, told.append)
+    assert throttle.limited("POST", "http://as/register", 4.0, 1)
+    assert throttle.limited("POST", "http://as/register", 4.0, 1)  # the same pause, seen by a concurrent request
+    assert throttle.paused < 4.5
+    assert not throttle.limited("POST", "http://as/register", 30.0, 1), "past --max-wait: not retried"
+    assert [pause.retried for pause in throttle.pauses] == [True, True, False]
+    assert "pausing 4 s (Retry-After)" in told[0]
+    assert "not retried (Retry-After 30 s" in told[-1]
+    assert not Throttle(0.0).limited("GET", "http://as/x", 1.0, 1), "--max-wait 0 never waits"
+    said: list[str] = []
+    backing_off = Throttle(10.0, said.append)
+    assert backing_off.limited("GET", "http://as/x", None, 1)  # a 429 without Retry-After: 1 s, then doubling
+    assert "pausing 1 s (no Retry-After: back-off)" in said[0]
+    assert not backing_off.limited("GET", "http://as/x", None, 8), "at most eight sends of one request"
+
+
+PROBE_PORT_DOCUMENT = {
+    "response_types_supported": ["code"],
+    "grant_types_supported": ["authorization_code", "refresh_token"],
+    "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+    "code_challenge_methods_supported": ["S256"],
+    "subject_types_supported": ["public"],
+    "id_token_signing_alg_values_supported": ["RS256"],
+    "scopes_supported": ["openid"],
+}
+SMALL_RUN = ("cursor", "python-sdk", "claude-ai", "javascript-scheme", "userinfo", "password-grant", "fragment")
+"""Three registrations that create a client and four refused ones: more than the limit of the gateway below."""
+
+
+@dataclass
+class LimitedGateway:
+    """The real gateway app (memory adapter) on a loopback port, with a per-source limit of 3 per 2 s."""
+
+    issuer: str
+    adapter: MemoryAdapter
+
+
+@pytest.fixture
+async def limited_gateway() -> AsyncIterator[LimitedGateway]:
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    issuer = f"{public}/realms/mcp"
+    upstream = web.Application()
+
+    async def metadata(_: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "issuer": issuer,
+                "authorization_endpoint": f"{issuer}/protocol/openid-connect/auth",
+                "token_endpoint": f"{issuer}/protocol/openid-connect/token",
+                "jwks_uri": f"{issuer}/protocol/openid-connect/certs",
+                **PROBE_PORT_DOCUMENT,
+            }
+        )
+
+    upstream.router.add_get("/realms/mcp/.well-known/openid-configuration", metadata)
+    upstream_server = TestServer(upstream, host="127.0.0.1")
+    await upstream_server.start_server()
+    upstream_url = str(upstream_server.make_url("")).rstrip("/")
+    settings = Settings(
+        public_url=public,
+        provider="memory",
+        provider_url=upstream_url,
+        limits={"per_source_limit": 3, "per_source_window_seconds": 2},
+    )
+    adapter = MemoryAdapter(public_url=upstream_url, issuer_path="/realms/mcp")
+    gateway = TestServer(create_app(settings, adapter=adapter), host="127.0.0.1", port=port)
+    await gateway.start_server()
+    try:
+        yield LimitedGateway(issuer, adapter)
+    finally:
+        await gateway.close()
+        await upstream_server.close()
+
+
+def cells_with(report: Report, text: str) -> list[str]:
+    return [
+        f"{row.name}/{column}: {cell.detail}"
+        for row in report.rows
+        for column, cell in row.cells.items()
+        if text in cell.detail
+    ]
+
+
+async def test_the_suite_waits_out_429s_and_deletes_every_client_it_registered(
+    limited_gateway: LimitedGateway,
+) -> None:
+    told: list[str] = []
+    report = await run_suite(
+        SuiteConfig(issuer=limited_gateway.issuer, profiles=SMALL_RUN, max_wait=30, progress=told.append)
+    )
+    assert cells_with(report, "429") == [], "every 429 was waited out"
+    assert not report.failed, report.failures()
+    retried = [pause for pause in report.pauses if pause.retried]
+    assert retried and report.paused_seconds > 0
+    assert any("pausing" in line and "Retry-After" in line for line in told)
+    assert any(note.startswith("rate limits: a 429 is sent again after its Retry-After") for note in report.notes)
+    assert any("the run paused" in note for note in report.notes)
+
+    # RFC 7592 DELETE of each client it registered: the provider holds none of them any more
+    assert sorted(client.registered_by for client in report.created_clients) == ["claude-ai", "cursor", "python-sdk"]
+    assert all(client.deleted for client in report.created_clients)
+    assert limited_gateway.adapter.clients["default"] == {}
+    for client in report.created_clients:
+        assert report.cell(client.client_id, "delete", "cleanup").outcome is Outcome.PASS
+
+    data = to_json(report)
+    assert {entry["client_id"] for entry in data["created_clients"]} == {c.client_id for c in report.created_clients}
+    assert all(entry["deleted"] is True for entry in data["created_clients"])
+    assert data["rate_limits"]["paused_seconds"] > 0 and data["rate_limits"]["max_wait_seconds"] == 30
+    junit = to_junit(report)
+    for client in report.created_clients:
+        assert f'name="created_client {client.client_id}" value="deleted"' in junit
+    text = render_text(report)
+    assert "clients: this run registered 3 and deleted 3 (RFC 7592 DELETE)" in text
+
+
+async def test_without_waiting_the_limited_cells_fail_with_429(limited_gateway: LimitedGateway) -> None:
+    report = await run_suite(SuiteConfig(issuer=limited_gateway.issuer, profiles=SMALL_RUN, max_wait=0))
+    assert report.failed
+    assert cells_with(report, "429"), "the gateway's limit shows"
+    assert any("not: waiting would pass --max-wait" in note for note in report.notes)
+    assert all(client.deleted or "429" in client.detail for client in report.created_clients)
+
+
+async def test_keep_clients_keeps_them_and_says_so(limited_gateway: LimitedGateway) -> None:
+    report = await run_suite(SuiteConfig(issuer=limited_gateway.issuer, profiles=("cursor",), keep_clients=True))
+    (kept,) = report.created_clients
+    assert not kept.deleted and kept.detail == "kept (--keep-clients)"
+    assert list(limited_gateway.adapter.clients["default"]) == [kept.client_id]
+    assert to_json(report)["created_clients"][0]["deleted"] is False
+    assert f"left behind: {kept.client_id}" in render_text(report)
+
+
+async def test_a_run_that_stops_half_way_still_deletes_what_it_registered(limited_gateway: LimitedGateway) -> None:
+    async def broken_login(session: aiohttp.ClientSession, url: str) -> str:
+        raise RuntimeError("the login driver crashed")
+
+    config = SuiteConfig(
+        issuer=limited_gateway.issuer,
+        profiles=("cursor", "python-sdk"),
+        login=LoginDriver("broken", broken_login),
+        max_wait=30,
+    )
+    with pytest.raises(RuntimeError, match="crashed"):
+        await run_suite(config)
+    assert limited_gateway.adapter.clients["default"] == {}, "registered clients are deleted on the way out"
+
+
+def test_the_cli_has_max_wait_and_keep_clients(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["conformance", "--issuer", ISSUER])
+    assert args.max_wait == DEFAULT_MAX_WAIT == 180 and args.keep_clients is False
+    args = build_parser().parse_args(["conformance", "--issuer", ISSUER, "--max-wait", "0", "--keep-clients"])
+    assert args.max_wait == 0 and args.keep_clients is True
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["conformance", "--issuer", ISSUER, "--max-wait", "-1"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["conformance", "--issuer", ISSUER, "--help"])
+    assert "Retry-After" in capsys.readouterr().out
