@@ -237,6 +237,31 @@ def rfc7591_defaults(metadata: ClientMetadata, policy: RegistrationPolicy) -> Cl
     return defaulted if defaulted is not metadata else None
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_is_unicode(metadata: ClientMetadata, policy: RegistrationPolicy) -> None:
+    """Every string is Unicode text. A JSON string can carry a lone UTF-16 surrogate (``"\\ud83d"``, RFC 8259
+    section 8.2), which is no character: no UTF-8 column stores it (Hydra would keep U+FFFD instead), so what the
+    response echoed would not be what the provider holds."""
+    for field_name, value in _strings_of(metadata.registered()):
+        if _LONE_SURROGATE.search(value):
+            error = InvalidRedirectUri if field_name.startswith("redirect_uris") else InvalidClientMetadata
+            raise error(f"{field_name}: not valid Unicode (a lone UTF-16 surrogate)")
+
+
+def _strings_of(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings_of(key, path or "metadata")
+            yield from _strings_of(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings_of(item, f"{path}[{index}]")
+
+
 def redirect_uris_present(metadata: ClientMetadata, policy: RegistrationPolicy) -> None:
     """RFC 7591 section 2: redirection-based flows need ``redirect_uris``; the gateway requires them, up to
     the configured number and without duplicates."""
@@ -570,6 +595,7 @@ def scopes_allowed(metadata: ClientMetadata, policy: RegistrationPolicy) -> Clie
 
 RULES: Sequence[Rule] = (
     rfc7591_defaults,
+    text_is_unicode,
     redirect_uris_present,
     redirect_uris_safe,
     post_logout_redirect_uris_safe,

@@ -14,6 +14,7 @@ the name as given.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,3 +232,24 @@ async def test_keycloak_refuses_message_keys_in_the_client_name(
         assert (await response.json())["error"] == "invalid_client_metadata"
     record = await target_record(request, target, http, client["client_id"])
     assert record is not None and record["name"] == "length probe"
+
+
+@pytest.mark.parametrize("field", ["client_name", "client_uri", "redirect_uris", "logo_uri", "software_id"])
+async def test_text_that_is_not_unicode_is_refused_naming_the_field(
+    request: pytest.FixtureRequest, http: aiohttp.ClientSession, target: Target, field: str
+) -> None:
+    """A JSON string may hold a lone surrogate (``"\\ud83d"``), which is no character: no UTF-8 column can store it
+    (Hydra would keep U+FFFD instead, Keycloak's databases fail or substitute). 400 naming the field, nothing
+    created."""
+    provider: HydraProvider | KeycloakProvider = request.getfixturevalue(f"{target.provider}_provider")
+    value = ("" if field in ("client_name", "software_id") else HOST) + "broken-\ud83d-half"
+    body = {**base_body(), field: [value] if field == "redirect_uris" else value}
+    before = await client_count(provider, http)
+    async with http.post(
+        target.registration_endpoint, data=json.dumps(body), headers={"Content-Type": "application/json"}
+    ) as response:
+        answer = await response.json()
+    assert response.status == 400, answer
+    named = f"{field}[0]" if field == "redirect_uris" else field
+    assert answer["error_description"].startswith(f"{named}"), answer
+    assert await client_count(provider, http) == before

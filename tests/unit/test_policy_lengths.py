@@ -135,3 +135,21 @@ def test_text_that_is_no_template_is_kept(name: str) -> None:
 
 def test_providers_that_show_text_as_given_keep_it() -> None:
     assert register({**WEB, "client_name": "${loginAccountTitle}"}, HYDRA_LIKE)["client_name"] == "${loginAccountTitle}"
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "description"),
+    [
+        ({"client_name": "half \ud83d emoji"}, InvalidClientMetadata, "client_name: not valid Unicode (a lone UTF-16"),
+        ({"redirect_uris": ["https://app.example.com/\udc00"]}, InvalidRedirectUri, "redirect_uris[0]: not valid"),
+        ({"contacts": ["ok@example.com", "x\ud800@example.com"]}, InvalidClientMetadata, "contacts[1]: not valid"),
+        ({"software_version": "\udfff"}, InvalidClientMetadata, "software_version: not valid Unicode"),
+    ],
+)
+def test_text_that_is_not_unicode_is_refused_on_every_provider(
+    body: dict[str, Any], error: type[Exception], description: str
+) -> None:
+    for policy in (KEYCLOAK_LIKE, HYDRA_LIKE, RegistrationPolicy()):
+        with pytest.raises(error) as refused:
+            register({**WEB, **body}, policy)
+        assert str(refused.value).startswith(description)
