@@ -11,10 +11,12 @@ without that mark, even though their admin credentials could reach it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from gateway.policy.lengths import StoredLength
 from gateway.rfc7591.models import ClientMetadata
 
 if TYPE_CHECKING:
@@ -36,10 +38,28 @@ class Capabilities:
     stores_extra_metadata: bool
     """Metadata the provider has no field for is kept in its client record."""
     round_trips_per_create: int = 1
-    max_uri_length: int = 2000
-    """Longest URI the provider stores (Keycloak: VARCHAR(255) columns for redirect URIs and base URL)."""
-    max_string_length: int = 500
-    """Longest human-readable string (``client_name``) the provider stores."""
+    stored_lengths: Mapping[str, StoredLength] = field(default_factory=dict)
+    """Per RFC 7591 metadata field (each item of a list field): the column it lands in, its size and what that
+    column counts (:mod:`gateway.policy.lengths`). A field without an entry has no limit below the registration
+    policy's own (``policy.max_uri_length``, ``policy.max_string_length``)."""
+    message_template_fields: frozenset[str] = frozenset()
+    """Metadata fields the provider renders through its message bundles on login or consent pages, where
+    ``${key}`` shows the provider's own text (Keycloak's ``advancedMsg`` on the client name): refused there."""
+
+
+CLIENT_ID_SYNTAX = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9\-._~!$&'()*+,;=:@]{1,255}\Z")
+"""Client ids the gateway looks up (RFC 7592 section 2, ``dcr-gateway clients``): one RFC 3986 path segment
+without percent-encoding (unreserved, sub-delims, ``:`` and ``@``), not ``.`` or ``..``, 1 to 255 characters.
+It holds every id the gateway mints (UUIDs) and the ids shims commonly chose; it excludes ``/``, ``\\``, ``%``,
+``?``, ``#``, whitespace, control characters and non-ASCII, which no registration the gateway issued has and which
+can reach other provider endpoints (Hydra cleans ``/admin/clients/..%2Fkeys`` into ``/admin/keys``) or fail in
+the provider's database (NUL). Hydra's and Keycloak's client id columns are VARCHAR(255)."""
+
+
+def addressable_client_id(client_id: str) -> bool:
+    """Whether ``client_id`` may be looked up at all (:data:`CLIENT_ID_SYNTAX`): anything else is no managed
+    client, answered as one, without a provider call."""
+    return CLIENT_ID_SYNTAX.match(client_id) is not None
 
 
 @dataclass(frozen=True)
@@ -96,7 +116,15 @@ class AdapterError(Exception):
 
 
 class ProviderUnavailable(AdapterError):
-    """The provider could not be reached, timed out, or answered 5xx: retry later (503)."""
+    """The provider could not be reached, timed out, or answered 5xx: retry later (503).
+
+    ``request_sent`` is ``False`` when the request (for a create: the create itself) certainly never reached the
+    provider (the connection was refused or never established, or a step before it failed): nothing can have
+    changed there, so a create that failed this way needs no clean-up."""
+
+    def __init__(self, message: str, *, request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.request_sent = request_sent
 
 
 class ProviderAuthError(AdapterError):

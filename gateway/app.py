@@ -181,8 +181,8 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
         client_secret_expires_in=settings.client_secret_expires_in,
         allow_client_credentials=settings.allow_client_credentials,
         allow_jwks_uri=settings.allow_jwks_uri,
-        max_uri_length=adapter.capabilities.max_uri_length,
-        max_string_length=adapter.capabilities.max_string_length,
+        stored_lengths=adapter.capabilities.stored_lengths,
+        message_template_fields=adapter.capabilities.message_template_fields,
         policy=settings.policy,
     )
 

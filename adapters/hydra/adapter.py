@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import aiohttp
 import structlog
+from yarl import URL
 
 from adapters.base import (
     DEFAULT_DEPLOYMENT,
@@ -32,6 +33,7 @@ from adapters.base import (
     ProviderRejected,
     ProviderUnavailable,
     UnmanagedClient,
+    addressable_client_id,
     with_deployment,
 )
 from adapters.hydra.mapping import (
@@ -42,6 +44,7 @@ from adapters.hydra.mapping import (
     unmanaged_from_hydra,
     usage_from_hydra,
 )
+from gateway.policy.lengths import LengthUnit, StoredLength
 from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
 if TYPE_CHECKING:
@@ -51,6 +54,19 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_ISSUER = "default"
 _TRANSIENT = re.compile(r"unable to serialize access|concurrent update|database is locked", re.IGNORECASE)
+
+_TEXT_COLUMN = StoredLength(65535, LengthUnit.UTF8, "hydra_client TEXT column (MySQL: 65,535 bytes)")
+STORED_LENGTHS = {
+    name: _TEXT_COLUMN for name in ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "jwks_uri")
+}
+"""Hydra keeps these in ``TEXT`` columns of ``hydra_client``: no limit on PostgreSQL, CockroachDB and SQLite,
+65,535 bytes on MySQL (the strictest database it supports); list fields are JSON columns. Hydra validates no
+lengths itself. The registration policy's own limits (2,000 and 500 characters, at most 4 bytes each) stay far
+below, so these entries only guard a policy raised that far."""
+
+_NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+"""aiohttp failures before a request went out: no connection could be opened (refused, DNS, TLS, connect
+timeout). A reused connection that fails later (``ServerDisconnectedError``) may have carried the request."""
 
 
 class HydraAdapter:
@@ -63,6 +79,7 @@ class HydraAdapter:
         loopback_any_port=True,  # Hydra ignores the port of http loopback IP literals itself
         per_client_pkce=False,  # global: oauth2.pkce.enforced / enforced_for_public_clients
         stores_extra_metadata=True,
+        stored_lengths=STORED_LENGTHS,
     )
 
     def __init__(
@@ -132,11 +149,22 @@ class HydraAdapter:
     async def _call(
         self, method: str, path: str, *, json_body: Any = None, params: dict[str, str] | None = None
     ) -> tuple[int, Any]:
-        url = f"{self._admin_url}{path}"
+        """One admin request. ``path`` is sent exactly as given (already percent-encoded: yarl would otherwise
+        decode ``%2F`` or resolve ``..``), and a redirect is never followed: Hydra redirects cleaned paths, and
+        following one would send the admin headers to wherever it points."""
+        url = URL(f"{self._admin_url}{path}", encoded=True)
         try:
             async with self.session.request(
-                method, url, json=json_body, params=params, headers=self._headers, timeout=self._timeout
+                method,
+                url,
+                json=json_body,
+                params=params,
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,
             ) as response:
+                if 300 <= response.status < 400:
+                    raise ProviderUnavailable(f"hydra admin {method}: unexpected redirect (HTTP {response.status})")
                 payload: Any = None
                 if response.status != 204:
                     try:
@@ -146,8 +174,20 @@ class HydraAdapter:
                 if response.status >= 500:
                     raise ProviderUnavailable(f"hydra admin {method} {path}: HTTP {response.status}")
                 return response.status, payload
+        except _NOT_SENT as exc:
+            raise ProviderUnavailable(
+                f"hydra admin {method} {path}: {type(exc).__name__}: {exc}", request_sent=False
+            ) from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise ProviderUnavailable(f"hydra admin {method} {path}: {type(exc).__name__}: {exc}") from exc
+
+    @staticmethod
+    def _client_path(client_id: str) -> str:
+        """``/admin/clients/{id}``, the id as one encoded path segment; an id no client can have
+        (:func:`~adapters.base.addressable_client_id`) is :class:`ClientNotFound` without a request."""
+        if not addressable_client_id(client_id):
+            raise ClientNotFound("no client can have this client_id")
+        return f"/admin/clients/{quote(client_id, safe='')}"
 
     @staticmethod
     def _rejection(status: int, payload: Any) -> AdapterError:
@@ -162,8 +202,11 @@ class HydraAdapter:
         return ProviderRejected(f"hydra: {description or error or f'HTTP {status}'}", field_name=field_name)
 
     async def _get_raw(self, client_id: str) -> dict[str, Any]:
-        status, payload = await self._call("GET", f"/admin/clients/{quote(client_id, safe='')}")
-        if status == 404 or (status == 200 and not is_managed(payload)):
+        status, payload = await self._call("GET", self._client_path(client_id))
+        if status == 404 or (
+            status == 200
+            and not (isinstance(payload, dict) and payload.get("client_id") == client_id and is_managed(payload))
+        ):
             raise ClientNotFound(client_id)
         if status != 200 or not isinstance(payload, dict):
             raise self._rejection(status, payload)
@@ -184,14 +227,14 @@ class HydraAdapter:
     async def update_client(self, issuer: str, client: NewClient) -> ManagedClient:
         await self._get_raw(client.client_id)  # only managed clients
         body = to_hydra(client)
-        status, payload = await self._call("PUT", f"/admin/clients/{quote(client.client_id, safe='')}", json_body=body)
+        status, payload = await self._call("PUT", self._client_path(client.client_id), json_body=body)
         if status != 200 or not isinstance(payload, dict):
             raise self._rejection(status, payload)
         return from_hydra(payload)
 
     async def delete_client(self, issuer: str, client_id: str) -> None:
         await self._get_raw(client_id)  # only managed clients
-        status, payload = await self._call("DELETE", f"/admin/clients/{quote(client_id, safe='')}")
+        status, payload = await self._call("DELETE", self._client_path(client_id))
         if status == 404:
             raise ClientNotFound(client_id)
         if status != 204:
@@ -217,9 +260,13 @@ class HydraAdapter:
                 params["page_token"] = page_token
             try:
                 async with self.session.get(
-                    f"{self._admin_url}/admin/clients", params=params, headers=self._headers, timeout=self._timeout
+                    f"{self._admin_url}/admin/clients",
+                    params=params,
+                    headers=self._headers,
+                    timeout=self._timeout,
+                    allow_redirects=False,  # admin calls never follow redirects (see _call)
                 ) as response:
-                    if response.status >= 400:
+                    if response.status >= 300:
                         raise ProviderUnavailable(f"hydra admin GET /admin/clients: HTTP {response.status}")
                     payload = await response.json(content_type=None)
                     link = response.headers.get("Link", "")

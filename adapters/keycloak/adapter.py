@@ -35,6 +35,7 @@ from adapters.base import (
     ProviderRejected,
     ProviderUnavailable,
     UnmanagedClient,
+    addressable_client_id,
     with_deployment,
 )
 from adapters.keycloak.mapping import (
@@ -53,6 +54,7 @@ from adapters.keycloak.mapping import (
     unmanaged_from_keycloak,
     usage_from_keycloak,
 )
+from gateway.policy.lengths import LengthUnit, StoredLength
 from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
 if TYPE_CHECKING:
@@ -65,6 +67,20 @@ log = structlog.get_logger(__name__)
 REALM_SCOPES_TTL = 60.0
 PAGE_SIZE = 200
 
+STORED_LENGTHS = {
+    "client_name": StoredLength(255, LengthUnit.UTF16, "CLIENT.NAME NVARCHAR(255)"),
+    "client_uri": StoredLength(255, LengthUnit.UTF8, "CLIENT.BASE_URL VARCHAR(255)"),
+    "redirect_uris": StoredLength(255, LengthUnit.UTF8, "REDIRECT_URIS.VALUE VARCHAR(255)"),
+}
+"""Keycloak's columns (its Liquibase changelogs, 26.x) for what a registration sets: ``CLIENT.NAME`` is
+``NVARCHAR(255)``, counted in UTF-16 code units by H2 (the dev database), SQL Server and Oracle; ``BASE_URL`` and
+``REDIRECT_URIS.VALUE`` are ``VARCHAR(255)``, bytes on Oracle (byte semantics) and SQL Server. Client attributes
+(``logoUri``, ``tosUri``, ``policyUri``, ``post.logout.redirect.uris``, the gateway's JSON) are ``NCLOB`` since
+Keycloak 20: no limit. A longer value is "Uncaught server error" inside Keycloak, so it is refused first."""
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+"""httpx failures before a request went out: the connection was never established."""
+
 
 class KeycloakAdapter:
     """Creates and manages Keycloak clients through ``/admin/realms/{realm}/clients``."""
@@ -76,8 +92,9 @@ class KeycloakAdapter:
         loopback_any_port=True,  # through the port-less copy, see mapping.keycloak_redirect_uris
         per_client_pkce=True,
         stores_extra_metadata=True,
-        max_uri_length=255,  # REDIRECT_URIS.VALUE, CLIENT.BASE_URL are VARCHAR(255)
-        max_string_length=255,  # CLIENT.NAME is VARCHAR(255)
+        stored_lengths=STORED_LENGTHS,
+        # the login theme shows the client name through advancedMsg: "${loginAccountTitle}" is the realm's text
+        message_template_fields=frozenset({"client_name"}),
     )
 
     def __init__(
@@ -171,7 +188,13 @@ class KeycloakAdapter:
     @staticmethod
     def _translate(exc: KeycloakError, action: str) -> AdapterError:
         code = getattr(exc, "response_code", None)
-        if isinstance(exc, KeycloakConnectionError) or code is None or code >= 500:
+        if isinstance(exc, KeycloakConnectionError) and isinstance(exc.__cause__, _NOT_SENT):
+            # python-keycloak wraps every transport error; a connection never established sent nothing
+            return ProviderUnavailable(
+                f"keycloak {action}: {type(exc.__cause__).__name__}, nothing was sent", request_sent=False
+            )
+        if isinstance(exc, KeycloakConnectionError) or code is None or code >= 500 or 300 <= code < 400:
+            # a redirect is never followed (httpx's default, kept): the admin API does not redirect
             return ProviderUnavailable(f"keycloak {action}: {type(exc).__name__} (HTTP {code})")
         if isinstance(exc, KeycloakAuthenticationError) or code in (401, 403):
             return ProviderAuthError(
@@ -189,7 +212,11 @@ class KeycloakAdapter:
             return await coroutine
         except KeycloakError as exc:
             raise self._translate(exc, action) from exc
-        except (TimeoutError, OSError) as exc:
+        except _NOT_SENT as exc:
+            raise ProviderUnavailable(f"keycloak {action}: {type(exc).__name__}", request_sent=False) from exc
+        except ConnectionRefusedError as exc:
+            raise ProviderUnavailable(f"keycloak {action}: {type(exc).__name__}", request_sent=False) from exc
+        except (TimeoutError, OSError, httpx.TransportError) as exc:
             raise ProviderUnavailable(f"keycloak {action}: {type(exc).__name__}") from exc
 
     async def realm_scopes(self, realm: str) -> RealmScopes:
@@ -219,13 +246,16 @@ class KeycloakAdapter:
         return registrable_scope_names(await self.realm_scopes(issuer))
 
     async def _find(self, realm: str, client_id: str) -> dict[str, Any]:
-        """The managed client's representation; :class:`ClientNotFound` for absent or unmanaged ones."""
+        """The managed client's representation; :class:`ClientNotFound` for absent or unmanaged ones, and for an
+        id no client can have (:func:`~adapters.base.addressable_client_id`), without a request."""
         admin = self._admin(realm)
+        if not addressable_client_id(client_id):
+            raise ClientNotFound("no client can have this client_id")
         response = await self._call(
             "find client",
             admin.connection.a_raw_get(f"admin/realms/{realm}/clients", clientId=client_id, search="false"),
         )
-        if response.status_code >= 400:
+        if response.status_code >= 300:
             raise self._translate(KeycloakError(error_message="", response_code=response.status_code), "find client")
         matches = [c for c in response.json() if c.get("clientId") == client_id]
         if not matches or not is_managed(matches[0]):
@@ -237,7 +267,10 @@ class KeycloakAdapter:
 
     async def create_client(self, issuer: str, client: NewClient) -> ManagedClient:
         client = with_deployment(client, self._deployment)
-        realm_scopes = await self.realm_scopes(issuer)
+        try:
+            realm_scopes = await self.realm_scopes(issuer)
+        except ProviderUnavailable as exc:  # the create itself was not sent: nothing can have been created
+            raise ProviderUnavailable(str(exc), request_sent=False) from exc
         representation = to_keycloak(client, realm_scopes)
         await self._call("create client", self._admin(issuer).a_create_client(representation))
         # One round trip: Keycloak takes the gateway's secret as given, so the answer is what we sent.

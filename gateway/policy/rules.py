@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from gateway.policy.lengths import StoredLength
 from gateway.policy.settings import PolicySettings, Privilege, SameHostMode, ScopeMode
 from gateway.policy.uris import (
     DEFAULT_REDIRECT_RULES,
@@ -98,6 +99,11 @@ class RegistrationPolicy:
     allowed_scopes: frozenset[str] | None = None
     """``None``: no gateway allow-list."""
     scope_mode: ScopeMode = ScopeMode.LENIENT
+    stored_lengths: Mapping[str, StoredLength] = field(default_factory=dict)
+    """The provider's column sizes per field, in the unit its database counts (``Capabilities.stored_lengths``)."""
+    message_template_fields: frozenset[str] = frozenset()
+    """Fields the provider renders as message templates, where ``${`` is refused
+    (``Capabilities.message_template_fields``)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -107,11 +113,12 @@ class RegistrationPolicy:
         server_metadata: Mapping[str, Any] | None,
         *,
         authenticated: bool = False,
-        provider_max_uri_length: int | None = None,
-        provider_max_string_length: int | None = None,
+        stored_lengths: Mapping[str, StoredLength] | None = None,
+        message_template_fields: frozenset[str] = frozenset(),
     ) -> RegistrationPolicy:
         """Intersect the deployment's allow-lists with what the provider advertises (RFC 8414 section 2) and
-        resolve the privileges for this caller."""
+        resolve the privileges for this caller; ``stored_lengths`` and ``message_template_fields`` are what the
+        provider can store and how it renders (``Capabilities``)."""
         advertised = server_metadata or {}
         client_credentials_allowed = settings.client_credentials.allows(authenticated=authenticated)
         grant_types = set(settings.grant_types if settings.grant_types is not None else GATEWAY_GRANT_TYPES)
@@ -145,8 +152,8 @@ class RegistrationPolicy:
             token_endpoint_auth_methods=frozenset(auth_methods),
             response_types=frozenset(response_types),
             max_redirect_uris=redirect.max_count,
-            max_uri_length=min(settings.max_uri_length, provider_max_uri_length or settings.max_uri_length),
-            max_string_length=min(settings.max_string_length, provider_max_string_length or settings.max_string_length),
+            max_uri_length=settings.max_uri_length,
+            max_string_length=settings.max_string_length,
             max_contacts=settings.max_contacts,
             max_jwks_keys=settings.max_jwks_keys,
             client_credentials_allowed=client_credentials_allowed,
@@ -164,6 +171,8 @@ class RegistrationPolicy:
             negotiate_auth_method=settings.negotiate_auth_method,
             allowed_scopes=frozenset(allowed_scopes) if allowed_scopes is not None else None,
             scope_mode=scopes.mode,
+            stored_lengths=dict(stored_lengths or {}),
+            message_template_fields=message_template_fields,
         )
 
     @classmethod
@@ -226,6 +235,31 @@ def rfc7591_defaults(metadata: ClientMetadata, policy: RegistrationPolicy) -> Cl
     """RFC 7591 section 2: the defaults of omitted fields (:func:`apply_defaults`)."""
     defaulted = apply_defaults(metadata)
     return defaulted if defaulted is not metadata else None
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_is_unicode(metadata: ClientMetadata, policy: RegistrationPolicy) -> None:
+    """Every string is Unicode text. A JSON string can carry a lone UTF-16 surrogate (``"\\ud83d"``, RFC 8259
+    section 8.2), which is no character: no UTF-8 column stores it (Hydra would keep U+FFFD instead), so what the
+    response echoed would not be what the provider holds."""
+    for field_name, value in _strings_of(metadata.registered()):
+        if _LONE_SURROGATE.search(value):
+            error = InvalidRedirectUri if field_name.startswith("redirect_uris") else InvalidClientMetadata
+            raise error(f"{field_name}: not valid Unicode (a lone UTF-16 surrogate)")
+
+
+def _strings_of(value: Any, path: str = "") -> Iterable[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings_of(key, path or "metadata")
+            yield from _strings_of(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings_of(item, f"{path}[{index}]")
 
 
 def redirect_uris_present(metadata: ClientMetadata, policy: RegistrationPolicy) -> None:
@@ -484,6 +518,42 @@ def strings_bounded(metadata: ClientMetadata, policy: RegistrationPolicy) -> Non
             raise InvalidClientMetadata(f"contacts[{index}]: must be an e-mail address")
 
 
+def stored_lengths_fit(metadata: ClientMetadata, policy: RegistrationPolicy) -> None:
+    """Every value fits the provider column it lands in, measured in that column's unit
+    (:mod:`gateway.policy.lengths`: H2 and SQL Server count UTF-16 code units, byte-semantics columns count
+    UTF-8 bytes). RFC 7591 section 3.2.2: a value the server cannot store is ``invalid_client_metadata``
+    (``invalid_redirect_uri`` for a redirection URI), answered before anything is created, never a provider
+    failure."""
+    registered = metadata.registered()
+    for name, limit in policy.stored_lengths.items():
+        value = registered.get(name)
+        values = [(name, value)] if isinstance(value, str) else []
+        if isinstance(value, list):
+            values = [(f"{name}[{index}]", item) for index, item in enumerate(value) if isinstance(item, str)]
+        for field_name, item in values:
+            length = limit.excess(item)
+            if length is not None:
+                error = InvalidRedirectUri if name == "redirect_uris" else InvalidClientMetadata
+                raise error(limit.refusal(field_name, length))
+
+
+MESSAGE_TEMPLATE_MARKER = "${"
+
+
+def display_text_literal(metadata: ClientMetadata, policy: RegistrationPolicy) -> None:
+    """Text the user is shown (RFC 7591 section 2: ``client_name`` is "presented to the end-user during
+    authorization") is shown as sent: on a provider whose pages resolve ``${key}`` in it to its own messages
+    (Keycloak's consent page would say ``${loginAccountTitle}`` in the realm's words), ``${`` is refused."""
+    registered = metadata.registered()
+    for name in sorted(policy.message_template_fields):
+        value = registered.get(name)
+        if isinstance(value, str) and MESSAGE_TEMPLATE_MARKER in value:
+            raise InvalidClientMetadata(
+                f"{name} {value!r}: must not contain '${{': the authorization server would show one of its own "
+                "messages in its place"
+            )
+
+
 def scope_syntax(metadata: ClientMetadata, policy: RegistrationPolicy) -> None:
     """RFC 7591 section 2 and RFC 6749 section 3.3: space-separated scope tokens."""
     if metadata.scope is None:
@@ -525,6 +595,7 @@ def scopes_allowed(metadata: ClientMetadata, policy: RegistrationPolicy) -> Clie
 
 RULES: Sequence[Rule] = (
     rfc7591_defaults,
+    text_is_unicode,
     redirect_uris_present,
     redirect_uris_safe,
     post_logout_redirect_uris_safe,
@@ -537,6 +608,8 @@ RULES: Sequence[Rule] = (
     web_uris_valid,
     metadata_uris_same_host,
     strings_bounded,
+    display_text_literal,
+    stored_lengths_fit,
     scope_syntax,
     scopes_allowed,
 )

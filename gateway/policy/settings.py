@@ -151,9 +151,11 @@ class PolicySettings(BaseModel):
     """Who may register ``jwks_uri``: the provider fetches it, so besides https it must resolve to public
     addresses only (checked at registration; an egress firewall is the real guard against DNS rebinding)."""
     max_uri_length: int = Field(default=2000, ge=64)
-    """Longest URI accepted; the provider's own column size lowers it (Keycloak: 255)."""
+    """Longest URI accepted, in characters; the provider's columns add their own limits, counted in their own unit
+    (``Capabilities.stored_lengths``; Keycloak: 255 bytes of UTF-8 for ``client_uri`` and redirect URIs)."""
     max_string_length: int = Field(default=500, ge=16)
-    """Longest ``client_name``, ``software_id``, ``software_version``; the provider's limit lowers it."""
+    """Longest ``client_name``, ``software_id``, ``software_version``, in characters; the provider's columns add
+    their own limits (Keycloak: ``client_name`` 255 UTF-16 code units)."""
     max_contacts: int = Field(default=10, ge=0)
     max_jwks_keys: int = Field(default=10, ge=1)
 

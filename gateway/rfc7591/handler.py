@@ -33,6 +33,7 @@ from adapters.base import (
 from gateway.access.control import caller_source, registration_access
 from gateway.access.software_statement import statement_metadata
 from gateway.policy import PolicySettings, Resolver, check_fetched_uris, system_resolver
+from gateway.policy.lengths import StoredLength
 from gateway.rfc7591.errors import (
     InvalidClientMetadata,
     InvalidRedirectUri,
@@ -91,10 +92,10 @@ class RegistrationSettings:
     """Legacy ``DCR_ALLOW_CLIENT_CREDENTIALS``: ``true`` widens ``policy.client_credentials`` to ``anyone``."""
     allow_jwks_uri: bool = False
     """Legacy ``DCR_ALLOW_JWKS_URI``: ``true`` widens ``policy.jwks_uri`` to ``anyone``."""
-    max_uri_length: int = 2000
-    """The provider's limit (``Capabilities.max_uri_length``); the policy's own limit may be lower."""
-    max_string_length: int = 500
-    """The provider's limit (``Capabilities.max_string_length``)."""
+    stored_lengths: Mapping[str, StoredLength] = field(default_factory=dict)
+    """The provider's column sizes, in its units (``Capabilities.stored_lengths``)."""
+    message_template_fields: frozenset[str] = frozenset()
+    """Fields the provider renders as message templates (``Capabilities.message_template_fields``)."""
     policy: PolicySettings = field(default_factory=PolicySettings)
     """The registration policy (:mod:`gateway.policy`)."""
     resolver: Resolver = system_resolver
@@ -152,8 +153,8 @@ async def registration_policy(
         policy,
         cached.document if cached else None,
         authenticated=caller.authenticated,
-        provider_max_uri_length=settings.max_uri_length,
-        provider_max_string_length=settings.max_string_length,
+        stored_lengths=settings.stored_lengths,
+        message_template_fields=settings.message_template_fields,
     )
 
 
@@ -241,14 +242,17 @@ def provider_errors(issuer: IssuerContext) -> Iterator[None]:
 async def create(adapter: ProviderAdapter, issuer: IssuerContext, client: NewClient) -> ManagedClient:
     """One admin call; provider failures become RFC-shaped errors and never leak provider internals.
 
-    A provider that could not be reached or timed out may still have stored the client: it is removed,
-    best effort, so no client the caller never learned of is left behind (issue 4 item 6).
+    A create whose answer was lost (a timeout, a connection dropped after the request went out, a 5xx) may
+    still have stored the client: it is removed, best effort, so no client the caller never learned of is left
+    behind (issue 4 item 6). A create that was never sent (the connection was refused or never established:
+    ``request_sent`` false) changed nothing, and is not reported as an unknown outcome.
     """
     with provider_errors(issuer):
         try:
             return await adapter.create_client(issuer.key, client)
-        except ProviderUnavailable:
-            await remove_client(adapter, issuer, client.client_id, reason="create_outcome_unknown", created=False)
+        except ProviderUnavailable as exc:
+            if exc.request_sent:
+                await remove_client(adapter, issuer, client.client_id, reason="create_outcome_unknown", created=False)
             raise
 
 

@@ -36,6 +36,7 @@ from adapters.base import (
     ProviderAdapter,
     ProviderRejected,
     ProviderUnavailable,
+    addressable_client_id,
 )
 from gateway.access.control import caller_source
 from gateway.access.software_statement import merge_software_statement
@@ -79,9 +80,6 @@ RESERVED_FIELDS = (
 """RFC 7592 section 2.2: "The updated client metadata fields request MUST NOT include the
 'registration_access_token', 'registration_client_uri', 'client_secret_expires_at', or 'client_id_issued_at'
 fields described in Section 3." """
-
-MAX_CLIENT_ID_LENGTH = 255
-"""Longer path segments are no client the gateway issued (UUIDs); they never reach the provider."""
 
 _B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
 """RFC 6750 section 2.1: ``b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="``."""
@@ -263,11 +261,16 @@ class ClientConfigurationEndpoint:
 
     async def authorize(self, request: web.Request, issuer: IssuerContext) -> tuple[ManagedClient, str]:
         """The managed client named by the path, if the request's Bearer token is its registration access
-        token (RFC 7592 section 2). Unknown, unmanaged and wrongly-authorized look the same from outside."""
+        token (RFC 7592 section 2). Unknown, unmanaged and wrongly-authorized look the same from outside.
+
+        The path segment is client-chosen text: one that no client can have as its id
+        (:func:`~adapters.base.addressable_client_id`: ``..%2F``, ``/``, NUL and other control characters, bytes
+        that are not UTF-8, more than 255 characters) is "not found" without a provider call (RFC 7592 section
+        2.1: "If the client does not exist on this server, the server MUST respond with HTTP 401")."""
         token = bearer_token(request.headers.get(hdrs.AUTHORIZATION))
         client_id = request.match_info["client_id"]
         client: ManagedClient | None = None
-        if len(client_id) <= MAX_CLIENT_ID_LENGTH:
+        if addressable_client_id(client_id):
             try:
                 with provider_errors(issuer):
                     client = await _provider_read(self.adapter, issuer, client_id)

@@ -12,6 +12,7 @@ from mcp_client_bodies import MCP_CLIENT_BODIES
 from pydantic import ValidationError
 
 from gateway.policy import PolicySettings, RegistrationPolicy, check_fetched_uris
+from gateway.policy.lengths import LengthUnit, StoredLength
 from gateway.policy.settings import Privilege
 from gateway.rfc7591.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
 from gateway.rfc7591.handler import Caller, IssuerContext, RegistrationSettings, validate_registration
@@ -346,15 +347,14 @@ def test_a_public_client_never_gets_a_secret_method_by_negotiation() -> None:
 
 
 def test_the_provider_limits_what_the_settings_allow() -> None:
+    name_column = StoredLength(255, LengthUnit.UTF16)
     policy = RegistrationPolicy.from_settings(
         PolicySettings(token_endpoint_auth_methods=("client_secret_post", "client_secret_jwt")),
         {"token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"]},
-        provider_max_uri_length=255,
-        provider_max_string_length=255,
+        stored_lengths={"client_name": name_column},
     )
     assert policy.token_endpoint_auth_methods == frozenset({"client_secret_post"})
-    assert policy.max_uri_length == 255
-    assert policy.max_string_length == 255
+    assert policy.stored_lengths == {"client_name": name_column}
 
 
 # ------------------------------------------------------------------------------------- privileges
@@ -500,7 +500,7 @@ async def test_validate_registration_runs_the_configured_policy_for_the_caller_a
         max_body_bytes=65536,
         client_secret_expires_in=0,
         allow_client_credentials=False,
-        max_uri_length=255,
+        stored_lengths={"redirect_uris": StoredLength(255, LengthUnit.UTF8)},
         policy=PolicySettings(jwks_uri=Privilege.AUTHENTICATED, token_endpoint_auth_methods=("private_key_jwt",)),
         resolver=resolver_of(RESOLVED),
     )
@@ -519,7 +519,7 @@ async def test_validate_registration_runs_the_configured_policy_for_the_caller_a
             settings=settings,
             caller=authenticated,
         )
-    with pytest.raises(InvalidRedirectUri, match="longer than 255"):  # the provider's limit from the settings
+    with pytest.raises(InvalidRedirectUri, match="longer than the 255"):  # the provider's limit from the settings
         await validate_registration(
             {**good, "redirect_uris": ["https://app.example.com/" + "x" * 300]},
             issuer=issuer,
