@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from adapters.base import (
+    addressable_client_id,
     DEPLOYMENT_KEY,
     AdapterError,
     AdoptionRefused,
@@ -430,9 +431,15 @@ class AdoptionSelector:
 
 def adoption_refusal(candidate: UnmanagedClient, *, include_privileged: bool) -> str | None:
     """Why ``candidate`` is not adopted, or ``None``. A protected client (the gateway's own admin client, a
-    provider built-in) never is; a privileged one only with ``include_privileged``."""
+    provider built-in) never is, nor one whose id no RFC 7592 request could address (it could never be managed
+    afterwards); a privileged one only with ``include_privileged``."""
     if candidate.protected:
         return f"never adopted: {candidate.protected}"
+    if not addressable_client_id(candidate.client_id):
+        return (
+            "never adopted: its client_id is not one URL path segment of unreserved characters (at most 255), "
+            "so RFC 7592 and the clients commands could not address it"
+        )
     if candidate.privileges and not include_privileged:
         return f"privileged ({'; '.join(candidate.privileges)}): pass --include-privileged to adopt it"
     return None

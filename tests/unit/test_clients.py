@@ -232,6 +232,13 @@ def test_adoption_refuses_protected_always_and_privileged_unless_allowed() -> No
     assert adoption_refusal(protected, include_privileged=True) == "never adopted: the gateway's own admin client"
 
 
+@pytest.mark.parametrize("client_id", ["a/b", "..", "x\x00", "sp ace", "x" * 256, "%2F"])
+def test_adoption_refuses_ids_no_rfc7592_request_can_address(client_id: str) -> None:
+    refusal = adoption_refusal(candidate(client_id=client_id), include_privileged=True)
+    assert refusal is not None
+    assert refusal.startswith("never adopted: its client_id is not one URL path segment")
+
+
 # ------------------------------------------------------------------------------------------ hydra
 
 HYDRA_SHIM = {
