@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from adapters.base import (
-    addressable_client_id,
     DEPLOYMENT_KEY,
     AdapterError,
     AdoptionRefused,
@@ -39,6 +38,7 @@ from adapters.base import (
     ProviderAuthError,
     ProviderUnavailable,
     UnmanagedClient,
+    addressable_client_id,
     deployment_of,
 )
 from gateway.rfc7592.records import management_data
