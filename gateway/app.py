@@ -358,6 +358,12 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     limits: Limits | None = None
     watcher: asyncio.Task[None] | None = None
     try:
+        # First the provider's admin API: a configuration it refuses stops the start before anything else happens.
+        await adapter.start(session)
+        admin_api = app[ADMIN_API]
+        refused = await admin_api.run_check(adapter, at_start=True)
+        if refused is not None:
+            raise StartupRefused(f"the provider refuses the configuration: {refused.problem}: {refused}")
         limits = Limits.build(
             settings.limits,
             store=open_counter_store(settings.limits),
@@ -374,11 +380,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 settings.public_url,
                 append_forwarded_for=settings.trust_forwarded_for,
             )
-        await adapter.start(session)
-        admin_api = app[ADMIN_API]
-        refused = await admin_api.run_check(adapter, at_start=True)
-        if refused is not None:
-            raise StartupRefused(f"the provider refuses the configuration: {refused.problem}: {refused}")
         upstream_headers = forwarded_headers(settings.public_url)
         for issuer in adapter.issuers():
             registration_endpoint = f"{settings.public_url}{issuer.path}{settings.registration_path}"
