@@ -42,6 +42,7 @@ from gateway.policy.settings import PolicySettings
 
 _CONFIG_FILE: ContextVar[str | None] = ContextVar("dcr_config_file", default=None)
 """The file :func:`load_settings` was given; kept out of ``os.environ`` so it does not leak into children."""
+_SKIP_NAMES_CHECK: ContextVar[bool] = ContextVar("dcr_skip_names_check", default=False)
 
 
 class Mode(StrEnum):
@@ -263,12 +264,32 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     token = _CONFIG_FILE.set(config_file)
     try:
         return Settings(**overrides)
+    except ConfigurationError as exc:  # unknown names: report the bad values too, all in one go
+        raise ConfigurationError(exc.problems + _value_problems(overrides)) from None
     except ValidationError as exc:
         raise ConfigurationError(describe_validation_error(exc, Settings)) from None
     except SettingsError as exc:  # a value the names check let through and the environment source could not parse
         raise ConfigurationError([str(exc)]) from None
     finally:
         _CONFIG_FILE.reset(token)
+
+
+def _value_problems(overrides: Mapping[str, Any]) -> list[str]:
+    """The value errors of the settings, with the unknown names (already reported) left out."""
+    token = _SKIP_NAMES_CHECK.set(True)
+    try:
+        Settings(**overrides)
+    except ValidationError as exc:
+        known = ValidationError.from_exception_data(
+            exc.title,
+            [error for error in exc.errors() if error["type"] != "extra_forbidden"],  # type: ignore[misc]
+        )
+        return describe_validation_error(known, Settings)
+    except (SettingsError, ConfigurationError):
+        return []
+    finally:
+        _SKIP_NAMES_CHECK.reset(token)
+    return []
 
 
 # ------------------------------------------------------------------------------------ names of settings
@@ -438,7 +459,7 @@ def unknown_names(
                     for i, part in enumerate(path)
                 ).upper()
                 for path in _env_candidates(root)
-            ]
+            ] + [CONFIG_FILE_VARIABLE]
             suggestion = _closest(upper, candidates)
             hint = (
                 f"did you mean {suggestion}?"
@@ -565,6 +586,8 @@ class _UnknownNamesCheck(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
+        if _SKIP_NAMES_CHECK.get():
+            return {}
         problems: list[str] = []
         if self._config_file and self._file_source is None:
             problems.append(f"{CONFIG_FILE_VARIABLE}: configuration file {self._config_file!r} does not exist")

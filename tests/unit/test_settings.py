@@ -306,7 +306,7 @@ def test_an_unknown_key_in_the_file_stops_with_its_name_and_the_closest_valid_on
     config = write_toml(tmp_path / "gateway.toml", text)
     with pytest.raises(ConfigurationError) as error:
         load_settings(config_file=str(config))
-    [line] = problems_of(error)
+    line = problems_of(error)[0]  # then what else is wrong with the values, if anything
     assert unknown in line
     assert "gateway.toml" in line
     assert f"did you mean {suggestion}?" in line
@@ -539,3 +539,17 @@ def test_serve_with_an_unknown_variable_exits_2_with_one_line(
         "dcr-gateway: invalid configuration: unknown environment variable DCR_KEYCLOAK_CLIENT_SECRET: "
         "did you mean DCR_KEYCLOAK__CLIENT_SECRET?"
     ]
+
+
+def test_unknown_names_and_bad_values_are_reported_together(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], no_server: list[str], tmp_path: Path
+) -> None:
+    config = write_toml(tmp_path / "gateway.toml", '[keycloak]\nclientid = "svc"\n')
+    monkeypatch.setenv("DCR_PROVDER", "keycloak")
+    monkeypatch.setenv("DCR_PUBLIC_URL", "127.0.0.1:9093")
+    assert cli.main(["serve", "--config", str(config)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 3, lines
+    assert "DCR_PROVDER: did you mean DCR_PROVIDER?" in lines[0]
+    assert "keycloak.clientid in gateway.toml: did you mean keycloak.client_id?" in lines[1]
+    assert lines[2].startswith("dcr-gateway: invalid configuration: DCR_PUBLIC_URL (public_url in TOML): ")
