@@ -553,3 +553,14 @@ def test_unknown_names_and_bad_values_are_reported_together(
     assert "DCR_PROVDER: did you mean DCR_PROVIDER?" in lines[0]
     assert "keycloak.clientid in gateway.toml: did you mean keycloak.client_id?" in lines[1]
     assert lines[2].startswith("dcr-gateway: invalid configuration: DCR_PUBLIC_URL (public_url in TOML): ")
+
+
+@pytest.mark.parametrize("argv", [["serve"], ["clients", "list"]])
+def test_every_command_reading_settings_refuses_unknown_names_the_same_way(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], no_server: list[str], argv: list[str]
+) -> None:
+    monkeypatch.setenv("DCR_PROVDER", "memory")
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "dcr-gateway: invalid configuration: unknown environment variable DCR_PROVDER: did you mean DCR_PROVIDER?"
+    ]
