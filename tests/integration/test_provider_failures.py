@@ -56,10 +56,12 @@ async def test_keycloak_refusing_the_admin_credentials_stops_the_start_naming_th
     assert wrong_secret not in info_logs.getvalue()
 
 
+@pytest.mark.parametrize("roles", [(), ("view-clients",)], ids=["no-role", "view-clients-only"])
 async def test_keycloak_service_account_without_manage_clients_stops_the_start(
-    keycloak_provider: KeycloakProvider, start: Start, http: aiohttp.ClientSession
+    keycloak_provider: KeycloakProvider, start: Start, http: aiohttp.ClientSession, roles: tuple[str, ...]
 ) -> None:
-    """A confidential client with a service account but no ``realm-management`` role, made for this test."""
+    """A confidential client with a service account but no ``realm-management`` role (the admin API answers 403), or
+    only ``view-clients`` (it can read clients but not create them), made for this test."""
     client_id, secret = f"no-role-{secrets.token_hex(4)}", secrets.token_urlsafe(24)
     admin = await keycloak_admin_headers(http, keycloak_provider)
     representation = {
@@ -73,6 +75,8 @@ async def test_keycloak_service_account_without_manage_clients_stops_the_start(
         assert made.status == 201, await made.text()
         internal_id = made.headers["Location"].rsplit("/", 1)[1]
     try:
+        if roles:
+            await grant_realm_management_roles(http, keycloak_provider, internal_id, roles)
         options = keycloak_options(keycloak_provider, "http://127.0.0.1:1")
         keycloak = {**options["keycloak"], "client_id": client_id, "client_secret": secret}
         with pytest.raises(StartupRefused) as refused:
@@ -85,6 +89,28 @@ async def test_keycloak_service_account_without_manage_clients_stops_the_start(
     finally:
         async with http.delete(f"{keycloak_provider.admin_realm_url}/clients/{internal_id}", headers=admin) as gone:
             assert gone.status == 204
+
+
+async def grant_realm_management_roles(
+    http: aiohttp.ClientSession, keycloak: KeycloakProvider, client_uuid: str, roles: tuple[str, ...]
+) -> None:
+    """Map ``realm-management`` ``roles`` to the service account of the client ``client_uuid`` (master admin)."""
+    admin = await master_admin_headers(http, keycloak)
+    base = keycloak.admin_realm_url
+    async with http.get(f"{base}/clients/{client_uuid}/service-account-user", headers=admin) as response:
+        assert response.status == 200, await response.text()
+        user_id = (await response.json())["id"]
+    async with http.get(f"{base}/clients", params={"clientId": "realm-management"}, headers=admin) as response:
+        [management] = await response.json()
+    representations = []
+    for role in roles:
+        async with http.get(f"{base}/clients/{management['id']}/roles/{role}", headers=admin) as response:
+            assert response.status == 200, await response.text()
+            representations.append(await response.json())
+    async with http.post(
+        f"{base}/users/{user_id}/role-mappings/clients/{management['id']}", json=representations, headers=admin
+    ) as response:
+        assert response.status == 204, await response.text()
 
 
 async def test_keycloak_realm_missing_stops_the_start_naming_the_realm(
