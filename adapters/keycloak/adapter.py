@@ -2,6 +2,8 @@
 
 Credentials: a confidential client in each served realm whose service account holds only
 ``realm-management`` ``manage-clients`` (plus ``view-clients`` to list the realm's client scopes).
+:meth:`KeycloakAdapter.check` proves both at start and for ``/readyz``, and tells a refused secret, a missing
+role and a missing realm apart.
 ``manage-clients`` reaches every client of the realm, the gateway's own included, so every read, update and
 delete here checks :data:`~adapters.keycloak.mapping.MANAGED_ATTRIBUTE` first.
 """
@@ -35,7 +37,6 @@ from adapters.base import (
     IssuerMissing,
     ManagedClient,
     NewClient,
-    ProviderAuthError,
     ProviderMisconfigured,
     ProviderRejected,
     ProviderUnavailable,
@@ -284,10 +285,16 @@ class KeycloakAdapter:
         code = getattr(exc, "response_code", None)
         if isinstance(exc, KeycloakConnectionError) or code is None or code >= 500:
             return ProviderUnavailable(f"keycloak {action}: {type(exc).__name__} (HTTP {code})")
-        if isinstance(exc, KeycloakAuthenticationError) or code in (401, 403):
-            return ProviderAuthError(
-                f"keycloak {action}: admin credentials refused (HTTP {code}); the service account needs "
-                "realm-management manage-clients"
+        if code == 403:
+            return RoleMissing(
+                f"keycloak {action}: forbidden (HTTP 403); the service account of the gateway's client needs "
+                f"realm-management/{MANAGE_CLIENTS}",
+                setting="DCR_KEYCLOAK__CLIENT_ID",
+            )
+        if isinstance(exc, KeycloakAuthenticationError) or code == 401:
+            return CredentialsRefused(
+                f"keycloak {action}: admin credentials refused (HTTP {code}); set {_CREDENTIALS}",
+                setting="DCR_KEYCLOAK__CLIENT_SECRET",
             )
         if code == 409:
             return ClientConflict(f"keycloak {action}: conflict")
