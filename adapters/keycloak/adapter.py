@@ -82,6 +82,20 @@ def realm_missing(body: bytes | str | None) -> bool:
     return any(words in text for words in _REALM_MISSING)
 
 
+def _refusal(code: int, action: str) -> AdapterError:
+    """Keycloak refusing the gateway: HTTP 403 is a missing role, anything else (401) the credentials themselves."""
+    if code == 403:
+        return RoleMissing(
+            f"keycloak {action}: forbidden (HTTP 403); the service account of the gateway's client needs "
+            f"realm-management/{MANAGE_CLIENTS}",
+            setting="DCR_KEYCLOAK__CLIENT_ID",
+        )
+    return CredentialsRefused(
+        f"keycloak {action}: admin credentials refused (HTTP {code}); set {_CREDENTIALS}",
+        setting="DCR_KEYCLOAK__CLIENT_SECRET",
+    )
+
+
 def _token_claims(token: str) -> dict[str, Any]:
     """The claims of an access token the token endpoint just issued to us (read, not verified: only to name a
     missing role; the admin API is the authority)."""
@@ -285,25 +299,16 @@ class KeycloakAdapter:
         code = getattr(exc, "response_code", None)
         if isinstance(exc, KeycloakConnectionError) or code is None or code >= 500:
             return ProviderUnavailable(f"keycloak {action}: {type(exc).__name__} (HTTP {code})")
-        if code == 403:
-            return RoleMissing(
-                f"keycloak {action}: forbidden (HTTP 403); the service account of the gateway's client needs "
-                f"realm-management/{MANAGE_CLIENTS}",
-                setting="DCR_KEYCLOAK__CLIENT_ID",
-            )
-        if isinstance(exc, KeycloakAuthenticationError) or code == 401:
-            return CredentialsRefused(
-                f"keycloak {action}: admin credentials refused (HTTP {code}); set {_CREDENTIALS}",
-                setting="DCR_KEYCLOAK__CLIENT_SECRET",
-            )
+        if code in (401, 403) or isinstance(exc, KeycloakAuthenticationError):
+            return _refusal(code, action)
         if code == 409:
             return ClientConflict(f"keycloak {action}: conflict")
-        if code == 404 and realm_missing(getattr(exc, "error_message", None)):
-            # The realm was deleted (or never existed): a server-side fault, never the client's (issue 8 item 11).
-            return IssuerMissing(
-                f"keycloak {action}: the realm does not exist; set {_REALMS}", setting="DCR_KEYCLOAK__REALMS"
-            )
         if code == 404:
+            # A deleted (or never created) realm is a server-side fault, never the client's (issue 8 item 11).
+            if realm_missing(getattr(exc, "error_message", None)):
+                return IssuerMissing(
+                    f"keycloak {action}: the realm does not exist; set {_REALMS}", setting="DCR_KEYCLOAK__REALMS"
+                )
             return ClientNotFound(f"keycloak {action}: not found")
         return ProviderRejected(f"keycloak {action}: rejected (HTTP {code})")
 
