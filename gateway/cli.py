@@ -88,7 +88,10 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
         app = create_app(settings)
-    except (ValueError, LookupError, ImportError) as exc:
+    except LookupError as exc:  # no such adapter, or it cannot be imported
+        print(f"dcr-gateway: invalid configuration: DCR_PROVIDER (provider in TOML): {exc}", file=sys.stderr)
+        return EXIT_CONFIGURATION
+    except (ValueError, ImportError) as exc:
         print(f"dcr-gateway: {exc}", file=sys.stderr)
         return EXIT_CONFIGURATION
     try:

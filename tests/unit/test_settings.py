@@ -249,6 +249,8 @@ def test_serve_with_an_unknown_adapter_exits_2_naming_the_available_ones(
     err = capsys.readouterr().err
     assert "no adapter named 'no-such-idp'" in err
     assert "hydra, keycloak, memory" in err
+    assert err.startswith("dcr-gateway: invalid configuration: DCR_PROVIDER (provider in TOML): ")
+    assert len(err.splitlines()) == 1
 
 
 def test_adapters_lists_the_builtins(capsys: pytest.CaptureFixture[str]) -> None:
