@@ -16,6 +16,12 @@ import errno
 import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from gateway.settings import Settings
 
 EXIT_CONFIGURATION = 2
 
@@ -28,11 +34,6 @@ configuration:
   comma-separated value (DCR_KEYCLOAK__REALMS=mcp,partners). A DCR_* variable or file key that names no setting
   stops the command with the closest valid name. The README's Configuration section lists every setting.
 """
-
-
-def _print_problems(problems: Sequence[str]) -> None:
-    for problem in problems:
-        print(f"dcr-gateway: invalid configuration: {problem}", file=sys.stderr)
 
 
 def listen_problem(host: str, port: int) -> str | None:
@@ -68,10 +69,17 @@ def _listen_error(host: str, port: int, exc: OSError) -> str:
     return f"cannot listen on {host}:{port}: {reason}; set {where}"
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
+class _Stop(Exception):
+    """``serve`` stops before serving: these lines go to standard error, the exit status is 2."""
 
-    from gateway.app import StartupRefused, create_app
+    def __init__(self, lines: Sequence[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)
+
+
+def _configured_app(args: argparse.Namespace) -> tuple[Settings, web.Application]:
+    """Settings, the listen address and the app, or :class:`_Stop` with one line per problem."""
+    from gateway.app import create_app
     from gateway.logging import configure_logging
     from gateway.settings import ConfigurationError, load_settings
 
@@ -79,30 +87,37 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config, **overrides)
     except ConfigurationError as exc:
-        _print_problems(exc.problems)
-        return EXIT_CONFIGURATION
+        raise _Stop([f"dcr-gateway: invalid configuration: {problem}" for problem in exc.problems]) from None
     problem = listen_problem(settings.host, settings.port)
     if problem:
-        print(f"dcr-gateway: {problem}", file=sys.stderr)
-        return EXIT_CONFIGURATION
+        raise _Stop([f"dcr-gateway: {problem}"])
     configure_logging(settings.log_level, settings.log_format)
     try:
-        app = create_app(settings)
+        return settings, create_app(settings)
     except LookupError as exc:  # no such adapter, or it cannot be imported
-        print(f"dcr-gateway: invalid configuration: DCR_PROVIDER (provider in TOML): {exc}", file=sys.stderr)
-        return EXIT_CONFIGURATION
+        raise _Stop([f"dcr-gateway: invalid configuration: DCR_PROVIDER (provider in TOML): {exc}"]) from None
     except (ValueError, ImportError) as exc:
-        print(f"dcr-gateway: {exc}", file=sys.stderr)
-        return EXIT_CONFIGURATION
+        raise _Stop([f"dcr-gateway: {exc}"]) from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from gateway.app import StartupRefused
+
     try:
-        web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None)
-    except StartupRefused as exc:  # the provider refuses the configuration: one line, before serving
-        print(f"dcr-gateway: {exc}", file=sys.stderr)
-        return EXIT_CONFIGURATION
-    except OSError as exc:  # the listen address was taken between the probe and the bind
-        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
-            raise
-        print(f"dcr-gateway: {_listen_error(settings.host, settings.port, exc)}", file=sys.stderr)
+        settings, app = _configured_app(args)
+        try:
+            web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None)
+        except StartupRefused as exc:  # the provider refuses the configuration: one line, before serving
+            raise _Stop([f"dcr-gateway: {exc}"]) from None
+        except OSError as exc:  # the listen address was taken between the probe and the bind
+            if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+                raise
+            raise _Stop([f"dcr-gateway: {_listen_error(settings.host, settings.port, exc)}"]) from None
+    except _Stop as stop:
+        for line in stop.lines:
+            print(line, file=sys.stderr)
         return EXIT_CONFIGURATION
     return 0
 
