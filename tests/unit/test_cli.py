@@ -101,7 +101,7 @@ def assert_one_line_exit_2(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def test_serve_with_a_public_url_that_is_not_a_url(tmp_path: object) -> None:
+def test_serve_with_a_public_url_that_is_not_a_url() -> None:
     line = assert_one_line_exit_2(serve({"DCR_PUBLIC_URL": "127.0.0.1:9093", "DCR_PORT": str(free_port())}))
     assert "DCR_PUBLIC_URL" in line
     assert "public_url" in line
