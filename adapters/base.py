@@ -147,6 +147,56 @@ class ClientNotFound(AdapterError):
     """No managed client with that ID (unmanaged clients are reported the same way)."""
 
 
+# ---------------------------------------------------------------------------------- admin API check
+# At start and then periodically for ``/readyz``, the gateway checks that the provider's admin API works with its
+# configuration. What the check finds is told apart, because the answers differ: a configuration the provider
+# refuses stops the start with one line naming the setting; an unreachable provider is retried.
+
+
+class ProviderMisconfigured(AdapterError):
+    """The provider refuses the gateway's configuration: an operator must change ``setting``. Messages name the
+    setting and never carry a credential. Subclasses keep their meaning for registrations (503)."""
+
+    problem = "misconfigured"
+    """What went wrong in a few words: ``credentials refused``, ``role missing``, ``realm missing``."""
+
+    def __init__(self, message: str, *, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class CredentialsRefused(ProviderMisconfigured, ProviderAuthError):
+    """The provider refused the admin credentials themselves (Keycloak: ``invalid_client`` at the token endpoint)."""
+
+    problem = "credentials refused"
+
+
+class RoleMissing(ProviderMisconfigured, ProviderAuthError):
+    """The credentials work but lack the permission to manage clients (Keycloak: HTTP 403 from the admin API)."""
+
+    problem = "role missing"
+
+
+class IssuerMissing(ProviderMisconfigured, ProviderUnavailable):
+    """A served issuer does not exist at the provider (Keycloak: "Realm does not exist"). At start it stops the
+    gateway; afterwards (a realm deleted while serving) registrations get ``503 temporarily_unavailable``, never a
+    500, and ``/readyz`` names it."""
+
+    problem = "realm missing"
+
+
+@runtime_checkable
+class AdminApiCheck(Protocol):
+    """Adapter capability behind the start-up check and ``/readyz`` (every built-in adapter has it; an adapter
+    without it is ready once discovery works)."""
+
+    async def check(self) -> None:
+        """Use the admin API the way registrations will (credentials, permission, every served issuer) without
+        changing anything. Raises :class:`ProviderMisconfigured` (a subclass) when the provider refuses the
+        configuration, :class:`ProviderUnavailable` when it cannot be reached, times out or fails (5xx)."""
+        ...
+
+
 @runtime_checkable
 class ProviderAdapter(Protocol):
     """What the gateway needs from a provider. All methods take the issuer key (see :class:`Issuer`)."""

@@ -5,16 +5,21 @@ Routes, for every issuer the adapter serves (``{p}`` is the issuer's path, ``""`
 - discovery at every well-known location MCP clients probe (RFC 8414 section 3.1, OpenID Discovery 4),
   rewritten to advertise the gateway's registration endpoint;
 - ``POST {p}{registration_path}``: RFC 7591 registration (with a CORS preflight);
-- ``/healthz`` (alive) and ``/readyz`` (every issuer has a discovery document);
+- ``/healthz`` (alive) and ``/readyz`` (every issuer has a discovery document and the provider's admin API works
+  with the gateway's configuration: see :class:`AdminApiHealth`);
 - front-door mode: what clients and browsers need of the provider (the allow-list) is reverse-proxied, the rest is
   404; path-routing mode: 404.
 
 Long-lived resources (the HTTP sessions, the adapter's connections, the discovery caches) open in a
-cleanup context, so they close if and only if they opened.
+cleanup context, so they close if and only if they opened. At start the adapter's admin API is checked
+(:class:`adapters.base.AdminApiCheck`): a configuration the provider refuses stops the start
+(:class:`StartupRefused`); an unreachable provider is checked again in the background until it works.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
 import posixpath
@@ -22,13 +27,14 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import aiohttp
 import structlog
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
-from adapters.base import Issuer, ProviderAdapter
+from adapters.base import AdapterError, AdminApiCheck, Issuer, ProviderAdapter, ProviderMisconfigured
 from adapters.registry import get_factory
 from gateway.cors import CorsPolicy
 from gateway.limits.guard import Limits, open_counter_store
@@ -51,6 +57,55 @@ from gateway.settings import Mode, Settings
 
 log = structlog.get_logger(__name__)
 
+
+class StartupRefused(Exception):
+    """The provider refused the gateway's configuration at start (credentials, role, realm): ``dcr-gateway serve``
+    prints the message (one line naming the setting) and exits with status 2, before anything is served."""
+
+
+@dataclass
+class AdminApiHealth:
+    """The last check of the provider's admin API (:meth:`adapters.base.AdminApiCheck.check`), for ``/readyz``.
+
+    ``problem`` is what ``/readyz`` shows: the kind of failure and the setting to change, never a credential nor
+    an internal address (those go to the log)."""
+
+    ok: bool = True
+    problem: str | None = None
+    checked_at: float = 0.0
+
+    async def run_check(self, adapter: ProviderAdapter, *, at_start: bool = False) -> ProviderMisconfigured | None:
+        """Check once; returns the refusal when the provider refuses the configuration. Never raises."""
+        if not isinstance(adapter, AdminApiCheck):
+            return None
+        was_ok, self.checked_at = self.ok, time.monotonic()
+        try:
+            await adapter.check()
+        except ProviderMisconfigured as exc:
+            self.ok, self.problem = False, f"{exc.problem}: {exc}"
+            if not at_start:  # at start, the refusal stops the gateway with the same words
+                log.error("provider.misconfigured", problem=exc.problem, setting=exc.setting, cause=str(exc))
+            return exc
+        except AdapterError as exc:
+            self.ok, self.problem = False, "provider unreachable: its admin API cannot be reached or fails; retrying"
+            log.warning("provider.unreachable", cause=str(exc))
+        except Exception as exc:  # the check must never take the gateway down
+            self.ok, self.problem = False, f"admin API check failed ({type(exc).__name__}); retrying"
+            log.exception("provider.check_failed")
+        else:
+            self.ok, self.problem = True, None
+            if not was_ok:
+                log.info("provider.ready", provider=adapter.name)
+        return None
+
+    async def watch(self, adapter: ProviderAdapter, *, healthy_interval: float, failing_interval: float) -> None:
+        """Check again every ``failing_interval`` seconds while the admin API fails, ``healthy_interval`` while it
+        works (so a realm deleted or credentials revoked while serving show in ``/readyz``)."""
+        while True:
+            await asyncio.sleep(healthy_interval if self.ok else failing_interval)
+            await self.run_check(adapter)
+
+
 SETTINGS = web.AppKey("settings", Settings)
 ADAPTER = web.AppKey("adapter", ProviderAdapter)
 ISSUERS = web.AppKey("issuers", dict[str, IssuerContext])
@@ -58,9 +113,11 @@ ISSUERS = web.AppKey("issuers", dict[str, IssuerContext])
 CACHES = web.AppKey("discovery_caches", dict[str, DiscoveryCache])
 """Discovery caches by issuer path, filled when the app starts."""
 PROXY = web.AppKey("proxy", FrontDoorProxy)
+ADMIN_API = web.AppKey("admin_api_health", AdminApiHealth)
 LIMITS = web.AppKey("limits", Limits)
 """Rate limits, the managed-client quota and the counter store (``LIMITS.store``, shared through Redis when
 configured), opened when the app starts."""
+
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -175,6 +232,7 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
     app[ADAPTER] = adapter
     app[ISSUERS] = {}
     app[CACHES] = {}
+    app[ADMIN_API] = AdminApiHealth()
 
     reg_settings = RegistrationSettings(
         max_body_bytes=settings.max_body_bytes,
@@ -188,12 +246,6 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
-
-    async def readyz(request: web.Request) -> web.Response:
-        missing = [path or "/" for path, cache in request.app[CACHES].items() if cache.current() is None]
-        if missing or not request.app[CACHES]:
-            return web.json_response({"status": "starting", "issuers_without_metadata": missing}, status=503)
-        return web.json_response({"status": "ready"})
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -276,6 +328,19 @@ def front_door_allow_list(settings: Settings, issuers: list[Issuer]) -> PathAllo
     return PathAllowList(prefixes)
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: every issuer has a discovery document and the admin API worked at its last check."""
+    missing = [path or "/" for path, cache in request.app[CACHES].items() if cache.current() is None]
+    admin_api = request.app[ADMIN_API]
+    if missing or not request.app[CACHES] or not admin_api.ok:
+        body: dict[str, object] = {"status": "starting", "issuers_without_metadata": missing}
+        if not admin_api.ok:
+            body["status"] = "unavailable"
+            body["admin_api"] = admin_api.problem
+        return web.json_response(body, status=503, headers={hdrs.CACHE_CONTROL: "no-store"})
+    return web.json_response({"status": "ready"}, headers={hdrs.CACHE_CONTROL: "no-store"})
+
+
 def _preflight(cors: CorsPolicy, methods: tuple[str, ...]) -> Handler:
     async def preflight(request: web.Request) -> web.StreamResponse:
         return cors.preflight(request, methods=methods)
@@ -327,7 +392,14 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
     proxy_session: aiohttp.ClientSession | None = None
     started: list[DiscoveryCache] = []
     limits: Limits | None = None
+    watcher: asyncio.Task[None] | None = None
     try:
+        # First the provider's admin API: a configuration it refuses stops the start before anything else happens.
+        await adapter.start(session)
+        admin_api = app[ADMIN_API]
+        refused = await admin_api.run_check(adapter, at_start=True)
+        if refused is not None:
+            raise StartupRefused(f"the provider refuses the configuration: {refused.problem}: {refused}")
         limits = Limits.build(
             settings.limits,
             store=open_counter_store(settings.limits),
@@ -357,7 +429,6 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 ),
                 source_of=limits.rate.source_of,  # the limits' source address: X-Forwarded-For hops, IPv6 prefix
             )
-        await adapter.start(session)
         upstream_headers = forwarded_headers(settings.public_url)
         for issuer in adapter.issuers():
             registration_endpoint = f"{settings.public_url}{issuer.path}{settings.registration_path}"
@@ -383,6 +454,13 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
                 registration_endpoint=registration_endpoint,
                 discovery=cache,
             )
+        watcher = asyncio.create_task(
+            admin_api.watch(
+                adapter,
+                healthy_interval=settings.discovery_refresh_seconds,
+                failing_interval=settings.discovery_retry_seconds,
+            )
+        )
         log.info(
             "gateway.started",
             provider=adapter.name,
@@ -391,6 +469,10 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         )
         yield
     finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         if limits is not None:
             await limits.close()
         for cache in started:

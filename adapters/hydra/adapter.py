@@ -27,9 +27,11 @@ from adapters.base import (
     ClientConflict,
     ClientNotFound,
     ClientUsage,
+    CredentialsRefused,
     Issuer,
     ManagedClient,
     NewClient,
+    ProviderMisconfigured,
     ProviderRejected,
     ProviderUnavailable,
     UnmanagedClient,
@@ -138,6 +140,41 @@ class HydraAdapter:
 
     async def close(self) -> None:
         """The session belongs to the app."""
+
+    async def check(self) -> None:
+        """``GET /admin/clients?page_size=1`` with the configured headers, as registrations will call it: a 401/403
+        (an authenticating proxy refusing ``admin_headers``) is :class:`CredentialsRefused`, an answer that is not
+        Hydra's admin API (e.g. its public port, 404) :class:`ProviderMisconfigured`; unreachable, timing out or
+        5xx :class:`ProviderUnavailable`. Nothing is changed."""
+        try:
+            async with self.session.get(
+                f"{self._admin_url}/admin/clients",
+                params={"page_size": "1"},
+                headers=self._headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                status = response.status
+                try:
+                    payload = await response.json(content_type=None)
+                except ValueError:
+                    payload = None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ProviderUnavailable(f"hydra admin check: {type(exc).__name__}: {exc}") from exc
+        if status >= 500:
+            raise ProviderUnavailable(f"hydra admin check: HTTP {status}")
+        if status in (401, 403):
+            raise CredentialsRefused(
+                f"Hydra's admin API (or the proxy in front of it) refused the request (HTTP {status}); "
+                "set DCR_HYDRA__ADMIN_HEADERS (TOML hydra.admin_headers)",
+                setting="DCR_HYDRA__ADMIN_HEADERS",
+            )
+        if status != 200 or not isinstance(payload, list):
+            raise ProviderMisconfigured(
+                f"no Hydra admin API at the configured admin URL (HTTP {status} for GET /admin/clients); "
+                "set DCR_HYDRA__ADMIN_URL (TOML hydra.admin_url) to Hydra's admin listener, e.g. http://hydra:4445",
+                setting="DCR_HYDRA__ADMIN_URL",
+            )
 
     async def registrable_scopes(self, issuer: str) -> None:
         """No provider-side limit: Hydra registers any scope token on a client (a deployment limits them with the

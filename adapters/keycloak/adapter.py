@@ -2,6 +2,8 @@
 
 Credentials: a confidential client in each served realm whose service account holds only
 ``realm-management`` ``manage-clients`` (plus ``view-clients`` to list the realm's client scopes).
+:meth:`KeycloakAdapter.check` proves both at start and for ``/readyz``, and tells a refused secret, a missing
+role and a missing realm apart.
 ``manage-clients`` reaches every client of the realm, the gateway's own included, so every read, update and
 delete here checks :data:`~adapters.keycloak.mapping.MANAGED_ATTRIBUTE` first.
 """
@@ -9,12 +11,16 @@ delete here checks :data:`~adapters.keycloak.mapping.MANAGED_ATTRIBUTE` first.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
+import aiohttp
 import httpx
 import structlog
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
@@ -28,12 +34,16 @@ from adapters.base import (
     ClientConflict,
     ClientNotFound,
     ClientUsage,
+    CredentialsRefused,
     Issuer,
+    IssuerMissing,
     ManagedClient,
     NewClient,
     ProviderAuthError,
+    ProviderMisconfigured,
     ProviderRejected,
     ProviderUnavailable,
+    RoleMissing,
     UnmanagedClient,
     addressable_client_id,
     with_deployment,
@@ -58,14 +68,54 @@ from gateway.policy.lengths import LengthUnit, StoredLength
 from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from gateway.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 REALM_SCOPES_TTL = 60.0
 PAGE_SIZE = 200
+MANAGE_CLIENTS = "manage-clients"
+"""The one ``realm-management`` role the gateway's service account needs (README, Keycloak section)."""
+_REALM_MISSING = ("Realm does not exist", "Realm not found")
+"""Keycloak's words for a realm that is not there: ``{"error":"Realm does not exist"}`` (HTTP 404 from
+``/realms/{realm}/...``, e.g. the token endpoint) and ``{"error":"Realm not found."}`` (from ``/admin/realms/...``)."""
+_CREDENTIALS = (
+    "DCR_KEYCLOAK__CLIENT_ID / DCR_KEYCLOAK__CLIENT_SECRET (TOML keycloak.client_id / keycloak.client_secret)"
+)
+_REALMS = "DCR_KEYCLOAK__REALMS (TOML keycloak.realms)"
+_ADMIN_URL = "DCR_KEYCLOAK__ADMIN_URL (TOML keycloak.admin_url; default DCR_PROVIDER_URL)"
+
+
+def realm_missing(body: bytes | str | None) -> bool:
+    """Whether a Keycloak 404 body says the realm (not a client) does not exist."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else (body or "")
+    return any(words in text for words in _REALM_MISSING)
+
+
+def _refusal(code: int, action: str) -> AdapterError:
+    """Keycloak refusing the gateway: HTTP 403 is a missing role, anything else (401) the credentials themselves."""
+    if code == 403:
+        return RoleMissing(
+            f"keycloak {action}: forbidden (HTTP 403); the service account of the gateway's client needs "
+            f"realm-management/{MANAGE_CLIENTS}",
+            setting="DCR_KEYCLOAK__CLIENT_ID",
+        )
+    return CredentialsRefused(
+        f"keycloak {action}: admin credentials refused (HTTP {code}); set {_CREDENTIALS}",
+        setting="DCR_KEYCLOAK__CLIENT_SECRET",
+    )
+
+
+def _token_claims(token: str) -> dict[str, Any]:
+    """The claims of an access token the token endpoint just issued to us (read, not verified: only to name a
+    missing role; the admin API is the authority)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
 
 STORED_LENGTHS = {
     "client_name": StoredLength(255, LengthUnit.UTF16, "CLIENT.NAME NVARCHAR(255)"),
@@ -118,6 +168,7 @@ class KeycloakAdapter:
         self._verify = verify_tls
         self._timeout = timeout
         self._admins: dict[str, KeycloakAdmin] = {}
+        self._session: aiohttp.ClientSession | None = None
         self._scopes: dict[str, tuple[float, RealmScopes]] = {}
         self._scope_locks: dict[str, asyncio.Lock] = {}
         self._realm_management: dict[str, str] = {}
@@ -145,7 +196,9 @@ class KeycloakAdapter:
         ]
 
     async def start(self, session: aiohttp.ClientSession) -> None:
-        """One admin connection per realm; python-keycloak brings its own httpx transport."""
+        """One admin connection per realm; python-keycloak brings its own httpx transport (the app's ``session``
+        serves :meth:`check`)."""
+        self._session = session
         for realm in self._realms:
             connection = KeycloakOpenIDConnection(
                 server_url=self._server_url + "/",
@@ -177,6 +230,102 @@ class KeycloakAdapter:
                 log.debug("keycloak.close_failed", error=type(exc).__name__)
         self._admins.clear()
 
+    # ------------------------------------------------------------------------------- admin API check
+
+    async def check(self) -> None:
+        """For every served realm: a token with the client credentials at the realm's token endpoint (refused:
+        :class:`CredentialsRefused`; no such realm: :class:`IssuerMissing`), then one page of the realm's clients
+        from the admin API with it (HTTP 403, or a token without ``realm-management/manage-clients``:
+        :class:`RoleMissing`). Unreachable, timing out or 5xx: :class:`ProviderUnavailable`. Nothing is changed."""
+        for realm in self._realms:
+            token = await self._check_token(realm)
+            await self._check_admin_api(realm, token)
+
+    async def _check_request(self, method: str, url: str, realm: str, **kwargs: Any) -> tuple[int, bytes]:
+        if self._session is None:
+            raise RuntimeError("KeycloakAdapter.start() was not called")
+        try:
+            async with self._session.request(
+                method,
+                url,
+                ssl=bool(self._verify),
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                allow_redirects=False,
+                **kwargs,
+            ) as response:
+                body = await response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ProviderUnavailable(f"keycloak check of realm {realm!r}: {type(exc).__name__}: {exc}") from exc
+        if response.status >= 500:
+            raise ProviderUnavailable(f"keycloak check of realm {realm!r}: HTTP {response.status} from {url}")
+        return response.status, body
+
+    async def _check_token(self, realm: str) -> str:
+        url = f"{self._server_url}/realms/{quote(realm, safe='')}/protocol/openid-connect/token"
+        form = {"grant_type": "client_credentials", "client_id": self._client_id, "client_secret": self._client_secret}
+        status, body = await self._check_request("POST", url, realm, data=form)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        payload = payload if isinstance(payload, dict) else {}
+        if status == 200 and isinstance(payload.get("access_token"), str):
+            token: str = payload["access_token"]
+            return token
+        if status == 404 and realm_missing(body):
+            raise IssuerMissing(f"Keycloak has no realm {realm!r}; set {_REALMS}", setting="DCR_KEYCLOAK__REALMS")
+        if status in (400, 401) and "error" in payload:
+            error = str(payload.get("error"))[:80]
+            description = str(payload.get("error_description") or "")[:160]
+            raise CredentialsRefused(
+                f"Keycloak realm {realm!r} refused client {self._client_id!r} and its secret at the token endpoint "
+                f"(HTTP {status} {error}{': ' + description if description else ''}); set {_CREDENTIALS}",
+                setting="DCR_KEYCLOAK__CLIENT_SECRET",
+            )
+        raise ProviderMisconfigured(
+            f"no Keycloak token endpoint for realm {realm!r} (HTTP {status} at /realms/{realm}/protocol/openid-connect/"
+            f"token); set {_ADMIN_URL} to Keycloak's base URL",
+            setting="DCR_KEYCLOAK__ADMIN_URL",
+        )
+
+    async def _check_admin_api(self, realm: str, token: str) -> None:
+        url = f"{self._server_url}/admin/realms/{quote(realm, safe='')}/clients"
+        params = {"first": "0", "max": "1", "briefRepresentation": "true"}
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        status, body = await self._check_request("GET", url, realm, params=params, headers=headers)
+        role_missing = RoleMissing(
+            f"the service account of client {self._client_id!r} in realm {realm!r} lacks the role "
+            f"realm-management/{MANAGE_CLIENTS} (grant it in Keycloak, or set {_CREDENTIALS} to a client that has it)",
+            setting="DCR_KEYCLOAK__CLIENT_ID",
+        )
+        if status == 403:
+            raise role_missing
+        if status == 404 and realm_missing(body):
+            raise IssuerMissing(f"Keycloak has no realm {realm!r}; set {_REALMS}", setting="DCR_KEYCLOAK__REALMS")
+        if status == 401:
+            raise CredentialsRefused(
+                f"Keycloak's admin API refused the token of client {self._client_id!r} in realm {realm!r} (HTTP 401); "
+                f"set {_CREDENTIALS}, and {_ADMIN_URL} to the address Keycloak issues tokens for",
+                setting="DCR_KEYCLOAK__CLIENT_SECRET",
+            )
+        if status != 200:
+            raise ProviderMisconfigured(
+                f"no Keycloak admin API for realm {realm!r} (HTTP {status} at /admin/realms/{realm}/clients); "
+                f"set {_ADMIN_URL} to Keycloak's base URL",
+                setting="DCR_KEYCLOAK__ADMIN_URL",
+            )
+        # A token that names its client roles but not manage-clients can read clients (view-clients) yet cannot
+        # create them: say so now rather than at the first registration.
+        access = _token_claims(token).get("resource_access")
+        if isinstance(access, dict):
+            roles = (
+                access.get("realm-management", {}).get("roles", [])
+                if isinstance(access.get("realm-management"), dict)
+                else []
+            )
+            if MANAGE_CLIENTS not in roles:
+                raise role_missing
+
     # ------------------------------------------------------------------------------------- helpers
 
     def _admin(self, realm: str) -> KeycloakAdmin:
@@ -186,24 +335,35 @@ class KeycloakAdapter:
             raise ClientNotFound(f"realm {realm!r} is not served") from None
 
     @staticmethod
-    def _translate(exc: KeycloakError, action: str) -> AdapterError:
+    def _unavailable(exc: KeycloakError, action: str) -> ProviderUnavailable | None:
+        """Transport failures, 5xx and redirects (never followed: httpx's default, kept; the admin API does not
+        redirect) are the provider being unavailable; a connection never established sent nothing."""
         code = getattr(exc, "response_code", None)
         if isinstance(exc, KeycloakConnectionError) and isinstance(exc.__cause__, _NOT_SENT):
-            # python-keycloak wraps every transport error; a connection never established sent nothing
+            # python-keycloak wraps every transport error
             return ProviderUnavailable(
                 f"keycloak {action}: {type(exc.__cause__).__name__}, nothing was sent", request_sent=False
             )
         if isinstance(exc, KeycloakConnectionError) or code is None or code >= 500 or 300 <= code < 400:
-            # a redirect is never followed (httpx's default, kept): the admin API does not redirect
             return ProviderUnavailable(f"keycloak {action}: {type(exc).__name__} (HTTP {code})")
-        if isinstance(exc, KeycloakAuthenticationError) or code in (401, 403):
-            return ProviderAuthError(
-                f"keycloak {action}: admin credentials refused (HTTP {code}); the service account needs "
-                "realm-management manage-clients"
-            )
+        return None
+
+    @classmethod
+    def _translate(cls, exc: KeycloakError, action: str) -> AdapterError:
+        unavailable = cls._unavailable(exc, action)
+        if unavailable is not None:
+            return unavailable
+        code: int = exc.response_code or 0  # not None: that is "unavailable" above
+        if code in (401, 403) or isinstance(exc, KeycloakAuthenticationError):
+            return _refusal(code, action)
         if code == 409:
             return ClientConflict(f"keycloak {action}: conflict")
         if code == 404:
+            # A deleted (or never created) realm is a server-side fault, never the client's (issue 8 item 11).
+            if realm_missing(getattr(exc, "error_message", None)):
+                return IssuerMissing(
+                    f"keycloak {action}: the realm does not exist; set {_REALMS}", setting="DCR_KEYCLOAK__REALMS"
+                )
             return ClientNotFound(f"keycloak {action}: not found")
         return ProviderRejected(f"keycloak {action}: rejected (HTTP {code})")
 
@@ -256,7 +416,9 @@ class KeycloakAdapter:
             admin.connection.a_raw_get(f"admin/realms/{realm}/clients", clientId=client_id, search="false"),
         )
         if response.status_code >= 300:
-            raise self._translate(KeycloakError(error_message="", response_code=response.status_code), "find client")
+            raise self._translate(
+                KeycloakError(error_message=response.content, response_code=response.status_code), "find client"
+            )
         matches = [c for c in response.json() if c.get("clientId") == client_id]
         if not matches or not is_managed(matches[0]):
             raise ClientNotFound(client_id)
@@ -331,7 +493,9 @@ class KeycloakAdapter:
     async def _raw_json(self, realm: str, action: str, path: str, **params: Any) -> Any:
         response = await self._call(action, self._admin(realm).connection.a_raw_get(path, **params))
         if response.status_code >= 400:
-            raise self._translate(KeycloakError(error_message="", response_code=response.status_code), action)
+            raise self._translate(
+                KeycloakError(error_message=response.content, response_code=response.status_code), action
+            )
         return response.json()
 
     async def _session_count(self, realm: str, internal_id: str, kind: str) -> int:

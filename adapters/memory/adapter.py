@@ -21,6 +21,7 @@ from adapters.base import (
     Issuer,
     ManagedClient,
     NewClient,
+    ProviderMisconfigured,
     ProviderUnavailable,
     SettingDifference,
     UnmanagedClient,
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 
 
 class MemoryAdapter:
-    """Clients in a dict per issuer; ``unavailable = True`` simulates an unreachable provider."""
+    """Clients in a dict per issuer; ``unavailable = True`` simulates an unreachable provider, ``refusal`` one that
+    refuses the gateway's configuration (what :meth:`check` raises)."""
 
     name = "memory"
     capabilities = Capabilities(
@@ -61,6 +63,7 @@ class MemoryAdapter:
         self.clients: dict[str, dict[str, ManagedClient]] = {"default": {}}
         self.unmanaged: dict[str, set[str]] = {"default": set()}
         self.unavailable = False
+        self.refusal: ProviderMisconfigured | None = None
 
     def issuers(self) -> list[Issuer]:
         return [
@@ -77,6 +80,12 @@ class MemoryAdapter:
 
     async def close(self) -> None:
         """Nothing to close."""
+
+    async def check(self) -> None:
+        """The admin API check (:class:`adapters.base.AdminApiCheck`): ``refusal`` if set, else unavailable or fine."""
+        if self.refusal is not None:
+            raise self.refusal
+        self._check()
 
     async def registrable_scopes(self, issuer: str) -> None:
         """No provider-side limit on scopes (RFC 8414 section 2 ``scopes_supported`` is served as upstream has it)."""

@@ -44,12 +44,18 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+def plain_text(text: str) -> str:
+    """``text`` (a reST docstring) as a terminal shows it: without ``literal`` and :role:`target` markup."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
 def add_subcommand(subparsers: Any) -> None:
     """Add ``initial-access-token`` and its commands to the ``dcr-gateway`` parser."""
     parser = subparsers.add_parser(
         "initial-access-token",
         help="create initial access tokens (RFC 7591 section 3) and the hashes or keys the gateway verifies",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        description=plain_text(__doc__.split("\n\n", 1)[1]) if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="iat_command", required=True)
@@ -61,7 +67,12 @@ def add_subcommand(subparsers: Any) -> None:
     hash_.set_defaults(func=_guarded(_hash))
 
     keygen = commands.add_parser("keygen", help="create a key pair for signed tokens")
-    keygen.add_argument("--alg", choices=("ES256", "EdDSA"), default="ES256")
+    keygen.add_argument(
+        "--alg",
+        choices=("ES256", "EdDSA"),
+        default="ES256",
+        help="signature algorithm of the key pair: ES256 (EC P-256, the default) or EdDSA (Ed25519)",
+    )
     keygen.add_argument("--private-key-out", type=Path, required=True, help="file for the private JWK (mode 0600)")
     keygen.set_defaults(func=_guarded(_keygen))
 

@@ -16,7 +16,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.access.jose import (
     KeyConfigError,
@@ -63,6 +72,8 @@ class AccessMode(StrEnum):
 class InitialAccessTokenSettings(BaseModel):
     """How initial access tokens (RFC 7591 section 3) are verified. Never the plain tokens: hashes and keys."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt key stops the start (issue 8 item 9)
+
     static_token_hashes: list[str] = Field(default_factory=list)
     """``sha256:<base64url>`` of each static token (``dcr-gateway initial-access-token hash`` prints it)."""
     hs256_secret: SecretStr | None = None
@@ -89,6 +100,8 @@ class InitialAccessTokenSettings(BaseModel):
 class TrustedSoftwareStatementIssuer(BaseModel):
     """An issuer of software statements (its ``iss``) and the public keys its statements are signed with."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt key stops the start (issue 8 item 9)
+
     issuer: str = Field(min_length=1)
     jwks: dict[str, Any] | None = None
     """Public keys (RSA, EC, OKP) as a JWK Set or a single JWK; never symmetric or private keys."""
@@ -103,6 +116,8 @@ class TrustedSoftwareStatementIssuer(BaseModel):
 
 class SoftwareStatementSettings(BaseModel):
     """Whose software statements (RFC 7591 section 2.3) are trusted."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key stops the start (issue 8 item 9)
 
     trusted_issuers: list[TrustedSoftwareStatementIssuer] = Field(default_factory=list)
     leeway_seconds: int = Field(default=30, ge=0, le=300)
@@ -157,6 +172,8 @@ class IssuerAccess:
 class IssuerAccessSettings(BaseModel):
     """Access control of one issuer."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt key stops the start (issue 8 item 9)
+
     mode: AccessMode = AccessMode.OPEN
     initial_access_tokens: InitialAccessTokenSettings = Field(default_factory=InitialAccessTokenSettings)
     software_statements: SoftwareStatementSettings = Field(default_factory=SoftwareStatementSettings)
@@ -180,6 +197,8 @@ class IssuerAccessSettings(BaseModel):
 
 class IssuerAccessOverride(BaseModel):
     """Sections of one issuer's access control that differ from the default; the others are inherited."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key stops the start (issue 8 item 9)
 
     mode: AccessMode | None = None
     initial_access_tokens: InitialAccessTokenSettings | None = None

@@ -206,8 +206,9 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(args.config)
-    except ValueError as exc:  # pydantic ValidationError, SettingsError, TOMLDecodeError, ConfigFileError
-        print(f"dcr-gateway: invalid configuration:\n{exc}", file=sys.stderr)
+    except ValueError as exc:  # ConfigurationError: one line per problem, as `dcr-gateway serve` prints them
+        for problem in getattr(exc, "problems", None) or [str(exc)]:
+            print(f"dcr-gateway: invalid configuration: {problem}", file=sys.stderr)
         return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
     try:

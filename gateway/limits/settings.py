@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 
 class Backend(StrEnum):
@@ -38,6 +38,8 @@ class LimitSettings(BaseModel):
     A limit of ``0`` turns that one limit off; ``enabled = false`` turns all of them off (the counter store
     stays available for other users, such as initial-access-token use counts).
     """
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key stops the start (issue 8 item 9)
 
     enabled: bool = True
     per_source_limit: int = Field(default=20, ge=0)

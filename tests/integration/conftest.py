@@ -167,7 +167,11 @@ class InProcessGateways:
 
     async def __call__(self, settings: Settings) -> TestClient[Any, Any]:
         client: TestClient[Any, Any] = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
-        await client.start_server()
+        try:
+            await client.start_server()
+        except BaseException:  # e.g. StartupRefused: close what the client opened, then let the test see it
+            await client.close()
+            raise
         self.clients.append(client)
         return client
 
