@@ -101,14 +101,13 @@ def _configured_app(args: argparse.Namespace) -> tuple[Settings, web.Application
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
+    from gateway import server
     from gateway.app import StartupRefused
 
     try:
         settings, app = _configured_app(args)
         try:
-            web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None)
+            server.run(app, host=settings.host, port=settings.port)
         except StartupRefused as exc:  # the provider refuses the configuration: one line, before serving
             raise _Stop([f"dcr-gateway: {exc}"]) from None
         except OSError as exc:  # the listen address was taken between the probe and the bind

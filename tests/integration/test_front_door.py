@@ -217,6 +217,31 @@ async def test_odd_request_targets_get_a_json_4xx(target: Target, request_line: 
     assert_json_error(response, echoed=echoed if echoed != "*" else '"*"')
 
 
+MARKER = "sEcReT-MaRkEr-7f3a"
+"""Stands for a token in a request the parser refuses: it must not come back in the answer."""
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        f"GET a/{MARKER} HTTP/1.1\r\nHost: x\r\n\r\n",  # origin-form target without a leading slash
+        f"GET /x HTTP/1.1\r\nHost: x\r\nAuthorization Bearer {MARKER}\r\n\r\n",  # header without a colon
+        f"G{MARKER}\x01T / HTTP/1.1\r\nHost: x\r\n\r\n",  # invalid method
+        f"GET / HTTP/1.1\r\nHost: x\r\nX-Long: {MARKER}{'a' * 9000}\r\n\r\n",  # header over the limit
+        f"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1{MARKER}\r\n\r\n",  # bad framing
+        f"GET /{MARKER} HTTP/9.9\r\nHost: x\r\n\r\n",  # unknown version
+    ],
+    ids=["relative-target", "header-without-colon", "bad-method", "long-header", "bad-content-length", "version"],
+)
+async def test_requests_the_parser_refuses_get_json_that_quotes_nothing(target: Target, request_bytes: str) -> None:
+    """What aiohttp cannot parse never reaches the app: the ``dcr-gateway serve`` connection handler answers it
+    (gateway/server.py) with a JSON 4xx, not aiohttp's plain text that quoted the request line or header."""
+    response = await exchange(target.url, request_bytes.encode("latin-1"), within=5)
+    assert 400 <= response.status < 500, response
+    assert_json_error(response, echoed=MARKER)
+    assert response.headers.get("cache-control") == "no-store", response
+
+
 # ---------------------------------------------------------------------------------------- 4. allow-list
 
 

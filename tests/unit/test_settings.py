@@ -171,16 +171,15 @@ def test_keycloak_admin_url_defaults_to_the_provider_url(monkeypatch: pytest.Mon
 @pytest.fixture
 def no_server(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """``serve`` must never get as far as running a server here, nor reconfigure the process's logging."""
-    from aiohttp import web
-
     import gateway.logging
+    import gateway.server
 
     calls: list[str] = []
 
-    def run_app(*args: Any, **kwargs: Any) -> None:
+    def run(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("dcr-gateway serve tried to start a server")
 
-    monkeypatch.setattr(web, "run_app", run_app)
+    monkeypatch.setattr(gateway.server, "run", run)
     monkeypatch.setattr(gateway.logging, "configure_logging", lambda *args, **kwargs: calls.append("logging"))
     return calls
 

@@ -1,0 +1,112 @@
+"""Running the app: aiohttp's runner, with JSON error answers for requests that never reach the app.
+
+A request that aiohttp's parser cannot read (a bad request line, a header without a colon, an invalid method, an
+oversized header, a body framing it refuses) is answered by the connection handler itself, before any middleware
+runs. aiohttp's own answer is plain text that quotes the parser's message, and so the request's own bytes: a
+request line or header carrying a token would be reflected back (and any intermediary's error page with it).
+:class:`GatewayRequestHandler` answers these as the rest of the gateway answers errors: an RFC 6749 section 5.2
+shaped JSON body that names what was wrong in general terms and repeats nothing of the request, with
+``Cache-Control: no-store`` and the connection closed (RFC 9112 section 9.6: after an unreadable message the
+connection's framing cannot be trusted).
+
+:func:`run` replaces ``web.run_app`` for ``dcr-gateway serve``: the same runner, site and graceful shutdown on
+SIGINT/SIGTERM, with that connection handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from http import HTTPStatus
+
+from aiohttp import hdrs, web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+
+_DESCRIPTIONS = {
+    400: "the request could not be parsed as HTTP/1.1",
+    413: "the request is too large",
+    431: "the request's header fields are too large",
+    500: "an internal error occurred",
+}
+
+
+def error_body(status: int) -> bytes:
+    """The JSON body for a request the connection handler refuses: generic words only, never request text."""
+    error = "server_error" if status >= 500 else "invalid_request"
+    description = _DESCRIPTIONS.get(status) or (
+        HTTPStatus(status).phrase.lower() if status in HTTPStatus._value2member_map_ else "the request was refused"
+    )
+    return json.dumps({"error": error, "error_description": description}).encode()
+
+
+class GatewayRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering what its parser refuses with a JSON body that quotes nothing.
+
+    Logging stays aiohttp's (``aiohttp.server``), whose request text :mod:`gateway.logging` strips."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # The base class logs the event and refuses to answer twice once a response has started; its body is
+        # replaced (``message`` quotes the request).
+        super().handle_error(request, status, exc, None)
+        response = web.Response(
+            status=status,
+            body=error_body(status),
+            content_type="application/json",
+            headers={hdrs.CACHE_CONTROL: "no-store"},
+        )
+        response.force_close()
+        return response
+
+
+class _GatewayServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return GatewayRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """An ``AppRunner`` whose connections use :class:`GatewayRequestHandler`."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        return _GatewayServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=server._loop,
+            **server._kwargs,
+        )
+
+
+async def serve(app: web.Application, *, host: str, port: int, stop: asyncio.Event | None = None) -> None:
+    """Start ``app`` on ``host:port`` and serve until SIGINT/SIGTERM (or ``stop`` is set), then shut down
+    gracefully (connections drained, cleanup contexts closed). Start-up errors (a cleanup context raising, the
+    address in use) propagate before anything is served."""
+    runner = GatewayRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        stopping = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
+        try:
+            await stopping.wait()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+    finally:
+        await runner.cleanup()
+
+
+def run(app: web.Application, *, host: str, port: int) -> None:
+    """``dcr-gateway serve``'s event loop: :func:`serve` until a signal."""
+    asyncio.run(serve(app, host=host, port=port))
