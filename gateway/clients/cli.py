@@ -103,11 +103,11 @@ def add_subcommand(subparsers: Any) -> None:
     listing.add_argument("--json", action="store_true", help="a JSON array instead of a table")
 
     show = actions.add_parser("show", parents=[common, scoped], help="one managed client's metadata and usage")
-    show.add_argument("client_id", metavar="CLIENT_ID")
+    show.add_argument("client_id", metavar="CLIENT_ID", help="the managed client to show (its client_id)")
     show.add_argument("--json", action="store_true", help="a JSON object instead of text")
 
     delete = actions.add_parser("delete", parents=[common, scoped], help="delete one managed client")
-    delete.add_argument("client_id", metavar="CLIENT_ID")
+    delete.add_argument("client_id", metavar="CLIENT_ID", help="the managed client to delete (its client_id)")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     gc = actions.add_parser(
