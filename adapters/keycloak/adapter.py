@@ -432,7 +432,8 @@ class KeycloakAdapter:
         try:
             realm_scopes = await self.realm_scopes(issuer)
         except ProviderUnavailable as exc:  # the create itself was not sent: nothing can have been created
-            raise ProviderUnavailable(str(exc), request_sent=False) from exc
+            exc.request_sent = False  # the same error (a missing realm stays IssuerMissing), now known unsent
+            raise
         representation = to_keycloak(client, realm_scopes)
         await self._call("create client", self._admin(issuer).a_create_client(representation))
         # One round trip: Keycloak takes the gateway's secret as given, so the answer is what we sent.

@@ -215,6 +215,18 @@ async def keycloak_admin_headers(http: aiohttp.ClientSession, keycloak: Keycloak
         return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
 
 
+async def master_admin_headers(http: aiohttp.ClientSession, keycloak: KeycloakProvider) -> dict[str, str]:
+    """Keycloak's bootstrap administrator (master realm): what an operator uses to set up realms and service
+    accounts, never what the gateway holds."""
+    username, password = keycloak.bootstrap_admin
+    async with http.post(
+        f"{keycloak.base_url}/realms/master/protocol/openid-connect/token",
+        data={"grant_type": "password", "client_id": "admin-cli", "username": username, "password": password},
+    ) as response:
+        assert response.status == 200, await response.text()
+        return {"Authorization": f"Bearer {(await response.json())['access_token']}"}
+
+
 async def client_record(
     provider: HydraProvider | KeycloakProvider, http: aiohttp.ClientSession, client_id: str
 ) -> dict[str, Any] | None:

@@ -32,7 +32,12 @@ from gateway.devstack.login import keycloak_form_login
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
 from gateway.rfc7591.models import ClientMetadata
 from gateway.rfc7592.tokens import TOKEN_HASH_KEY, verify_registration_access_token
-from tests.integration.conftest import GatewayProcess, keycloak_adapter_for, keycloak_admin_headers
+from tests.integration.conftest import (
+    GatewayProcess,
+    keycloak_adapter_for,
+    keycloak_admin_headers,
+    master_admin_headers,
+)
 from tests.integration.flows import LOOPBACK_CALLBACK, WEB_CALLBACK, confidential_client, native_client, pkce_pair
 
 CLI = Path(sys.executable).parent / "dcr-gateway"
@@ -778,17 +783,6 @@ async def test_hydra_adoption_turns_skipped_consent_off_unless_kept(
     assert kept.code == 0, kept.err
     assert "             kept: skip_consent is true" in kept.err
     assert (await hydra_admin.get(p + "b") or {})["skip_consent"] is True
-
-
-async def master_admin_headers(http: aiohttp.ClientSession, keycloak: KeycloakProvider) -> dict[str, str]:
-    """Keycloak's bootstrap administrator (master realm): what an operator uses to set up service accounts."""
-    username, password = keycloak.bootstrap_admin
-    async with http.post(
-        f"{keycloak.base_url}/realms/master/protocol/openid-connect/token",
-        data={"grant_type": "password", "client_id": "admin-cli", "username": username, "password": password},
-    ) as response:
-        token = (await json_of(response, 200))["access_token"]
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def grant_realm_management_roles(

@@ -46,8 +46,6 @@ def _parsers(
                 yield from _parsers(child, (*path, name))
 
 
-
-
 def test_every_option_has_help_and_no_help_shows_rest_markup(capsys: pytest.CaptureFixture[str]) -> None:
     for path, parser in _parsers(cli.build_parser(), ()):  # every command and subcommand
         for action in parser._actions:
