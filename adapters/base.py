@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from gateway.policy.lengths import StoredLength
-from gateway.rfc7591.models import ClientMetadata
+from gateway.oauth.lengths import StoredLength
+from gateway.oauth.metadata import ClientMetadata
 
 if TYPE_CHECKING:
     import aiohttp
@@ -40,7 +40,7 @@ class Capabilities:
     round_trips_per_create: int = 1
     stored_lengths: Mapping[str, StoredLength] = field(default_factory=dict)
     """Per RFC 7591 metadata field (each item of a list field): the column it lands in, its size and what that
-    column counts (:mod:`gateway.policy.lengths`). A field without an entry has no limit below the registration
+    column counts (:mod:`gateway.oauth.lengths`). A field without an entry has no limit below the registration
     policy's own (``policy.max_uri_length``, ``policy.max_string_length``)."""
     message_template_fields: frozenset[str] = frozenset()
     """Metadata fields the provider renders through its message bundles on login or consent pages, where

@@ -38,6 +38,7 @@ from adapters.base import AdapterError, AdminApiCheck, Issuer, ProviderAdapter, 
 from adapters.registry import get_factory
 from gateway.cors import CorsPolicy
 from gateway.limits.guard import Limits, open_counter_store
+from gateway.oauth.errors import OAuthError, ServerError
 from gateway.proxy import (
     FrontDoorProxy,
     PathAllowList,
@@ -47,7 +48,6 @@ from gateway.proxy import (
     request_target_error,
     unsupported_content_coding,
 )
-from gateway.rfc7591.errors import OAuthError, ServerError
 from gateway.rfc7591.handler import IssuerContext, RegistrationSettings, registration_handler
 from gateway.rfc7592.handler import ClientConfigurationEndpoint
 from gateway.rfc8414.cache import DiscoveryCache

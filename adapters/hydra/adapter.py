@@ -46,8 +46,8 @@ from adapters.hydra.mapping import (
     unmanaged_from_hydra,
     usage_from_hydra,
 )
-from gateway.policy.lengths import LengthUnit, StoredLength
-from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
+from gateway.oauth.lengths import LengthUnit, StoredLength
+from gateway.oauth.metadata import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
 if TYPE_CHECKING:
     from gateway.settings import Settings

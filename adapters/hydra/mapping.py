@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters.base import ClientUsage, ManagedClient, NewClient, SettingDifference, UnmanagedClient
-from gateway.rfc7591.models import ClientMetadata
+from gateway.oauth.metadata import ClientMetadata
 
 METADATA_KEY = "dcr_gateway"
 """Key in Hydra's client ``metadata`` holding the gateway's data; its presence marks a managed client."""

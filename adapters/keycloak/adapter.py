@@ -64,8 +64,8 @@ from adapters.keycloak.mapping import (
     unmanaged_from_keycloak,
     usage_from_keycloak,
 )
-from gateway.policy.lengths import LengthUnit, StoredLength
-from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
+from gateway.oauth.lengths import LengthUnit, StoredLength
+from gateway.oauth.metadata import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
 if TYPE_CHECKING:
     from gateway.settings import Settings

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from adapters.base import ClientUsage, ManagedClient, NewClient, SettingDifference, UnmanagedClient
-from gateway.rfc7591.models import (
+from gateway.oauth.metadata import (
     CLIENT_CREDENTIALS,
     CLIENT_SECRET_BASIC,
     CLIENT_SECRET_JWT,

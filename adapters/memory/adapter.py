@@ -27,7 +27,7 @@ from adapters.base import (
     UnmanagedClient,
     with_deployment,
 )
-from gateway.rfc7591.models import GRANT_TYPES, NONE, TOKEN_ENDPOINT_AUTH_METHODS, ClientMetadata
+from gateway.oauth.metadata import GRANT_TYPES, NONE, TOKEN_ENDPOINT_AUTH_METHODS, ClientMetadata
 
 if TYPE_CHECKING:
     import aiohttp

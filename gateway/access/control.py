@@ -24,10 +24,10 @@ from aiohttp import hdrs
 
 from gateway.access.settings import AccessMode, IssuerAccess
 from gateway.access.software_statement import SOFTWARE_STATEMENT, merge_software_statement, verify_software_statement
-from gateway.access.tokens import InitialAccessToken, bearer_token, verify_initial_access_token
+from gateway.access.tokens import InitialAccessToken, verify_initial_access_token
 from gateway.limits.store import KEPT_PREFIX as INITIAL_ACCESS_TOKEN_USES
-from gateway.rfc7591.errors import InvalidSoftwareStatement, OAuthError, TemporarilyUnavailable
-from gateway.rfc7592.errors import InvalidToken
+from gateway.oauth.bearer import bearer_token
+from gateway.oauth.errors import InvalidSoftwareStatement, InvalidToken, OAuthError, TemporarilyUnavailable
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -100,9 +100,7 @@ class RegistrationAccess:
         return verified
 
     def _verified_token(self, request: web.BaseRequest) -> InitialAccessToken | None:
-        if "access_token" in request.query:
-            raise InvalidToken("send the initial access token in the Authorization header, never in the URL")
-        token = bearer_token(request.headers.getall(hdrs.AUTHORIZATION, []))
+        token = bearer_token(request, credential="initial access token")
         if token is None:
             if self.access.requires_initial_access_token:
                 raise InvalidToken(

@@ -29,7 +29,7 @@ from gateway.access.jose import (
     verify_signature,
 )
 from gateway.access.settings import IssuerAccess
-from gateway.rfc7591.errors import InvalidSoftwareStatement, UnapprovedSoftwareStatement
+from gateway.oauth.errors import InvalidSoftwareStatement, UnapprovedSoftwareStatement
 
 SOFTWARE_STATEMENT = "software_statement"
 JWT_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})

@@ -10,7 +10,7 @@ Two kinds, both verified here without I/O (use counts are the caller's, :mod:`ga
   EdDSA with a configured key, and claims ``aud`` (the issuer it is for), ``exp``, ``jti`` and optionally
   ``max_uses``.
 
-Every refusal is :class:`~gateway.rfc7592.errors.InvalidToken` (401 ``invalid_token``, RFC 6750 section 3.1);
+Every refusal is :class:`~gateway.oauth.errors.InvalidToken` (401 ``invalid_token``, RFC 6750 section 3.1);
 no description ever contains the token.
 """
 
@@ -20,7 +20,6 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import secrets
 import time
 import warnings
@@ -41,11 +40,10 @@ from gateway.access.jose import (
     verify_signature,
 )
 from gateway.access.settings import STATIC_HASH_SCHEME, IssuerAccess
-from gateway.rfc7592.errors import InvalidToken
+from gateway.oauth.errors import InvalidToken
 
 TOKEN_TYPE = "dcr-iat+jwt"
 """JOSE header ``typ`` of a signed initial access token."""
-MAX_TOKEN_LENGTH = 4096
 MAX_JTI_LENGTH = 255
 _TIME_PROBLEMS: dict[TimeProblem, str] = {
     "exp": "the initial access token is not valid: it has no numeric 'exp'",
@@ -53,10 +51,6 @@ _TIME_PROBLEMS: dict[TimeProblem, str] = {
     "nbf": "the initial access token is not valid yet ('nbf')",
     "iat": "the initial access token is not valid: issued in the future ('iat')",
 }
-
-_BEARER = re.compile(r"(?i:bearer) +([A-Za-z0-9\-._~+/]+=*)")
-"""RFC 6750 section 2.1: ``credentials = "Bearer" 1*SP b64token`` (the scheme is case-insensitive, RFC 9110
-section 11.1)."""
 
 
 @dataclass(frozen=True)
@@ -79,22 +73,6 @@ def new_static_token() -> tuple[str, str]:
     """A new 256-bit static initial access token and the hash to configure: ``(token, hash)``."""
     token = secrets.token_urlsafe(32)
     return token, hash_initial_access_token(token)
-
-
-def bearer_token(authorization: list[str]) -> str | None:
-    """The token of the request's ``Authorization`` header values (RFC 6750 section 2.1), ``None`` without one.
-
-    Anything else than exactly one well-formed ``Bearer`` credential is a 401 (never a 500): another scheme,
-    a missing or malformed token, or several headers.
-    """
-    if not authorization:
-        return None
-    if len(authorization) > 1:
-        raise InvalidToken("send a single Authorization header: 'Authorization: Bearer <initial access token>'")
-    match = _BEARER.fullmatch(authorization[0].strip())
-    if match is None or len(match.group(1)) > MAX_TOKEN_LENGTH:
-        raise InvalidToken("the Authorization header must be 'Bearer <initial access token>' (RFC 6750 section 2.1)")
-    return match.group(1)
 
 
 def verify_initial_access_token(token: str, access: IssuerAccess, *, audience: str, now: float) -> InitialAccessToken:

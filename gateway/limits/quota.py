@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import structlog
 
 from adapters.base import ProviderAdapter
-from gateway.rfc7591.errors import OAuthError
+from gateway.oauth.errors import OAuthError
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from aiohttp import hdrs, web
 
 from gateway.limits.settings import BackendFailure
 from gateway.limits.store import CounterStore, CounterStoreUnavailable, MemoryCounterStore
-from gateway.rfc7591.errors import OAuthError, TemporarilyUnavailable
+from gateway.oauth.errors import OAuthError, TemporarilyUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -155,7 +155,7 @@ class RateLimiter:
 
     async def admit(self, request: web.BaseRequest, *, issuer: str, operation: str = "register") -> None:
         """Count ``request`` and raise :class:`RateLimited` (429) if it is past a limit, or
-        :class:`~gateway.rfc7591.errors.TemporarilyUnavailable` (503) if the store is down and
+        :class:`~gateway.oauth.errors.TemporarilyUnavailable` (503) if the store is down and
         ``on_failure`` is ``closed``."""
         if not self.active:
             return

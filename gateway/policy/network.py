@@ -13,9 +13,9 @@ import socket
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
+from gateway.oauth.errors import InvalidClientMetadata
+from gateway.oauth.metadata import ClientMetadata
 from gateway.policy.uris import is_public_address
-from gateway.rfc7591.errors import InvalidClientMetadata
-from gateway.rfc7591.models import ClientMetadata
 
 Resolver = Callable[[str], Awaitable[list[str]]]
 """A host name to the IP addresses it resolves to (raises :class:`OSError` when it does not resolve)."""

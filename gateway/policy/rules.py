@@ -19,19 +19,9 @@ from typing import Any
 
 import structlog
 
-from gateway.policy.lengths import StoredLength
-from gateway.policy.settings import PolicySettings, Privilege, SameHostMode, ScopeMode
-from gateway.policy.uris import (
-    DEFAULT_REDIRECT_RULES,
-    FORBIDDEN_SCHEMES,
-    RedirectRules,
-    check_redirect_uri,
-    check_web_uri,
-    is_public_host,
-    origin_key,
-)
-from gateway.rfc7591.errors import InvalidClientMetadata, InvalidRedirectUri
-from gateway.rfc7591.models import (
+from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri
+from gateway.oauth.lengths import StoredLength
+from gateway.oauth.metadata import (
     AUTHORIZATION_CODE,
     CLIENT_CREDENTIALS,
     CLIENT_SECRET_BASIC,
@@ -45,6 +35,16 @@ from gateway.rfc7591.models import (
     REFRESH_TOKEN,
     TOKEN_ENDPOINT_AUTH_METHODS,
     ClientMetadata,
+)
+from gateway.policy.settings import PolicySettings, Privilege, SameHostMode, ScopeMode
+from gateway.policy.uris import (
+    DEFAULT_REDIRECT_RULES,
+    FORBIDDEN_SCHEMES,
+    RedirectRules,
+    check_redirect_uri,
+    check_web_uri,
+    is_public_host,
+    origin_key,
 )
 
 log = structlog.get_logger(__name__)
@@ -520,7 +520,7 @@ def strings_bounded(metadata: ClientMetadata, policy: RegistrationPolicy) -> Non
 
 def stored_lengths_fit(metadata: ClientMetadata, policy: RegistrationPolicy) -> None:
     """Every value fits the provider column it lands in, measured in that column's unit
-    (:mod:`gateway.policy.lengths`: H2 and SQL Server count UTF-16 code units, byte-semantics columns count
+    (:mod:`gateway.oauth.lengths`: H2 and SQL Server count UTF-16 code units, byte-semantics columns count
     UTF-8 bytes). RFC 7591 section 3.2.2: a value the server cannot store is ``invalid_client_metadata``
     (``invalid_redirect_uri`` for a redirection URI), answered before anything is created, never a provider
     failure."""

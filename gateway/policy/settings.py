@@ -11,8 +11,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.oauth.metadata import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 from gateway.policy.uris import FORBIDDEN_SCHEMES, SCHEME_SYNTAX, normalize_host
-from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
 
 class Privilege(StrEnum):

@@ -14,7 +14,7 @@ from urllib.parse import SplitResult, urlsplit
 
 import idna
 
-from gateway.rfc7591.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
+from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
 
 FORBIDDEN_SCHEMES = frozenset(
     {

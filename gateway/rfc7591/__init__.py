@@ -2,8 +2,7 @@
 
 https://www.rfc-editor.org/rfc/rfc7591
 
-- :mod:`.models`: client metadata (section 2, plus the OpenID Connect Registration fields).
-- :mod:`.errors`: one class per error code of section 3.2.2.
+- client metadata (section 2) and the section 3.2.2 errors live in :mod:`gateway.oauth` (shared by every layer).
 - :mod:`.validation`: the safe-default rules a registration must satisfy before it reaches a provider.
 - :mod:`.handler`: the registration endpoint (section 3.1) as a short list of named steps.
 """

@@ -2,7 +2,7 @@
 
     read body -> parse metadata -> validate (defaults + rules) -> issue credentials -> create -> respond
 
-Each step either returns the next step's input or raises an :class:`~gateway.rfc7591.errors.OAuthError`,
+Each step either returns the next step's input or raises an :class:`~gateway.oauth.errors.OAuthError`,
 which the app's error middleware turns into the RFC 7591 section 3.2.2 JSON response.
 """
 
@@ -32,16 +32,16 @@ from adapters.base import (
 )
 from gateway.access.control import caller_source, registration_access
 from gateway.access.software_statement import statement_metadata
-from gateway.policy import PolicySettings, Resolver, check_fetched_uris, system_resolver
-from gateway.policy.lengths import StoredLength
-from gateway.rfc7591.errors import (
+from gateway.oauth.errors import (
     InvalidClientMetadata,
     InvalidRedirectUri,
     RequestTooLarge,
     ServerError,
     TemporarilyUnavailable,
 )
-from gateway.rfc7591.models import SECRET_AUTH_METHODS, ClientInformation, ClientMetadata
+from gateway.oauth.lengths import StoredLength
+from gateway.oauth.metadata import SECRET_AUTH_METHODS, ClientInformation, ClientMetadata
+from gateway.policy import PolicySettings, Resolver, check_fetched_uris, system_resolver
 from gateway.rfc7591.validation import RegistrationPolicy, parse_metadata, validate
 from gateway.rfc7592.records import management_data, registration_client_uri
 from gateway.rfc7592.tokens import mint_registration_access_token

@@ -1,7 +1,7 @@
 """What a registration must satisfy before it reaches a provider: RFC 7591 section 2 parsing here, and the
 policy (defaults, the gateway's safe rules, the deployment's configured policy) in :mod:`gateway.policy`.
 
-:func:`parse_metadata` turns a JSON object into :class:`~gateway.rfc7591.models.ClientMetadata`, mapping shape
+:func:`parse_metadata` turns a JSON object into :class:`~gateway.oauth.metadata.ClientMetadata`, mapping shape
 errors to RFC 7591 section 3.2.2 errors that name the field. The names below ``parse_metadata`` are re-exported
 from :mod:`gateway.policy`, where the rules live, so importers of this module keep working.
 """
@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
+from gateway.oauth.metadata import ClientMetadata
 from gateway.policy.rules import (
     GATEWAY_AUTH_METHODS,
     GATEWAY_GRANT_TYPES,
@@ -32,8 +34,6 @@ from gateway.policy.uris import (
     is_loopback_ip,
     is_public_host,
 )
-from gateway.rfc7591.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
-from gateway.rfc7591.models import ClientMetadata
 
 __all__ = [
     "FORBIDDEN_SCHEMES",

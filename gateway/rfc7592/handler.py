@@ -1,7 +1,7 @@
 """The client configuration endpoint, RFC 7592 section 2: ``{issuer}{registration_path}/{client_id}``.
 
 Each method is a short list of named steps; every step returns the next one's input or raises an
-:class:`~gateway.rfc7591.errors.OAuthError`::
+:class:`~gateway.oauth.errors.OAuthError`::
 
     GET    (2.1)  bearer token -> authorize (read the client, check the token) -> 200 client information
     PUT    (2.2)  bearer token -> authorize -> read body -> reserved fields, client_id, client_secret
@@ -19,7 +19,6 @@ given at registration (or by the update that issued it).
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,7 +41,9 @@ from gateway.access.control import caller_source
 from gateway.access.software_statement import merge_software_statement
 from gateway.cors import CorsPolicy
 from gateway.limits.guard import Limits
-from gateway.rfc7591.errors import InvalidClientMetadata, OAuthError
+from gateway.oauth.bearer import bearer_token
+from gateway.oauth.errors import InvalidClientMetadata, InvalidToken, OAuthError
+from gateway.oauth.metadata import SECRET_AUTH_METHODS, ClientInformation, ClientMetadata
 from gateway.rfc7591.handler import (
     NO_STORE,
     Caller,
@@ -52,8 +53,6 @@ from gateway.rfc7591.handler import (
     read_json_object,
     validate_registration,
 )
-from gateway.rfc7591.models import SECRET_AUTH_METHODS, ClientInformation, ClientMetadata
-from gateway.rfc7592.errors import InvalidToken
 from gateway.rfc7592.records import (
     client_secret_matches,
     current_client_secret,
@@ -81,29 +80,10 @@ RESERVED_FIELDS = (
 'registration_access_token', 'registration_client_uri', 'client_secret_expires_at', or 'client_id_issued_at'
 fields described in Section 3." """
 
-_B64TOKEN = re.compile(r"^[A-Za-z0-9\-._~+/]+=*$")
-"""RFC 6750 section 2.1: ``b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="``."""
-
 _NOT_AUTHORIZED = "the registration access token is not valid for this client"
 
 
 # ------------------------------------------------------------------------------------ pure steps
-
-
-def bearer_token(authorization: str | None) -> str:
-    """RFC 6750 section 2.1: the token from ``Authorization: Bearer <b64token>``, the only way it is accepted
-    here (RFC 7592 section 2: "The client MUST use its registration access token in all calls to this
-    endpoint as an OAuth 2.0 Bearer Token"). Any other form
-    is ``401 invalid_token``, never a 500."""
-    if authorization is None or not authorization.strip():
-        raise InvalidToken(
-            "a registration access token is required: Authorization: Bearer <token>", token_presented=False
-        )
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or not _B64TOKEN.match(token):
-        raise InvalidToken("the Authorization header must be 'Bearer <registration access token>'")
-    return token
 
 
 def check_replacement_fields(document: Mapping[str, Any], client_id: str) -> None:
@@ -267,7 +247,11 @@ class ClientConfigurationEndpoint:
         (:func:`~adapters.base.addressable_client_id`: ``..%2F``, ``/``, NUL and other control characters, bytes
         that are not UTF-8, more than 255 characters) is "not found" without a provider call (RFC 7592 section
         2.1: "If the client does not exist on this server, the server MUST respond with HTTP 401")."""
-        token = bearer_token(request.headers.get(hdrs.AUTHORIZATION))
+        token = bearer_token(request, credential="registration access token")
+        if token is None:
+            raise InvalidToken(
+                "a registration access token is required: Authorization: Bearer <token>", token_presented=False
+            )
         client_id = request.match_info["client_id"]
         client: ManagedClient | None = None
         if addressable_client_id(client_id):

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from adapters.base import ManagedClient
-from gateway.rfc7591.models import SECRET_AUTH_METHODS
+from gateway.oauth.metadata import SECRET_AUTH_METHODS
 from gateway.rfc7592.tokens import TOKEN_HASH_KEY, hash_secret
 
 AUTHENTICATED_KEY = "authenticated"

@@ -30,7 +30,7 @@ from adapters.hydra.adapter import HydraAdapter
 from adapters.keycloak.adapter import KeycloakAdapter
 from gateway.devstack.login import keycloak_form_login
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
-from gateway.rfc7591.models import ClientMetadata
+from gateway.oauth.metadata import ClientMetadata
 from gateway.rfc7592.tokens import TOKEN_HASH_KEY, verify_registration_access_token
 from tests.integration.conftest import (
     GatewayProcess,

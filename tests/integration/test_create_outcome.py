@@ -20,7 +20,7 @@ from adapters.base import NewClient, ProviderUnavailable
 from adapters.hydra.adapter import HydraAdapter
 from gateway.devstack.process import free_port
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
-from gateway.rfc7591.models import ClientMetadata
+from gateway.oauth.metadata import ClientMetadata
 from gateway.settings import Settings
 from tests.integration.conftest import InProcessGateways, keycloak_adapter_for
 

@@ -20,7 +20,7 @@ from adapters.base import ClientNotFound, NewClient, ProviderAdapter
 from adapters.hydra.adapter import HydraAdapter
 from gateway.devstack.login import ConsentRequired, keycloak_form_login
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
-from gateway.rfc7591.models import ClientMetadata
+from gateway.oauth.metadata import ClientMetadata
 from tests.integration.conftest import (
     GatewayProcess,
     keycloak_adapter_for,

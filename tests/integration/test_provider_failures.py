@@ -29,7 +29,7 @@ from adapters.keycloak.adapter import KeycloakAdapter
 from gateway.app import StartupRefused
 from gateway.devstack.process import free_port
 from gateway.devstack.providers import REALM_FILE, HydraProvider, KeycloakProvider, gateway_command
-from gateway.rfc7591.models import ClientMetadata
+from gateway.oauth.metadata import ClientMetadata
 from gateway.settings import Settings
 from tests.integration.conftest import (
     InProcessGateways,

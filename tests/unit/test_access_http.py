@@ -22,7 +22,7 @@ from gateway.access.control import RegistrationAccess
 from gateway.access.settings import IssuerAccessSettings
 from gateway.access.tokens import InitialAccessToken, hash_initial_access_token, mint_initial_access_token
 from gateway.app import create_app
-from gateway.rfc7591.errors import TemporarilyUnavailable
+from gateway.oauth.errors import TemporarilyUnavailable
 from gateway.settings import Settings
 
 NATIVE = {"redirect_uris": ["http://127.0.0.1:3000/callback"], "token_endpoint_auth_method": "none"}
@@ -140,7 +140,11 @@ async def test_two_authorization_headers_are_refused(make_gateway: Factory) -> N
     client, adapter = await make_gateway(access=access_config("initial_access_token"))
     headers = [("Authorization", f"Bearer {STATIC_TOKEN}"), ("Authorization", f"Bearer {STATIC_TOKEN}")]
     response = await client.post(REGISTER, json=NATIVE, headers=headers)
-    assert "single Authorization header" in await assert_invalid_token(response, adapter)
+    # RFC 6750 section 3.1: ambiguity is invalid_request (400), as at the RFC 7592 endpoint (test_oauth_bearer.py)
+    assert response.status == 400
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_request"'
+    assert "single Authorization header" in (await response.json())["error_description"]
+    assert adapter.clients["default"] == {}
 
 
 # ------------------------------------------------------------------------------ initial_access_token mode

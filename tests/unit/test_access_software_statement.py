@@ -14,7 +14,7 @@ from test_access_tokens import compiled, ec_key, jwks, okp_key, public_jwk, rsa_
 
 from gateway.access.settings import IssuerAccess
 from gateway.access.software_statement import merge_software_statement, verify_software_statement
-from gateway.rfc7591.errors import InvalidSoftwareStatement, UnapprovedSoftwareStatement
+from gateway.oauth.errors import InvalidSoftwareStatement, UnapprovedSoftwareStatement
 
 TRUSTED = "https://statements.example.com"
 NOW = 1_800_000_000.0

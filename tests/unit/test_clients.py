@@ -52,7 +52,7 @@ from gateway.clients.operations import (
     parse_instant,
     parse_label,
 )
-from gateway.rfc7591.models import ClientMetadata
+from gateway.oauth.metadata import ClientMetadata
 from gateway.rfc7592.tokens import TOKEN_HASH_KEY
 
 NOW = 1_800_000_000

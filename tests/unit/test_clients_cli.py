@@ -30,7 +30,7 @@ from adapters.memory.adapter import MemoryAdapter
 from gateway.cli import build_parser
 from gateway.cli import main as cli_main
 from gateway.clients.cli import run
-from gateway.rfc7591.models import ClientMetadata
+from gateway.oauth.metadata import ClientMetadata
 from gateway.rfc7592.tokens import TOKEN_HASH_KEY, verify_registration_access_token
 from gateway.settings import Settings
 

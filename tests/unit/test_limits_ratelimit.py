@@ -21,8 +21,8 @@ from gateway.limits.ratelimit import (
 )
 from gateway.limits.settings import BackendFailure
 from gateway.limits.store import CounterStoreUnavailable, MemoryCounterStore
-from gateway.rfc7591.errors import TemporarilyUnavailable
-from gateway.rfc7591.models import ClientMetadata
+from gateway.oauth.errors import TemporarilyUnavailable
+from gateway.oauth.metadata import ClientMetadata
 
 # ---------------------------------------------------------------------------------------- pure parts
 

@@ -11,10 +11,10 @@ import pytest
 from mcp_client_bodies import MCP_CLIENT_BODIES
 from pydantic import ValidationError
 
+from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
+from gateway.oauth.lengths import LengthUnit, StoredLength
 from gateway.policy import PolicySettings, RegistrationPolicy, check_fetched_uris
-from gateway.policy.lengths import LengthUnit, StoredLength
 from gateway.policy.settings import Privilege
-from gateway.rfc7591.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
 from gateway.rfc7591.handler import Caller, IssuerContext, RegistrationSettings, validate_registration
 from gateway.rfc7591.validation import parse_metadata, validate
 from gateway.settings import Settings

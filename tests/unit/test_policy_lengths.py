@@ -13,9 +13,9 @@ import pytest
 from adapters.hydra.adapter import HydraAdapter
 from adapters.keycloak.adapter import KeycloakAdapter
 from adapters.memory.adapter import MemoryAdapter
+from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri
+from gateway.oauth.lengths import LengthUnit, StoredLength
 from gateway.policy import RegistrationPolicy
-from gateway.policy.lengths import LengthUnit, StoredLength
-from gateway.rfc7591.errors import InvalidClientMetadata, InvalidRedirectUri
 from gateway.rfc7591.validation import parse_metadata, validate
 
 EMOJI = "\U0001f600"

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from gateway.oauth.errors import InvalidRedirectUri, OAuthError
 from gateway.policy.uris import (
     FORBIDDEN_SCHEMES,
     RedirectRules,
@@ -17,7 +18,6 @@ from gateway.policy.uris import (
     is_loopback_host,
     normalize_host,
 )
-from gateway.rfc7591.errors import InvalidRedirectUri, OAuthError
 
 LOOPBACK_HOSTS = ["127.0.0.1", "127.3.4.5", "[::1]", "localhost", "LOCALHOST"]
 _LDH = "abcdefghijklmnopqrstuvwxyz0123456789"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from mcp_client_bodies import MCP_CLIENT_BODIES
 
-from gateway.rfc7591.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
+from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
 from gateway.rfc7591.validation import RegistrationPolicy, apply_defaults, parse_metadata, validate
 
 POLICY = RegistrationPolicy()

@@ -18,8 +18,8 @@ from gateway_factory import ISSUER, PUBLIC, REGISTER, Gateways
 import gateway.rfc7591.handler as registration_module
 from adapters.base import ManagedClient, NewClient, ProviderRejected, ProviderUnavailable
 from adapters.memory.adapter import MemoryAdapter
+from gateway.oauth.metadata import ClientMetadata
 from gateway.rfc7591.handler import Caller, validate_registration
-from gateway.rfc7591.models import ClientMetadata
 from gateway.rfc7592.records import AUTHENTICATED_KEY, CLIENT_SECRET_HASH_KEY
 from gateway.rfc7592.tokens import TOKEN_HASH_KEY, hash_secret
 

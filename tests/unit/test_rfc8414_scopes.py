@@ -18,9 +18,9 @@ from rfc8414_fakes import FakeProvider, keycloak_document
 from adapters.base import ProviderAdapter, RegistrableScopes
 from adapters.memory.adapter import MemoryAdapter
 from gateway.app import create_app
+from gateway.oauth.metadata import ClientMetadata
 from gateway.policy.rules import RegistrationPolicy, scopes_allowed
 from gateway.policy.settings import PolicySettings, ScopeMode, ScopeSettings
-from gateway.rfc7591.models import ClientMetadata
 from gateway.rfc8414.rewrite import rewrite
 from gateway.rfc8414.scopes import combine, policy_scope_limit, registrable_scopes_source
 from gateway.settings import Settings

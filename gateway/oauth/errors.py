@@ -1,12 +1,18 @@
-"""Client registration error responses, RFC 7591 section 3.2.2.
+"""OAuth error responses: RFC 7591 section 3.2.2 (registration), RFC 6750 section 3.1 (Bearer tokens).
 
 Every error the gateway sends is one of these: a JSON object with ``error`` and an ``error_description``
 that names the field and what is allowed. Provider failures never reach the client as they are.
+
+A missing, malformed or wrong registration access token, an unknown client and a client the gateway does not
+manage all get the same answer, RFC 6750 section 3.1 ``invalid_token`` with HTTP 401 (RFC 7592 section 2.1), so
+the client configuration endpoint cannot be used to find out which client IDs exist.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
+
+from aiohttp import hdrs
 
 
 class OAuthError(Exception):
@@ -68,3 +74,30 @@ class ServerError(OAuthError):
 
     error = "server_error"
     status = 500
+
+
+class InvalidToken(OAuthError):
+    """RFC 6750 section 3.1: "The access token provided is expired, revoked, malformed, or invalid for other
+    reasons. The resource SHOULD respond with the HTTP 401 (Unauthorized) status code."
+
+    RFC 7592 section 2.1: "If the registration access token used to make this request is not valid, the server
+    MUST respond with an error as described in OAuth 2.0 Bearer Token Usage [RFC6750]." and "If the client does
+    not exist on this server, the server MUST respond with HTTP 401 Unauthorized". One answer serves both.
+    """
+
+    error = "invalid_token"
+    status = 401
+
+    def __init__(self, description: str, *, token_presented: bool = True) -> None:
+        # RFC 6750 section 3.1: a request without any credential gets the challenge without an error code.
+        challenge = 'Bearer error="invalid_token"' if token_presented else "Bearer"
+        super().__init__(description, headers={hdrs.WWW_AUTHENTICATE: challenge})
+
+
+class InvalidBearerRequest(OAuthError):
+    """RFC 6750 section 3.1 ``invalid_request``: "The request [...] uses more than one method for including an
+    access token, or is otherwise malformed. The resource server SHOULD respond with the HTTP 400 (Bad Request)
+    status code." Several ``Authorization`` headers, or a token in the URL as well as in the header."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description, headers={hdrs.WWW_AUTHENTICATE: 'Bearer error="invalid_request"'})
