@@ -60,8 +60,9 @@ from gateway.devstack.providers import (
     start_hydra_and_login,
     start_keycloak,
 )
-from gateway.rfc7591.handler import RegistrationSettings, issue_credentials
-from gateway.rfc7591.validation import RegistrationPolicy, parse_metadata, validate
+from gateway.oauth.metadata import parse_metadata
+from gateway.policy import RegistrationPolicy, validate
+from gateway.registration.service import RegistrationSettings, issue_credentials
 
 HYDRA_READY_TIMEOUT = 60.0
 KEYCLOAK_READY_TIMEOUT = 240.0

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import posixpath
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -36,9 +37,11 @@ from aiohttp.typedefs import Middleware
 
 from adapters.base import AdapterError, AdminApiCheck, Issuer, ProviderAdapter, ProviderMisconfigured
 from adapters.registry import get_factory
+from gateway.access.control import RegistrationAccess
 from gateway.cors import CorsPolicy
 from gateway.limits.guard import Limits, open_counter_store
 from gateway.oauth.errors import OAuthError, ServerError
+from gateway.pipeline import RegistrationPipeline, Step, error_response, not_found
 from gateway.proxy import (
     FrontDoorProxy,
     PathAllowList,
@@ -48,7 +51,8 @@ from gateway.proxy import (
     request_target_error,
     unsupported_content_coding,
 )
-from gateway.rfc7591.handler import IssuerContext, RegistrationSettings, registration_handler
+from gateway.registration.service import IssuerContext, RegistrationSettings
+from gateway.rfc7591.handler import registration_handler
 from gateway.rfc7592.handler import ClientConfigurationEndpoint
 from gateway.rfc8414.cache import DiscoveryCache
 from gateway.rfc8414.handler import discovery_routes, is_discovery_path
@@ -108,15 +112,10 @@ class AdminApiHealth:
 
 SETTINGS = web.AppKey("settings", Settings)
 ADAPTER = web.AppKey("adapter", ProviderAdapter)
-ISSUERS = web.AppKey("issuers", dict[str, IssuerContext])
-"""Issuer contexts by issuer key, filled when the app starts."""
-CACHES = web.AppKey("discovery_caches", dict[str, DiscoveryCache])
-"""Discovery caches by issuer path, filled when the app starts."""
-PROXY = web.AppKey("proxy", FrontDoorProxy)
 ADMIN_API = web.AppKey("admin_api_health", AdminApiHealth)
 LIMITS = web.AppKey("limits", Limits)
 """Rate limits, the managed-client quota and the counter store (``LIMITS.store``, shared through Redis when
-configured), opened when the app starts."""
+configured). Kept on the app for operators and tests: handlers get what they use when they are built."""
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -133,14 +132,6 @@ def normalized_path(path: str) -> str:
     return resolved
 
 
-def error_response(error: OAuthError, cors: CorsPolicy | None, request: web.Request) -> web.Response:
-    headers = {hdrs.CACHE_CONTROL: "no-store", **error.headers}
-    response = web.json_response(error.body(), status=error.status, headers=headers)
-    if cors is not None:
-        cors.apply(request, response)
-    return response
-
-
 _REQUEST_ID_PREFIX = secrets.token_hex(6)
 _request_counter = itertools.count(1)
 
@@ -150,8 +141,9 @@ def new_request_id() -> str:
     return f"{_REQUEST_ID_PREFIX}{next(_request_counter):x}"
 
 
-def build_middlewares(cors: CorsPolicy, cors_paths: frozenset[str], *, access_log: bool = True) -> list[Middleware]:
-    """One middleware for the cross-cutting parts (a single layer keeps the per-request cost low).
+def build_middlewares(*, access_log: bool = True) -> list[Middleware]:
+    """One middleware for the cross-cutting parts (a single layer keeps the per-request cost low). The
+    registration endpoints answer their own errors, with CORS (:mod:`gateway.pipeline`); this catches the rest.
 
     ``access_log``: one ``http.request`` line per request; off when the log level filters INFO out anyway, so
     its arguments are not even built.
@@ -183,7 +175,7 @@ def build_middlewares(cors: CorsPolicy, cors_paths: frozenset[str], *, access_lo
             refusal = request_target_error(request) or unsupported_content_coding(request)
             response = refusal if refusal is not None else await handler(request)
         except OAuthError as exc:
-            response = error_response(exc, cors if request.path in cors_paths else None, request)
+            response = error_response(exc)
         except web.HTTPException as exc:
             if exc.status not in (404, 405):
                 log_request(request, exc.status, started)
@@ -196,8 +188,7 @@ def build_middlewares(cors: CorsPolicy, cors_paths: frozenset[str], *, access_lo
             response = web.json_response(body, status=exc.status, headers=headers)
         except Exception:
             log.exception("http.unhandled_error", path=request.path)
-            error = ServerError("an internal error occurred")
-            response = error_response(error, cors if request.path in cors_paths else None, request)
+            response = error_response(ServerError("an internal error occurred"))
         if not response.prepared:
             response.headers["X-Request-Id"] = request_id
         log_request(request, response.status, started)
@@ -207,7 +198,11 @@ def build_middlewares(cors: CorsPolicy, cors_paths: frozenset[str], *, access_lo
 
 
 def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) -> web.Application:
-    """Build the gateway for ``settings``; ``adapter`` overrides the configured provider (tests)."""
+    """Build the gateway for ``settings``; ``adapter`` overrides the configured provider (tests).
+
+    Every long-lived object (limits, discovery caches, issuer contexts, access control, the front-door proxy) is
+    built here and handed to the handlers that use it; :func:`_resources` (the cleanup context) opens the HTTP
+    sessions, starts them, and closes them."""
     if adapter is None:
         adapter = get_factory(settings.provider)(settings)
     if settings.client_secret_expires_in > 0:
@@ -224,15 +219,25 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
 
     access_log = logging.getLevelName(settings.log_level.upper()) in (logging.DEBUG, logging.INFO)
     app = web.Application(
-        middlewares=build_middlewares(cors, frozenset(registration_paths.values()), access_log=access_log),
+        middlewares=build_middlewares(access_log=access_log),
         # request bodies reach handlers as sent: never inflated by the server (an encoded body gets 415)
         handler_args={"auto_decompress": False},
     )
+    admin_api = AdminApiHealth()
+    # the store connects lazily: building never fails on a down Redis (see open_counter_store)
+    limits = Limits.build(
+        settings.limits,
+        store=open_counter_store(settings.limits),
+        adapter=adapter,
+        trust_forwarded_for=settings.trust_forwarded_for,
+    )
     app[SETTINGS] = settings
     app[ADAPTER] = adapter
-    app[ISSUERS] = {}
-    app[CACHES] = {}
-    app[ADMIN_API] = AdminApiHealth()
+    app[ADMIN_API] = admin_api
+    app[LIMITS] = limits
+
+    contexts = issuer_contexts(settings, adapter, issuers)
+    caches = {context.path: context.discovery for context in contexts.values()}
 
     reg_settings = RegistrationSettings(
         max_body_bytes=settings.max_body_bytes,
@@ -248,29 +253,128 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
         return web.json_response({"status": "ok"})
 
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_routes(discovery_routes(app[CACHES], cors=cors, issuer_paths=[i.path for i in issuers]))
+    app.router.add_get("/readyz", readiness(caches, admin_api))
+    app.router.add_routes(discovery_routes(caches, cors=cors, issuer_paths=[i.path for i in issuers]))
 
     for issuer in issuers:
         path = registration_paths[issuer.key]
-        app.router.add_post(path, _registration_entry(issuer, adapter, reg_settings, cors))
-        app.router.add_route(hdrs.METH_OPTIONS, path, _preflight(cors, ("POST",)))
-        app.router.add_route("*", path, _method_not_allowed(("POST", "OPTIONS")))
-        configuration = ClientConfigurationEndpoint(  # RFC 7592: {issuer path}{registration_path}/{client_id}
+        context = contexts[issuer.key]
+        pipeline = RegistrationPipeline(issuer_key=issuer.key, cors=cors, limits=limits)
+        access = RegistrationAccess(
+            settings.access.for_issuer(key=issuer.key, path=issuer.path),
+            issuer=context.issuer,
             issuer_key=issuer.key,
-            contexts=ISSUERS,
+            store=limits.store,
+        )
+        register = registration_handler(
+            issuer=context, adapter=adapter, settings=reg_settings, access=access, limits=limits
+        )
+        app.router.add_routes(pipeline.routes(path, {hdrs.METH_POST: Step(register, rate_limit="register")}))
+        configuration = ClientConfigurationEndpoint(  # RFC 7592: {issuer path}{registration_path}/{client_id}
+            issuer=context,
             adapter=adapter,
             settings=reg_settings,
-            cors=cors,
+            limits=limits,
             rotate_registration_access_token=settings.rotate_registration_access_token,
-            limits=LIMITS,
         )
-        app.router.add_routes(configuration.routes(path + "/{client_id}"))
+        app.router.add_routes(configuration.routes(pipeline, path + "/{client_id}"))
 
-    async def not_found(request: web.Request) -> web.Response:
-        # the path is not repeated: an error body reflects nothing the client sent
-        return web.json_response({"error": "not_found", "error_description": "no resource at this path"}, status=404)
+    async def nothing_here(request: web.Request) -> web.Response:
+        return not_found()
 
+    proxy: FrontDoorProxy | None = None
+    if settings.mode is Mode.FRONT_DOOR:
+        proxy = front_door_proxy(settings, limits)
+        front_door = front_door_handler(settings, issuers, list(registration_paths.values()), proxy)
+        app.router.add_route("*", "/{tail:.*}", front_door)
+    else:
+        app.router.add_route("*", "/{tail:.*}", nothing_here)
+
+    app.cleanup_ctx.append(
+        functools.partial(
+            _resources,
+            settings=settings,
+            adapter=adapter,
+            admin_api=admin_api,
+            limits=limits,
+            caches=list(caches.values()),
+            proxy=proxy,
+        )
+    )
+    return app
+
+
+def readiness(caches: Mapping[str, DiscoveryCache], admin_api: AdminApiHealth) -> Handler:
+    """``/readyz``."""
+
+    async def readyz(request: web.Request) -> web.Response:
+        """Ready: every issuer has a discovery document and the admin API worked at its last check."""
+        missing = [path or "/" for path, cache in caches.items() if cache.current() is None]
+        if missing or not caches or not admin_api.ok:
+            body: dict[str, object] = {"status": "starting", "issuers_without_metadata": missing}
+            if not admin_api.ok:
+                body["status"] = "unavailable"
+                body["admin_api"] = admin_api.problem
+            return web.json_response(body, status=503, headers={hdrs.CACHE_CONTROL: "no-store"})
+        return web.json_response({"status": "ready"}, headers={hdrs.CACHE_CONTROL: "no-store"})
+
+    return readyz
+
+
+def issuer_contexts(settings: Settings, adapter: ProviderAdapter, issuers: list[Issuer]) -> dict[str, IssuerContext]:
+    """Each served issuer's context by key, with its discovery cache (RFC 8414), not started yet."""
+    upstream_headers = forwarded_headers(settings.public_url)
+    caches: dict[str, DiscoveryCache] = {}
+    contexts: dict[str, IssuerContext] = {}
+    for issuer in issuers:
+        registration_endpoint = f"{settings.public_url}{issuer.path}{settings.registration_path}"
+        caches[issuer.path] = DiscoveryCache(
+            None,  # the session opens when the app starts
+            issuer.metadata_url,
+            registration_endpoint=registration_endpoint,
+            expected_issuer=f"{settings.public_url}{issuer.path}",
+            headers=upstream_headers,
+            refresh_interval=settings.discovery_refresh_seconds,
+            retry_interval=settings.discovery_retry_seconds,
+            timeout=settings.provider_timeout,
+            # scopes_supported: only what a registration here can obtain (adapter limit, policy allow-list)
+            registrable_scopes=registrable_scopes_source(adapter, issuer.key, settings.policy.scopes),
+        )
+        contexts[issuer.key] = IssuerContext(
+            key=issuer.key,
+            path=issuer.path,
+            issuer=f"{settings.public_url}{issuer.path}",
+            registration_endpoint=registration_endpoint,
+            discovery=caches[issuer.path],
+        )
+
+    return contexts
+
+
+def front_door_proxy(settings: Settings, limits: Limits) -> FrontDoorProxy:
+    """The reverse proxy to the provider (its session is attached when the app starts)."""
+    front = settings.front_door
+    return FrontDoorProxy(
+        None,
+        settings.provider_url,
+        settings.public_url,
+        append_forwarded_for=settings.trust_forwarded_for,
+        limits=ProxyLimits(
+            max_body_bytes=front.max_body_bytes,
+            body_timeout=front.body_timeout_seconds,
+            send_timeout=front.send_timeout_seconds,
+            pool_size=front.pool_size,
+            max_concurrent_per_source=front.max_concurrent_per_source,
+        ),
+        source_of=limits.rate.source_of,  # the limits' source address: X-Forwarded-For hops, IPv6 prefix
+    )
+
+
+def front_door_handler(
+    settings: Settings, issuers: list[Issuer], registration_paths: list[str], forward: FrontDoorProxy
+) -> Handler:
+    """The catch-all route of front-door mode."""
+    allowed = front_door_allow_list(settings, issuers)
     registration_prefixes = (
         tuple(prefix for issuer in issuers for prefix in issuer.native_registration_paths)
         if settings.block_native_registration
@@ -278,40 +382,28 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
     )
     blocked_prefixes = tuple(settings.blocked_paths)
 
-    if settings.mode is Mode.FRONT_DOOR:
-        allowed = front_door_allow_list(settings, issuers)
+    async def front_door(request: web.Request) -> web.StreamResponse:
+        """Only what OAuth clients and browsers need of the served issuers is forwarded (the allow-list),
+        in paths that the gateway and the provider cannot resolve differently; the block list and the
+        provider's own registration endpoints are closed on top of it."""
+        if is_discovery_path(request.path):
+            return not_found()  # an issuer we do not serve: 404, never the provider's 5xx
+        if not path_in_normal_form(request.path or "/"):
+            return not_found()
+        path = normalized_path(request.path or "/")
+        if blocked_prefixes and path.startswith(blocked_prefixes):
+            return not_found()
+        if registration_prefixes and path.startswith(registration_prefixes):
+            return not_found(
+                "the provider's own registration endpoint is closed; register at "
+                + ", ".join(f"{settings.public_url}{p}" for p in registration_paths)
+            )
+        if not allowed.allows(path):
+            log.debug("proxy.not_allowed", method=request.method, path=path)
+            return not_found()
+        return await forward(request)
 
-        async def front_door(request: web.Request) -> web.StreamResponse:
-            """Only what OAuth clients and browsers need of the served issuers is forwarded (the allow-list),
-            in paths that the gateway and the provider cannot resolve differently; the block list and the
-            provider's own registration endpoints are closed on top of it."""
-            if is_discovery_path(request.path):
-                return await not_found(request)  # an issuer we do not serve: 404, never the provider's 5xx
-            if not path_in_normal_form(request.path or "/"):
-                return await not_found(request)
-            path = normalized_path(request.path or "/")
-            if blocked_prefixes and path.startswith(blocked_prefixes):
-                return await not_found(request)
-            if registration_prefixes and path.startswith(registration_prefixes):
-                return web.json_response(
-                    {
-                        "error": "not_found",
-                        "error_description": "the provider's own registration endpoint is closed; register at "
-                        + ", ".join(f"{settings.public_url}{p}" for p in registration_paths.values()),
-                    },
-                    status=404,
-                )
-            if not allowed.allows(path):
-                log.debug("proxy.not_allowed", method=request.method, path=path)
-                return await not_found(request)
-            return await request.app[PROXY](request)
-
-        app.router.add_route("*", "/{tail:.*}", front_door)
-    else:
-        app.router.add_route("*", "/{tail:.*}", not_found)
-
-    app.cleanup_ctx.append(_resources)
-    return app
+    return front_door
 
 
 def front_door_allow_list(settings: Settings, issuers: list[Issuer]) -> PathAllowList:
@@ -328,132 +420,40 @@ def front_door_allow_list(settings: Settings, issuers: list[Issuer]) -> PathAllo
     return PathAllowList(prefixes)
 
 
-async def readyz(request: web.Request) -> web.Response:
-    """Ready: every issuer has a discovery document and the admin API worked at its last check."""
-    missing = [path or "/" for path, cache in request.app[CACHES].items() if cache.current() is None]
-    admin_api = request.app[ADMIN_API]
-    if missing or not request.app[CACHES] or not admin_api.ok:
-        body: dict[str, object] = {"status": "starting", "issuers_without_metadata": missing}
-        if not admin_api.ok:
-            body["status"] = "unavailable"
-            body["admin_api"] = admin_api.problem
-        return web.json_response(body, status=503, headers={hdrs.CACHE_CONTROL: "no-store"})
-    return web.json_response({"status": "ready"}, headers={hdrs.CACHE_CONTROL: "no-store"})
-
-
-def _preflight(cors: CorsPolicy, methods: tuple[str, ...]) -> Handler:
-    async def preflight(request: web.Request) -> web.StreamResponse:
-        return cors.preflight(request, methods=methods)
-
-    return preflight
-
-
-def _method_not_allowed(allowed: tuple[str, ...]) -> Handler:
-    async def method_not_allowed(request: web.Request) -> web.StreamResponse:
-        return web.json_response(
-            {"error": "invalid_request", "error_description": f"{request.method} is not allowed; use POST"},
-            status=405,
-            headers={hdrs.ALLOW: ", ".join(allowed)},
-        )
-
-    return method_not_allowed
-
-
-def _registration_entry(
-    issuer: Issuer, adapter: ProviderAdapter, reg_settings: RegistrationSettings, cors: CorsPolicy
-) -> Handler:
-    """Looks the issuer's context up per request: contexts exist only once the app has started."""
-    handlers: dict[str, Handler] = {}
-
-    async def entry(request: web.Request) -> web.StreamResponse:
-        handler = handlers.get(issuer.key)
-        if handler is None:
-            context = request.app[ISSUERS][issuer.key]
-            handler = registration_handler(issuer=context, adapter=adapter, settings=reg_settings)
-            handlers[issuer.key] = handler
-        # Abuse limits before any work: rate limits (429), then a quota slot (403), kept only on 201.
-        limits = request.app[LIMITS]
-        await limits.admit(request, issuer=issuer.key)
-        async with limits.quota.reserve(issuer.key) as slot:
-            response = await handler(request)
-            if response.status == 201:
-                slot.created()
-        cors.apply(request, response)
-        return response
-
-    return entry
-
-
-async def _resources(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    adapter = app[ADAPTER]
+async def _resources(
+    app: web.Application,
+    *,
+    settings: Settings,
+    adapter: ProviderAdapter,
+    admin_api: AdminApiHealth,
+    limits: Limits,
+    caches: list[DiscoveryCache],
+    proxy: FrontDoorProxy | None,
+) -> AsyncIterator[None]:
+    """Open the HTTP sessions and start what ``create_app`` built; close all of it (what opened) on the way out."""
     timeout = aiohttp.ClientTimeout(total=settings.provider_timeout)
     session = aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar())
     proxy_session: aiohttp.ClientSession | None = None
     started: list[DiscoveryCache] = []
-    limits: Limits | None = None
     watcher: asyncio.Task[None] | None = None
     try:
         # First the provider's admin API: a configuration it refuses stops the start before anything else happens.
         await adapter.start(session)
-        admin_api = app[ADMIN_API]
         refused = await admin_api.run_check(adapter, at_start=True)
         if refused is not None:
             raise StartupRefused(f"the provider refuses the configuration: {refused.problem}: {refused}")
-        limits = Limits.build(
-            settings.limits,
-            store=open_counter_store(settings.limits),
-            adapter=adapter,
-            trust_forwarded_for=settings.trust_forwarded_for,
-        )
-        app[LIMITS] = limits
         log.info("limits.configured", **limits.describe())
-        if settings.mode is Mode.FRONT_DOOR:
+        if proxy is not None:
             front = settings.front_door
             proxy_session = FrontDoorProxy.new_session(
                 timeout=front.read_timeout_seconds or settings.provider_timeout,
                 connect_timeout=front.connect_timeout_seconds or settings.provider_timeout,
                 limit=front.pool_size,
             )
-            app[PROXY] = FrontDoorProxy(
-                proxy_session,
-                settings.provider_url,
-                settings.public_url,
-                append_forwarded_for=settings.trust_forwarded_for,
-                limits=ProxyLimits(
-                    max_body_bytes=front.max_body_bytes,
-                    body_timeout=front.body_timeout_seconds,
-                    send_timeout=front.send_timeout_seconds,
-                    pool_size=front.pool_size,
-                    max_concurrent_per_source=front.max_concurrent_per_source,
-                ),
-                source_of=limits.rate.source_of,  # the limits' source address: X-Forwarded-For hops, IPv6 prefix
-            )
-        upstream_headers = forwarded_headers(settings.public_url)
-        for issuer in adapter.issuers():
-            registration_endpoint = f"{settings.public_url}{issuer.path}{settings.registration_path}"
-            cache = DiscoveryCache(
-                session,
-                issuer.metadata_url,
-                registration_endpoint=registration_endpoint,
-                expected_issuer=f"{settings.public_url}{issuer.path}",
-                headers=upstream_headers,
-                refresh_interval=settings.discovery_refresh_seconds,
-                retry_interval=settings.discovery_retry_seconds,
-                timeout=settings.provider_timeout,
-                # scopes_supported: only what a registration here can obtain (adapter limit, policy allow-list)
-                registrable_scopes=registrable_scopes_source(adapter, issuer.key, settings.policy.scopes),
-            )
-            await cache.start()
+            proxy.attach(proxy_session)
+        for cache in caches:
+            await cache.start(session)
             started.append(cache)
-            app[CACHES][issuer.path] = cache
-            app[ISSUERS][issuer.key] = IssuerContext(
-                key=issuer.key,
-                path=issuer.path,
-                issuer=f"{settings.public_url}{issuer.path}",
-                registration_endpoint=registration_endpoint,
-                discovery=cache,
-            )
         watcher = asyncio.create_task(
             admin_api.watch(
                 adapter,
@@ -473,8 +473,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        if limits is not None:
-            await limits.close()
+        await limits.close()
         for cache in started:
             await cache.close()
         await adapter.close()

@@ -298,7 +298,7 @@ class FrontDoorProxy:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | None,
         upstream_url: str,
         public_url: str,
         *,
@@ -306,14 +306,11 @@ class FrontDoorProxy:
         limits: ProxyLimits | None = None,
         source_of: Callable[[web.BaseRequest], str] = default_source,
     ) -> None:
-        if session.auto_decompress:
-            raise ValueError("the proxy session must be created with auto_decompress=False")
-        if not isinstance(session.cookie_jar, aiohttp.DummyCookieJar):
-            raise TypeError("the proxy session must be created with cookie_jar=aiohttp.DummyCookieJar()")
         upstream = URL(upstream_url)
         if not upstream.absolute or upstream.query_string or upstream.fragment:
             raise ValueError(f"upstream URL must be absolute, without query or fragment: {upstream_url!r}")
-        self._session = session
+        self._session: aiohttp.ClientSession | None = None
+        self._pool_wait = 10.0
         self._upstream_base = upstream_url.rstrip("/")
         self._log_upstream = str(upstream.with_user(None))
         self._forwarded = forwarded_headers(public_url)
@@ -322,6 +319,17 @@ class FrontDoorProxy:
         self._source_of = source_of
         self._in_flight: dict[str, int] = {}
         self._pool = asyncio.Semaphore(self.limits.pool_size)
+        if session is not None:
+            self.attach(session)
+
+    def attach(self, session: aiohttp.ClientSession) -> None:
+        """Forward through ``session`` (made by :meth:`new_session`; the app builds the proxy in ``create_app`` and
+        attaches the session when it starts, in its cleanup context)."""
+        if session.auto_decompress:
+            raise ValueError("the proxy session must be created with auto_decompress=False")
+        if not isinstance(session.cookie_jar, aiohttp.DummyCookieJar):
+            raise TypeError("the proxy session must be created with cookie_jar=aiohttp.DummyCookieJar()")
+        self._session = session
         connect = session.timeout.connect
         self._pool_wait = connect if connect is not None else 10.0
 
@@ -421,6 +429,8 @@ class FrontDoorProxy:
         )
         if body is not None:  # sent with its own length: read whole, a chunked request is forwarded delimited
             headers.popall(hdrs.CONTENT_LENGTH, None)
+        if self._session is None:
+            raise RuntimeError("the front-door proxy has no session: the app has not started")
         try:
             async with self._session.request(
                 request.method,

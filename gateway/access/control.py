@@ -32,8 +32,6 @@ from gateway.oauth.errors import InvalidSoftwareStatement, InvalidToken, OAuthEr
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from gateway.rfc7591.handler import IssuerContext
-
 log = structlog.get_logger(__name__)
 
 USE_COUNT_RETRY_AFTER_SECONDS = 5
@@ -180,23 +178,3 @@ class RegistrationAccess:
             error=error.error if error else None,
             detail=error.description if error else None,
         )
-
-
-def registration_access(request: web.Request, issuer: IssuerContext) -> RegistrationAccess:
-    """The access control of ``issuer`` for ``request``: the app's ``Settings.access`` (compiled when the
-    settings were loaded) and its counter store (``Limits.store``, shared through Redis when configured)."""
-    from gateway.app import LIMITS, SETTINGS  # at call time: the app module imports the registration handler
-
-    limits = request.app.get(LIMITS)
-    access = request.app[SETTINGS].access.for_issuer(key=issuer.key, path=issuer.path)
-    return RegistrationAccess(
-        access, issuer=issuer.issuer, issuer_key=issuer.key, store=limits.store if limits is not None else None
-    )
-
-
-def caller_source(request: web.Request) -> str | None:
-    """The caller's address as the rate limits see it (``X-Forwarded-For`` only when trusted)."""
-    from gateway.app import LIMITS
-
-    limits = request.app.get(LIMITS)
-    return limits.rate.source_of(request) if limits is not None else request.remote

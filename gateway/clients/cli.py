@@ -55,7 +55,7 @@ from gateway.clients.operations import (
     parse_label,
     plan_adoption,
 )
-from gateway.rfc7592.records import registration_client_uri
+from gateway.registration.records import registration_client_uri
 
 if TYPE_CHECKING:
     from gateway.settings import Settings

@@ -41,8 +41,8 @@ from adapters.base import (
     addressable_client_id,
     deployment_of,
 )
-from gateway.rfc7592.records import management_data
-from gateway.rfc7592.tokens import TOKEN_HASH_KEY, mint_registration_access_token
+from gateway.registration.records import management_data
+from gateway.registration.tokens import TOKEN_HASH_KEY, mint_registration_access_token
 
 DEFAULT_CONCURRENCY = 4
 """Admin calls in flight at once: enough to be quick, few enough not to load a provider serving logins."""

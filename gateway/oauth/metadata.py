@@ -2,16 +2,19 @@
 gateway can make a provider honour.
 
 The models only check shapes (a list of strings is a list of strings); the rules about values live in
-:mod:`gateway.rfc7591.validation`, one function per rule, so each rejection names its field.
+:mod:`gateway.policy.rules`, one function per rule, so each rejection names its field.
 Unknown fields are dropped (RFC 7591 section 2: "The authorization server MUST ignore any client metadata
 sent by the client that it does not understand"), and so is a client-chosen ``client_id``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
 
 AUTHORIZATION_CODE = "authorization_code"
 REFRESH_TOKEN = "refresh_token"
@@ -40,7 +43,7 @@ SECRET_AUTH_METHODS = frozenset({CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, CLIENT
 class ClientMetadata(BaseModel):
     """Client metadata as registered (RFC 7591 section 2; OIDC Registration section 2).
 
-    Every field is optional at this layer; :func:`gateway.rfc7591.validation.apply_defaults` fills the
+    Every field is optional at this layer; :func:`gateway.policy.rules.apply_defaults` fills the
     RFC defaults and the validation rules decide what is acceptable.
     """
 
@@ -114,3 +117,30 @@ class ClientInformation(BaseModel):
             body["registration_access_token"] = self.registration_access_token
         body.update(self.metadata.registered())
         return body
+
+
+def parse_metadata(document: Mapping[str, Any]) -> ClientMetadata:
+    """Turn a JSON object into :class:`ClientMetadata` (RFC 7591 section 2: unknown members dropped), mapping
+    shape errors to RFC 7591 section 3.2.2 errors naming the member."""
+    try:
+        return ClientMetadata.model_validate(dict(document))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first.get("loc", ())
+        name = str(loc[0]) if loc else "body"
+        where = name + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
+        expected = _expected_shape(name)
+        error_class: type[OAuthError] = InvalidRedirectUri if name == "redirect_uris" else InvalidClientMetadata
+        raise error_class(f"{where}: must be {expected}") from None
+
+
+def _expected_shape(name: str) -> str:
+    annotation = ClientMetadata.model_fields[name].annotation if name in ClientMetadata.model_fields else None
+    text = str(annotation)
+    if "list[str]" in text:
+        return "an array of strings"
+    if "dict" in text:
+        return "a JSON object"
+    if "Literal" in text:
+        return "one of 'web', 'native'"
+    return "a string"

@@ -1,7 +1,8 @@
 """The client configuration endpoint, RFC 7592 section 2: ``{issuer}{registration_path}/{client_id}``.
 
 Each method is a short list of named steps; every step returns the next one's input or raises an
-:class:`~gateway.oauth.errors.OAuthError`::
+:class:`~gateway.oauth.errors.OAuthError` (the registration pipeline, :mod:`gateway.pipeline`, adds rate limits, CORS,
+``no-store``, the preflight and 405)::
 
     GET    (2.1)  bearer token -> authorize (read the client, check the token) -> 200 client information
     PUT    (2.2)  bearer token -> authorize -> read body -> reserved fields, client_id, client_secret
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,23 +38,13 @@ from adapters.base import (
     ProviderUnavailable,
     addressable_client_id,
 )
-from gateway.access.control import caller_source
 from gateway.access.software_statement import merge_software_statement
-from gateway.cors import CorsPolicy
 from gateway.limits.guard import Limits
 from gateway.oauth.bearer import bearer_token
-from gateway.oauth.errors import InvalidClientMetadata, InvalidToken, OAuthError
+from gateway.oauth.errors import InvalidClientMetadata, InvalidToken
 from gateway.oauth.metadata import SECRET_AUTH_METHODS, ClientInformation, ClientMetadata
-from gateway.rfc7591.handler import (
-    NO_STORE,
-    Caller,
-    IssuerContext,
-    RegistrationSettings,
-    provider_errors,
-    read_json_object,
-    validate_registration,
-)
-from gateway.rfc7592.records import (
+from gateway.pipeline import NO_STORE, RegistrationPipeline, Step, read_json_object
+from gateway.registration.records import (
     client_secret_matches,
     current_client_secret,
     registration_client_uri,
@@ -62,13 +53,16 @@ from gateway.rfc7592.records import (
     uses_secret,
     was_authenticated,
 )
-from gateway.rfc7592.tokens import TOKEN_HASH_KEY, mint_registration_access_token, verify_registration_access_token
+from gateway.registration.service import (
+    Caller,
+    IssuerContext,
+    RegistrationSettings,
+    provider_errors,
+    validate_registration,
+)
+from gateway.registration.tokens import TOKEN_HASH_KEY, mint_registration_access_token, verify_registration_access_token
 
 log = structlog.get_logger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-METHODS = (hdrs.METH_GET, hdrs.METH_PUT, hdrs.METH_DELETE)
 
 RESERVED_FIELDS = (
     "registration_access_token",
@@ -190,52 +184,27 @@ def configuration_response(
 
 @dataclass(frozen=True)
 class ClientConfigurationEndpoint:
-    """RFC 7592 client configuration endpoint for one issuer; :meth:`routes` gives its aiohttp routes."""
+    """RFC 7592 client configuration endpoint for one issuer; :meth:`routes` gives its aiohttp routes. Everything
+    it uses is handed over when the app is built."""
 
-    issuer_key: str
-    contexts: web.AppKey[dict[str, IssuerContext]]
-    """Where the app keeps issuer contexts by key: looked up per request, they exist once the app started."""
+    issuer: IssuerContext
     adapter: ProviderAdapter
     settings: RegistrationSettings
-    cors: CorsPolicy
+    limits: Limits
+    """Every method counts against the rate limits (operation ``manage``, in the pipeline); a DELETE frees a slot
+    of the managed-client quota."""
     rotate_registration_access_token: bool = False
-    limits: web.AppKey[Limits] | None = None
-    """Where the app keeps its abuse limits: PUT and DELETE count against the rate limits (operation
-    ``manage``), and a DELETE frees a slot of the managed-client quota."""
 
-    def routes(self, path: str) -> list[web.RouteDef]:
-        """``path`` ends with ``{client_id}``: GET, PUT, DELETE, an OPTIONS preflight and 405 for the rest."""
-        return [
-            web.route(hdrs.METH_GET, path, self._entry(self.read)),
-            web.route(hdrs.METH_PUT, path, self._entry(self.update)),
-            web.route(hdrs.METH_DELETE, path, self._entry(self.delete)),
-            web.route(hdrs.METH_OPTIONS, path, self.preflight),
-            web.route(hdrs.METH_ANY, path, self._entry(self.method_not_allowed)),
-        ]
-
-    def _entry(self, step: Handler) -> Handler:
-        """CORS and ``Cache-Control: no-store`` on every answer, errors included (the app's error middleware
-        adds CORS only on the registration endpoint itself)."""
-
-        async def entry(request: web.Request) -> web.StreamResponse:
-            try:
-                response = await step(request)
-            except OAuthError as exc:
-                response = web.json_response(exc.body(), status=exc.status, headers=exc.headers)
-                response.headers.update(NO_STORE)
-            self.cors.apply(request, response)
-            return response
-
-        return entry
-
-    async def preflight(self, request: web.Request) -> web.StreamResponse:
-        return self.cors.preflight(request, methods=METHODS)
-
-    async def method_not_allowed(self, request: web.Request) -> web.StreamResponse:
-        raise _MethodNotAllowed(f"{request.method} is not allowed; use GET, PUT or DELETE")
-
-    def _limits(self, request: web.Request) -> Limits | None:
-        return request.app.get(self.limits) if self.limits is not None else None
+    def routes(self, pipeline: RegistrationPipeline, path: str) -> list[web.RouteDef]:
+        """``path`` ends with ``{client_id}``: GET, PUT, DELETE, through the registration pipeline."""
+        return pipeline.routes(
+            path,
+            {
+                hdrs.METH_GET: Step(self.read, rate_limit="manage"),
+                hdrs.METH_PUT: Step(self.update, rate_limit="manage"),
+                hdrs.METH_DELETE: Step(self.delete, rate_limit="manage"),
+            },
+        )
 
     # -------------------------------------------------------------------------------- authorization
 
@@ -271,10 +240,7 @@ class ClientConfigurationEndpoint:
 
     async def read(self, request: web.Request) -> web.StreamResponse:
         """RFC 7592 section 2.1, client read request: 200 with the client information response."""
-        issuer = request.app[self.contexts][self.issuer_key]
-        limits = self._limits(request)
-        if limits is not None:  # every read costs a provider lookup, even with a made-up client_id
-            await limits.admit(request, issuer=self.issuer_key, operation="manage")
+        issuer = self.issuer
         client, token = await self.authorize(request, issuer)
         log.info("client.read", issuer=issuer.issuer, client_id=client.client_id)
         body = configuration_response(
@@ -286,10 +252,7 @@ class ClientConfigurationEndpoint:
 
     async def update(self, request: web.Request) -> web.StreamResponse:
         """RFC 7592 section 2.2, client update request: a full replacement, validated like a registration."""
-        issuer = request.app[self.contexts][self.issuer_key]
-        limits = self._limits(request)
-        if limits is not None:
-            await limits.admit(request, issuer=self.issuer_key, operation="manage")
+        issuer = self.issuer
         current, token = await self.authorize(request, issuer)
         document = await read_json_object(request, self.settings.max_body_bytes)
         check_replacement_fields(document, current.client_id)
@@ -298,7 +261,9 @@ class ClientConfigurationEndpoint:
         statement = software_statement_metadata(current)
         document = merge_software_statement(document, statement)
         caller = Caller(
-            source=caller_source(request), authenticated=was_authenticated(current), software_statement=statement
+            source=self.limits.rate.source_of(request),
+            authenticated=was_authenticated(current),
+            software_statement=statement,
         )
         metadata = await validate_registration(document, issuer=issuer, settings=self.settings, caller=caller)
         planned = replacement(
@@ -331,10 +296,7 @@ class ClientConfigurationEndpoint:
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
         """RFC 7592 section 2.3, client delete request: 204; the client and its token stop working."""
-        issuer = request.app[self.contexts][self.issuer_key]
-        limits = self._limits(request)
-        if limits is not None:
-            await limits.admit(request, issuer=self.issuer_key, operation="manage")
+        issuer = self.issuer
         client, _ = await self.authorize(request, issuer)
         try:
             with provider_errors(issuer):
@@ -344,8 +306,7 @@ class ClientConfigurationEndpoint:
                     raise ProviderUnavailable(f"delete refused: {exc}") from exc
         except ClientNotFound:  # deleted concurrently: the token is no longer valid either
             raise InvalidToken(_NOT_AUTHORIZED) from None
-        if limits is not None:
-            limits.quota.client_deleted(self.issuer_key)
+        self.limits.quota.client_deleted(issuer.key)
         log.info("client.deleted", issuer=issuer.issuer, client_id=client.client_id)
         return web.Response(status=204, headers=NO_STORE)
 
@@ -356,13 +317,3 @@ async def _provider_read(adapter: ProviderAdapter, issuer: IssuerContext, client
         return await adapter.read_client(issuer.key, client_id)
     except ProviderRejected as exc:
         raise ProviderUnavailable(f"read refused: {exc}") from exc
-
-
-class _MethodNotAllowed(OAuthError):
-    """RFC 9110 section 15.5.6: 405 with ``Allow``."""
-
-    status = 405
-
-    def __init__(self, description: str) -> None:
-        super().__init__(description)
-        self.headers = {hdrs.ALLOW: ", ".join((*METHODS, hdrs.METH_OPTIONS))}

@@ -90,7 +90,7 @@ class DiscoveryCache:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | None,
         metadata_url: str,
         *,
         registration_endpoint: str,
@@ -177,8 +177,12 @@ class DiscoveryCache:
             task.add_done_callback(self._forget_inflight)
         return await asyncio.shield(task)
 
-    async def start(self) -> None:
-        """First fetch (failures are logged, not raised), then refresh in the background."""
+    async def start(self, session: aiohttp.ClientSession | None = None) -> None:
+        """First fetch (failures are logged, not raised), then refresh in the background. ``session``: the HTTP
+        session to fetch with, when the cache was built without one (the app builds its caches in ``create_app``
+        and starts them, with the session it opens, in its cleanup context)."""
+        if session is not None:
+            self._session = session
         if self._refresher is not None:
             return
         await self.refresh()
@@ -261,13 +265,16 @@ class DiscoveryCache:
         return scopes
 
     async def _fetch(self) -> Any:
-        async with self._session.get(
+        session = self._session
+        if session is None:
+            raise UpstreamFetchError("the cache has not been started with an HTTP session")
+        async with session.get(
             self._metadata_url, headers=self._headers, timeout=self._timeout, allow_redirects=False
         ) as response:
             if response.status != 200:
                 raise UpstreamFetchError(f"provider answered HTTP {response.status}")
             encoding = response.headers.get(hdrs.CONTENT_ENCODING, "identity").lower()
-            if encoding != "identity" and not self._session.auto_decompress:
+            if encoding != "identity" and not session.auto_decompress:
                 raise UpstreamFetchError(f"provider sent Content-Encoding {encoding!r} despite identity")
             body = await _read_limited(response, self._max_bytes)
         return json.loads(body)

@@ -31,7 +31,7 @@ from adapters.keycloak.adapter import KeycloakAdapter
 from gateway.devstack.login import keycloak_form_login
 from gateway.devstack.providers import HydraProvider, KeycloakProvider
 from gateway.oauth.metadata import ClientMetadata
-from gateway.rfc7592.tokens import TOKEN_HASH_KEY, verify_registration_access_token
+from gateway.registration.tokens import TOKEN_HASH_KEY, verify_registration_access_token
 from tests.integration.conftest import (
     GatewayProcess,
     keycloak_adapter_for,

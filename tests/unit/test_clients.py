@@ -53,7 +53,7 @@ from gateway.clients.operations import (
     parse_label,
 )
 from gateway.oauth.metadata import ClientMetadata
-from gateway.rfc7592.tokens import TOKEN_HASH_KEY
+from gateway.registration.tokens import TOKEN_HASH_KEY
 
 NOW = 1_800_000_000
 DAY = 86400

@@ -31,7 +31,7 @@ from gateway.cli import build_parser
 from gateway.cli import main as cli_main
 from gateway.clients.cli import run
 from gateway.oauth.metadata import ClientMetadata
-from gateway.rfc7592.tokens import TOKEN_HASH_KEY, verify_registration_access_token
+from gateway.registration.tokens import TOKEN_HASH_KEY, verify_registration_access_token
 from gateway.settings import Settings
 
 PUBLIC = "https://auth.example.com"

@@ -46,7 +46,7 @@ from gateway.conformance.runner import (
     run_suite,
 )
 from gateway.devstack.process import free_port
-from gateway.rfc7591.validation import parse_metadata
+from gateway.oauth.metadata import parse_metadata
 from gateway.rfc8414.wellknown import DocumentKind
 from gateway.settings import Settings
 

@@ -20,7 +20,8 @@ from adapters.keycloak.mapping import (
     to_keycloak,
 )
 from adapters.keycloak.mapping import is_managed as keycloak_is_managed
-from gateway.rfc7591.validation import RegistrationPolicy, parse_metadata, validate
+from gateway.oauth.metadata import parse_metadata
+from gateway.policy import RegistrationPolicy, validate
 
 REALM = RealmScopes(
     names=frozenset(

@@ -13,10 +13,10 @@ from pydantic import ValidationError
 
 from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
 from gateway.oauth.lengths import LengthUnit, StoredLength
-from gateway.policy import PolicySettings, RegistrationPolicy, check_fetched_uris
+from gateway.oauth.metadata import parse_metadata
+from gateway.policy import PolicySettings, RegistrationPolicy, check_fetched_uris, validate
 from gateway.policy.settings import Privilege
-from gateway.rfc7591.handler import Caller, IssuerContext, RegistrationSettings, validate_registration
-from gateway.rfc7591.validation import parse_metadata, validate
+from gateway.registration.service import Caller, IssuerContext, RegistrationSettings, validate_registration
 from gateway.settings import Settings
 
 KEYCLOAK_DOCUMENT: dict[str, Any] = json.loads(

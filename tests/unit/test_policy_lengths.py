@@ -15,8 +15,8 @@ from adapters.keycloak.adapter import KeycloakAdapter
 from adapters.memory.adapter import MemoryAdapter
 from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri
 from gateway.oauth.lengths import LengthUnit, StoredLength
-from gateway.policy import RegistrationPolicy
-from gateway.rfc7591.validation import parse_metadata, validate
+from gateway.oauth.metadata import parse_metadata
+from gateway.policy import RegistrationPolicy, validate
 
 EMOJI = "\U0001f600"
 WEB = {"redirect_uris": ["https://app.example.com/cb"], "application_type": "web"}

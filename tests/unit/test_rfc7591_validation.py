@@ -9,7 +9,8 @@ import pytest
 from mcp_client_bodies import MCP_CLIENT_BODIES
 
 from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
-from gateway.rfc7591.validation import RegistrationPolicy, apply_defaults, parse_metadata, validate
+from gateway.oauth.metadata import parse_metadata
+from gateway.policy import RegistrationPolicy, apply_defaults, validate
 
 POLICY = RegistrationPolicy()
 PUBLIC_NATIVE = {"redirect_uris": ["http://127.0.0.1:3000/callback"], "token_endpoint_auth_method": "none"}

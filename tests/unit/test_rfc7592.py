@@ -19,9 +19,9 @@ import gateway.rfc7591.handler as registration_module
 from adapters.base import ManagedClient, NewClient, ProviderRejected, ProviderUnavailable
 from adapters.memory.adapter import MemoryAdapter
 from gateway.oauth.metadata import ClientMetadata
-from gateway.rfc7591.handler import Caller, validate_registration
-from gateway.rfc7592.records import AUTHENTICATED_KEY, CLIENT_SECRET_HASH_KEY
-from gateway.rfc7592.tokens import TOKEN_HASH_KEY, hash_secret
+from gateway.registration.records import AUTHENTICATED_KEY, CLIENT_SECRET_HASH_KEY
+from gateway.registration.service import Caller, validate_registration
+from gateway.registration.tokens import TOKEN_HASH_KEY, hash_secret
 
 LOOPBACK = "http://127.0.0.1:3000/callback"
 NATIVE = {"redirect_uris": [LOOPBACK], "token_endpoint_auth_method": "none", "client_name": "CLI"}

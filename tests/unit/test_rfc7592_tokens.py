@@ -9,14 +9,7 @@ import pytest
 from adapters.base import ManagedClient
 from gateway.oauth.errors import InvalidClientMetadata
 from gateway.oauth.metadata import ClientInformation, ClientMetadata
-from gateway.rfc7592.handler import (
-    RESERVED_FIELDS,
-    check_client_secret,
-    check_replacement_fields,
-    configuration_response,
-    replacement,
-)
-from gateway.rfc7592.records import (
+from gateway.registration.records import (
     AUTHENTICATED_KEY,
     CLIENT_SECRET_HASH_KEY,
     client_secret_matches,
@@ -25,11 +18,18 @@ from gateway.rfc7592.records import (
     updated_data,
     was_authenticated,
 )
-from gateway.rfc7592.tokens import (
+from gateway.registration.tokens import (
     TOKEN_HASH_KEY,
     hash_secret,
     mint_registration_access_token,
     verify_registration_access_token,
+)
+from gateway.rfc7592.handler import (
+    RESERVED_FIELDS,
+    check_client_secret,
+    check_replacement_fields,
+    configuration_response,
+    replacement,
 )
 
 # ----------------------------------------------------------------------------------------- tokens

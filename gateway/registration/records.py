@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from adapters.base import ManagedClient
 from gateway.oauth.metadata import SECRET_AUTH_METHODS
-from gateway.rfc7592.tokens import TOKEN_HASH_KEY, hash_secret
+from gateway.registration.tokens import TOKEN_HASH_KEY, hash_secret
 
 AUTHENTICATED_KEY = "authenticated"
 """Whether the registration was authenticated (initial access token or software statement): an update is

@@ -1,0 +1,1 @@
+"""Keycloak adapter: the admin REST API ``/admin/realms/{realm}/clients``."""
