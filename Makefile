@@ -80,17 +80,17 @@ BENCH_REGISTRATION_ARGS ?= --requests 200 --concurrency 8
 BENCH_DISCOVERY_ARGS ?=
 
 bench: venv providers
-	$(VPY) bench/registration_latency.py $(BENCH_REGISTRATION_ARGS)
-	$(VPY) bench/discovery_rps.py $(BENCH_DISCOVERY_ARGS)
+	PYTHONPATH=. $(VPY) bench/registration_latency.py $(BENCH_REGISTRATION_ARGS)
+	PYTHONPATH=. $(VPY) bench/discovery_rps.py $(BENCH_DISCOVERY_ARGS)
 
 stack-up: venv providers
-	@$(VPY) -m gateway.devstack.stack up
+	@$(VPY) -m devstack.stack up
 
 stack-down:
-	@if [ -x $(VPY) ]; then $(VPY) -m gateway.devstack.stack down; else echo "no $(VENV): nothing to stop"; fi
+	@if [ -x $(VPY) ]; then $(VPY) -m devstack.stack down; else echo "no $(VENV): nothing to stop"; fi
 
 stack-status: venv
-	@$(VPY) -m gateway.devstack.stack status
+	@$(VPY) -m devstack.stack status
 
 run: venv providers
-	@$(VPY) -m gateway.devstack.stack run
+	@$(VPY) -m devstack.stack run

@@ -51,8 +51,8 @@ from adapters.hydra.mapping import is_managed as hydra_managed
 from adapters.hydra.mapping import to_hydra
 from adapters.keycloak.mapping import RealmScopes, to_keycloak
 from adapters.keycloak.mapping import is_managed as keycloak_managed
-from gateway.devstack.process import Service, free_port
-from gateway.devstack.providers import (
+from devstack.process import Service, free_port
+from devstack.providers import (
     HydraProvider,
     KeycloakProvider,
     keycloak_provider_for,

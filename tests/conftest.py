@@ -2,7 +2,7 @@
 
 ``hydra_provider`` and ``keycloak_provider`` start fresh providers on free ports (never the local stack's
 fixed ports, so tests run while ``make stack-up`` is up) and yield frozen dataclasses
-(:class:`gateway.devstack.providers.HydraProvider` / ``KeycloakProvider``).
+(:class:`devstack.providers.HydraProvider` / ``KeycloakProvider``).
 
 Keycloak takes 10-30 s to start, so when the collected tests need a provider it is spawned as soon as
 collection ends, in parallel with Hydra and with whatever tests run before the first one that needs it; the
@@ -10,7 +10,7 @@ fixture then only waits for it. Logs go to pytest's temporary directory (``pytes
 the path is in every start-up error and in the fixtures' ``log_path``).
 
 ``--providers=containers`` (or ``DCR_TEST_PROVIDERS=containers``) starts the same pinned versions from their
-images through testcontainers instead (needs a Docker engine; see :mod:`gateway.devstack.containers`); the
+images through testcontainers instead (needs a Docker engine; see :mod:`devstack.containers`); the
 fixtures yield the same dataclasses, with the containers' published ports. The default, ``local``, is what CI
 runs.
 """
@@ -30,8 +30,8 @@ from typing import Protocol
 import pytest
 import structlog
 
-from gateway.devstack.process import free_port
-from gateway.devstack.providers import (
+from devstack.process import free_port
+from devstack.providers import (
     HydraProvider,
     KeycloakProvider,
     keycloak_provider_for,
@@ -56,7 +56,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def providers_mode(config: pytest.Config) -> str:
     """``local`` or ``containers``: ``--providers``, else ``$DCR_TEST_PROVIDERS``, else ``local``."""
-    from gateway.devstack.containers import providers_mode as resolve
+    from devstack.containers import providers_mode as resolve
 
     try:
         return resolve(config.getoption("providers"), os.environ)
@@ -133,7 +133,7 @@ def _start_keycloak(config: pytest.Config) -> _Started:
 
 
 def _start_hydra_container(config: pytest.Config) -> _Started:
-    from gateway.devstack.containers import HydraInContainer
+    from devstack.containers import HydraInContainer
 
     hydra = HydraInContainer(gateway_port=free_port(), login_port=free_port(), log_dir=_run_dir(config, "hydra"))
     hydra.start()
@@ -141,7 +141,7 @@ def _start_hydra_container(config: pytest.Config) -> _Started:
 
 
 def _start_keycloak_container(config: pytest.Config) -> _Started:
-    from gateway.devstack.containers import KeycloakInContainer
+    from devstack.containers import KeycloakInContainer
 
     keycloak = KeycloakInContainer(log_dir=_run_dir(config, "keycloak"))
     keycloak.start()

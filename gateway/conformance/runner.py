@@ -51,6 +51,7 @@ from gateway.conformance.discovery import (
     origin,
     probes,
 )
+from gateway.conformance.headless import HeadlessLoginError
 from gateway.conformance.login import LoginDriver
 from gateway.conformance.oauth import (
     authorization_url,
@@ -65,7 +66,6 @@ from gateway.conformance.oauth import (
 )
 from gateway.conformance.profiles import STEPS, BadRegistration, Profile, load_profiles, substitute
 from gateway.conformance.report import Cell, CreatedClient, Outcome, RateLimitPause, Report, Row, Section
-from gateway.devstack.login import HeadlessLoginError
 from gateway.rfc8414.wellknown import DocumentKind
 
 PROBE_ORIGIN = "http://localhost:6274"

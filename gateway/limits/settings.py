@@ -1,7 +1,7 @@
 """The abuse-limit knobs (``Settings.limits``, environment ``DCR_LIMITS__*``).
 
 Production defaults are deliberately modest; the local stack and the test gateways raise them (see
-:data:`gateway.devstack.providers.DEVELOPMENT_LIMITS_ENV`).
+:data:`devstack.providers.DEVELOPMENT_LIMITS_ENV`).
 """
 
 from __future__ import annotations

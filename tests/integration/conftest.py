@@ -1,9 +1,9 @@
 """Fixtures for tests against the real providers (``hydra_provider``/``keycloak_provider`` are in tests/conftest.py).
 
 - ``http``: an aiohttp session whose cookie jar accepts IP hosts, for the headless logins of
-  :mod:`gateway.devstack.login`.
+  :mod:`gateway.conformance.headless`.
 - ``hydra_gateway`` / ``keycloak_gateway``: ``dcr-gateway serve`` subprocesses fronting the session's
-  providers, configured exactly like the local stack's (see gateway/devstack/stack.py), one per session.
+  providers, configured exactly like the local stack's (see devstack/stack.py), one per session.
 - ``target``: either session gateway as a client sees it (:class:`tests.integration.flows.Target`), once per
   provider.
 - ``start``: in-process gateway apps (``create_app`` + aiohttp's test client) for given settings, closed after
@@ -24,14 +24,14 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.keycloak.adapter import KeycloakAdapter
-from gateway.app import create_app
-from gateway.devstack.login import hydra_accept_login_and_consent, keycloak_form_login
-from gateway.devstack.process import free_port
-from gateway.devstack.providers import (
+from devstack.process import free_port
+from devstack.providers import (
     HydraProvider,
     KeycloakProvider,
     start_gateway,
 )
+from gateway.app import create_app
+from gateway.conformance.headless import hydra_accept_login_and_consent, keycloak_form_login
 from gateway.settings import Settings
 from tests.integration.flows import Target
 

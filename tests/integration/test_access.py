@@ -23,10 +23,10 @@ from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey
 
+from devstack.process import free_port
+from devstack.providers import HydraProvider, KeycloakProvider
 from gateway.access.tokens import hash_initial_access_token, mint_initial_access_token
 from gateway.app import create_app
-from gateway.devstack.process import free_port
-from gateway.devstack.providers import HydraProvider, KeycloakProvider
 from gateway.settings import Settings
 from tests.integration.conftest import client_count, client_record, hydra_options, keycloak_options
 

@@ -28,8 +28,8 @@ import pytest
 from adapters.base import ManagedClient, NewClient
 from adapters.hydra.adapter import HydraAdapter
 from adapters.keycloak.adapter import KeycloakAdapter
-from gateway.devstack.login import keycloak_form_login
-from gateway.devstack.providers import HydraProvider, KeycloakProvider
+from devstack.providers import HydraProvider, KeycloakProvider
+from gateway.conformance.headless import keycloak_form_login
 from gateway.oauth.metadata import ClientMetadata
 from gateway.registration.tokens import TOKEN_HASH_KEY, verify_registration_access_token
 from tests.integration.conftest import (

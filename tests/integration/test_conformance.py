@@ -27,10 +27,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.conformance import Outcome, Report, SuiteConfig, hydra_admin, keycloak_form, render_text, run_suite
-from gateway.conformance.cli import IAT_ENV, PASSWORD_ENV
-from gateway.devstack.process import LOOPBACK, Service, free_port
-from gateway.devstack.providers import (
+from devstack.process import LOOPBACK, Service, free_port
+from devstack.providers import (
     DEVELOPMENT_INITIAL_ACCESS_TOKEN,
     HYDRA_NATIVE_DCR_CONFIG,
     HydraProvider,
@@ -39,6 +37,8 @@ from gateway.devstack.providers import (
     start_gateway,
     start_hydra,
 )
+from gateway.conformance import Outcome, Report, SuiteConfig, hydra_admin, keycloak_form, render_text, run_suite
+from gateway.conformance.cli import IAT_ENV, PASSWORD_ENV
 from tests.integration.conftest import GATEWAY_READY_TIMEOUT, GatewayProcess, keycloak_admin_headers
 from tests.integration.naive_shim import naive_shim_app
 

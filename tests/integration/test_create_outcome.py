@@ -18,8 +18,8 @@ import pytest
 
 from adapters.base import NewClient, ProviderUnavailable
 from adapters.hydra.adapter import HydraAdapter
-from gateway.devstack.process import free_port
-from gateway.devstack.providers import HydraProvider, KeycloakProvider
+from devstack.process import free_port
+from devstack.providers import HydraProvider, KeycloakProvider
 from gateway.oauth.metadata import ClientMetadata
 from gateway.settings import Settings
 from tests.integration.conftest import InProcessGateways, keycloak_adapter_for

@@ -25,8 +25,8 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from gateway.devstack.process import free_port
-from gateway.devstack.providers import HydraProvider, KeycloakProvider
+from devstack.process import free_port
+from devstack.providers import HydraProvider, KeycloakProvider
 from gateway.settings import Settings
 from tests.integration.conftest import (
     GatewayProcess,

@@ -18,8 +18,8 @@ import pytest
 
 from adapters.base import ClientNotFound, NewClient, ProviderAdapter
 from adapters.hydra.adapter import HydraAdapter
-from gateway.devstack.login import ConsentRequired, keycloak_form_login
-from gateway.devstack.providers import HydraProvider, KeycloakProvider
+from devstack.providers import HydraProvider, KeycloakProvider
+from gateway.conformance.headless import ConsentRequired, keycloak_form_login
 from gateway.oauth.metadata import ClientMetadata
 from tests.integration.conftest import (
     GatewayProcess,

@@ -25,9 +25,9 @@ from aiohttp.test_utils import TestClient
 
 from adapters.base import ProviderAdapter
 from adapters.registry import get_factory
+from devstack.process import LOOPBACK, free_port
+from devstack.providers import HydraProvider, KeycloakProvider
 from gateway.app import ADAPTER, LIMITS
-from gateway.devstack.process import LOOPBACK, free_port
-from gateway.devstack.providers import HydraProvider, KeycloakProvider
 from gateway.limits.store import CounterStoreUnavailable, RedisCounterStore
 from gateway.settings import Settings
 from tests.integration.conftest import InProcessGateways, hydra_options, keycloak_options

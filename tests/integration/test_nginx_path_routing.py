@@ -31,15 +31,15 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from gateway.devstack.login import hydra_accept_login_and_consent, keycloak_form_login
-from gateway.devstack.process import LOOPBACK, Service, free_port, spawn
-from gateway.devstack.providers import (
+from devstack.process import LOOPBACK, Service, free_port, spawn
+from devstack.providers import (
     REPO_ROOT,
     HydraProvider,
     KeycloakProvider,
     start_gateway,
     start_hydra_and_login,
 )
+from gateway.conformance.headless import hydra_accept_login_and_consent, keycloak_form_login
 from gateway.rfc8414.wellknown import discovery_locations
 from tests.conftest import providers_mode
 from tests.integration.flows import (
@@ -160,7 +160,7 @@ def _start_hydra(config: pytest.Config, *, issuer_port: int, log_dir: Path) -> t
     """A Hydra of this module's own (plus the dev login app) whose issuer is ``http://127.0.0.1:{issuer_port}``,
     started the way the session's ``hydra_provider`` is (local processes, or a container with --providers)."""
     if providers_mode(config) == "containers":
-        from gateway.devstack.containers import HydraInContainer
+        from devstack.containers import HydraInContainer
 
         container = HydraInContainer(gateway_port=issuer_port, login_port=free_port(), log_dir=log_dir).start()
         try:

@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from devstack.process import free_port
+from devstack.providers import HydraProvider, KeycloakProvider
 from gateway.app import create_app
-from gateway.devstack.process import free_port
-from gateway.devstack.providers import HydraProvider, KeycloakProvider
 from gateway.settings import Settings
 from tests.integration.conftest import (
     GatewayProcess,

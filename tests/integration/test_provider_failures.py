@@ -26,9 +26,9 @@ from aiohttp.test_utils import TestClient
 
 from adapters.base import IssuerMissing, NewClient, ProviderUnavailable
 from adapters.keycloak.adapter import KeycloakAdapter
+from devstack.process import free_port
+from devstack.providers import REALM_FILE, HydraProvider, KeycloakProvider, gateway_command
 from gateway.app import StartupRefused
-from gateway.devstack.process import free_port
-from gateway.devstack.providers import REALM_FILE, HydraProvider, KeycloakProvider, gateway_command
 from gateway.oauth.metadata import ClientMetadata
 from gateway.settings import Settings
 from tests.integration.conftest import (

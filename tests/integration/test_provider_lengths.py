@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.devstack.providers import HydraProvider, KeycloakProvider
+from devstack.providers import HydraProvider, KeycloakProvider
 from tests.integration.conftest import client_count, keycloak_admin_headers, target_record
 from tests.integration.flows import Target, register
 

@@ -2,7 +2,7 @@
 
 Each provider gets a public client from its admin API, then authorization code + PKCE S256 to a token, then a
 refresh. These tests pin down what the gateway builds on; when one fails, the provider setup (deploy/,
-gateway/devstack/) is wrong, not the gateway.
+devstack/) is wrong, not the gateway.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import aiohttp
 import pytest
 
-from gateway.devstack.login import HeadlessLoginError, hydra_accept_login_and_consent, keycloak_form_login
-from gateway.devstack.providers import HydraProvider, KeycloakProvider
+from devstack.providers import HydraProvider, KeycloakProvider
+from gateway.conformance.headless import HeadlessLoginError, hydra_accept_login_and_consent, keycloak_form_login
 from tests.integration.conftest import keycloak_admin_headers
 
 REDIRECT_URI = "http://127.0.0.1:3000/callback"

@@ -24,8 +24,8 @@ from yarl import URL
 
 from adapters.base import ProviderUnavailable
 from adapters.hydra.adapter import HydraAdapter
-from gateway.devstack.process import free_port
-from gateway.devstack.providers import HydraProvider, KeycloakProvider
+from devstack.process import free_port
+from devstack.providers import HydraProvider, KeycloakProvider
 from gateway.settings import Settings
 from tests.integration.conftest import (
     GatewayProcess,

@@ -30,7 +30,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientMetadata
 from pydantic import AnyUrl
 
-from gateway.devstack.process import LOOPBACK, free_port
+from devstack.process import LOOPBACK, free_port
 from tests.integration.mcp_e2e.deployments import PROVIDERS, Deployment, deployment
 from tests.integration.mcp_e2e.headless import HeadlessUser, InMemoryTokenStorage, PythonSdkCallbacks
 from tests.integration.mcp_e2e.server import TOOL_NAME, McpServer

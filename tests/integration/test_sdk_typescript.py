@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
-from gateway.devstack.process import LOOPBACK, free_port
+from devstack.process import LOOPBACK, free_port
 from tests.integration.mcp_e2e.deployments import PROVIDERS, Deployment, deployment
 from tests.integration.mcp_e2e.node import node_unavailable_reason, run_typescript_client
 

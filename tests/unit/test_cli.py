@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack.process import LOOPBACK, free_port
+from devstack.providers import gateway_command
 from gateway import __version__, cli
-from gateway.devstack.process import LOOPBACK, free_port
-from gateway.devstack.providers import gateway_command
 
 SERVE_TIMEOUT = 60.0
 

@@ -19,6 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from adapters.memory.adapter import MemoryAdapter
+from devstack.process import free_port
 from gateway.app import create_app
 from gateway.cli import build_parser, main
 from gateway.conformance import checks
@@ -45,7 +46,6 @@ from gateway.conformance.runner import (
     retry_after_seconds,
     run_suite,
 )
-from gateway.devstack.process import free_port
 from gateway.oauth.metadata import parse_metadata
 from gateway.rfc8414.wellknown import DocumentKind
 from gateway.settings import Settings

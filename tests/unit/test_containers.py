@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from testcontainers.core.config import ConnectionMode, testcontainers_config
 
-from gateway.devstack import containers, providers
-from gateway.devstack.containers import (
+from devstack import containers, providers
+from devstack.containers import (
     HYDRA_IMAGE,
     KEYCLOAK_IMAGE,
     HydraInContainer,
@@ -33,7 +33,7 @@ from gateway.devstack.containers import (
     keycloak_spec,
     providers_mode,
 )
-from gateway.devstack.process import ServiceError
+from devstack.process import ServiceError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,7 +95,7 @@ def test_images_are_pinned_to_the_versions_of_the_local_stack_and_compose() -> N
 def test_compose_gateways_carry_the_local_stacks_development_values() -> None:
     """docker-compose.yml's gateways get the same development limits and initial access token hash as the local
     stack's, so the conformance suite behaves the same against either."""
-    from gateway.devstack.providers import DEVELOPMENT_ACCESS_ENV, DEVELOPMENT_LIMITS_ENV
+    from devstack.providers import DEVELOPMENT_ACCESS_ENV, DEVELOPMENT_LIMITS_ENV
 
     compose = (REPO / "docker-compose.yml").read_text()
     anchor = compose.split("x-development-env: &development-env", 1)[1].split("\n\n", 1)[0]

@@ -7,7 +7,7 @@ import json
 
 from aiohttp import web
 
-from gateway.devstack.process import free_port
+from devstack.process import free_port
 from gateway.server import error_body, serve
 
 SECRET = "tok-3b9e-never-echoed"

@@ -367,7 +367,7 @@ def test_variables_into_dict_settings_are_known(monkeypatch: pytest.MonkeyPatch)
 
 def test_the_development_gateways_environment_is_known() -> None:
     """Every variable the local stack and the test fixtures give a gateway is a setting."""
-    from gateway.devstack.providers import hydra_gateway_env, keycloak_gateway_env
+    from devstack.providers import hydra_gateway_env, keycloak_gateway_env
 
     for env in (
         hydra_gateway_env(port=1, hydra_public_url="http://h:1", hydra_admin_url="http://h:2"),

@@ -5,7 +5,7 @@
 - :mod:`.server`: an MCP server (the ``mcp`` package's ``MCPServer``, streamable HTTP on uvicorn) whose
   protected resource metadata (RFC 9728) names the gateway's issuer; one tool, ``whoami``.
 - :mod:`.headless`: the user's part of the authorization-code flow, headlessly (the provider's login and
-  consent, through :mod:`gateway.devstack.login`), shaped for each SDK's redirect/callback hooks.
+  consent, through :mod:`gateway.conformance.headless`), shaped for each SDK's redirect/callback hooks.
 - :mod:`.deployments`: the session's gateway and provider per provider name, MCP servers in front of them,
   and a look at the provider's own record of a client (managed by the gateway or not).
 - :mod:`.node` and ``ts/``: the TypeScript SDK client (``ts/client.mjs``, ``@modelcontextprotocol/sdk`` pinned

@@ -18,7 +18,7 @@ from mcp.server.auth.provider import TokenVerifier
 
 from adapters.hydra.mapping import METADATA_KEY
 from adapters.keycloak.mapping import MANAGED_ATTRIBUTE
-from gateway.devstack.providers import HydraProvider, KeycloakProvider
+from devstack.providers import HydraProvider, KeycloakProvider
 from tests.integration.conftest import GatewayProcess, client_record
 from tests.integration.mcp_e2e.headless import HeadlessUser, Login, hydra_login, keycloak_login
 from tests.integration.mcp_e2e.server import McpServer, running_mcp_server

@@ -3,7 +3,7 @@
 An SDK hands its authorization URL to the application (Python: ``redirect_handler``; TypeScript:
 ``OAuthClientProvider.redirectToAuthorization``) and later expects the redirect's ``code`` and ``state``
 (Python: ``callback_handler``; TypeScript: ``transport.finishAuth(code)``). In between, a person signs in and
-consents in a browser. Here :class:`HeadlessUser` does that through :mod:`gateway.devstack.login` (Hydra: the
+consents in a browser. Here :class:`HeadlessUser` does that through :mod:`gateway.conformance.headless` (Hydra: the
 admin API accepts login and consent; Keycloak: its login and consent forms with the test user), in a fresh
 cookie jar per authorization, as a fresh browser would.
 """
@@ -18,8 +18,8 @@ import aiohttp
 from mcp.client.auth import AuthorizationCodeResult, OAuthFlowError
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
-from gateway.devstack.login import hydra_accept_login_and_consent, keycloak_form_login
-from gateway.devstack.providers import HydraProvider, KeycloakProvider
+from devstack.providers import HydraProvider, KeycloakProvider
+from gateway.conformance.headless import hydra_accept_login_and_consent, keycloak_form_login
 
 Login = Callable[[aiohttp.ClientSession, str], Awaitable[str]]
 """Takes a browser session and an authorization URL; returns the redirect to the client (``code``)."""

@@ -28,7 +28,7 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 
-from gateway.devstack.process import LOOPBACK, free_port
+from devstack.process import LOOPBACK, free_port
 
 START_TIMEOUT = 30.0
 TOOL_NAME = "whoami"

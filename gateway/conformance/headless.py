@@ -1,4 +1,5 @@
-"""Headless authorization-code logins against Hydra and Keycloak, for tests (no browser, no fixtures).
+"""Headless authorization-code logins against Hydra and Keycloak: the login drivers of `dcr-gateway conformance`
+(:mod:`gateway.conformance.login`) and of the tests (no browser, no fixtures).
 
 Both helpers take an ``aiohttp.ClientSession`` whose cookie jar accepts IP hosts
 (``aiohttp.CookieJar(unsafe=True)``) and a complete authorization URL, walk the provider's login (and
@@ -15,7 +16,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import aiohttp
 
-from gateway.devstack.hydra_admin import HydraAdmin, HydraAdminError
+from gateway.conformance.hydra_admin import HydraAdmin, HydraAdminError
 
 
 class HeadlessLoginError(RuntimeError):

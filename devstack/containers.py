@@ -1,8 +1,8 @@
 """Hydra and Keycloak from their pinned images (testcontainers), for machines with a Docker engine.
 
 The test fixtures use this module when ``DCR_TEST_PROVIDERS=containers`` or ``pytest --providers=containers``;
-by default (and in CI) they run the same versions as local processes (:mod:`gateway.devstack.providers`). Both
-ways give the same :class:`~gateway.devstack.providers.HydraProvider` / ``KeycloakProvider``, so every
+by default (and in CI) they run the same versions as local processes (:mod:`devstack.providers`). Both
+ways give the same :class:`~devstack.providers.HydraProvider` / ``KeycloakProvider``, so every
 integration test runs unchanged.
 
 Same configuration as the local processes:
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal, cast
 
-from gateway.devstack.process import LOOPBACK, Service, ServiceError, http_ok, tail
-from gateway.devstack.providers import (
+from devstack.process import LOOPBACK, Service, ServiceError, http_ok, tail
+from devstack.providers import (
     HYDRA_CONFIG,
     KEYCLOAK_BOOTSTRAP_ADMIN,
     KEYCLOAK_REALM,
@@ -108,7 +108,7 @@ class ContainerSpec:
 
 
 def hydra_spec(*, issuer: str, login_url: str, consent_url: str, error_url: str) -> ContainerSpec:
-    """Hydra as :func:`gateway.devstack.providers.start_hydra` runs it, listening on all container interfaces."""
+    """Hydra as :func:`devstack.providers.start_hydra` runs it, listening on all container interfaces."""
     env = {
         "DSN": "memory",
         "SERVE_PUBLIC_HOST": ANY_ADDRESS,
@@ -139,7 +139,7 @@ def keycloak_spec(
     ready_realm: str = KEYCLOAK_REALM,
     bootstrap_admin: tuple[str, str] = KEYCLOAK_BOOTSTRAP_ADMIN,
 ) -> ContainerSpec:
-    """Keycloak as :func:`gateway.devstack.providers.start_keycloak` runs it (see the module docstring)."""
+    """Keycloak as :func:`devstack.providers.start_keycloak` runs it (see the module docstring)."""
     command = (
         "start",
         # deploy/providers/keycloak.sh bakes these in with `kc.sh build`; the stock image builds them at start.

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.process import LOOPBACK, Service, spawn
 from gateway.access.tokens import hash_initial_access_token
-from gateway.devstack.process import LOOPBACK, Service, spawn
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_DIR = REPO_ROOT / "deploy"
 HYDRA_CONFIG = DEPLOY_DIR / "hydra" / "hydra.yml"
 HYDRA_NATIVE_DCR_CONFIG = DEPLOY_DIR / "hydra" / "hydra-native-dcr.yml"
@@ -125,7 +125,7 @@ def keycloak_provider_for(http_port: int, log_path: Path) -> KeycloakProvider:
 def _ensure(script: str, *args: str) -> Path:
     path = DEPLOY_DIR / "providers" / script
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: gateway.devstack runs from a checkout of dcr-gateway")
+        raise FileNotFoundError(f"{path} not found: devstack runs from a checkout of dcr-gateway")
     result = subprocess.run(["bash", str(path), *args], check=True, stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
     return Path(result.stdout.strip().splitlines()[-1])
 
@@ -188,13 +188,13 @@ def start_hydra(
 
 
 def start_login_consent(*, port: int, hydra_admin_url: str, log_path: Path, subject: str = USER_NAME) -> Service:
-    """The development-only login & consent app (``python -m gateway.devstack.login_consent``)."""
+    """The development-only login & consent app (``python -m devstack.login_consent``)."""
     return spawn(
         "login-consent",
         [
             sys.executable,
             "-m",
-            "gateway.devstack.login_consent",
+            "devstack.login_consent",
             "--port",
             str(port),
             "--hydra-admin",

@@ -5,7 +5,7 @@ with a ``consent_challenge``, and an app accepts them through Hydra's admin API.
 fixed test user (``alice``) without a password and grants every requested scope and audience. It exists for
 the local stack and for trying MCP clients by hand; never expose it beyond your own machine.
 
-    python -m gateway.devstack.login_consent --port 8090 --hydra-admin http://127.0.0.1:4445
+    python -m devstack.login_consent --port 8090 --hydra-admin http://127.0.0.1:4445
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from gateway.devstack.hydra_admin import HydraAdmin, HydraAdminError
+from gateway.conformance.hydra_admin import HydraAdmin, HydraAdminError
 
 HYDRA_ADMIN = web.AppKey("hydra_admin", str)
 SUBJECT = web.AppKey("subject", str)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 
-_PAGE = string.Template(resources.files("gateway.devstack").joinpath("login_consent.html").read_text())
+_PAGE = string.Template(resources.files("devstack").joinpath("login_consent.html").read_text())
 
 
 def _page(title: str, content: str, status: int = 200) -> web.Response:
@@ -166,7 +166,7 @@ def create_app(hydra_admin_url: str, subject: str = "alice") -> web.Application:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m gateway.devstack.login_consent",
+        prog="python -m devstack.login_consent",
         description="DEVELOPMENT-ONLY Hydra login & consent app: signs everyone in as a fixed test user.",
     )
     parser.add_argument("--host", default="127.0.0.1")

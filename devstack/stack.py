@@ -1,9 +1,9 @@
 """The local development stack: ``make stack-up``, ``make stack-down``, ``make run``.
 
-    python -m gateway.devstack.stack up       start what is not running yet, return once everything is ready
-    python -m gateway.devstack.stack down     stop everything ``up`` started
-    python -m gateway.devstack.stack status   what runs, where
-    python -m gateway.devstack.stack run      Hydra + dev login app + a gateway in the foreground; Ctrl-C stops
+    python -m devstack.stack up       start what is not running yet, return once everything is ready
+    python -m devstack.stack down     stop everything ``up`` started
+    python -m devstack.stack status   what runs, where
+    python -m devstack.stack run      Hydra + dev login app + a gateway in the foreground; Ctrl-C stops
 
 The stack (fixed ports, loopback only):
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from gateway.devstack.process import (
+from devstack.process import (
     LOOPBACK,
     Service,
     ServiceError,
@@ -40,7 +40,7 @@ from gateway.devstack.process import (
     tail,
     terminate_group,
 )
-from gateway.devstack.providers import (
+from devstack.providers import (
     REPO_ROOT,
     hydra_gateway_env,
     keycloak_gateway_env,
@@ -325,9 +325,7 @@ def run() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m gateway.devstack.stack", description=(__doc__ or "").split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m devstack.stack", description=(__doc__ or "").split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     up_parser = commands.add_parser("up", help="start the stack (idempotent), return once it is ready")
     up_parser.add_argument("--no-gateways", action="store_true", help="only the providers and the dev login app")
