@@ -87,9 +87,7 @@ BODIES: dict[str, dict[str, Any]] = {
     },
 }
 SIDES = ("gateway", "admin")
-REGISTRATION = RegistrationSettings(
-    max_body_bytes=64 * 1024, client_secret_expires_in=0, allow_client_credentials=False
-)
+REGISTRATION = RegistrationSettings(max_body_bytes=64 * 1024)
 
 
 class BenchError(RuntimeError):
@@ -168,9 +166,7 @@ class ProviderBench:
             document = await response.json()
         if document.get("registration_endpoint") != self.registration_endpoint:
             raise BenchError(f"{self.name}: unexpected registration endpoint {document.get('registration_endpoint')}")
-        self.policy = RegistrationPolicy.from_server_metadata(
-            document, client_credentials_allowed=REGISTRATION.allow_client_credentials
-        )
+        self.policy = RegistrationPolicy.from_settings(REGISTRATION.policy, document)
 
     def gateway_request(self, body: dict[str, Any]) -> Prepared:
         return Prepared(self.registration_endpoint, json.dumps(body).encode(), JSON_HEADERS)

@@ -205,11 +205,6 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
     sessions, starts them, and closes them."""
     if adapter is None:
         adapter = get_factory(settings.provider)(settings)
-    if settings.client_secret_expires_in > 0:
-        raise ValueError(
-            "client_secret_expires_in > 0 is not supported yet: no adapter enforces secret expiry, "
-            "and the gateway would advertise an expiry the provider ignores"
-        )
     cors = CorsPolicy(allowed_origins=tuple(settings.cors_allowed_origins))
     issuers = adapter.issuers()
     unknown = settings.access.unknown_overrides([(issuer.key, issuer.path) for issuer in issuers])
@@ -241,9 +236,6 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
 
     reg_settings = RegistrationSettings(
         max_body_bytes=settings.max_body_bytes,
-        client_secret_expires_in=settings.client_secret_expires_in,
-        allow_client_credentials=settings.allow_client_credentials,
-        allow_jwks_uri=settings.allow_jwks_uri,
         stored_lengths=adapter.capabilities.stored_lengths,
         message_template_fields=adapter.capabilities.message_template_fields,
         policy=settings.policy,

@@ -205,15 +205,8 @@ class Settings(BaseSettings):
     registration_path: str = "/register"
     """Registration endpoint path, relative to each issuer's path (``/register``, ``/realms/mcp/register``)."""
     max_body_bytes: int = 64 * 1024
-    client_secret_expires_in: int = 0
-    """Seconds until issued client secrets expire; 0 means never (RFC 7591 section 3.2.1)."""
-    allow_client_credentials: bool = False
-    """Anonymous registrations never get ``client_credentials``; later, authenticated ones may."""
-    allow_jwks_uri: bool = False
-    """``jwks_uri`` makes the provider fetch a client-chosen URL (SSRF): off for anonymous registration."""
     policy: PolicySettings = Field(default_factory=PolicySettings)
-    """The registration policy (``[policy]`` / ``DCR_POLICY__*``, see :mod:`gateway.policy.settings`); the two
-    ``allow_*`` flags above are its legacy spelling: ``true`` widens the privilege to ``anyone``."""
+    """The registration policy (``[policy]`` / ``DCR_POLICY__*``, see :mod:`gateway.policy.settings`)."""
     rotate_registration_access_token: bool = False
     """RFC 7592 section 2.2: issue a new registration access token on every update (the old one stops working).
     Off by default: the OpenID Foundation's Brazil DCR tests expect the token to survive an update."""

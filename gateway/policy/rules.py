@@ -36,7 +36,7 @@ from gateway.oauth.metadata import (
     TOKEN_ENDPOINT_AUTH_METHODS,
     ClientMetadata,
 )
-from gateway.policy.settings import PolicySettings, Privilege, SameHostMode, ScopeMode
+from gateway.policy.settings import PolicySettings, SameHostMode, ScopeMode
 from gateway.policy.uris import (
     DEFAULT_REDIRECT_RULES,
     FORBIDDEN_SCHEMES,
@@ -174,28 +174,6 @@ class RegistrationPolicy:
             stored_lengths=dict(stored_lengths or {}),
             message_template_fields=message_template_fields,
         )
-
-    @classmethod
-    def from_server_metadata(
-        cls,
-        metadata: Mapping[str, Any] | None,
-        *,
-        client_credentials_allowed: bool = False,
-        jwks_uri_allowed: bool = False,
-        max_uri_length: int = 2000,
-        max_string_length: int = 500,
-    ) -> RegistrationPolicy:
-        """The fixed rules against the provider's metadata, with the two privileges given as flags (the shape
-        of the policy before :class:`PolicySettings`; inline ``jwks`` stays allowed, as it was)."""
-        settings = PolicySettings(
-            client_credentials=Privilege.ANYONE if client_credentials_allowed else Privilege.NEVER,
-            jwks=Privilege.ANYONE,
-            jwks_uri=Privilege.ANYONE if jwks_uri_allowed else Privilege.NEVER,
-            same_host=SameHostMode.OFF,
-            max_uri_length=max_uri_length,
-            max_string_length=max_string_length,
-        )
-        return cls.from_settings(settings, metadata)
 
     def refused(self) -> str:
         """Error wording for privileged metadata the caller may not register."""

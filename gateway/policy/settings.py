@@ -178,17 +178,6 @@ class PolicySettings(BaseModel):
                              f"{sorted(TOKEN_ENDPOINT_AUTH_METHODS)}")  # fmt: skip
         return value
 
-    def with_legacy_flags(self, *, allow_client_credentials: bool, allow_jwks_uri: bool) -> PolicySettings:
-        """Honour the pre-policy settings ``allow_client_credentials`` / ``allow_jwks_uri`` (``DCR_ALLOW_*``):
-        ``true`` meant "for every registration" (there was no authenticated registration then), so it widens
-        the privilege to ``anyone`` when the policy still has its default."""
-        updates: dict[str, Privilege] = {}
-        if allow_client_credentials and self.client_credentials is Privilege.NEVER:
-            updates["client_credentials"] = Privilege.ANYONE
-        if allow_jwks_uri and self.jwks_uri is Privilege.NEVER:
-            updates["jwks_uri"] = Privilege.ANYONE
-        return self.model_copy(update=updates) if updates else self
-
 
 __all__ = [
     "PolicySettings",

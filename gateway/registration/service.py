@@ -77,11 +77,6 @@ class RegistrationSettings:
     """The registration knobs of :class:`gateway.settings.Settings` this endpoint uses."""
 
     max_body_bytes: int
-    client_secret_expires_in: int
-    allow_client_credentials: bool
-    """Legacy ``DCR_ALLOW_CLIENT_CREDENTIALS``: ``true`` widens ``policy.client_credentials`` to ``anyone``."""
-    allow_jwks_uri: bool = False
-    """Legacy ``DCR_ALLOW_JWKS_URI``: ``true`` widens ``policy.jwks_uri`` to ``anyone``."""
     stored_lengths: Mapping[str, StoredLength] = field(default_factory=dict)
     """The provider's column sizes, in its units (``Capabilities.stored_lengths``)."""
     message_template_fields: frozenset[str] = frozenset()
@@ -98,11 +93,8 @@ async def registration_policy(
     """What this issuer accepts for this caller: the deployment's policy settings intersected with the
     provider's discovery document (RFC 8414 section 2), privileges resolved for ``caller.authenticated``."""
     cached = await issuer.discovery.get()
-    policy = settings.policy.with_legacy_flags(
-        allow_client_credentials=settings.allow_client_credentials, allow_jwks_uri=settings.allow_jwks_uri
-    )
     return RegistrationPolicy.from_settings(
-        policy,
+        settings.policy,
         cached.document if cached else None,
         authenticated=caller.authenticated,
         stored_lengths=settings.stored_lengths,
@@ -135,7 +127,6 @@ def issue_credentials(
     """
     now = int(time.time())
     needs_secret = metadata.token_endpoint_auth_method in SECRET_AUTH_METHODS
-    expires_at = now + settings.client_secret_expires_in if settings.client_secret_expires_in > 0 else 0
     client_secret = secrets.token_urlsafe(32) if needs_secret else None
     gateway_data = (
         management_data(
@@ -151,7 +142,7 @@ def issue_credentials(
         client_id=str(uuid.uuid4()),
         client_secret=client_secret,
         client_id_issued_at=now,
-        client_secret_expires_at=expires_at if needs_secret else 0,
+        client_secret_expires_at=0,  # RFC 7591 section 3.2.1: 0, the secret does not expire
         metadata=metadata,
         gateway_data=gateway_data,
     )

@@ -21,7 +21,6 @@ given at registration (or by the update that issued it).
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -123,8 +122,6 @@ def replacement(
     metadata: ClientMetadata,
     *,
     rotate_registration_access_token: bool,
-    client_secret_expires_in: int = 0,
-    now: int | None = None,
 ) -> Replacement:
     """The full replacement of ``current`` by ``metadata`` (RFC 7592 section 2.2: "Valid values of client
     metadata fields in this request MUST replace, not augment, the values previously associated with that
@@ -136,11 +133,8 @@ def replacement(
     needs_secret = metadata.token_endpoint_auth_method in SECRET_AUTH_METHODS
     had_secret = uses_secret(current)
     issued_secret = secrets.token_urlsafe(32) if needs_secret and not had_secret else None
-    if issued_secret is not None:
-        issued_at = now if now is not None else int(time.time())
-        expires_at = issued_at + client_secret_expires_in if client_secret_expires_in > 0 else 0
-    else:
-        expires_at = current.client_secret_expires_at if needs_secret else 0
+    # RFC 7591 section 3.2.1: 0, a secret does not expire (a new one included); none without a secret
+    expires_at = current.client_secret_expires_at if needs_secret and not issued_secret else 0
     token, token_hash = mint_registration_access_token() if rotate_registration_access_token else (None, None)
     client = NewClient(
         client_id=current.client_id,
@@ -270,7 +264,6 @@ class ClientConfigurationEndpoint:
             current,
             metadata,
             rotate_registration_access_token=self.rotate_registration_access_token,
-            client_secret_expires_in=self.settings.client_secret_expires_in,
         )
         try:
             with provider_errors(issuer):

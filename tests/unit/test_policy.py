@@ -409,16 +409,6 @@ def test_private_and_symmetric_keys_are_refused_even_when_keys_are_allowed(key: 
         register({**WEB, "jwks": {"keys": [key]}}, policy_for(authenticated=True))
 
 
-def test_legacy_allow_flags_widen_a_default_privilege_to_anyone() -> None:
-    legacy = PolicySettings().with_legacy_flags(allow_client_credentials=True, allow_jwks_uri=True)
-    assert legacy.client_credentials is Privilege.ANYONE
-    assert legacy.jwks_uri is Privilege.ANYONE
-    explicit = PolicySettings(jwks_uri=Privilege.AUTHENTICATED)  # the policy setting, once given, wins
-    assert explicit.with_legacy_flags(allow_client_credentials=False, allow_jwks_uri=True) == explicit
-    unchanged = PolicySettings().with_legacy_flags(allow_client_credentials=False, allow_jwks_uri=False)
-    assert unchanged == PolicySettings()
-
-
 # ---------------------------------------------------------------------------- jwks_uri resolution
 
 
@@ -498,8 +488,6 @@ async def test_validate_registration_runs_the_configured_policy_for_the_caller_a
     """The seam RFC 7591 registration and RFC 7592 update share: settings -> policy -> rules -> resolution."""
     settings = RegistrationSettings(
         max_body_bytes=65536,
-        client_secret_expires_in=0,
-        allow_client_credentials=False,
         stored_lengths={"redirect_uris": StoredLength(255, LengthUnit.UTF8)},
         policy=PolicySettings(jwks_uri=Privilege.AUTHENTICATED, token_endpoint_auth_methods=("private_key_jwt",)),
         resolver=resolver_of(RESOLVED),
@@ -526,22 +514,6 @@ async def test_validate_registration_runs_the_configured_policy_for_the_caller_a
             settings=settings,
             caller=authenticated,
         )
-
-
-async def test_legacy_settings_still_allow_jwks_uri_for_everyone() -> None:
-    settings = RegistrationSettings(
-        max_body_bytes=65536,
-        client_secret_expires_in=0,
-        allow_client_credentials=False,
-        allow_jwks_uri=True,
-        resolver=resolver_of(RESOLVED),
-    )
-    metadata = await validate_registration(
-        {**WEB, "jwks_uri": "https://keys.example.com/jwks", "token_endpoint_auth_method": "private_key_jwt"},
-        issuer=_issuer(HYDRA_DOCUMENT),
-        settings=settings,
-    )
-    assert metadata.jwks_uri == "https://keys.example.com/jwks"
 
 
 # ------------------------------------------------------------------------------------ configuration

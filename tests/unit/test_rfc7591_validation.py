@@ -10,10 +10,26 @@ from mcp_client_bodies import MCP_CLIENT_BODIES
 
 from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
 from gateway.oauth.metadata import parse_metadata
-from gateway.policy import RegistrationPolicy, apply_defaults, validate
+from gateway.policy import PolicySettings, Privilege, RegistrationPolicy, SameHostMode, apply_defaults, validate
 
 POLICY = RegistrationPolicy()
 PUBLIC_NATIVE = {"redirect_uris": ["http://127.0.0.1:3000/callback"], "token_endpoint_auth_method": "none"}
+
+
+def policy_from_server_metadata(
+    metadata: dict[str, Any] | None, *, client_credentials_allowed: bool = False
+) -> RegistrationPolicy:
+    """The fixed rules against the provider's metadata, ``client_credentials`` given as a flag (the shape of the
+    policy before :class:`PolicySettings`; inline ``jwks`` allowed, ``jwks_uri`` not)."""
+    settings = PolicySettings(
+        client_credentials=Privilege.ANYONE if client_credentials_allowed else Privilege.NEVER,
+        jwks=Privilege.ANYONE,
+        jwks_uri=Privilege.NEVER,
+        same_host=SameHostMode.OFF,
+        max_uri_length=2000,
+        max_string_length=500,
+    )
+    return RegistrationPolicy.from_settings(settings, metadata)
 
 
 def register(body: dict[str, Any], policy: RegistrationPolicy = POLICY) -> dict[str, Any]:
@@ -277,7 +293,7 @@ def test_one_bad_uri_is_named_by_its_index() -> None:
 
 
 def test_policy_follows_the_providers_metadata() -> None:
-    policy = RegistrationPolicy.from_server_metadata(
+    policy = policy_from_server_metadata(
         {
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
@@ -301,7 +317,7 @@ def test_policy_follows_the_providers_metadata() -> None:
 
 
 def test_client_credentials_can_be_allowed_explicitly() -> None:
-    policy = RegistrationPolicy.from_server_metadata(None, client_credentials_allowed=True)
+    policy = policy_from_server_metadata(None, client_credentials_allowed=True)
     registered = register(
         {"redirect_uris": ["https://a.example/cb"], "grant_types": ["authorization_code", "client_credentials"]},
         policy,

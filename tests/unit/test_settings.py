@@ -565,3 +565,18 @@ def test_every_command_reading_settings_refuses_unknown_names_the_same_way(
     assert capsys.readouterr().err.splitlines() == [
         "dcr-gateway: invalid configuration: unknown environment variable DCR_PROVDER: did you mean DCR_PROVIDER?"
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("DCR_ALLOW_CLIENT_CREDENTIALS", "true"), ("DCR_ALLOW_JWKS_URI", "true"), ("DCR_CLIENT_SECRET_EXPIRES_IN", "60")],
+)
+def test_removed_settings_are_unknown(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    """Issue 9 part 4: the legacy ``allow_*`` flags (``DCR_POLICY__CLIENT_CREDENTIALS`` / ``DCR_POLICY__JWKS_URI``
+    replace them) and ``client_secret_expires_in`` (no provider enforces secret expiry) are gone: setting one
+    stops the start like any unknown name, never silently does nothing."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as error:
+        Settings()
+    [line] = problems_of(error)
+    assert f"unknown environment variable {name}" in line
