@@ -22,6 +22,22 @@ from aiohttp import web
 
 from gateway.conformance.hydra_admin import HydraAdmin, HydraAdminError
 
+
+class DevHydraAdmin(HydraAdmin):
+    """The conformance suite's Hydra admin client, plus what only this development login app does."""
+
+    async def login_request(self, challenge: str) -> dict[str, Any]:
+        return await self._call("GET", "/login", ("login_challenge", challenge))
+
+    async def reject_login(self, challenge: str, description: str) -> str:
+        body = {"error": "access_denied", "error_description": description}
+        return str((await self._call("PUT", "/login/reject", ("login_challenge", challenge), body))["redirect_to"])
+
+    async def reject_consent(self, challenge: str, description: str) -> str:
+        body = {"error": "access_denied", "error_description": description}
+        return str((await self._call("PUT", "/consent/reject", ("consent_challenge", challenge), body))["redirect_to"])
+
+
 HYDRA_ADMIN = web.AppKey("hydra_admin", str)
 SUBJECT = web.AppKey("subject", str)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
@@ -54,8 +70,8 @@ def _client_label(request_info: Mapping[str, Any]) -> str:
     return str(client.get("client_name") or client.get("client_id") or "an unknown client")
 
 
-def _admin(app: web.Application) -> HydraAdmin:
-    return HydraAdmin(app[HTTP], app[HYDRA_ADMIN])
+def _admin(app: web.Application) -> DevHydraAdmin:
+    return DevHydraAdmin(app[HTTP], app[HYDRA_ADMIN])
 
 
 def _challenge(request: web.Request, name: str, form: Mapping[str, Any] | None = None) -> str:

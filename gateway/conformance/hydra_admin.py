@@ -39,17 +39,10 @@ class HydraAdmin:
             result: dict[str, Any] = await response.json(content_type=None)
             return result
 
-    async def login_request(self, challenge: str) -> dict[str, Any]:
-        return await self._call("GET", "/login", ("login_challenge", challenge))
-
     async def accept_login(self, challenge: str, subject: str) -> str:
         """Sign ``subject`` in; returns where to send the browser next."""
         body = {"subject": subject, "remember": False}
         return str((await self._call("PUT", "/login/accept", ("login_challenge", challenge), body))["redirect_to"])
-
-    async def reject_login(self, challenge: str, description: str) -> str:
-        body = {"error": "access_denied", "error_description": description}
-        return str((await self._call("PUT", "/login/reject", ("login_challenge", challenge), body))["redirect_to"])
 
     async def consent_request(self, challenge: str) -> dict[str, Any]:
         return await self._call("GET", "/consent", ("consent_challenge", challenge))
@@ -71,7 +64,3 @@ class HydraAdmin:
         if id_token:
             body["session"] = {"id_token": dict(id_token)}
         return str((await self._call("PUT", "/consent/accept", ("consent_challenge", challenge), body))["redirect_to"])
-
-    async def reject_consent(self, challenge: str, description: str) -> str:
-        body = {"error": "access_denied", "error_description": description}
-        return str((await self._call("PUT", "/consent/reject", ("consent_challenge", challenge), body))["redirect_to"])

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -200,15 +200,3 @@ def _lookup(variables: Mapping[str, Any], name: str) -> Any:
     if name not in variables:
         raise ProfileError(f"unknown placeholder {{{name}}}; known: {sorted(variables)}")
     return variables[name]
-
-
-def select(profiles: Iterable[Profile], names: Iterable[str] | None) -> list[Profile]:
-    """The profiles named (all when ``names`` is empty); an unknown name is an error."""
-    chosen = list(names or ())
-    if not chosen:
-        return list(profiles)
-    by_name = {profile.name: profile for profile in profiles}
-    unknown = [name for name in chosen if name not in by_name]
-    if unknown:
-        raise ProfileError(f"unknown profiles {unknown}; known: {sorted(by_name)}")
-    return [by_name[name] for name in chosen]
