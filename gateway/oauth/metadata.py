@@ -10,11 +10,13 @@ sent by the client that it does not understand"), and so is a client-chosen ``cl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import Field as ModelField
 
 from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
+from gateway.oauth.fields import Field, Kind, Limit
 
 AUTHORIZATION_CODE = "authorization_code"
 REFRESH_TOKEN = "refresh_token"
@@ -49,29 +51,104 @@ class ClientMetadata(BaseModel):
 
     model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
 
-    redirect_uris: list[str] | None = None
-    token_endpoint_auth_method: str | None = None
-    grant_types: list[str] | None = None
-    response_types: list[str] | None = None
-    client_name: str | None = None
-    client_uri: str | None = None
-    logo_uri: str | None = None
-    scope: str | None = None
-    contacts: list[str] | None = None
-    tos_uri: str | None = None
-    policy_uri: str | None = None
-    jwks_uri: str | None = None
-    jwks: dict[str, Any] | None = None
-    software_id: str | None = None
-    software_version: str | None = None
-    # OpenID Connect Dynamic Client Registration 1.0, section 2
-    application_type: Literal["web", "native"] | None = None
-    # OpenID Connect RP-Initiated Logout 1.0, section 3.1
-    post_logout_redirect_uris: list[str] | None = None
+    # fmt: off
+    # The field table: one row per field (gateway.oauth.fields.Field); rules and README derive from it.
+    redirect_uris: Annotated[list[str] | None, Field(
+        "RFC 7591 section 2", Kind.URIS, default="required by the gateway for redirect-based grants",
+        limit=Limit.URI, rules=("redirect_uris_present", "redirect_uris_safe", "metadata_uris_same_host"),
+    )] = None
+    token_endpoint_auth_method: Annotated[str | None, Field(
+        "RFC 7591 section 2", Kind.CHOICE, default=CLIENT_SECRET_BASIC,
+        rules=("rfc7591_defaults", "token_endpoint_auth_method_negotiated", "keys_allowed"),
+    )] = None
+    grant_types: Annotated[list[str] | None, Field(
+        "RFC 7591 section 2", Kind.TEXTS, default=AUTHORIZATION_CODE,
+        rules=("rfc7591_defaults", "redirect_uris_present", "grant_types_allowed", "grant_and_response_types_agree",
+               "token_endpoint_auth_method_negotiated"),
+    )] = None
+    response_types: Annotated[list[str] | None, Field(
+        "RFC 7591 section 2", Kind.TEXTS, default="code",
+        rules=("rfc7591_defaults", "redirect_uris_present", "response_types_allowed",
+               "grant_and_response_types_agree"),
+    )] = None
+    client_name: Annotated[str | None, Field(
+        "RFC 7591 section 2", Kind.TEXT, limit=Limit.TEXT, shown_to_user=True,
+        rules=("strings_bounded", "display_text_literal", "stored_lengths_fit"),
+    )] = None
+    client_uri: Annotated[str | None, Field(
+        "RFC 7591 section 2", Kind.URI, limit=Limit.URI, shown_to_user=True,
+        rules=("web_uris_valid", "metadata_uris_same_host", "stored_lengths_fit"),
+    )] = None
+    logo_uri: Annotated[str | None, Field(
+        "RFC 7591 section 2", Kind.URI, limit=Limit.URI, shown_to_user=True,
+        rules=("web_uris_valid", "metadata_uris_same_host", "stored_lengths_fit"),
+    )] = None
+    scope: Annotated[str | None, Field(
+        "RFC 7591 section 2", Kind.TOKENS, default="the provider's default scopes", limit=Limit.URI,
+        rules=("scope_syntax", "scopes_allowed"),
+    )] = None
+    contacts: Annotated[list[str] | None, Field(
+        "RFC 7591 section 2", Kind.TEXTS, limit=Limit.EMAIL, rules=("strings_bounded",),
+    )] = None
+    tos_uri: Annotated[str | None, Field(
+        "RFC 7591 section 2", Kind.URI, limit=Limit.URI, shown_to_user=True,
+        rules=("web_uris_valid", "metadata_uris_same_host", "stored_lengths_fit"),
+    )] = None
+    policy_uri: Annotated[str | None, Field(
+        "RFC 7591 section 2", Kind.URI, limit=Limit.URI, shown_to_user=True,
+        rules=("web_uris_valid", "metadata_uris_same_host", "stored_lengths_fit"),
+    )] = None
+    jwks_uri: Annotated[str | None, Field(
+        "RFC 7591 section 2", Kind.URI, limit=Limit.URI, rules=("keys_allowed", "web_uris_valid"),
+    )] = None
+    jwks: Annotated[dict[str, Any] | None, Field(
+        "RFC 7591 section 2", Kind.JSON, rules=("keys_allowed", "jwks_usable"),
+    )] = None
+    software_id: Annotated[str | None, Field(
+        "RFC 7591 section 2", Kind.TEXT, limit=Limit.TEXT, rules=("strings_bounded",),
+    )] = None
+    software_version: Annotated[str | None, Field(
+        "RFC 7591 section 2", Kind.TEXT, limit=Limit.TEXT, rules=("strings_bounded",),
+    )] = None
+    application_type: Annotated[Literal["web", "native"] | None, Field(
+        "OpenID Connect Registration 1.0 section 2", Kind.CHOICE, default="web", choices=("web", "native"),
+        rules=("redirect_uris_safe", "post_logout_redirect_uris_safe"),
+    )] = None
+    post_logout_redirect_uris: Annotated[list[str] | None, Field(
+        "OpenID Connect RP-Initiated Logout 1.0 section 3.1", Kind.URIS, limit=Limit.URI,
+        rules=("post_logout_redirect_uris_safe",),
+    )] = None
+    # fmt: on
 
     def registered(self) -> dict[str, Any]:
         """The metadata as a JSON object, without absent fields (RFC 7591 section 3.2.1)."""
         return self.model_dump(exclude_none=True)
+
+
+FIELDS: dict[str, Field] = {
+    name: next(item for item in info.metadata if isinstance(item, Field))
+    for name, info in ClientMetadata.model_fields.items()
+}
+"""The client metadata field table, by name, in the model's order."""
+
+
+def markdown_table() -> str:
+    """The README's list of client metadata fields, generated from :data:`FIELDS`."""
+    lines = [
+        "| Field | Defined in | Type | Default when omitted | Echoed | Length limit | Rules that read it |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in FIELDS.items():
+        kind = row.kind.shape(row.choices) if row.kind is Kind.CHOICE and row.choices else row.kind.value
+        limit = (
+            f"`{row.limit.value}`" if row.limit in (Limit.URI, Limit.TEXT) else (row.limit.value if row.limit else "")
+        )
+        lines.append(
+            f"| `{name}` | {row.spec} | {kind} | {row.default} | {'yes' if row.echoed else 'no'} | {limit} | "
+            + ", ".join(f"`{rule}`" for rule in row.rules)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 class ClientInformation(BaseModel):
@@ -84,7 +161,7 @@ class ClientInformation(BaseModel):
     client_id: str
     client_secret: str | None = None
     client_id_issued_at: int
-    client_secret_expires_at: int | None = Field(
+    client_secret_expires_at: int | None = ModelField(
         default=None, description="REQUIRED if client_secret is issued; 0 means it does not expire"
     )
     metadata: ClientMetadata
@@ -135,12 +212,5 @@ def parse_metadata(document: Mapping[str, Any]) -> ClientMetadata:
 
 
 def _expected_shape(name: str) -> str:
-    annotation = ClientMetadata.model_fields[name].annotation if name in ClientMetadata.model_fields else None
-    text = str(annotation)
-    if "list[str]" in text:
-        return "an array of strings"
-    if "dict" in text:
-        return "a JSON object"
-    if "Literal" in text:
-        return "one of 'web', 'native'"
-    return "a string"
+    row = FIELDS.get(name)
+    return row.kind.shape(row.choices) if row is not None else "a string"

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri
+from gateway.oauth.fields import Kind, Limit
 from gateway.oauth.lengths import StoredLength
 from gateway.oauth.metadata import (
     AUTHORIZATION_CODE,
@@ -27,6 +28,7 @@ from gateway.oauth.metadata import (
     CLIENT_SECRET_BASIC,
     CLIENT_SECRET_POST,
     DEVICE_CODE,
+    FIELDS,
     GRANT_TYPES,
     IMPLICIT,
     NONE,
@@ -59,8 +61,12 @@ FORBIDDEN_GRANT_TYPES = {
 }
 PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 """RFC 7518 section 6: members that only private or symmetric keys carry."""
-SAME_HOST_URIS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
-"""RFC 7591 section 5: URIs shown to the user that SHOULD share host and scheme with the redirect URIs."""
+SAME_HOST_URIS = tuple(name for name, row in FIELDS.items() if row.kind is Kind.URI and row.shown_to_user)
+"""RFC 7591 section 5: URIs shown to the user that SHOULD share host and scheme with the redirect URIs
+(``client_uri``, ``logo_uri``, ``tos_uri``, ``policy_uri``: the table's ``shown_to_user`` URIs)."""
+TEXT_FIELDS = tuple(name for name, row in FIELDS.items() if row.limit is Limit.TEXT)
+"""Human-readable strings bounded by ``max_string_length`` (``client_name``, ``software_id``,
+``software_version``: the table's ``Limit.TEXT`` rows)."""
 NEGOTIABLE_AUTH_METHODS = (CLIENT_SECRET_BASIC, CLIENT_SECRET_POST)
 """Secret methods a client can be moved between (it reads the method back from the response, as the MCP SDKs
 do), in order of preference."""
@@ -482,7 +488,7 @@ def metadata_uris_same_host(metadata: ClientMetadata, policy: RegistrationPolicy
 def strings_bounded(metadata: ClientMetadata, policy: RegistrationPolicy) -> None:
     """Human-readable strings have a sane size (at most what the provider stores); ``contacts`` is a short list
     of addresses."""
-    for name in ("client_name", "software_id", "software_version"):
+    for name in TEXT_FIELDS:
         value = getattr(metadata, name)
         if value is not None and (len(value) > policy.max_string_length or not value.strip()):
             raise InvalidClientMetadata(f"{name}: must be 1 to {policy.max_string_length} characters")
