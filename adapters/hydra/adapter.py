@@ -47,7 +47,6 @@ from adapters.hydra.mapping import (
     usage_from_hydra,
 )
 from gateway.policy.lengths import LengthUnit, StoredLength
-from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -76,11 +75,6 @@ class HydraAdapter:
 
     name = "hydra"
     capabilities = Capabilities(
-        token_endpoint_auth_methods=TOKEN_ENDPOINT_AUTH_METHODS,
-        grant_types=GRANT_TYPES,
-        loopback_any_port=True,  # Hydra ignores the port of http loopback IP literals itself
-        per_client_pkce=False,  # global: oauth2.pkce.enforced / enforced_for_public_clients
-        stores_extra_metadata=True,
         stored_lengths=STORED_LENGTHS,
     )
 

@@ -65,7 +65,6 @@ from adapters.keycloak.mapping import (
     usage_from_keycloak,
 )
 from gateway.policy.lengths import LengthUnit, StoredLength
-from gateway.rfc7591.models import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -137,11 +136,6 @@ class KeycloakAdapter:
 
     name = "keycloak"
     capabilities = Capabilities(
-        token_endpoint_auth_methods=TOKEN_ENDPOINT_AUTH_METHODS,
-        grant_types=GRANT_TYPES,
-        loopback_any_port=True,  # through the port-less copy, see mapping.keycloak_redirect_uris
-        per_client_pkce=True,
-        stores_extra_metadata=True,
         stored_lengths=STORED_LENGTHS,
         # the login theme shows the client name through advancedMsg: "${loginAccountTitle}" is the realm's text
         message_template_fields=frozenset({"client_name"}),
