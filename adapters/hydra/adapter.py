@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 DEFAULT_ISSUER = "default"
+PAGE_SIZE = 500
+"""Clients per page of ``GET /admin/clients`` (Ory keyset pagination)."""
 _TRANSIENT = re.compile(r"unable to serialize access|concurrent update|database is locked", re.IGNORECASE)
 
 _TEXT_COLUMN = StoredLength(65535, LengthUnit.UTF8, "hydra_client TEXT column (MySQL: 65,535 bytes)")
@@ -286,7 +288,7 @@ class HydraAdapter:
         """Every client in Hydra, managed or not, page by page (Ory keyset pagination)."""
         page_token: str | None = None
         while True:
-            params = {"page_size": "500"}
+            params = {"page_size": str(PAGE_SIZE)}
             if page_token:
                 params["page_token"] = page_token
             try:

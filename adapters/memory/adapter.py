@@ -87,7 +87,7 @@ class MemoryAdapter:
 
     def _check(self) -> None:
         if self.unavailable:
-            raise ProviderUnavailable("memory provider marked unavailable")
+            raise ProviderUnavailable("memory provider marked unavailable", request_sent=False)
 
     def add_unmanaged(self, issuer: str, client_id: str) -> None:
         """Pretend the provider holds a client the gateway did not create."""

@@ -6,10 +6,10 @@ import dataclasses
 from typing import Any
 
 import pytest
-from mcp_client_bodies import MCP_CLIENT_BODIES
 
 from gateway.rfc7591.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
 from gateway.rfc7591.validation import RegistrationPolicy, apply_defaults, parse_metadata, validate
+from gateway.testing.mcp_client_bodies import MCP_CLIENT_BODIES
 
 POLICY = RegistrationPolicy()
 PUBLIC_NATIVE = {"redirect_uris": ["http://127.0.0.1:3000/callback"], "token_endpoint_auth_method": "none"}
