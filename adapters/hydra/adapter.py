@@ -46,6 +46,8 @@ from adapters.hydra.mapping import (
     unmanaged_from_hydra,
     usage_from_hydra,
 )
+from adapters.hydra.settings import HydraSettings
+from adapters.settings import adapter_settings
 from gateway.policy.lengths import LengthUnit, StoredLength
 
 if TYPE_CHECKING:
@@ -347,13 +349,15 @@ def _next_page_token(link_header: str) -> str | None:
     return None
 
 
+@adapter_settings(HydraSettings)
 def create_adapter(settings: Settings) -> HydraAdapter:
     """Built-in factory (see :mod:`adapters.registry`)."""
+    section = settings.section("hydra", HydraSettings)
     return HydraAdapter(
-        admin_url=settings.hydra.admin_url,
+        admin_url=section.admin_url,
         public_url=settings.provider_url,
-        issuer_path=settings.hydra.issuer_path,
-        admin_headers={k: v.get_secret_value() for k, v in settings.hydra.admin_headers.items()},
+        issuer_path=section.issuer_path,
+        admin_headers={k: v.get_secret_value() for k, v in section.admin_headers.items()},
         timeout=settings.provider_timeout,
         deployment=settings.deployment,
     )
