@@ -1,6 +1,6 @@
 # dcr-gateway: development entry points. No Docker needed: providers run as local processes on 127.0.0.1.
 #
-#   make venv        .venv with the project and its dev tools (reinstalled when pyproject.toml changes)
+#   make venv        .venv with the project, its dev tools and the example adapter (reinstalled when a pyproject.toml changes)
 #   make providers   build/fetch Hydra and Keycloak into the cache (~/.cache/dcr-gateway), once per version
 #   make system-deps nginx and redis from Debian's packages (path-routing test, shared rate limiter); as root, else a message
 #   make node-deps   npm ci of the TypeScript SDK client of the end-to-end test (tests/integration/mcp_e2e/ts); needs Node 20+
@@ -30,9 +30,13 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The worked example of an external adapter (examples/sqlite-adapter) is installed next to the project, as a third
+# party's package would be: through its dcr_gateway.adapters entry point; `make test` runs its contract suite.
+EXAMPLE_ADAPTER := examples/sqlite-adapter
+
+$(STAMP): pyproject.toml $(EXAMPLE_ADAPTER)/pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e $(EXAMPLE_ADAPTER)
 	@touch $(STAMP)
 
 providers:

@@ -413,3 +413,39 @@ class RegistrableScopes(Protocol):
         limit them (Hydra registers any scope token). May use the provider's admin API (and its cache); raises
         :class:`AdapterError` when it cannot tell."""
         ...
+
+
+__all__ = [
+    "CLIENT_ID_SYNTAX",
+    "DEFAULT_DEPLOYMENT",
+    "DEPLOYMENT_KEY",
+    "AdapterError",
+    "AdapterFactory",
+    "AdminApiCheck",
+    "AdoptionRefused",
+    "Capabilities",
+    "ClientConflict",
+    "ClientHygiene",
+    "ClientMetadata",
+    "ClientNotFound",
+    "ClientUsage",
+    "CredentialsRefused",
+    "Issuer",
+    "IssuerMissing",
+    "ManagedClient",
+    "NewClient",
+    "ProviderAdapter",
+    "ProviderAuthError",
+    "ProviderMisconfigured",
+    "ProviderRejected",
+    "ProviderUnavailable",
+    "RegistrableScopes",
+    "RoleMissing",
+    "SettingDifference",
+    "UnmanagedClient",
+    "addressable_client_id",
+    "deployment_of",
+    "with_deployment",
+]
+"""Everything an adapter needs, from one module (README "Writing an adapter"): the contract, its errors and the
+client metadata model it maps."""
