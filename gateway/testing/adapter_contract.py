@@ -41,10 +41,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pytest
-import pytest_asyncio
 
 from adapters.base import (
     DEPLOYMENT_KEY,
@@ -65,6 +64,21 @@ from gateway.policy.settings import PolicySettings
 from gateway.rfc7591.models import NONE, SECRET_AUTH_METHODS, ClientMetadata
 from gateway.rfc7591.validation import parse_metadata
 from gateway.testing.mcp_client_bodies import MCP_CLIENT_BODIES
+
+_Fixture = TypeVar("_Fixture", bound=Callable[..., Any])
+_decorate: Any
+try:
+    import pytest_asyncio
+
+    _decorate = pytest_asyncio.fixture
+except ImportError:  # pytest loads this plugin wherever dcr-gateway is installed; without pytest-asyncio it is inert
+    _decorate = pytest.fixture
+
+
+def async_fixture(function: _Fixture) -> _Fixture:
+    """An async fixture in pytest-asyncio's ``strict`` mode as in ``auto``."""
+    return cast(_Fixture, _decorate(function))
+
 
 PlantUnmanaged = Callable[[str, str], Awaitable[None]]
 """``await plant(issuer, client_id)``: the provider now holds a client with that id that the gateway did not
@@ -182,19 +196,19 @@ class AdapterContract:
 
     # ------------------------------------------------------------------------------ fixtures to provide
 
-    @pytest_asyncio.fixture
+    @async_fixture
     async def adapter(self) -> AsyncIterator[ProviderAdapter]:
         """The adapter under test, started (``await adapter.start(session)``), closed afterwards."""
         raise NotImplementedError("provide an `adapter` fixture: the started adapter under test")
         yield
 
-    @pytest_asyncio.fixture
+    @async_fixture
     async def unreachable_adapter(self) -> AsyncIterator[ProviderAdapter]:
         """The same adapter configured at an address that refuses connections (:func:`refused_port`), started."""
         raise NotImplementedError("provide an `unreachable_adapter` fixture (see gateway.testing.adapter_contract)")
         yield
 
-    @pytest_asyncio.fixture
+    @async_fixture
     async def plant_unmanaged(self) -> AsyncIterator[PlantUnmanaged]:
         """``await plant(issuer, client_id)`` makes a client the gateway did not create (see :data:`PlantUnmanaged`);
         the fixture deletes them afterwards."""
@@ -218,7 +232,7 @@ class AdapterContract:
         """For providers that never return a stored secret (Hydra keeps a hash): a check at the token endpoint."""
         return None
 
-    @pytest_asyncio.fixture
+    @async_fixture
     async def created(self, adapter: ProviderAdapter, issuer: str) -> AsyncIterator[Created]:
         tracker = Created(adapter, issuer)
         yield tracker
