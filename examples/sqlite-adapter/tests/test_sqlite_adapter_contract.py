@@ -27,12 +27,18 @@ class TestSqliteAdapter(AdapterContract):
             await instance.close()
 
     @pytest_asyncio.fixture
-    async def unreachable_adapter(self, tmp_path: Path) -> SqliteAdapter:
-        return SqliteAdapter(path=str(tmp_path / "no-such-directory" / "clients.db"), public_url="http://idp.internal")
+    async def unreachable_adapter(self, tmp_path: Path) -> AsyncIterator[SqliteAdapter]:
+        instance = SqliteAdapter(
+            path=str(tmp_path / "no-such-directory" / "clients.db"), public_url="http://idp.internal"
+        )
+        async with aiohttp.ClientSession() as session:
+            await instance.start(session)
+            yield instance
+            await instance.close()
 
-    @pytest.fixture
-    def plant_unmanaged(self, tmp_path: Path) -> PlantUnmanaged:
+    @pytest_asyncio.fixture
+    async def plant_unmanaged(self, tmp_path: Path) -> AsyncIterator[PlantUnmanaged]:
         async def plant(issuer: str, client_id: str) -> None:
             plant_unmanaged(str(tmp_path / "clients.db"), client_id)
 
-        return plant
+        yield plant  # the database goes with tmp_path
