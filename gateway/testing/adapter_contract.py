@@ -35,6 +35,7 @@ is marked, so its ``strict`` mode works too).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import secrets
 import socket
 import time
@@ -48,10 +49,12 @@ import pytest
 from adapters.base import (
     DEPLOYMENT_KEY,
     AdminApiCheck,
+    Capabilities,
     ClientConflict,
     ClientHygiene,
     ClientNotFound,
     ClientUsage,
+    Issuer,
     ManagedClient,
     NewClient,
     ProviderAdapter,
@@ -259,6 +262,22 @@ class AdapterContract:
                 assert await secret_works(issuer, client_id, expected), "the expected secret does not authenticate"
             if old is not None and old != expected:
                 assert not await secret_works(issuer, client_id, old), "a replaced or dropped secret still works"
+
+    # ------------------------------------------------------------------------------------------ shape
+
+    async def test_the_adapter_has_the_shape_of_the_protocol(self, adapter: ProviderAdapter) -> None:
+        assert isinstance(adapter, ProviderAdapter)
+        assert isinstance(adapter.name, str) and adapter.name
+        assert isinstance(adapter.capabilities, Capabilities)
+        issuers = adapter.issuers()
+        assert issuers and all(isinstance(issuer, Issuer) for issuer in issuers)
+        assert len({issuer.key for issuer in issuers}) == len(issuers), "issuer keys must be unique"
+        for issuer in issuers:
+            assert issuer.path == "" or (issuer.path.startswith("/") and not issuer.path.endswith("/"))
+            assert issuer.metadata_url.startswith(("http://", "https://"))
+        for method in ("start", "close", "create_client", "read_client", "update_client", "delete_client"):
+            assert inspect.iscoroutinefunction(getattr(adapter, method)), f"{method} must be a coroutine function"
+        assert inspect.isasyncgenfunction(adapter.list_clients), "list_clients must be an async generator"
 
     # ------------------------------------------------------------------------ create and read (rules 2-4)
 

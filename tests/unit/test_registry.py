@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import EntryPoint, EntryPoints
 from pathlib import Path
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     import aiohttp
 
 BUILTINS = ("hydra", "keycloak", "memory")
-COROUTINE_METHODS = ("start", "close", "create_client", "read_client", "update_client", "delete_client")
 
 
 # --- a third-party adapter, as a package would publish it ---------------------------------------------------
@@ -113,9 +111,7 @@ def test_builtins_resolve_to_factories_of_provider_adapters(name: str, installed
     assert issuers
     assert all(isinstance(issuer, Issuer) for issuer in issuers)
     assert all(issuer.metadata_url.startswith("http://provider.internal:8080/") for issuer in issuers)
-    for method in COROUTINE_METHODS:
-        assert inspect.iscoroutinefunction(getattr(adapter, method)), f"{name}.{method} is not async"
-    assert inspect.isasyncgenfunction(adapter.list_clients), f"{name}.list_clients is not an async generator"
+    # the rest of the protocol's shape: the contract suite (gateway.testing.adapter_contract)
 
 
 def test_keycloak_serves_one_issuer_per_realm(installed: Callable[..., None]) -> None:
