@@ -6,7 +6,7 @@
 #   make node-deps   npm ci of the TypeScript SDK client of the end-to-end test (tests/integration/mcp_e2e/ts); needs Node 20+
 #   make test        venv + providers + system-deps + node-deps, then the whole test suite (it starts its own providers)
 #   make bench       registration latency (gateway vs admin API, real providers) and discovery req/s benchmarks
-#   make lint        ruff check + ruff format --check + mypy --strict
+#   make lint        ruff check + ruff format --check + mypy --strict (the package and the example adapter)
 #   make stack-up    Hydra :4444/:4445, dev login app :8090, Keycloak :8180, gateways :8080 (Hydra) and :8081
 #                    (Keycloak); idempotent; logs and pids in .stack/
 #   make stack-down  stop the stack
@@ -78,6 +78,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict $(EXAMPLE_ADAPTER)/dcr_gateway_sqlite
 
 BENCH_REGISTRATION_ARGS ?= --requests 200 --concurrency 8
 BENCH_DISCOVERY_ARGS ?=
