@@ -2,8 +2,8 @@
 
 A provider adapter turns validated RFC 7591 client metadata into one admin call against a provider
 (Keycloak, Hydra, ...), and reads clients back. It is a :class:`typing.Protocol`, so an implementation
-(or a test double) needs no inheritance; shared concerns (validation, timeouts of requests, rate limits, mapping
-errors to RFC responses, rollback) stay in the gateway that calls it.
+(or a test double) needs no inheritance; shared concerns (validation, rate limits, mapping errors to RFC
+responses, rollback of a failed registration) stay in the gateway that calls it.
 
 The rules (each one is checked by the adapter contract suite, :mod:`gateway.testing.adapter_contract`):
 
@@ -30,8 +30,10 @@ The rules (each one is checked by the adapter contract suite, :mod:`gateway.test
    :func:`addressable_client_id`), :class:`ProviderRejected` for metadata the provider refuses,
    :class:`ProviderAuthError` (:class:`CredentialsRefused`, :class:`RoleMissing`) when it refuses the gateway's
    credentials, :class:`IssuerMissing` for a served issuer that is gone, :class:`ProviderUnavailable` when it
-   cannot be reached, times out or fails (5xx). Anything else (``KeyError``, a library's own exception) is a bug
-   in the adapter: the gateway answers it ``500 server_error`` and logs it.
+   cannot be reached, times out (``settings.provider_timeout``) or fails (5xx), with ``request_sent=False`` when
+   the request certainly never reached it (the gateway then skips the rollback of a create). Anything else
+   (``KeyError``, a library's own exception) is a bug in the adapter: the gateway answers it ``500 server_error``
+   and logs it.
 
 The gateway reads from :class:`Capabilities` only ``stored_lengths`` and ``message_template_fields`` (the
 registration policy). Optional capabilities are separate protocols, detected with ``isinstance``:
