@@ -13,6 +13,7 @@ where ``create_adapter(settings)`` returns an object satisfying
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection
 from importlib.metadata import entry_points
 from typing import cast
 
@@ -70,11 +71,13 @@ def settings_model(factory: AdapterFactory) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
-def settings_sections() -> dict[str, type[BaseModel]]:
-    """Settings section name -> model, for every installed adapter that declares settings (built-ins first; an
-    entry point that cannot be loaded has none here: selecting it reports why)."""
+def settings_sections(skip: Collection[str] = ()) -> dict[str, type[BaseModel]]:
+    """Settings section name -> model, for every installed adapter that declares settings, but those in ``skip``
+    (not even imported; an entry point that cannot be loaded has none here: selecting it reports why)."""
     sections: dict[str, type[BaseModel]] = {}
     for name in available():
+        if name in skip:
+            continue
         try:
             factory = get_factory(name)
         except LookupError:

@@ -39,6 +39,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from adapters.hydra.settings import HydraSettings
 from adapters.keycloak.settings import KeycloakSettings
+from adapters.registry import settings_sections
 from adapters.settings import check_http_url
 from gateway.access.settings import AccessSettings
 from gateway.limits.settings import LimitSettings
@@ -308,9 +309,7 @@ def settings_class() -> type[Settings]:
     """:class:`Settings` with a section for every installed third-party adapter that declares its settings
     (:func:`adapters.settings.adapter_settings`), named after it: validated by the adapter's model, with its keys
     known to the unknown-names check. The built-in adapters' sections are fields of :class:`Settings` itself."""
-    from adapters.registry import settings_sections
-
-    extra = {name: model for name, model in settings_sections().items() if name not in Settings.model_fields}
+    extra = settings_sections(skip=Settings.model_fields)  # the built-ins' sections are fields already
     return _with_sections(tuple(sorted(extra.items())))
 
 

@@ -6,6 +6,8 @@ setting; the built-in adapters' sections keep their names (``[keycloak]``, ``DCR
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from importlib.metadata import EntryPoint, EntryPoints
 from pathlib import Path
@@ -149,3 +151,14 @@ def test_the_built_in_names_keep_working(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("DCR_KEYCLOAK__REALMZ", "x")
     with pytest.raises(ConfigurationError, match="did you mean DCR_KEYCLOAK__REALMS"):
         load_settings()
+
+
+def test_loading_settings_imports_no_built_in_adapter_it_does_not_need() -> None:
+    """A Hydra gateway does not import python-keycloak to read its settings (the built-ins' sections are fields)."""
+    code = (
+        "import sys; from gateway.settings import load_settings; load_settings(); "
+        "print(sorted(m for m in sys.modules if m.startswith(('adapters.keycloak', 'adapters.hydra.', 'keycloak'))))"
+    )
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("DCR_")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment)
+    assert out.stdout.split("\n")[0] == "['adapters.hydra.settings', 'adapters.keycloak', 'adapters.keycloak.settings']"
