@@ -1,12 +1,13 @@
 # dcr-gateway: development entry points. No Docker needed: providers run as local processes on 127.0.0.1.
 #
-#   make venv        .venv with the project and its dev tools (reinstalled when pyproject.toml changes)
+#   make venv        .venv with the project, its dev tools and the example adapter (reinstalled when a pyproject.toml changes)
 #   make providers   build/fetch Hydra and Keycloak into the cache (~/.cache/dcr-gateway), once per version
 #   make system-deps nginx and redis from Debian's packages (path-routing test, shared rate limiter); as root, else a message
 #   make node-deps   npm ci of the TypeScript SDK client of the end-to-end test (tests/integration/mcp_e2e/ts); needs Node 20+
 #   make test        venv + providers + system-deps + node-deps, then the whole test suite (it starts its own providers)
 #   make bench       registration latency (gateway vs admin API, real providers) and discovery req/s benchmarks
-#   make lint        ruff check + ruff format --check + mypy --strict + lint-imports (the layers in pyproject.toml)
+#   make lint        ruff check + ruff format --check + mypy --strict (the package and the example adapter) + lint-imports
+#                    (the layers in pyproject.toml)
 #   make stack-up    Hydra :4444/:4445, dev login app :8090, Keycloak :8180, gateways :8080 (Hydra) and :8081
 #                    (Keycloak); idempotent; logs and pids in .stack/
 #   make stack-down  stop the stack
@@ -30,9 +31,13 @@ help:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The worked example of an external adapter (examples/sqlite-adapter) is installed next to the project, as a third
+# party's package would be: through its dcr_gateway.adapters entry point; `make test` runs its contract suite.
+EXAMPLE_ADAPTER := examples/sqlite-adapter
+
+$(STAMP): pyproject.toml $(EXAMPLE_ADAPTER)/pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e $(EXAMPLE_ADAPTER)
 	@touch $(STAMP)
 
 providers:
@@ -75,6 +80,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy --strict $(EXAMPLE_ADAPTER)/dcr_gateway_sqlite
 
 BENCH_REGISTRATION_ARGS ?= --requests 200 --concurrency 8
 BENCH_DISCOVERY_ARGS ?=

@@ -1,12 +1,44 @@
-"""The provider plug-in interface.
+"""The provider plug-in interface: what the gateway relies on from an adapter, stated as rules.
 
 A provider adapter turns validated RFC 7591 client metadata into one admin call against a provider
 (Keycloak, Hydra, ...), and reads clients back. It is a :class:`typing.Protocol`, so an implementation
-(or a test double) needs no inheritance; shared concerns (timeouts, logging, mapping errors to RFC
-responses) stay in the gateway that calls it.
+(or a test double) needs no inheritance; shared concerns (validation, rate limits, mapping errors to RFC
+responses, rollback of a failed registration) stay in the gateway that calls it.
 
-Every client an adapter creates is marked as *managed*; adapters never return, change or delete a client
-without that mark, even though their admin credentials could reach it.
+The rules (each one is checked by the adapter contract suite, :mod:`gateway.testing.adapter_contract`):
+
+1. **Managed clients only.** Every client an adapter creates carries a *managed* mark in the provider's own
+   record. A client without it (created by someone else) is invisible: ``read_client``, ``update_client`` and
+   ``delete_client`` raise :class:`ClientNotFound` for it, exactly as for a client that does not exist, and
+   ``list_clients`` never yields it, although the adapter's admin credentials could reach it.
+2. **The gateway's identifiers and secrets are used as given.** ``NewClient.client_id`` and
+   ``NewClient.client_secret`` are the client's id and secret at the provider (the gateway has already returned
+   them to the client, RFC 7591 section 3.2.1); ``client_id_issued_at`` comes back as given.
+3. **Metadata comes back as registered.** What ``create_client``, ``read_client`` and ``update_client`` return is
+   what the provider will enforce, in RFC 7591 terms; the echoed ``token_endpoint_auth_method`` is the registered
+   one (the one that works at the token endpoint). Only ``scope`` may differ from what was sent, and then it is
+   the provider's answer (Keycloak keeps the realm's default scopes; Hydra its default scope when none was
+   asked), the same on create and on every later read.
+4. **``gateway_data`` comes back unchanged** (JSON values: strings, numbers, booleans, lists, objects), plus the
+   deployment the adapter records with :func:`with_deployment` under :data:`DEPLOYMENT_KEY`.
+5. **Updates are full replacements** (RFC 7592 section 2.2): a field the new metadata omits is cleared in the
+   provider. An update whose ``client_secret`` is ``None`` keeps the current secret when the auth method uses
+   one; an update to ``token_endpoint_auth_method: none`` drops the secret; an update with a secret sets it.
+6. **Errors are the contract's own.** Only :class:`AdapterError` subclasses escape an adapter method:
+   :class:`ClientConflict` for a ``client_id`` that exists (managed or not), :class:`ClientNotFound` for a
+   missing or unmanaged client (also on ``delete_client`` and for an id no client can have, see
+   :func:`addressable_client_id`), :class:`ProviderRejected` for metadata the provider refuses,
+   :class:`ProviderAuthError` (:class:`CredentialsRefused`, :class:`RoleMissing`) when it refuses the gateway's
+   credentials, :class:`IssuerMissing` for a served issuer that is gone, :class:`ProviderUnavailable` when it
+   cannot be reached, times out (``settings.provider_timeout``) or fails (5xx), with ``request_sent=False`` when
+   the request certainly never reached it (the gateway then skips the rollback of a create). Anything else
+   (``KeyError``, a library's own exception) is a bug in the adapter: the gateway answers it ``500 server_error``
+   and logs it.
+
+The gateway reads from :class:`Capabilities` only ``stored_lengths`` and ``message_template_fields`` (the
+registration policy). Optional capabilities are separate protocols, detected with ``isinstance``:
+:class:`AdminApiCheck` (start-up check and ``/readyz``), :class:`RegistrableScopes` (discovery's
+``scopes_supported``) and :class:`ClientHygiene` (``dcr-gateway clients gc`` and ``adopt``).
 """
 
 from __future__ import annotations
@@ -27,17 +59,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a provider can do, so callers and the contract tests adapt instead of guessing."""
+    """What the provider's storage and pages impose on registrations; the gateway's registration policy reads
+    both fields (``gateway.app`` hands them to it), so a registration the provider could not store or would render
+    wrongly is refused with an RFC 7591 error naming the field instead of failing in the provider. The default, no
+    entries, puts no limit beyond the policy's own."""
 
-    token_endpoint_auth_methods: frozenset[str]
-    grant_types: frozenset[str]
-    loopback_any_port: bool
-    """Loopback IP redirect URIs registered with one port work from any port (RFC 8252 section 7.3)."""
-    per_client_pkce: bool
-    """PKCE S256 can be required per client (else it is the provider's global setting)."""
-    stores_extra_metadata: bool
-    """Metadata the provider has no field for is kept in its client record."""
-    round_trips_per_create: int = 1
     stored_lengths: Mapping[str, StoredLength] = field(default_factory=dict)
     """Per RFC 7591 metadata field (each item of a list field): the column it lands in, its size and what that
     column counts (:mod:`gateway.oauth.lengths`). A field without an entry has no limit below the registration
@@ -112,15 +138,20 @@ class ManagedClient:
 
 
 class AdapterError(Exception):
-    """Base of adapter failures. Messages are for logs; clients see RFC-shaped errors instead."""
+    """Base of adapter failures: the only exceptions an adapter method may raise (rule 6 of this module). Messages
+    are for logs and must not carry a secret; clients see RFC-shaped errors instead. Any other exception out of an
+    adapter is a bug, answered ``500 server_error`` and logged with its traceback."""
 
 
 class ProviderUnavailable(AdapterError):
-    """The provider could not be reached, timed out, or answered 5xx: retry later (503).
+    """The provider could not be reached, timed out, or answered 5xx: retry later (``503 temporarily_unavailable``
+    with ``Retry-After``; ``/readyz`` 503 when raised by :meth:`AdminApiCheck.check`).
 
     ``request_sent`` is ``False`` when the request (for a create: the create itself) certainly never reached the
     provider (the connection was refused or never established, or a step before it failed): nothing can have
-    changed there, so a create that failed this way needs no clean-up."""
+    changed there, so a create that failed this way needs no clean-up. Left ``True`` (the default) whenever in
+    doubt: the gateway then deletes the client again (RFC 7591 registration rollback), which is harmless when the
+    create never happened (``ClientNotFound``)."""
 
     def __init__(self, message: str, *, request_sent: bool = True) -> None:
         super().__init__(message)
@@ -128,15 +159,18 @@ class ProviderUnavailable(AdapterError):
 
 
 class ProviderAuthError(AdapterError):
-    """The gateway's admin credentials were refused: an operator must act; clients see 503."""
+    """The gateway's admin credentials were refused: an operator must act; clients see 503 and the log says why."""
 
 
 class ClientConflict(AdapterError):
-    """A client with that ID exists already."""
+    """``create_client``: a client with that ID exists already, managed or not (the existing one is left as it
+    is). ``ClientHygiene.adopt_client``: the client is managed already."""
 
 
 class ProviderRejected(AdapterError):
-    """The provider refused the client representation (a 4xx other than auth/conflict)."""
+    """The provider refused the client representation (a 4xx other than auth/conflict): the registration gets
+    ``400 invalid_client_metadata`` (or ``invalid_redirect_uri`` when ``field_name`` is ``redirect_uris``),
+    without the provider's words, which are logged."""
 
     def __init__(self, message: str, *, field_name: str | None = None) -> None:
         super().__init__(message)
@@ -144,7 +178,9 @@ class ProviderRejected(AdapterError):
 
 
 class ClientNotFound(AdapterError):
-    """No managed client with that ID (unmanaged clients are reported the same way)."""
+    """No managed client with that ID: absent, deleted, not managed (rule 1) or an id no client can have
+    (:func:`addressable_client_id`) all look the same. RFC 7592 answers it ``401 invalid_token``; after a failed
+    registration the rollback's delete treats it as done."""
 
 
 # ---------------------------------------------------------------------------------- admin API check
@@ -218,28 +254,38 @@ class ProviderAdapter(Protocol):
         ...
 
     async def create_client(self, issuer: str, client: NewClient) -> ManagedClient:
-        """Create the client in one admin call where the provider allows it; return what was stored."""
+        """Create the client, marked managed, with ``client.client_id`` and ``client.client_secret`` as given, in one
+        admin call where the provider allows it; return what was stored (rules 2 to 4). :class:`ClientConflict`
+        when the id exists; :class:`ProviderUnavailable` with ``request_sent=False`` when the create certainly never
+        reached the provider."""
         ...
 
     async def read_client(self, issuer: str, client_id: str) -> ManagedClient:
-        """Read a managed client; :class:`ClientNotFound` when absent or not managed."""
+        """Read a managed client as the provider holds it (rules 3 and 4; ``client_secret`` only when the provider
+        can return it); :class:`ClientNotFound` when absent or not managed."""
         ...
 
     async def update_client(self, issuer: str, client: NewClient) -> ManagedClient:
-        """Replace a managed client's metadata (RFC 7592 section 2.2 semantics: a full replacement)."""
+        """Replace a managed client's metadata and ``gateway_data`` (RFC 7592 section 2.2: a full replacement, rule
+        5), keeping the managed mark; return what is stored now. :class:`ClientNotFound` when absent or not
+        managed, without changing anything."""
         ...
 
     async def delete_client(self, issuer: str, client_id: str) -> None:
-        """Delete a managed client; :class:`ClientNotFound` when absent or not managed."""
+        """Delete a managed client; :class:`ClientNotFound` when absent (a second delete too) or not managed, and
+        then nothing is deleted."""
         ...
 
     def list_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
-        """Every managed client of the issuer (never unmanaged ones)."""
+        """Every managed client of the issuer, each once, through every page of the provider's listing (never
+        unmanaged ones). Read by the client quota (``limits.max_clients_per_issuer``) and ``dcr-gateway clients``."""
         ...
 
 
 class AdapterFactory(Protocol):
-    """Entry points of group ``dcr_gateway.adapters`` resolve to one of these."""
+    """Entry points of group ``dcr_gateway.adapters`` resolve to one of these: called once per gateway (and per
+    ``dcr-gateway clients`` run) with the validated settings; it must not do I/O (:meth:`ProviderAdapter.start`
+    does)."""
 
     def __call__(self, settings: Settings) -> ProviderAdapter: ...
 
@@ -369,3 +415,39 @@ class RegistrableScopes(Protocol):
         limit them (Hydra registers any scope token). May use the provider's admin API (and its cache); raises
         :class:`AdapterError` when it cannot tell."""
         ...
+
+
+__all__ = [
+    "CLIENT_ID_SYNTAX",
+    "DEFAULT_DEPLOYMENT",
+    "DEPLOYMENT_KEY",
+    "AdapterError",
+    "AdapterFactory",
+    "AdminApiCheck",
+    "AdoptionRefused",
+    "Capabilities",
+    "ClientConflict",
+    "ClientHygiene",
+    "ClientMetadata",
+    "ClientNotFound",
+    "ClientUsage",
+    "CredentialsRefused",
+    "Issuer",
+    "IssuerMissing",
+    "ManagedClient",
+    "NewClient",
+    "ProviderAdapter",
+    "ProviderAuthError",
+    "ProviderMisconfigured",
+    "ProviderRejected",
+    "ProviderUnavailable",
+    "RegistrableScopes",
+    "RoleMissing",
+    "SettingDifference",
+    "UnmanagedClient",
+    "addressable_client_id",
+    "deployment_of",
+    "with_deployment",
+]
+"""Everything an adapter needs, from one module (README "Writing an adapter"): the contract, its errors and the
+client metadata model it maps."""

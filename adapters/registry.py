@@ -6,16 +6,21 @@ A third party adds a provider without forking by publishing a package with::
     myidp = "my_package.adapter:create_adapter"
 
 where ``create_adapter(settings)`` returns an object satisfying
-:class:`adapters.base.ProviderAdapter`.
+:class:`adapters.base.ProviderAdapter`. An adapter with settings declares their model on the factory
+(:func:`adapters.settings.adapter_settings`); its section is named after the adapter (:func:`settings_sections`).
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection
 from importlib.metadata import entry_points
 from typing import cast
 
+from pydantic import BaseModel
+
 from adapters.base import AdapterFactory
+from adapters.settings import SETTINGS_MODEL_ATTRIBUTE
 
 ENTRY_POINT_GROUP = "dcr_gateway.adapters"
 
@@ -58,3 +63,26 @@ def get_factory(name: str) -> AdapterFactory:
     except (ImportError, AttributeError) as exc:
         raise AdapterLoadError(f"adapter {name!r} could not be loaded: {exc}") from exc
     raise UnknownAdapter(f"no adapter named {name!r}; available: {', '.join(available())}")
+
+
+def settings_model(factory: AdapterFactory) -> type[BaseModel] | None:
+    """The settings model the factory declares (:func:`adapters.settings.adapter_settings`), if any."""
+    model = getattr(factory, SETTINGS_MODEL_ATTRIBUTE, None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def settings_sections(skip: Collection[str] = ()) -> dict[str, type[BaseModel]]:
+    """Settings section name -> model, for every installed adapter that declares settings, but those in ``skip``
+    (not even imported; an entry point that cannot be loaded has none here: selecting it reports why)."""
+    sections: dict[str, type[BaseModel]] = {}
+    for name in available():
+        if name in skip:
+            continue
+        try:
+            factory = get_factory(name)
+        except LookupError:
+            continue
+        model = settings_model(factory)
+        if model is not None:
+            sections[name] = model
+    return sections

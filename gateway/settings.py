@@ -13,6 +13,7 @@ the TOML key and what is allowed (:func:`load_settings`, :class:`ConfigurationEr
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 import re
@@ -23,10 +24,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -37,9 +37,15 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
+from adapters.hydra.settings import HydraSettings
+from adapters.keycloak.settings import KeycloakSettings
+from adapters.registry import settings_sections
+from adapters.settings import check_http_url
 from gateway.access.settings import AccessSettings
 from gateway.limits.settings import LimitSettings
 from gateway.policy.settings import PolicySettings
+
+_Section = TypeVar("_Section", bound=BaseModel)
 
 _DEPLOYMENT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}", re.ASCII)
 
@@ -56,66 +62,6 @@ class Mode(StrEnum):
     :class:`FrontDoorSettings`) that it does not serve itself."""
     PATH_ROUTING = "path-routing"
     """An ingress sends only the well-known and registration paths to the gateway."""
-
-
-def check_http_url(value: str, *, origin: bool) -> str:
-    """``value`` if it is an absolute ``http``/``https`` URL with a host (and, for an ``origin``, nothing after the
-    port); else a ``ValueError`` saying what is allowed. The value is echoed unless it carries userinfo."""
-    shown = repr(value) if "@" not in value else "the value"
-    expected = "scheme://host[:port], e.g. https://auth.example.com" if origin else "e.g. http://keycloak.internal:8080"
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 (raises on a port out of range)
-    except ValueError:
-        raise ValueError(f"{shown} is not a valid URL; expected an http(s) URL, {expected}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{shown} is not an absolute http(s) URL; expected {expected}")
-    if origin and (parts.path.strip("/") or parts.query or parts.fragment or parts.username is not None):
-        raise ValueError(f"{shown} is not an origin; expected {expected} (no path, query or userinfo)")
-    return value
-
-
-class KeycloakSettings(BaseModel):
-    """Keycloak admin access: a service-account client holding ``realm-management/manage-clients``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    admin_url: str | None = None
-    """Base URL of Keycloak for admin calls (defaults to ``provider_url``)."""
-    realms: list[str] = Field(default_factory=lambda: ["mcp"])
-    """Realms served; each is its own issuer ``/realms/{realm}``."""
-    client_id: str = "dcr-gateway"
-    client_secret: SecretStr = SecretStr("")
-    verify_tls: bool = True
-
-    @field_validator("admin_url")
-    @classmethod
-    def _admin_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_http_url(value, origin=False).rstrip("/")
-
-    @field_validator("realms")
-    @classmethod
-    def _realms(cls, value: list[str]) -> list[str]:
-        if not value or any(not realm or "/" in realm or realm != realm.strip() for realm in value):
-            raise ValueError("expected one or more realm names (no '/', no blanks), e.g. mcp or mcp,partners")
-        return value
-
-
-class HydraSettings(BaseModel):
-    """Hydra admin API (``/admin/clients``). It has no authentication: keep it on a private network."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    admin_url: str = "http://127.0.0.1:4445"
-    issuer_path: str = ""
-    """Path part of Hydra's issuer (``urls.self.issuer``), usually empty."""
-    admin_headers: dict[str, SecretStr] = Field(default_factory=dict)
-    """Extra headers for the admin API, e.g. a token checked by a sidecar in front of it."""
-
-    @field_validator("admin_url")
-    @classmethod
-    def _admin_url(cls, value: str) -> str:
-        return check_http_url(value, origin=False).rstrip("/")
 
 
 class FrontDoorSettings(BaseModel):
@@ -198,8 +144,12 @@ class Settings(BaseSettings):
     provider_url: str = "http://127.0.0.1:4444"
     """Internal URL of the provider's public listener (discovery is fetched and requests proxied there)."""
     provider_timeout: float = Field(default=10.0, gt=0)
+    # the built-in adapters' own sections (adapters/*/settings.py); a third-party adapter's is added by
+    # settings_class(): see adapters.settings
     keycloak: KeycloakSettings = Field(default_factory=KeycloakSettings)
+    """``[keycloak]`` / ``DCR_KEYCLOAK__*``: the Keycloak adapter's settings."""
     hydra: HydraSettings = Field(default_factory=HydraSettings)
+    """``[hydra]`` / ``DCR_HYDRA__*``: the Hydra adapter's settings."""
 
     # registration (RFC 7591)
     registration_path: str = "/register"
@@ -256,6 +206,25 @@ class Settings(BaseSettings):
         if not value.startswith("/"):
             raise ValueError("registration_path must start with '/'")
         return value.rstrip("/") or "/register"
+
+    def section(self, name: str, model: type[_Section]) -> _Section:
+        """The validated settings section ``name`` of an adapter (:mod:`adapters.settings`): ``[name]`` in TOML,
+        ``DCR_{NAME}__*`` in the environment. A section nobody set holds the model's defaults; a model with
+        required fields then raises :class:`ConfigurationError` naming them."""
+        value = getattr(self, name, None)
+        if value is None:
+            try:
+                value = model.model_validate({})
+            except ValidationError as exc:
+                problems = [
+                    f"{_env_name((name, *map(str, error['loc'])))} ({_toml_key((name, *map(str, error['loc'])))} in "
+                    f"TOML): {error['msg']}"
+                    for error in exc.errors(include_url=False, include_input=False)
+                ]
+                raise ConfigurationError(problems) from None
+        if not isinstance(value, model):
+            raise TypeError(f"settings section {name!r} holds {type(value).__name__}, not {model.__name__}")
+        return value
 
     @model_validator(mode="after")
     def _keycloak_admin_default(self) -> Settings:
@@ -316,29 +285,47 @@ def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
     if config_file and not Path(config_file).is_file():
         raise ConfigFileError(f"configuration file {config_file!r} does not exist ({CONFIG_FILE_VARIABLE}, --config)")
     token = _CONFIG_FILE.set(config_file)
+    cls = settings_class()
     try:
-        return Settings(**overrides)
+        return cls(**overrides)
     except ConfigurationError as exc:  # unknown names: report the bad values too, all in one go
-        raise ConfigurationError(exc.problems + _value_problems(overrides)) from None
+        raise ConfigurationError(exc.problems + _value_problems(cls, overrides)) from None
     except ValidationError as exc:
-        raise ConfigurationError(describe_validation_error(exc, Settings)) from None
+        raise ConfigurationError(describe_validation_error(exc, cls)) from None
     except SettingsError as exc:  # a value the names check let through and the environment source could not parse
         raise ConfigurationError([str(exc)]) from None
     finally:
         _CONFIG_FILE.reset(token)
 
 
-def _value_problems(overrides: Mapping[str, Any]) -> list[str]:
+def settings_class() -> type[Settings]:
+    """:class:`Settings` with a section for every installed third-party adapter that declares its settings
+    (:func:`adapters.settings.adapter_settings`), named after it: validated by the adapter's model, with its keys
+    known to the unknown-names check. The built-in adapters' sections are fields of :class:`Settings` itself."""
+    extra = settings_sections(skip=Settings.model_fields)  # the built-ins' sections are fields already
+    return _with_sections(tuple(sorted(extra.items())))
+
+
+@functools.cache
+def _with_sections(sections: tuple[tuple[str, type[BaseModel]], ...]) -> type[Settings]:
+    if not sections:
+        return Settings
+    fields: dict[str, Any] = {name: (model | None, None) for name, model in sections}
+    cls: type[Settings] = create_model("Settings", __base__=Settings, __module__=__name__, **fields)
+    return cls
+
+
+def _value_problems(cls: type[Settings], overrides: Mapping[str, Any]) -> list[str]:
     """The value errors of the settings, with the unknown names (already reported) left out."""
     token = _SKIP_NAMES_CHECK.set(True)
     try:
-        Settings(**overrides)
+        cls(**overrides)
     except ValidationError as exc:
         known = ValidationError.from_exception_data(
             exc.title,
             [error for error in exc.errors() if error["type"] != "extra_forbidden"],  # type: ignore[misc]
         )
-        return describe_validation_error(known, Settings)
+        return describe_validation_error(known, cls)
     except (SettingsError, ConfigurationError):
         return []
     finally:

@@ -46,8 +46,9 @@ from adapters.hydra.mapping import (
     unmanaged_from_hydra,
     usage_from_hydra,
 )
+from adapters.hydra.settings import HydraSettings
+from adapters.settings import adapter_settings
 from gateway.oauth.lengths import LengthUnit, StoredLength
-from gateway.oauth.metadata import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 DEFAULT_ISSUER = "default"
+PAGE_SIZE = 500
+"""Clients per page of ``GET /admin/clients`` (Ory keyset pagination)."""
 _TRANSIENT = re.compile(r"unable to serialize access|concurrent update|database is locked", re.IGNORECASE)
 
 _TEXT_COLUMN = StoredLength(65535, LengthUnit.UTF8, "hydra_client TEXT column (MySQL: 65,535 bytes)")
@@ -76,11 +79,6 @@ class HydraAdapter:
 
     name = "hydra"
     capabilities = Capabilities(
-        token_endpoint_auth_methods=TOKEN_ENDPOINT_AUTH_METHODS,
-        grant_types=GRANT_TYPES,
-        loopback_any_port=True,  # Hydra ignores the port of http loopback IP literals itself
-        per_client_pkce=False,  # global: oauth2.pkce.enforced / enforced_for_public_clients
-        stores_extra_metadata=True,
         stored_lengths=STORED_LENGTHS,
     )
 
@@ -292,7 +290,7 @@ class HydraAdapter:
         """Every client in Hydra, managed or not, page by page (Ory keyset pagination)."""
         page_token: str | None = None
         while True:
-            params = {"page_size": "500"}
+            params = {"page_size": str(PAGE_SIZE)}
             if page_token:
                 params["page_token"] = page_token
             try:
@@ -351,13 +349,15 @@ def _next_page_token(link_header: str) -> str | None:
     return None
 
 
+@adapter_settings(HydraSettings)
 def create_adapter(settings: Settings) -> HydraAdapter:
     """Built-in factory (see :mod:`adapters.registry`)."""
+    section = settings.section("hydra", HydraSettings)
     return HydraAdapter(
-        admin_url=settings.hydra.admin_url,
+        admin_url=section.admin_url,
         public_url=settings.provider_url,
-        issuer_path=settings.hydra.issuer_path,
-        admin_headers={k: v.get_secret_value() for k, v in settings.hydra.admin_headers.items()},
+        issuer_path=section.issuer_path,
+        admin_headers={k: v.get_secret_value() for k, v in section.admin_headers.items()},
         timeout=settings.provider_timeout,
         deployment=settings.deployment,
     )

@@ -64,8 +64,9 @@ from adapters.keycloak.mapping import (
     unmanaged_from_keycloak,
     usage_from_keycloak,
 )
+from adapters.keycloak.settings import KeycloakSettings
+from adapters.settings import adapter_settings
 from gateway.oauth.lengths import LengthUnit, StoredLength
-from gateway.oauth.metadata import GRANT_TYPES, TOKEN_ENDPOINT_AUTH_METHODS
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
@@ -137,11 +138,6 @@ class KeycloakAdapter:
 
     name = "keycloak"
     capabilities = Capabilities(
-        token_endpoint_auth_methods=TOKEN_ENDPOINT_AUTH_METHODS,
-        grant_types=GRANT_TYPES,
-        loopback_any_port=True,  # through the port-less copy, see mapping.keycloak_redirect_uris
-        per_client_pkce=True,
-        stores_extra_metadata=True,
         stored_lengths=STORED_LENGTHS,
         # the login theme shows the client name through advancedMsg: "${loginAccountTitle}" is the realm's text
         message_template_fields=frozenset({"client_name"}),
@@ -594,15 +590,17 @@ def _role_names(roles: Any) -> list[str]:
     return [str(role.get("name")) if isinstance(role, dict) else "(unreadable role)" for role in roles]
 
 
+@adapter_settings(KeycloakSettings)
 def create_adapter(settings: Settings) -> KeycloakAdapter:
     """Built-in factory (see :mod:`adapters.registry`). python-keycloak brings its own httpx client."""
+    section = settings.section("keycloak", KeycloakSettings)
     return KeycloakAdapter(
-        server_url=settings.keycloak.admin_url or settings.provider_url,
+        server_url=section.admin_url or settings.provider_url,
         public_url=settings.provider_url,
-        realms=settings.keycloak.realms,
-        client_id=settings.keycloak.client_id,
-        client_secret=settings.keycloak.client_secret.get_secret_value(),
-        verify_tls=settings.keycloak.verify_tls,
+        realms=section.realms,
+        client_id=section.client_id,
+        client_secret=section.client_secret.get_secret_value(),
+        verify_tls=section.verify_tls,
         timeout=settings.provider_timeout,
         deployment=settings.deployment,
     )

@@ -27,7 +27,7 @@ from adapters.base import (
     UnmanagedClient,
     with_deployment,
 )
-from gateway.oauth.metadata import GRANT_TYPES, NONE, TOKEN_ENDPOINT_AUTH_METHODS, ClientMetadata
+from gateway.oauth.metadata import NONE, ClientMetadata
 
 if TYPE_CHECKING:
     import aiohttp
@@ -40,13 +40,7 @@ class MemoryAdapter:
     refuses the gateway's configuration (what :meth:`check` raises)."""
 
     name = "memory"
-    capabilities = Capabilities(
-        token_endpoint_auth_methods=TOKEN_ENDPOINT_AUTH_METHODS,
-        grant_types=GRANT_TYPES,
-        loopback_any_port=True,
-        per_client_pkce=True,
-        stores_extra_metadata=True,
-    )
+    capabilities = Capabilities()
 
     def __init__(
         self,
@@ -93,7 +87,7 @@ class MemoryAdapter:
 
     def _check(self) -> None:
         if self.unavailable:
-            raise ProviderUnavailable("memory provider marked unavailable")
+            raise ProviderUnavailable("memory provider marked unavailable", request_sent=False)
 
     def add_unmanaged(self, issuer: str, client_id: str) -> None:
         """Pretend the provider holds a client the gateway did not create."""

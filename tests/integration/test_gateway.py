@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from adapters.base import ClientNotFound, NewClient, ProviderAdapter
+from adapters.base import NewClient, ProviderAdapter
 from adapters.hydra.adapter import HydraAdapter
 from devstack.providers import HydraProvider, KeycloakProvider
 from gateway.conformance.headless import ConsentRequired, keycloak_form_login
@@ -27,7 +27,6 @@ from tests.integration.conftest import (
     keycloak_admin_headers,
     keycloak_target,
     target_record,
-    unmanaged_client,
 )
 from tests.integration.flows import (
     LOOPBACK_CALLBACK,
@@ -314,37 +313,6 @@ async def test_non_json_and_oversized_bodies(
 # ------------------------------------------------------------------------------- unmanaged clients
 
 
-async def test_unmanaged_clients_are_untouchable(
-    request: pytest.FixtureRequest,
-    target: Target,
-    http: aiohttp.ClientSession,
-    adapter: tuple[ProviderAdapter, str],
-) -> None:
-    instance, issuer = adapter
-    legacy = await unmanaged_client(request, target, http, "legacy-shim-client")
-    with pytest.raises(ClientNotFound):
-        await instance.read_client(issuer, legacy)
-    with pytest.raises(ClientNotFound):
-        await instance.delete_client(issuer, legacy)
-    assert legacy not in await managed_ids(adapter)
-    # still there, unchanged, in the provider
-    if target.provider == "hydra":
-        hydra: HydraProvider = request.getfixturevalue("hydra_provider")
-        async with http.get(f"{hydra.admin_url}/admin/clients/{legacy}") as response:
-            assert response.status == 200
-    else:
-        keycloak: KeycloakProvider = request.getfixturevalue("keycloak_provider")
-        async with http.post(
-            keycloak.token_endpoint,
-            data={
-                "grant_type": "client_credentials",
-                "client_id": keycloak.legacy_client_id,
-                "client_secret": keycloak.legacy_client_secret,
-            },
-        ) as response:
-            assert response.status == 200, await response.text()
-
-
 async def test_ipv6_loopback_redirect_works_from_another_port(target: Target, http: aiohttp.ClientSession) -> None:
     status, client = await register(
         http,
@@ -461,7 +429,7 @@ def replacement(client_id: str, metadata: ClientMetadata) -> NewClient:
     )
 
 
-async def test_managed_clients_can_be_updated_and_unmanaged_ones_cannot(
+async def test_managed_clients_can_be_updated_keeping_the_safe_settings_and_the_secret(
     request: pytest.FixtureRequest,
     target: Target,
     http: aiohttp.ClientSession,
@@ -490,9 +458,6 @@ async def test_managed_clients_can_be_updated_and_unmanaged_ones_cannot(
         assert record["redirect_uris"] == ["https://app.example.com/cb2"]
     # the secret was kept: the client still authenticates with it, at the new redirect URI
     await authorization_code_flow(http, target, client, redirect_uri="https://app.example.com/cb2")
-    legacy = await unmanaged_client(request, target, http, "legacy-shim-client")
-    with pytest.raises(ClientNotFound):
-        await instance.update_client(issuer, replacement(legacy, changed))
 
 
 async def test_no_secret_or_token_reaches_the_gateway_log(target: Target, http: aiohttp.ClientSession) -> None:

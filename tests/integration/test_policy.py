@@ -22,6 +22,7 @@ from devstack.process import free_port
 from devstack.providers import HydraProvider, KeycloakProvider
 from gateway.app import create_app
 from gateway.settings import Settings
+from gateway.testing.mcp_client_bodies import MCP_CLIENT_BODIES
 from tests.integration.conftest import (
     GatewayProcess,
     client_count,
@@ -34,7 +35,6 @@ from tests.integration.conftest import (
     keycloak_target,
 )
 from tests.integration.flows import Target, authorization_code_flow
-from tests.unit.mcp_client_bodies import MCP_CLIENT_BODIES
 
 PROVIDERS = ["hydra", "keycloak"]
 ALLOWED_SCOPES = ["openid", "offline_access", "mcp"]

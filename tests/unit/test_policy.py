@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from mcp_client_bodies import MCP_CLIENT_BODIES
 from pydantic import ValidationError
 
 from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
@@ -18,6 +17,7 @@ from gateway.policy import PolicySettings, RegistrationPolicy, check_fetched_uri
 from gateway.policy.settings import Privilege
 from gateway.registration.service import Caller, IssuerContext, RegistrationSettings, validate_registration
 from gateway.settings import Settings
+from gateway.testing.mcp_client_bodies import MCP_CLIENT_BODIES
 
 KEYCLOAK_DOCUMENT: dict[str, Any] = json.loads(
     (Path(__file__).parent / "data" / "keycloak-openid-configuration.json").read_text()

@@ -6,11 +6,11 @@ import dataclasses
 from typing import Any
 
 import pytest
-from mcp_client_bodies import MCP_CLIENT_BODIES
 
 from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, OAuthError
 from gateway.oauth.metadata import parse_metadata
 from gateway.policy import PolicySettings, Privilege, RegistrationPolicy, SameHostMode, apply_defaults, validate
+from gateway.testing.mcp_client_bodies import MCP_CLIENT_BODIES
 
 POLICY = RegistrationPolicy()
 PUBLIC_NATIVE = {"redirect_uris": ["http://127.0.0.1:3000/callback"], "token_endpoint_auth_method": "none"}
