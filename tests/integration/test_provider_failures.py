@@ -325,19 +325,6 @@ async def test_hydra_admin_url_that_is_not_the_admin_api_stops_the_start(
     assert "DCR_HYDRA__ADMIN_URL" in str(refused.value)
 
 
-async def test_hydra_admin_unreachable_gives_503(hydra_provider: HydraProvider, start: Start) -> None:
-    settings = Settings(
-        public_url=hydra_provider.issuer,
-        provider="hydra",
-        provider_url=hydra_provider.public_url,
-        hydra={"admin_url": f"http://127.0.0.1:{free_port()}"},
-    )
-    client = await start(settings)
-    response = await client.post("/register", json=NATIVE)
-    assert response.status == 503
-    assert (await response.json())["error"] == "temporarily_unavailable"
-
-
 async def test_provider_down_at_start_never_gives_a_5xx_on_discovery(start: Start, info_logs: io.StringIO) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     settings = Settings(
