@@ -50,6 +50,7 @@ from gateway.proxy import (
     path_in_normal_form,
     request_target_error,
     unsupported_content_coding,
+    unsupported_transfer_coding,
 )
 from gateway.registration.service import IssuerContext, RegistrationSettings
 from gateway.rfc7591.handler import registration_handler
@@ -172,7 +173,11 @@ def build_middlewares(*, access_log: bool = True) -> list[Middleware]:
         response: web.StreamResponse
         try:
             # odd request targets (OPTIONS *, CONNECT, ...) and encoded bodies, before any route sees them
-            refusal = request_target_error(request) or unsupported_content_coding(request)
+            refusal = (
+                request_target_error(request)
+                or unsupported_transfer_coding(request)
+                or unsupported_content_coding(request)
+            )
             response = refusal if refusal is not None else await handler(request)
         except OAuthError as exc:
             response = error_response(exc)
@@ -236,6 +241,7 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
 
     reg_settings = RegistrationSettings(
         max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout_seconds,
         stored_lengths=adapter.capabilities.stored_lengths,
         message_template_fields=adapter.capabilities.message_template_fields,
         policy=settings.policy,

@@ -11,6 +11,7 @@ so every JSON error the gateway sends has one shape.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from aiohttp import hdrs, web
 
 from gateway.cors import CorsPolicy
 from gateway.limits.guard import Limits
-from gateway.oauth.errors import InvalidClientMetadata, OAuthError, RequestTooLarge, ServerError
+from gateway.oauth.errors import InvalidClientMetadata, OAuthError, RequestTimeout, RequestTooLarge, ServerError
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +39,8 @@ def error_response(
     ``cors`` is given (browser clients must be able to read why they were refused)."""
     headers: dict[str, str] = {**NO_STORE, **error.headers}
     response = web.json_response(error.body(), status=error.status, headers=headers)
+    if error.close:
+        response.force_close()
     if cors is not None and request is not None:
         cors.apply(request, response)
     return response
@@ -116,22 +119,26 @@ class RegistrationPipeline:
         return entry
 
 
-async def read_json_object(request: web.Request, max_bytes: int) -> Mapping[str, Any]:
-    """RFC 7591 section 3.1: the request is a JSON document (``application/json``) holding an object."""
+async def read_json_object(request: web.Request, max_bytes: int, deadline_seconds: float) -> Mapping[str, Any]:
+    """RFC 7591 section 3.1: the request is a JSON document (``application/json``) holding an object, read
+    whole within ``max_bytes`` (413) and ``deadline_seconds`` (408: a body that never arrives holds nothing for
+    long). Error descriptions never repeat what the client sent."""
     content_type = request.headers.get(hdrs.CONTENT_TYPE, "")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-        raise InvalidClientMetadata(
-            f"Content-Type {media_type!r} is not supported; send the client metadata as application/json"
-        )
+        raise InvalidClientMetadata("unsupported Content-Type; send the client metadata as application/json")
     if request.content_length is not None and request.content_length > max_bytes:
         raise RequestTooLarge(f"request body exceeds {max_bytes} bytes")
     body = bytearray()
-    while len(body) <= max_bytes:  # read() returns what has arrived: a body in several TCP segments needs a loop
-        chunk = await request.content.read(max_bytes + 1 - len(body))
-        if not chunk:
-            break
-        body += chunk
+    try:
+        async with asyncio.timeout(deadline_seconds):
+            while len(body) <= max_bytes:  # read() returns what has arrived: a body in several segments needs a loop
+                chunk = await request.content.read(max_bytes + 1 - len(body))
+                if not chunk:
+                    break
+                body += chunk
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {deadline_seconds:g} s") from None
     if len(body) > max_bytes:
         raise RequestTooLarge(f"request body exceeds {max_bytes} bytes")
     if not body.strip():

@@ -174,6 +174,26 @@ def content_codings(headers: CIMultiDictProxy[str]) -> list[str]:
     ]
 
 
+def transfer_codings(headers: CIMultiDictProxy[str]) -> list[str]:
+    """The transfer codings of ``Transfer-Encoding`` (RFC 9112 section 6.1), lowercase, in order."""
+    return [
+        token
+        for value in headers.getall(hdrs.TRANSFER_ENCODING, [])
+        for token in (part.strip().lower() for part in value.split(","))
+        if token
+    ]
+
+
+def unsupported_transfer_coding(request: web.BaseRequest) -> web.Response | None:
+    """RFC 9112 section 6.1: a server that receives a transfer coding it does not understand answers 501 and
+    closes the connection. The parser undoes only ``chunked``; any other coding (``gzip, chunked``) would reach
+    a handler, or the provider, still encoded but labelled as identity."""
+    codings = transfer_codings(request.headers)
+    if not codings or codings == ["chunked"]:
+        return None
+    return _refusal(501, "only the chunked transfer coding is supported", close=True)
+
+
 def unsupported_content_coding(request: web.BaseRequest) -> web.Response | None:
     """RFC 9110 section 15.5.16: a request body in a content coding the gateway does not decode gets 415 with
     ``Accept-Encoding: identity`` (section 12.5.3). Neither the gateway's handlers nor the providers behind the
@@ -362,7 +382,7 @@ class FrontDoorProxy:
 
     async def __call__(self, request: web.Request) -> web.StreamResponse:
         """Forward ``request`` to the provider and stream its answer back (RFC 9110 section 7.6)."""
-        refusal = unsupported_content_coding(request)
+        refusal = unsupported_transfer_coding(request) or unsupported_content_coding(request)
         if refusal is not None:
             return refusal
         body = await self._read_body(request)
@@ -481,7 +501,13 @@ class FrontDoorProxy:
             if request.transport is not None:
                 request.transport.abort()
             return response
-        await response.write_eof()
+        try:
+            async with asyncio.timeout(self.limits.send_timeout):  # the last chunk waits for the client too
+                await response.write_eof()
+        except ConnectionResetError:
+            log.debug("proxy.client_gone", method=request.method, path=request.path)
+        except TimeoutError:
+            return self._client_stalled(request, response)
         return response
 
     def _log_failure(

@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     registration_path: str = "/register"
     """Registration endpoint path, relative to each issuer's path (``/register``, ``/realms/mcp/register``)."""
     max_body_bytes: int = 64 * 1024
+    """Largest registration / RFC 7592 request body (413 past it)."""
+    body_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Seconds a registration / RFC 7592 request body may take to arrive (408 past it, the connection closed)."""
     policy: PolicySettings = Field(default_factory=PolicySettings)
     """The registration policy (``[policy]`` / ``DCR_POLICY__*``, see :mod:`gateway.policy.settings`)."""
     rotate_registration_access_token: bool = False

@@ -20,6 +20,8 @@ class OAuthError(Exception):
 
     error: ClassVar[str] = "invalid_request"
     status: ClassVar[int] = 400
+    close: ClassVar[bool] = False
+    """End the connection after the answer: the request's body was not read to its end (RFC 9112 section 9.6)."""
 
     def __init__(self, description: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(description)
@@ -44,9 +46,19 @@ class InvalidClientMetadata(OAuthError):
 
 
 class RequestTooLarge(InvalidClientMetadata):
-    """A body over the configured limit: ``invalid_client_metadata`` with HTTP 413 (RFC 9110 section 15.5.14)."""
+    """A body over the configured limit: ``invalid_client_metadata`` with HTTP 413 (RFC 9110 section 15.5.14);
+    the rest of the body is not read, so the connection closes."""
 
     status = 413
+    close = True
+
+
+class RequestTimeout(OAuthError):
+    """A body that did not arrive within the deadline: ``invalid_request`` with HTTP 408 (RFC 9110 section
+    15.5.9); the connection is closed after the answer (RFC 9112 section 9.6)."""
+
+    status = 408
+    close = True
 
 
 class InvalidSoftwareStatement(OAuthError):

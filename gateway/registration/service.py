@@ -77,6 +77,8 @@ class RegistrationSettings:
     """The registration knobs of :class:`gateway.settings.Settings` this endpoint uses."""
 
     max_body_bytes: int
+    body_timeout: float = 10.0
+    """Seconds a request body may take to arrive (408 after that)."""
     stored_lengths: Mapping[str, StoredLength] = field(default_factory=dict)
     """The provider's column sizes, in its units (``Capabilities.stored_lengths``)."""
     message_template_fields: frozenset[str] = frozenset()

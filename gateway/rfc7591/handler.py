@@ -1,7 +1,7 @@
 """The client registration endpoint, RFC 7591 section 3.1, as a short list of named steps::
 
-    quota slot -> initial access token -> read body -> software statement -> validate (defaults + rules)
-    -> issue credentials -> create -> respond
+    initial access token -> read body (size limit, deadline) -> software statement -> validate (defaults + rules)
+    -> quota slot -> redeem the initial access token -> issue credentials -> create -> respond
 
 Each step either returns the next step's input or raises an :class:`~gateway.oauth.errors.OAuthError`, which
 the registration pipeline (:mod:`gateway.pipeline`: rate limits, CORS, ``no-store``, 405) turns into the RFC 7591
@@ -17,8 +17,10 @@ from aiohttp import web
 
 from adapters.base import ManagedClient, NewClient, ProviderAdapter
 from gateway.access.control import RegistrationAccess
+from gateway.access.tokens import InitialAccessToken
 from gateway.limits.guard import Limits
 from gateway.oauth.errors import ServerError
+from gateway.oauth.metadata import ClientMetadata
 from gateway.pipeline import NO_STORE, Handler, read_json_object
 from gateway.registration.records import registration_client_uri
 from gateway.registration.service import (
@@ -61,16 +63,11 @@ def registration_handler(
     the app is built."""
 
     async def register(request: web.Request) -> web.StreamResponse:
-        # The rate limits ran in the pipeline; a quota slot (403) is taken before any work, kept only on 201.
-        async with limits.quota.reserve(issuer.key) as slot:
-            response = await registration(request)
-            if response.status == 201:
-                slot.created()
-        return response
-
-    async def registration(request: web.Request) -> web.StreamResponse:
+        # The rate limits ran in the pipeline. A quota slot (403) is taken only once the body is read and the
+        # metadata valid, so nothing a client controls (a body that never arrives) happens while a slot is held;
+        # it is kept only on 201.
         token = access.authenticate(request)  # RFC 7591 section 3: initial access token, before the body is read
-        document = await read_json_object(request, settings.max_body_bytes)
+        document = await read_json_object(request, settings.max_body_bytes, settings.body_timeout)
         admission = access.admit(document, token)  # section 2.3: software statement verified, claims merged; mode
         caller = Caller(
             source=limits.rate.source_of(request),
@@ -78,7 +75,16 @@ def registration_handler(
             software_statement=admission.software_statement,
         )
         metadata = await validate_registration(admission.document, issuer=issuer, settings=settings, caller=caller)
-        await access.redeem(token)  # a use of a max_uses token counts once the metadata passed
+        async with limits.quota.reserve(issuer.key) as slot:
+            response = await registration(metadata, token, caller)
+            if response.status == 201:
+                slot.created()
+        return response
+
+    async def registration(
+        metadata: ClientMetadata, token: InitialAccessToken | None, caller: Caller
+    ) -> web.StreamResponse:
+        await access.redeem(token)  # a use of a max_uses token counts once the metadata passed and a slot is held
         registration_access_token, token_hash = mint_registration_access_token()
         issued = issue_credentials(metadata, settings, registration_access_token_hash=token_hash, caller=caller)
         managed = await create(adapter, issuer, issued)

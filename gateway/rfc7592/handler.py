@@ -248,7 +248,7 @@ class ClientConfigurationEndpoint:
         """RFC 7592 section 2.2, client update request: a full replacement, validated like a registration."""
         issuer = self.issuer
         current, token = await self.authorize(request, issuer)
-        document = await read_json_object(request, self.settings.max_body_bytes)
+        document = await read_json_object(request, self.settings.max_body_bytes, self.settings.body_timeout)
         check_replacement_fields(document, current.client_id)
         check_client_secret(document, current)
         # what a software statement vouched for at registration still takes precedence (RFC 7591 section 3.1.1)

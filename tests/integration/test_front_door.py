@@ -31,6 +31,7 @@ from gateway.settings import Settings
 from tests.integration.conftest import (
     GatewayProcess,
     InProcessGateways,
+    hydra_options,
     keycloak_options,
     keycloak_target,
 )
@@ -240,6 +241,63 @@ async def test_requests_the_parser_refuses_get_json_that_quotes_nothing(target: 
     assert 400 <= response.status < 500, response
     assert_json_error(response, echoed=MARKER)
     assert response.headers.get("cache-control") == "no-store", response
+
+
+async def test_registration_bodies_that_never_arrive_hold_no_quota_slot(
+    hydra_provider: HydraProvider, start: InProcessGateways
+) -> None:
+    """A registration whose body never arrives gets 408 after ``body_timeout_seconds`` and, meanwhile, holds no
+    quota slot: before, each one counted as a client until its connection closed, so a few idle sockets filled
+    the quota and every registration got 403 (found in review after issue 8)."""
+    settings = Settings(
+        **hydra_options(hydra_provider),
+        body_timeout_seconds=2,
+        limits={"max_clients_per_issuer": 100_000, "per_source_limit": 0, "global_limit": 0},
+    )
+    client = await start(settings)
+    url = str(client.make_url("/register"))
+    stalled = []
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(
+            b"POST /register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        await writer.drain()
+        stalled.append((reader, writer))
+    try:
+        await asyncio.sleep(0.5)  # the three are inside the handler, reading
+        async with client.session.post(url, json=native_client("arrives")) as response:
+            assert response.status == 201, await response.text()
+        for reader, _ in stalled:
+            answer = await read_response(reader, within=5)
+            assert answer.status == 408, answer
+            assert answer.json()["error"] == "invalid_request"
+    finally:
+        for _, writer in stalled:
+            writer.close()
+
+
+async def test_transfer_codings_other_than_chunked_get_501(target: Target) -> None:
+    """RFC 9112 section 6.1: ``gzip, chunked`` was de-chunked by the parser and forwarded gzip bytes as identity;
+    it is refused, on the front door and on registration alike."""
+    issuer_path = URL(target.issuer).path.rstrip("/")
+    token_path = "/oauth2/token" if target.provider == "hydra" else issuer_path + "/protocol/openid-connect/token"
+    for path in (token_path, issuer_path + "/register"):
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: {host_of(target.url)}\r\nTransfer-Encoding: gzip, chunked\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        ).encode()
+        response = await exchange(target.url, request, within=5)
+        assert response.status == 501, (path, response)
+        assert_json_error(response, echoed="gzip")
+
+
+async def test_an_unsupported_content_type_is_not_echoed(target: Target, http: aiohttp.ClientSession) -> None:
+    marker = "text/eyJhbGciOiJIUzI1NiJ9.leaked"
+    async with http.post(target.registration_endpoint, data=b"{}", headers={"Content-Type": marker}) as response:
+        assert response.status == 400
+        body = await response.text()
+    assert "eyJ" not in body and "eyj" not in body, body
 
 
 # ---------------------------------------------------------------------------------------- 4. allow-list

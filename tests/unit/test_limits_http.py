@@ -6,6 +6,7 @@ that the quota holds on the real providers is proved in tests/integration/test_l
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Awaitable, Callable
@@ -170,3 +171,36 @@ async def test_the_start_up_log_names_the_limits_but_never_the_redis_password(
     assert configured["backend"] == "redis"
     assert configured["per_source"] == "20/60s"
     assert "hunter2-secret" not in info_logs.getvalue()
+
+
+async def test_a_registration_body_that_never_arrives_holds_no_quota_slot_and_gets_408(gateways: Gateways) -> None:
+    """Before, the slot was reserved before the body was read (with no deadline): two idle sockets sending one
+    byte of a body filled a quota of one and every registration got 403 for as long as they stayed open."""
+    client, adapter = await gateways.start(
+        provider_document(), body_timeout_seconds=1, limits=LimitSettings(max_clients_per_issuer=1)
+    )
+    assert client.server.host is not None and client.server.port is not None
+    stalled = []
+    for _ in range(2):
+        reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+        writer.write(
+            f"POST {REGISTER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n{".encode()
+        )
+        await writer.drain()
+        stalled.append((reader, writer))
+    try:
+        await asyncio.sleep(0.3)  # both are in the handler, waiting for their bodies
+        status, _, body = await register(client, "198.51.100.1")
+        assert status == 201, body
+        assert len(adapter.clients["default"]) == 1
+        for reader, _ in stalled:
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                payload = await reader.readexactly(length)
+            assert head.startswith(b"HTTP/1.1 408"), head
+            assert json.loads(payload)["error"] == "invalid_request"
+    finally:
+        for _, writer in stalled:
+            writer.close()
