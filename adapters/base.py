@@ -107,6 +107,16 @@ class Issuer:
     account_paths: tuple[str, ...] = ()
     """Path prefixes of the provider's self-service account pages, forwarded only when the operator enables
     them (``front_door.account_pages``)."""
+    authorization_path: str | None = None
+    """Path of the issuer's authorization endpoint (RFC 6749 section 3.1) at the provider's public listener: the
+    front door checks authorization requests there (CIMD, RFC 8707 ``resource``, loopback redirects) and adds
+    RFC 9207 ``iss`` to its responses. ``None``: taken from the discovery document."""
+    token_path: str | None = None
+    """Path of the token endpoint (RFC 6749 section 3.2); ``None``: from the discovery document."""
+    par_path: str | None = None
+    """Path of the pushed authorization request endpoint (RFC 9126), if the provider has one."""
+    revocation_path: str | None = None
+    """Path of the revocation endpoint (RFC 7009), if the provider has one."""
 
 
 @dataclass(frozen=True)
@@ -417,10 +427,99 @@ class RegistrableScopes(Protocol):
         ...
 
 
+# -------------------------------------------------------------------------------- MCP 2026-07-28 capabilities
+# Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document), RFC 8707 resource indicators and
+# RFC 8252 section 7.3 loopback redirects: optional protocols the front door uses on the authorization path.
+
+DOCUMENT_SOURCE = "client_id_metadata_document"
+"""``gateway_data["source"]`` of a client created from a client metadata document (provenance, with
+``document_sha256`` and ``document_fetched_at``)."""
+
+
+@runtime_checkable
+class DocumentClients(Protocol):
+    """Optional adapter capability: provider clients for Client ID Metadata Documents (CIMD).
+
+    The client's id is the document's https URL. ``NewClient.client_id`` is that URL; the adapter stores the
+    client under :meth:`stored_client_id` (the URL itself where the provider can address such an id in its admin
+    API, Keycloak; a stable id derived from it where it cannot, Hydra v2, whose admin paths cannot carry ``/``),
+    marks it managed (rule 1) and as coming from a document (``gateway_data``), and always answers with
+    ``ManagedClient.client_id`` equal to the URL. A document client is never visible through ``read_client``,
+    ``update_client`` or ``delete_client`` (the RFC 7592 endpoint), only through these methods.
+    """
+
+    def stored_client_id(self, issuer: str, url: str) -> str:
+        """The id the provider knows the document's client by: what the front door sends the provider in place
+        of ``url`` (``client_id`` of authorization, PAR, token and revocation requests). Pure, stable."""
+        ...
+
+    async def read_document_client(self, issuer: str, url: str) -> ManagedClient | None:
+        """The managed document client for ``url``, or ``None`` when there is none (or only an unmanaged client
+        with that id, which the gateway never touches)."""
+        ...
+
+    async def put_document_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        """Create the client for ``client.client_id`` (a URL) or replace an existing managed one in full
+        (rule 5; ``client_secret`` is always ``None``: document clients use ``none`` or ``private_key_jwt``).
+        :class:`ClientConflict` when an unmanaged client holds the id."""
+        ...
+
+    async def delete_document_client(self, issuer: str, url: str) -> None:
+        """Remove the managed document client; :class:`ClientNotFound` when there is none."""
+        ...
+
+
+@dataclass(frozen=True)
+class ResourceBinding:
+    """How an authorization or token request for one protected resource (RFC 8707) reaches the provider so the
+    token's ``aud`` carries the resource: extra request parameters the front door adds."""
+
+    scope: str | None = None
+    """A scope value to add to ``scope`` (Keycloak: a client scope whose audience mapper adds the resource)."""
+    audience: str | None = None
+    """A value to add to the provider's own ``audience`` parameter (Hydra)."""
+
+
+@runtime_checkable
+class ResourceIndicators(Protocol):
+    """Optional adapter capability: tokens whose ``aud`` names the RFC 8707 ``resource`` the client asked for.
+
+    The gateway has already checked ``resource`` against the issuer's configured protected resources; the adapter
+    only makes the provider able to issue the audience (idempotently, cached: it is called on every
+    authorization) and says how the request must name it."""
+
+    async def bind_resource(self, issuer: str, client_id: str, resource: str) -> ResourceBinding:
+        """Prepare the provider so ``client_id`` (a stored id, see :meth:`DocumentClients.stored_client_id`) can
+        obtain tokens for ``resource`` (Hydra: the resource in the client's ``audience`` list; Keycloak: a client
+        scope with an audience mapper, optional on the client), and say what to add to the request. Only managed
+        clients are changed; for an unmanaged one the binding is returned without a change (the provider may
+        then refuse). :class:`ClientNotFound` when the client does not exist."""
+        ...
+
+
+@runtime_checkable
+class LoopbackRedirects(Protocol):
+    """Optional adapter capability: RFC 8252 section 7.3 (the authorization server MUST allow any port for
+    loopback redirect URIs) where the provider does not (Hydra ignores the port only for IP literals, Keycloak
+    only for ``localhost`` and ``127.0.0.1``)."""
+
+    def admits_any_port(self, redirect_uri: str) -> bool:
+        """Whether the provider itself accepts ``redirect_uri``'s loopback host with any port. Pure."""
+        ...
+
+    async def admit_redirect_uri(self, issuer: str, client_id: str, redirect_uri: str) -> None:
+        """Make the provider accept exactly ``redirect_uri`` (a registered loopback URI with the port the client
+        uses now) for the managed client ``client_id`` (stored id): the URI is added to the client, and URIs
+        added this way earlier are pruned (a bounded number kept). :class:`ClientNotFound` when absent or
+        unmanaged."""
+        ...
+
+
 __all__ = [
     "CLIENT_ID_SYNTAX",
     "DEFAULT_DEPLOYMENT",
     "DEPLOYMENT_KEY",
+    "DOCUMENT_SOURCE",
     "AdapterError",
     "AdapterFactory",
     "AdminApiCheck",
@@ -432,8 +531,10 @@ __all__ = [
     "ClientNotFound",
     "ClientUsage",
     "CredentialsRefused",
+    "DocumentClients",
     "Issuer",
     "IssuerMissing",
+    "LoopbackRedirects",
     "ManagedClient",
     "NewClient",
     "ProviderAdapter",
@@ -442,6 +543,8 @@ __all__ = [
     "ProviderRejected",
     "ProviderUnavailable",
     "RegistrableScopes",
+    "ResourceBinding",
+    "ResourceIndicators",
     "RoleMissing",
     "SettingDifference",
     "UnmanagedClient",

@@ -123,6 +123,9 @@ class HydraAdapter:
                         "/credentials",
                     )
                 ),
+                authorization_path=f"{self._issuer_path}/oauth2/auth",
+                token_path=f"{self._issuer_path}/oauth2/token",
+                revocation_path=f"{self._issuer_path}/oauth2/revoke",
             )
         ]
 

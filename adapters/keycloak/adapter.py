@@ -187,6 +187,10 @@ class KeycloakAdapter:
                     "/resources/",
                 ),
                 account_paths=(f"/realms/{realm}/account",),
+                authorization_path=f"/realms/{realm}/protocol/openid-connect/auth",
+                token_path=f"/realms/{realm}/protocol/openid-connect/token",
+                par_path=f"/realms/{realm}/protocol/openid-connect/ext/par/request",
+                revocation_path=f"/realms/{realm}/protocol/openid-connect/revoke",
             )
             for realm in self._realms
         ]
