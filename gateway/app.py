@@ -35,9 +35,13 @@ import structlog
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
-from adapters.base import AdapterError, AdminApiCheck, Issuer, ProviderAdapter, ProviderMisconfigured
+from adapters.base import AdapterError, AdminApiCheck, DocumentClients, Issuer, ProviderAdapter, ProviderMisconfigured
 from adapters.registry import get_factory
 from gateway.access.control import RegistrationAccess
+from gateway.authorization.documents import DocumentClientResolver
+from gateway.authorization.endpoints import AuthorizationEndpoints
+from gateway.cimd.cache import DocumentCache
+from gateway.cimd.fetch import DocumentFetcher
 from gateway.cors import CorsPolicy
 from gateway.limits.guard import Limits, open_counter_store
 from gateway.oauth.errors import OAuthError, ServerError
@@ -215,6 +219,9 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
     unknown = settings.access.unknown_overrides([(issuer.key, issuer.path) for issuer in issuers])
     if unknown:  # a typo in an override would leave that issuer open without a word
         raise ValueError(f"access.issuers names no served issuer: {', '.join(unknown)}")
+    unknown = settings.resources.unknown_overrides([(issuer.key, issuer.path) for issuer in issuers])
+    if unknown:
+        raise ValueError(f"resources.issuers names no served issuer: {', '.join(unknown)}")
     registration_paths = {issuer.key: f"{issuer.path}{settings.registration_path}" for issuer in issuers}
 
     access_log = logging.getLevelName(settings.log_level.upper()) in (logging.DEBUG, logging.INFO)
@@ -246,6 +253,18 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
         message_template_fields=adapter.capabilities.message_template_fields,
         policy=settings.policy,
     )
+    fetcher: DocumentFetcher | None = None
+    documents: DocumentClientResolver | None = None
+    if documents_accepted(settings, adapter):
+        fetcher = DocumentFetcher(settings.cimd)
+        documents = DocumentClientResolver(
+            adapter=adapter,
+            cache=DocumentCache(fetcher, settings.cimd),
+            settings=settings.cimd,
+            registration=reg_settings,
+            limits=limits,
+            deployment=settings.deployment,
+        )
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -280,9 +299,20 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
     async def nothing_here(request: web.Request) -> web.Response:
         return not_found()
 
-    proxy: FrontDoorProxy | None = None
+    # The provider's authorization, PAR, token and revocation endpoints go through the gateway's checks in both
+    # modes (in path-routing mode the ingress routes those paths here, see deploy/nginx).
+    proxy = front_door_proxy(settings, limits)
+    for issuer in issuers:
+        endpoints = AuthorizationEndpoints(
+            issuer=contexts[issuer.key],
+            paths=issuer,
+            adapter=adapter,
+            documents=documents,
+            resources=settings.resources.for_issuer(key=issuer.key, path=issuer.path),
+            proxy=proxy,
+        )
+        app.router.add_routes(endpoints.routes())
     if settings.mode is Mode.FRONT_DOOR:
-        proxy = front_door_proxy(settings, limits)
         front_door = front_door_handler(settings, issuers, list(registration_paths.values()), proxy)
         app.router.add_route("*", "/{tail:.*}", front_door)
     else:
@@ -297,9 +327,15 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
             limits=limits,
             caches=list(caches.values()),
             proxy=proxy,
+            fetcher=fetcher,
         )
     )
     return app
+
+
+def documents_accepted(settings: Settings, adapter: ProviderAdapter) -> bool:
+    """Client ID Metadata Documents are on (``cimd.enabled``) and the adapter can hold document clients."""
+    return settings.cimd.enabled and isinstance(adapter, DocumentClients)
 
 
 def readiness(caches: Mapping[str, DiscoveryCache], admin_api: AdminApiHealth) -> Handler:
@@ -337,6 +373,8 @@ def issuer_contexts(settings: Settings, adapter: ProviderAdapter, issuers: list[
             timeout=settings.provider_timeout,
             # scopes_supported: only what a registration here can obtain (adapter limit, policy allow-list)
             registrable_scopes=registrable_scopes_source(adapter, issuer.key, settings.policy.scopes),
+            extra=discovery_extra(settings, adapter, issuer),
+            public_clients=documents_enabled(settings, adapter, issuer),
         )
         contexts[issuer.key] = IssuerContext(
             key=issuer.key,
@@ -347,6 +385,27 @@ def issuer_contexts(settings: Settings, adapter: ProviderAdapter, issuers: list[
         )
 
     return contexts
+
+
+def documents_enabled(settings: Settings, adapter: ProviderAdapter, issuer: Issuer) -> bool:
+    """CIMD is served for ``issuer``: on, not disabled for it, and its authorization endpoint is checked here."""
+    return (
+        documents_accepted(settings, adapter)
+        and issuer.key not in settings.cimd.disabled_issuers
+        and issuer.authorization_path is not None
+    )
+
+
+def discovery_extra(settings: Settings, adapter: ProviderAdapter, issuer: Issuer) -> dict[str, object]:
+    """What the gateway itself implements, advertised only where it is enforced: RFC 9207 section 3
+    ``authorization_response_iss_parameter_supported`` (the gateway adds ``iss`` to the authorization endpoint's
+    responses) and the CIMD draft's ``client_id_metadata_document_supported`` (section 5)."""
+    if issuer.authorization_path is None:
+        return {}
+    return {
+        "authorization_response_iss_parameter_supported": True,
+        "client_id_metadata_document_supported": documents_enabled(settings, adapter, issuer),
+    }
 
 
 def front_door_proxy(settings: Settings, limits: Limits) -> FrontDoorProxy:
@@ -427,6 +486,7 @@ async def _resources(
     limits: Limits,
     caches: list[DiscoveryCache],
     proxy: FrontDoorProxy | None,
+    fetcher: DocumentFetcher | None = None,
 ) -> AsyncIterator[None]:
     """Open the HTTP sessions and start what ``create_app`` built; close all of it (what opened) on the way out."""
     timeout = aiohttp.ClientTimeout(total=settings.provider_timeout)
@@ -434,6 +494,7 @@ async def _resources(
     proxy_session: aiohttp.ClientSession | None = None
     started: list[DiscoveryCache] = []
     watcher: asyncio.Task[None] | None = None
+    fetcher_started = False
     try:
         # First the provider's admin API: a configuration it refuses stops the start before anything else happens.
         await adapter.start(session)
@@ -449,6 +510,9 @@ async def _resources(
                 limit=front.pool_size,
             )
             proxy.attach(proxy_session)
+        if fetcher is not None:
+            await fetcher.start()
+            fetcher_started = True
         for cache in caches:
             await cache.start(session)
             started.append(cache)
@@ -477,4 +541,6 @@ async def _resources(
         await adapter.close()
         if proxy_session is not None:
             await proxy_session.close()
+        if fetcher is not None and fetcher_started:
+            await fetcher.close()
         await session.close()

@@ -270,6 +270,17 @@ class PathAllowList:
         return any(path == prefix or path.startswith(prefix + "/") for prefix in self.prefixes)
 
 
+def _rewritable_html(upstream: aiohttp.ClientResponse) -> bool:
+    """An HTML body without a content coding whose declared length (if any) fits :data:`MAX_REWRITTEN_BODY`."""
+    coding = upstream.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
+    length = upstream.content_length
+    return (
+        upstream.content_type == "text/html"
+        and coding == "identity"
+        and (length is None or length <= MAX_REWRITTEN_BODY)
+    )
+
+
 def default_source(request: web.BaseRequest) -> str:
     """The TCP peer, IPv6 by its /64 (:func:`gateway.limits.ratelimit.source_key`)."""
     return source_key(request.remote or UNKNOWN_SOURCE)
@@ -289,6 +300,30 @@ class ProxyLimits:
     """Upstream connections at most; a request waits up to the connect timeout for one, then 503."""
     max_concurrent_per_source: int = 32
     """Exchanges with the provider one source may have in flight (0: no bound); past it 429."""
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """What an endpoint the gateway checks (:mod:`gateway.authorization`) changes in one exchange it forwards; the
+    rest is forwarded as for any other path. The default changes nothing."""
+
+    query: str | None = None
+    """The query string sent upstream instead of the request's (already percent-encoded, without ``?``)."""
+    body: bytes | None = None
+    """The request body sent instead of the one read (a form the gateway re-encoded)."""
+    drop_headers: tuple[str, ...] = ()
+    """Request fields not passed on (e.g. ``Authorization`` when its credentials moved into ``body``)."""
+    location: Callable[[str], str | None] | None = None
+    """Applied to a response's ``Location`` (``None`` from it: unchanged), e.g. RFC 9207 ``iss``."""
+    html: Callable[[bytes], bytes | None] | None = None
+    """Applied to an HTML response body of at most :data:`MAX_REWRITTEN_BODY` bytes (``None``: unchanged), e.g.
+    the form-post response mode page."""
+
+
+MAX_REWRITTEN_BODY = 256 * 1024
+"""Largest response body :attr:`Rewrite.html` is applied to; larger ones stream through unchanged."""
+
+NO_REWRITE = Rewrite()
 
 
 class FrontDoorProxy:
@@ -385,9 +420,18 @@ class FrontDoorProxy:
         refusal = unsupported_transfer_coding(request) or unsupported_content_coding(request)
         if refusal is not None:
             return refusal
-        body = await self._read_body(request)
+        body = await self.read_body(request)
         if isinstance(body, web.Response):
             return body
+        return await self.forward(request, body)
+
+    async def forward(
+        self, request: web.Request, body: bytes | None, rewrite: Rewrite = NO_REWRITE
+    ) -> web.StreamResponse:
+        """Forward ``request`` whose body :meth:`read_body` has read (``body``), changed as ``rewrite`` says,
+        within the per-source and pool limits."""
+        if rewrite.body is not None:
+            body = rewrite.body
         source = self._source_of(request)
         per_source = self.limits.max_concurrent_per_source
         if per_source and self._in_flight.get(source, 0) >= per_source:
@@ -402,7 +446,7 @@ class FrontDoorProxy:
                 log.warning("proxy.pool_exhausted", method=request.method, path=request.path)
                 return _error_response(503, "the authorization server is busy; retry shortly")
             try:
-                return await self._exchange(request, body)
+                return await self._exchange(request, body, rewrite)
             finally:
                 self._pool.release()
         finally:
@@ -412,7 +456,7 @@ class FrontDoorProxy:
             else:
                 del self._in_flight[source]
 
-    async def _read_body(self, request: web.Request) -> bytes | web.Response | None:
+    async def read_body(self, request: web.Request) -> bytes | web.Response | None:
         """The whole request body (None when the request has none), or the 413/408 answer: read before any
         upstream connection is taken, so a client sending slowly holds nothing but its own connection."""
         if not request.body_exists:
@@ -440,21 +484,26 @@ class FrontDoorProxy:
             )
         return b"".join(parts)
 
-    async def _exchange(self, request: web.Request, body: bytes | None) -> web.StreamResponse:
+    async def _exchange(self, request: web.Request, body: bytes | None, rewrite: Rewrite) -> web.StreamResponse:
         headers = upstream_request_headers(
             request.headers,
             peer=request.remote,
             forwarded=self._forwarded,
             append_forwarded_for=self._append_forwarded_for,
         )
+        for name in rewrite.drop_headers:
+            headers.popall(name, None)
         if body is not None:  # sent with its own length: read whole, a chunked request is forwarded delimited
             headers.popall(hdrs.CONTENT_LENGTH, None)
+        url = self.upstream_url(request)
+        if rewrite.query is not None:
+            url = URL(self._upstream_base + url.raw_path + (f"?{rewrite.query}" if rewrite.query else ""), encoded=True)
         if self._session is None:
             raise RuntimeError("the front-door proxy has no session: the app has not started")
         try:
             async with self._session.request(
                 request.method,
-                self.upstream_url(request),
+                url,
                 headers=headers,
                 data=body,
                 allow_redirects=False,
@@ -462,6 +511,12 @@ class FrontDoorProxy:
             ) as upstream:
                 response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
                 response.headers.extend(end_to_end(upstream.headers))
+                if rewrite.location is not None and hdrs.LOCATION in response.headers:
+                    changed = rewrite.location(response.headers[hdrs.LOCATION])
+                    if changed is not None:
+                        response.headers[hdrs.LOCATION] = changed
+                if rewrite.html is not None and _rewritable_html(upstream):
+                    return await self._rewritten(request, upstream, response, rewrite.html)
                 try:
                     async with asyncio.timeout(self.limits.send_timeout):
                         await response.prepare(request)
@@ -474,6 +529,29 @@ class FrontDoorProxy:
         except aiohttp.ClientError as exc:
             self._log_failure(request, 502, exc)
             return _error_response(502, "the authorization server could not be reached")
+
+    async def _rewritten(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        response: web.StreamResponse,
+        change: Callable[[bytes], bytes | None],
+    ) -> web.StreamResponse:
+        """A small, identity-coded HTML answer read whole, changed, and sent with its new length."""
+        body = await upstream.content.read(MAX_REWRITTEN_BODY + 1)
+        if len(body) <= MAX_REWRITTEN_BODY:
+            body = change(body) or body
+        response.headers[hdrs.CONTENT_LENGTH] = str(len(body))
+        try:
+            async with asyncio.timeout(self.limits.send_timeout):
+                await response.prepare(request)
+                await response.write(body)
+                await response.write_eof()
+        except ConnectionResetError:
+            log.debug("proxy.client_gone", method=request.method, path=request.path)
+        except TimeoutError:
+            return self._client_stalled(request, response)
+        return response
 
     def _client_stalled(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
         log.info("proxy.client_stalled", method=request.method, path=request.path)

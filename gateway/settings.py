@@ -42,8 +42,10 @@ from adapters.keycloak.settings import KeycloakSettings
 from adapters.registry import settings_sections
 from adapters.settings import check_http_url
 from gateway.access.settings import AccessSettings
+from gateway.cimd.settings import CimdSettings
 from gateway.limits.settings import LimitSettings
 from gateway.policy.settings import PolicySettings
+from gateway.rfc8707.resources import ResourceSettings
 
 _Section = TypeVar("_Section", bound=BaseModel)
 
@@ -166,6 +168,14 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     """Who may register, per issuer (``[access]`` / ``DCR_ACCESS__*``, see :mod:`gateway.access.settings`):
     ``open`` by default; initial access tokens and software statements (RFC 7591 sections 3 and 2.3)."""
+
+    # MCP 2026-07-28 on the authorization path
+    cimd: CimdSettings = Field(default_factory=CimdSettings)
+    """Client ID Metadata Documents (``[cimd]`` / ``DCR_CIMD__*``, :mod:`gateway.cimd.settings`): on by default,
+    any public https host; the fetcher's limits and the host allow/deny lists."""
+    resources: ResourceSettings = Field(default_factory=ResourceSettings)
+    """RFC 8707 protected resources per issuer (``[resources]`` / ``DCR_RESOURCES__*``,
+    :mod:`gateway.rfc8707.resources`); empty: ``resource`` is not enforced."""
 
     # discovery (RFC 8414)
     discovery_refresh_seconds: float = Field(default=60.0, gt=0)

@@ -113,3 +113,32 @@ class InvalidBearerRequest(OAuthError):
 
     def __init__(self, description: str) -> None:
         super().__init__(description, headers={hdrs.WWW_AUTHENTICATE: 'Bearer error="invalid_request"'})
+
+
+class InvalidRequest(OAuthError):
+    """RFC 6749 sections 4.1.2.1 and 5.2 ``invalid_request``: a parameter missing, repeated or malformed (at the
+    authorization endpoint, answered to the user agent when the redirect URI cannot be trusted)."""
+
+    error = "invalid_request"
+
+
+class InvalidClient(OAuthError):
+    """RFC 6749 section 5.2 ``invalid_client``; at the authorization endpoint (section 4.1.2.1: "If the request
+    fails due to a [...] invalid client identifier, the authorization server SHOULD inform the resource owner of
+    the error and MUST NOT automatically redirect"): a client metadata document that cannot be used."""
+
+    error = "invalid_client"
+
+
+class InvalidTarget(OAuthError):
+    """RFC 8707 section 2 ``invalid_target``: "The requested resource is invalid, missing, unknown, or
+    malformed." (HTTP 400 at the token endpoint, a redirect error at the authorization endpoint.)"""
+
+    error = "invalid_target"
+
+
+class TooManyAuthorizations(OAuthError):
+    """RFC 6585 section 4: too many client metadata documents turned into clients from one source."""
+
+    error = "temporarily_unavailable"
+    status = 429

@@ -102,6 +102,7 @@ class DiscoveryCache:
         extra: Mapping[str, Any] | None = None,
         max_bytes: int = MAX_DOCUMENT_BYTES,
         registrable_scopes: Callable[[], Awaitable[Set[str] | None]] | None = None,
+        public_clients: bool = False,
     ) -> None:
         if refresh_interval <= 0 or retry_interval <= 0 or timeout <= 0:
             raise ValueError("refresh_interval, retry_interval and timeout must be positive")
@@ -120,6 +121,7 @@ class DiscoveryCache:
         self._retry_interval = retry_interval
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._extra = dict(extra) if extra else None
+        self._public_clients = public_clients
         self._max_bytes = max_bytes
         self._registrable_scopes = registrable_scopes
         self._known_scopes: Set[str] | None = None
@@ -215,6 +217,7 @@ class DiscoveryCache:
                 expected_issuer=self._expected_issuer,
                 extra=self._extra,
                 registrable_scopes=await self._current_registrable_scopes(),
+                public_clients=self._public_clients,
             )
             cached = make_cached_document(document)
         except asyncio.CancelledError:

@@ -15,6 +15,9 @@ from typing import Any
 S256 = "S256"
 """RFC 7636 section 4.2 code challenge method; MCP 2025-11-25 clients refuse an AS that does not list it."""
 
+NONE = "none"
+"""RFC 7591 section 2 ``token_endpoint_auth_method`` of a public client."""
+
 OPENID = "openid"
 """OpenID Connect Core 1.0 section 3.1.2.1: the scope value that makes a request an OpenID one. OpenID Discovery
 1.0 section 3: "The server MUST support the openid scope value", so it is never withheld from ``scopes_supported``."""
@@ -39,6 +42,7 @@ def rewrite(
     expected_issuer: str | None = None,
     extra: Mapping[str, Any] | None = None,
     registrable_scopes: Set[str] | None = None,
+    public_clients: bool = False,
 ) -> dict[str, Any]:
     """Turn the provider's metadata (RFC 8414 section 2) into the document the gateway serves.
 
@@ -55,6 +59,9 @@ def rewrite(
       request with ``invalid_scope``; section 2 lets a server "choose not to advertise some supported scope
       values". ``openid`` stays whenever the provider lists it. ``None``: no limit, the provider's list as is;
       a provider that omits the field (or sends a non-list) keeps it that way.
+    - With ``public_clients`` (Client ID Metadata Documents are accepted), ``token_endpoint_auth_methods_supported``
+      (section 2) contains ``none``: MCP clients pick CIMD only when the server advertises both
+      ``client_id_metadata_document_supported`` and ``none`` (a document client has no secret).
     - ``extra`` is merged last (fields for features the gateway implements itself, e.g.
       ``client_id_metadata_document_supported``); it may not set ``issuer``, ``registration_endpoint`` or
       ``scopes_supported``.
@@ -83,6 +90,11 @@ def rewrite(
     scopes = document.get("scopes_supported")
     if registrable_scopes is not None and isinstance(scopes, list):
         document["scopes_supported"] = _registrable(scopes, registrable_scopes)
+    if public_clients:
+        methods = document.get("token_endpoint_auth_methods_supported")
+        if not isinstance(methods, list):
+            methods = ["client_secret_basic"]  # section 2: the default when omitted
+        document["token_endpoint_auth_methods_supported"] = methods if NONE in methods else [*methods, NONE]
     if extra:
         document.update(copy.deepcopy(dict(extra)))
     return document

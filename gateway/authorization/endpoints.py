@@ -1,0 +1,384 @@
+"""The provider's authorization, PAR, token and revocation endpoints, checked by the gateway on the way through.
+
+What the front door does there before forwarding (and after, for the authorization endpoint's redirects):
+
+- **Client ID Metadata Documents** (MCP 2026-07-28; draft-ietf-oauth-client-id-metadata-document section 4): an
+  https ``client_id`` is resolved into a provider client (:mod:`gateway.authorization.documents`); the
+  ``redirect_uri`` must be one of the document's (exactly, or a loopback one with another port, RFC 8252 section
+  7.3). A refusal is answered to the user agent, never redirected (RFC 6749 section 4.1.2.1), and nothing reaches
+  the provider. Where the provider stores the client under another id (Hydra), ``client_id`` is translated on every
+  endpoint.
+- **Loopback redirect URIs from any port** (RFC 8252 section 7.3) where the provider does not allow them itself
+  (Hydra for ``localhost``, Keycloak for ``[::1]``): the port-specific URI is admitted for the managed client.
+- **RFC 8707 resource indicators**: every ``resource`` must be one of the issuer's protected resources, else
+  ``invalid_target`` (a redirect error at the authorization endpoint once the redirect URI is known to be
+  registered, HTTP 400 at the token and PAR endpoints); the provider is prepared to put it in the token's ``aud``
+  and the request names it the provider's way (:class:`adapters.base.ResourceBinding`).
+- **RFC 9207**: ``iss`` is added to every authorization response redirect (and form-post page) lacking it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import structlog
+from aiohttp import hdrs, web
+
+from adapters.base import (
+    AdapterError,
+    ClientNotFound,
+    Issuer,
+    LoopbackRedirects,
+    ProviderAdapter,
+    ResourceIndicators,
+    addressable_client_id,
+)
+from gateway.authorization.documents import DocumentClientResolver
+from gateway.authorization.parameters import (
+    FORM,
+    Pairs,
+    encode,
+    every,
+    parse,
+    replaced,
+    single,
+    with_audiences,
+    with_scope_values,
+)
+from gateway.cimd.url import looks_like_url
+from gateway.oauth.errors import InvalidRequest, InvalidTarget, OAuthError
+from gateway.oauth.redirects import is_loopback_redirect, match_redirect_uri
+from gateway.pipeline import error_response
+from gateway.proxy import FrontDoorProxy, Rewrite
+from gateway.registration.service import IssuerContext, provider_errors
+from gateway.rfc8707 import ProtectedResources, resource_problem
+from gateway.rfc9207 import form_post_with_iss, with_iss
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REGISTERED_TTL_SECONDS = 30.0
+"""How long a managed client's registered redirect URIs are reused without asking the provider again."""
+MAX_REGISTERED_CACHED = 10_000
+
+
+class RedirectedError(Exception):
+    """An authorization error to send to the client's (verified) redirect URI (RFC 6749 section 4.1.2.1)."""
+
+    def __init__(self, redirect_uri: str, error: OAuthError, state: str | None, response_mode: str | None) -> None:
+        super().__init__(error.description)
+        self.redirect_uri = redirect_uri
+        self.error = error
+        self.state = state
+        self.response_mode = response_mode
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The outcome of checking a request's parameters: ``None`` pairs when nothing changes."""
+
+    pairs: Pairs | None
+
+
+class AuthorizationEndpoints:
+    """The checked endpoints of one issuer (their paths come from :class:`adapters.base.Issuer`)."""
+
+    def __init__(
+        self,
+        *,
+        issuer: IssuerContext,
+        paths: Issuer,
+        adapter: ProviderAdapter,
+        documents: DocumentClientResolver | None,
+        resources: ProtectedResources,
+        proxy: FrontDoorProxy,
+    ) -> None:
+        self.issuer = issuer
+        self.paths = paths
+        self.adapter = adapter
+        self.documents = documents
+        self.resources = resources
+        self.proxy = proxy
+        self._registered: dict[str, tuple[float, tuple[str, ...] | None]] = {}
+
+    # ------------------------------------------------------------------ routes
+
+    def routes(self) -> list[web.RouteDef]:
+        """One catch-all-methods route per checked endpoint the provider has."""
+        table: list[tuple[str | None, Handler]] = [
+            (self.paths.authorization_path, self.authorization),
+            (self.paths.par_path, self.pushed_authorization),
+            (self.paths.token_path, self.token),
+            (self.paths.revocation_path, self.revocation),
+        ]
+        return [web.route("*", path, handler) for path, handler in table if path]
+
+    @property
+    def documents_enabled(self) -> bool:
+        return self.documents is not None and self.documents.enabled_for(self.issuer.key)
+
+    # ------------------------------------------------------------------ handlers
+
+    async def authorization(self, request: web.Request) -> web.StreamResponse:
+        """RFC 6749 section 3.1 (GET, and POST with a form, OpenID Connect Core 3.1.2.1)."""
+        rewrite_response = Rewrite(location=self._with_iss, html=self._form_post_with_iss)
+        body = await self._body(request)
+        if isinstance(body, web.StreamResponse):
+            return body
+        encoded = self._encoded_parameters(request, body)
+        if encoded is None:
+            return await self.proxy.forward(request, body, rewrite_response)
+        try:
+            checked = await self._check_authorization(request, parse(encoded), redirect_errors=True)
+        except RedirectedError as exc:
+            return self._error_redirect(exc)
+        except OAuthError as exc:
+            return error_response(exc)
+        return await self.proxy.forward(request, body, self._changed(request, checked, rewrite_response))
+
+    async def pushed_authorization(self, request: web.Request) -> web.StreamResponse:
+        """RFC 9126 section 2.1: the same checks as the authorization endpoint, errors as JSON (section 2.3)."""
+        body = await self._body(request)
+        if isinstance(body, web.StreamResponse):
+            return body
+        encoded = self._encoded_parameters(request, body)
+        if encoded is None or request.method != hdrs.METH_POST:
+            return await self.proxy.forward(request, body)
+        try:
+            checked = await self._check_authorization(request, parse(encoded), redirect_errors=False)
+        except OAuthError as exc:
+            return error_response(exc)
+        return await self.proxy.forward(request, body, self._changed(request, checked, Rewrite()))
+
+    async def token(self, request: web.Request) -> web.StreamResponse:
+        """RFC 6749 section 3.2: ``client_id`` translated, ``resource`` checked (400 ``invalid_target``, RFC 8707
+        section 2.2) and bound the provider's way."""
+        body = await self._body(request)
+        if isinstance(body, web.StreamResponse):
+            return body
+        encoded = self._encoded_parameters(request, body)
+        if encoded is None or request.method != hdrs.METH_POST:
+            return await self.proxy.forward(request, body)
+        try:
+            checked = await self._check_token(parse(encoded))
+        except OAuthError as exc:
+            return error_response(exc)
+        return await self.proxy.forward(request, body, self._changed(request, checked, Rewrite()))
+
+    async def revocation(self, request: web.Request) -> web.StreamResponse:
+        """RFC 7009 section 2.1: only ``client_id`` is translated."""
+        body = await self._body(request)
+        if isinstance(body, web.StreamResponse):
+            return body
+        encoded = self._encoded_parameters(request, body)
+        if encoded is None or request.method != hdrs.METH_POST:
+            return await self.proxy.forward(request, body)
+        try:
+            pairs = parse(encoded)
+            translated = self._translated_client_id(pairs)
+        except OAuthError as exc:
+            return error_response(exc)
+        return await self.proxy.forward(request, body, self._changed(request, Checked(translated), Rewrite()))
+
+    # ------------------------------------------------------------------ checks
+
+    async def _check_authorization(self, request: web.Request, pairs: Pairs, *, redirect_errors: bool) -> Checked:
+        client_id = single(pairs, "client_id")
+        redirect_uri = single(pairs, "redirect_uri")
+        state = single(pairs, "state")
+        response_mode = single(pairs, "response_mode")
+        request_uri = single(pairs, "request_uri")
+        if client_id is None:
+            return Checked(None)  # the provider answers a request without a client
+        provider_client_id = client_id
+        verified: str | None = None
+        if looks_like_url(client_id) and self.documents is not None and self.documents_enabled:
+            if single(pairs, "request") is not None:
+                raise InvalidRequest(
+                    "request objects (RFC 9101) are not accepted for a client metadata document client; send the "
+                    "parameters in the request or push them first (RFC 9126)"
+                )
+            resolved = await self.documents.resolve(request, self.issuer, client_id)
+            provider_client_id = resolved.stored_client_id
+            registered = resolved.metadata.redirect_uris or []
+            if redirect_uri is not None:
+                match = match_redirect_uri(redirect_uri, registered)
+                if match is None:
+                    raise InvalidRequest("redirect_uri is not one of the redirect_uris of the client's metadata document")
+                verified = redirect_uri
+                await self._admit_loopback(provider_client_id, redirect_uri, match)
+            elif request_uri is None:
+                if len(registered) != 1:
+                    raise InvalidRequest("redirect_uri is required: the client's metadata document lists several")
+                verified = registered[0]
+        elif redirect_uri is not None and is_loopback_redirect(redirect_uri) and self._provider_needs(redirect_uri):
+            match = match_redirect_uri(redirect_uri, await self._registered_redirects(client_id))
+            if match is not None:
+                verified = redirect_uri
+                await self._admit_loopback(client_id, redirect_uri, match)
+
+        changed = pairs
+        resources = every(pairs, "resource")
+        if resources and self.resources.enforced:
+            audiences: list[str] = []
+            for resource in resources:
+                problem = resource_problem(resource)
+                audience = None if problem else self.resources.audience_for(resource)
+                if audience is None:
+                    error = InvalidTarget(problem or "resource is not a protected resource of this authorization server")
+                    if redirect_errors and redirect_uri is not None and verified is None:
+                        registered_uris = await self._registered_redirects(client_id)
+                        if match_redirect_uri(redirect_uri, registered_uris) is not None:
+                            verified = redirect_uri
+                    if redirect_errors and verified is not None:
+                        raise RedirectedError(verified, error, state, response_mode)
+                    raise error
+                audiences.append(audience)
+            changed = replaced(changed, "resource", list(dict.fromkeys(audiences)))
+            scopes, audience_values = await self._bindings(provider_client_id, audiences)
+            changed = with_audiences(with_scope_values(changed, scopes), audience_values)
+        if provider_client_id != client_id:
+            changed = replaced(changed, "client_id", [provider_client_id])
+        return Checked(changed if changed != pairs else None)
+
+    async def _check_token(self, pairs: Pairs) -> Checked:
+        changed = self._translated_client_id(pairs) or pairs
+        resources = every(pairs, "resource")
+        if resources and self.resources.enforced:
+            audiences: list[str] = []
+            for resource in resources:
+                problem = resource_problem(resource)
+                audience = None if problem else self.resources.audience_for(resource)
+                if audience is None:
+                    raise InvalidTarget(problem or "resource is not a protected resource of this authorization server")
+                audiences.append(audience)
+            changed = replaced(changed, "resource", list(dict.fromkeys(audiences)))
+            grant_type = single(pairs, "grant_type")
+            client_id = single(changed, "client_id")
+            if client_id is not None and grant_type in ("refresh_token", "client_credentials"):
+                # refresh keeps or narrows (the provider refuses an audience the grant does not hold);
+                # client_credentials asks for it here, there is no authorization request
+                scopes, audience_values = await self._bindings(client_id, audiences)
+                if grant_type == "client_credentials":
+                    changed = with_scope_values(changed, scopes)
+                changed = with_audiences(changed, audience_values)
+        return Checked(changed if changed != pairs else None)
+
+    def _translated_client_id(self, pairs: Pairs) -> Pairs | None:
+        """``client_id`` as the provider knows it, when the gateway stores a document client under another id."""
+        client_id = single(pairs, "client_id")
+        if client_id is None or not looks_like_url(client_id) or self.documents is None or not self.documents_enabled:
+            return None
+        stored = self.documents.stored_client_id(self.issuer.key, client_id)
+        return replaced(pairs, "client_id", [stored]) if stored != client_id else None
+
+    async def _bindings(self, client_id: str, audiences: list[str]) -> tuple[list[str], list[str]]:
+        """The scope and ``audience`` values that make the provider issue ``audiences`` to ``client_id``."""
+        if not isinstance(self.adapter, ResourceIndicators):
+            return [], []
+        scopes: list[str] = []
+        audience_values: list[str] = []
+        for audience in dict.fromkeys(audiences):
+            try:
+                with provider_errors(self.issuer):
+                    binding = await self.adapter.bind_resource(self.issuer.key, client_id, audience)
+            except ClientNotFound:
+                return [], []  # no such client: the provider answers the request as it would
+            if binding.scope:
+                scopes.append(binding.scope)
+            if binding.audience:
+                audience_values.append(binding.audience)
+        return scopes, audience_values
+
+    def _provider_needs(self, redirect_uri: str) -> bool:
+        """Whether the provider would refuse this loopback URI's port on its own."""
+        return isinstance(self.adapter, LoopbackRedirects) and not self.adapter.admits_any_port(redirect_uri)
+
+    async def _admit_loopback(self, client_id: str, redirect_uri: str, registered: str) -> None:
+        if registered == redirect_uri or not self._provider_needs(redirect_uri):
+            return
+        assert isinstance(self.adapter, LoopbackRedirects)
+        try:
+            with provider_errors(self.issuer):
+                await self.adapter.admit_redirect_uri(self.issuer.key, client_id, redirect_uri)
+        except ClientNotFound:
+            return
+        log.info("authorize.loopback_admitted", issuer=self.issuer.issuer, client_id=client_id)
+
+    async def _registered_redirects(self, client_id: str) -> list[str]:
+        """A managed client's registered redirect URIs (cached briefly); none for an unknown or unmanaged client,
+        or when the provider cannot tell now (the provider then judges the request itself)."""
+        if not addressable_client_id(client_id):
+            return []
+        now = time.monotonic()
+        cached = self._registered.get(client_id)
+        if cached is not None and cached[0] > now:
+            return list(cached[1] or ())
+        uris: tuple[str, ...] | None
+        try:
+            client = await self.adapter.read_client(self.issuer.key, client_id)
+            uris = tuple(client.metadata.redirect_uris or ())
+        except ClientNotFound:
+            uris = None
+        except AdapterError as exc:
+            log.warning("authorize.client_unreadable", issuer=self.issuer.issuer, cause=str(exc))
+            return []
+        if len(self._registered) >= MAX_REGISTERED_CACHED:
+            self._registered.clear()
+        self._registered[client_id] = (now + REGISTERED_TTL_SECONDS, uris)
+        return list(uris or ())
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _body(self, request: web.Request) -> bytes | None | web.StreamResponse:
+        return await self.proxy.read_body(request)
+
+    @staticmethod
+    def _encoded_parameters(request: web.Request, body: bytes | None) -> str | None:
+        """The request's parameters as sent: the query of a GET, the form body of a POST; ``None`` for anything
+        else (forwarded unchanged for the provider to answer)."""
+        if request.method in (hdrs.METH_GET, hdrs.METH_HEAD):
+            return request.rel_url.raw_query_string
+        if request.method == hdrs.METH_POST and request.content_type == FORM and body is not None:
+            try:
+                return body.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+        return None
+
+    @staticmethod
+    def _changed(request: web.Request, checked: Checked, rewrite: Rewrite) -> Rewrite:
+        if checked.pairs is None:
+            return rewrite
+        encoded = encode(checked.pairs)
+        if request.method == hdrs.METH_POST:
+            return Rewrite(body=encoded.encode("ascii"), location=rewrite.location, html=rewrite.html)
+        return Rewrite(query=encoded, location=rewrite.location, html=rewrite.html)
+
+    def _with_iss(self, location: str) -> str | None:
+        return with_iss(location, self.issuer.issuer)
+
+    def _form_post_with_iss(self, body: bytes) -> bytes | None:
+        return form_post_with_iss(body, self.issuer.issuer)
+
+    def _error_redirect(self, exc: RedirectedError) -> web.StreamResponse:
+        """RFC 6749 section 4.1.2.1 error response to the verified redirect URI, with ``state`` and RFC 9207
+        ``iss``; a form-post request gets the error as JSON instead (no page is rendered here)."""
+        if exc.response_mode == "form_post":
+            return error_response(exc.error)
+        parameters = [("error", exc.error.error), ("error_description", exc.error.description)]
+        if exc.state is not None:
+            parameters.append(("state", exc.state))
+        parameters.append(("iss", self.issuer.issuer))
+        encoded = "&".join(f"{name}={quote(value, safe='')}" for name, value in parameters)
+        if exc.response_mode == "fragment":
+            location = f"{exc.redirect_uri.split('#', 1)[0]}#{encoded}"
+        else:
+            separator = "&" if "?" in exc.redirect_uri else "?"
+            location = f"{exc.redirect_uri}{separator}{encoded}"
+        log.info("authorize.refused", issuer=self.issuer.issuer, error=exc.error.error, reason=exc.error.description)
+        return web.Response(status=302, headers={hdrs.LOCATION: location, hdrs.CACHE_CONTROL: "no-store"})

@@ -1,0 +1,48 @@
+"""RFC 9207 ``iss`` added to authorization responses the provider sends without it."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from gateway.rfc9207 import form_post_with_iss, with_iss
+
+ISSUER = "http://127.0.0.1:8080"
+
+
+def test_a_code_response_gets_iss_in_its_query() -> None:
+    location = with_iss("http://localhost:4000/cb?code=abc&state=xyz", ISSUER)
+    assert location is not None
+    query = parse_qs(urlsplit(location).query)
+    assert query == {"code": ["abc"], "state": ["xyz"], "iss": [ISSUER]}
+
+
+def test_an_error_response_gets_iss_too() -> None:
+    location = with_iss("https://app.example/cb?error=access_denied&state=s", ISSUER)
+    assert location is not None and parse_qs(urlsplit(location).query)["iss"] == [ISSUER]
+
+
+def test_a_fragment_response_gets_iss_in_the_fragment() -> None:
+    location = with_iss("https://app.example/cb#access_token=t&state=s", ISSUER)
+    assert location is not None
+    parts = urlsplit(location)
+    assert parts.query == ""
+    assert parse_qs(parts.fragment)["iss"] == [ISSUER]
+
+
+def test_redirects_that_are_not_authorization_responses_are_left_alone() -> None:
+    assert with_iss("http://127.0.0.1:8090/login?login_challenge=abc", ISSUER) is None
+    assert with_iss("http://127.0.0.1:8080/oauth2/auth?client_id=x&redirect_uri=y", ISSUER) is None
+
+
+def test_a_response_that_has_iss_is_left_alone() -> None:
+    assert with_iss(f"http://localhost/cb?code=a&iss={ISSUER}", ISSUER) is None
+
+
+def test_a_form_post_page_gets_a_hidden_iss_input() -> None:
+    page = b'<html><body><form method="post" action="https://app.example/cb"><input type="hidden" name="code" value="c"/></form></body></html>'
+    changed = form_post_with_iss(page, ISSUER)
+    assert changed is not None
+    assert b'name="iss" value="http://127.0.0.1:8080"' in changed
+    assert changed.index(b'name="iss"') < changed.index(b"</form>")
+    assert form_post_with_iss(changed, ISSUER) is None
+    assert form_post_with_iss(b"<html><form><input name='login'/></form></html>", ISSUER) is None
