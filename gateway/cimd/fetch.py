@@ -135,7 +135,10 @@ class _PinnedResolver(AbstractResolver):
 
 
 class _CheckedConnector(aiohttp.TCPConnector):
-    """Checks each new connection's peer address (after the handshake, before the request is written)."""
+    """Checks each new connection's peer address (after the handshake, before the request is written).
+
+    ``_wrap_create_connection`` is where aiohttp (3.14, pinned) opens every direct connection; the integration
+    test ``test_the_connected_peer_is_checked_too`` fails if an aiohttp upgrade stops calling it."""
 
     async def _wrap_create_connection(self, *args: Any, **kwargs: Any) -> tuple[asyncio.Transport, ResponseHandler]:
         transport, protocol = await super()._wrap_create_connection(*args, **kwargs)
