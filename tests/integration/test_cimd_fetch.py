@@ -406,6 +406,29 @@ async def test_the_connected_peer_is_checked_too(server: DocumentServer, tls: Tl
     assert not server.requests
 
 
+async def test_concurrent_fetches_of_two_hosts_keep_their_own_pins(
+    server: DocumentServer, tls: Tls, fetcher_factory: Any
+) -> None:
+    """Each fetch connects with its own host's checked addresses, also when fetches of other hosts interleave."""
+    urls = [server.url("/a.json"), server.url("/b.json", PUBLIC_NAME)]
+    for url in urls:
+        server.handlers["/" + url.rsplit("/", 1)[1]] = json_handler(document_for(url))
+
+    class Answers(Resolver):
+        async def __call__(self, host: str) -> list[str]:
+            self.calls.append(host)
+            await asyncio.sleep(0.01)  # let the other fetches run in between
+            return ["127.0.0.1"]
+
+    settings = settings_for(server, tls[0], development_origins=[server.origin, f"https://{PUBLIC_NAME}:{server.port}"])
+    fetcher = await fetcher_factory(settings, Answers())
+    results = await asyncio.gather(*(fetcher.fetch(urls[i % 2]) for i in range(10)))
+    assert [result.url for result in results if isinstance(result, FetchedDocument)] == [urls[i % 2] for i in range(10)]
+    assert sorted(request.host for request in server.requests) == sorted(
+        [f"localhost:{server.port}"] * 5 + [f"{PUBLIC_NAME}:{server.port}"] * 5
+    )
+
+
 async def test_an_untrusted_certificate_is_refused(server: DocumentServer, tls: Tls, fetcher_factory: Any) -> None:
     url = server.url("/c.json")
     server.handlers["/c.json"] = json_handler(document_for(url))

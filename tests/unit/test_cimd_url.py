@@ -234,3 +234,11 @@ def test_limits_are_checked() -> None:
         CimdSettings(min_cache_seconds=600, max_cache_seconds=60)
     with pytest.raises(ValidationError):
         CimdSettings(timeout_seconds=0)
+
+
+async def test_the_connector_resolver_never_answers_outside_a_fetch() -> None:
+    """The fetcher's connector resolves only the host the current fetch checked (no DNS of its own)."""
+    from gateway.cimd.fetch import _PinnedResolver
+
+    with pytest.raises(OSError, match="not resolved and checked"):
+        await _PinnedResolver().resolve("example.com", 443)
