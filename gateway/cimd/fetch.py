@@ -42,6 +42,7 @@ import aiohttp
 import structlog
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.client_proto import ResponseHandler
+from yarl import URL
 
 from gateway.cimd.errors import DocumentRefused, Stage, show
 from gateway.cimd.settings import CimdSettings
@@ -245,7 +246,9 @@ class DocumentFetcher:
         headers = {"If-None-Match": etag} if etag is not None else {}
         token = _PIN.set(pin)
         try:
-            async with session.get(url, headers=headers, allow_redirects=False) as response:
+            # encoded=True: the request target is the URL exactly as checked (yarl would re-encode it otherwise)
+            target = URL(url, encoded=True)
+            async with session.get(target, headers=headers, allow_redirects=False) as response:
                 return await self._read(url, response, etag)
         except _PeerRefused as exc:
             self._refuse(

@@ -185,6 +185,22 @@ async def test_fetches_a_document(server: DocumentServer, tls: Tls, fetcher_fact
     client_metadata(url, fetched.document)  # and it is a usable document
 
 
+async def test_the_url_is_requested_exactly_as_given(server: DocumentServer, tls: Tls, fetcher_factory: Any) -> None:
+    url = server.url("/%7Euser/a%2Fb.json").replace("localhost", "LocalHost")
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        seen.append(request.raw_path)
+        return web.json_response(document_for(url))
+
+    server.handlers["/~user/a/b.json"] = handle
+    fetcher = await fetcher_factory(settings_for(server, tls[0]))
+    fetched = await fetcher.fetch(url)
+    assert isinstance(fetched, FetchedDocument)
+    assert seen == ["/%7Euser/a%2Fb.json"]
+    assert fetched.url == url
+
+
 async def test_no_cookies_are_kept(server: DocumentServer, tls: Tls, fetcher_factory: Any) -> None:
     url = server.url("/c.json")
     server.handlers["/c.json"] = json_handler(document_for(url), headers={"Set-Cookie": "track=1; Path=/"})
