@@ -108,13 +108,41 @@ def is_loopback_ip(host: str) -> bool:
         return False
 
 
+_SPECIAL_USE_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "192.0.0.0/24",  # IETF protocol assignments (RFC 6890 section 2.2.2), anycast entries included
+        "192.88.99.0/24",  # 6to4 relay anycast, deprecated (RFC 7526)
+        "::/96",  # IPv4-compatible IPv6, deprecated (RFC 4291 section 2.5.5.1)
+        "64:ff9b:1::/48",  # local-use IPv4/IPv6 translation (RFC 8215)
+        "3fff::/20",  # documentation (RFC 9637)
+        "5f00::/16",  # SRv6 SIDs (RFC 9602)
+        "fec0::/10",  # site-local, deprecated (RFC 3879)
+    )
+)
+"""Special-purpose ranges Python's ``is_global`` (3.11) counts as global."""
+
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+
+
 def is_public_address(address: str) -> bool:
-    """A globally routable unicast address (RFC 6890 special-purpose registries): not loopback, private,
-    link-local, unique-local, shared (CGNAT), reserved, multicast or unspecified; IPv4-mapped IPv6 addresses
-    are judged by the IPv4 address they carry."""
+    """A globally routable unicast address (RFC 6890 and the IANA special-purpose address registries): not
+    loopback, private, link-local, unique-local, site-local, shared (CGNAT), documentation, benchmarking,
+    reserved, multicast or unspecified. IPv6 addresses that carry an IPv4 address are judged by it as well:
+    IPv4-mapped (``::ffff:0:0/96``), IPv4-translated (RFC 2765 ``::ffff:0:0:0/96``), NAT64 (RFC 6052
+    ``64:ff9b::/96``) and 6to4 (RFC 3056 ``2002::/16``)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and (ip in _NAT64 or ip in _IPV4_TRANSLATED):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None and not is_public_address(str(embedded)):
+            return False
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+    if any(ip in network for network in _SPECIAL_USE_NETWORKS if network.version == ip.version):
+        return False
     return ip.is_global and not ip.is_multicast
 
 
