@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -33,6 +35,7 @@ from adapters.base import DOCUMENT_SOURCE, DocumentClients, ManagedClient, NewCl
 from gateway.cimd.cache import DocumentCache
 from gateway.cimd.document import client_metadata
 from gateway.cimd.errors import DocumentRefused
+from gateway.cimd.fetch import FetchedDocument
 from gateway.cimd.settings import CimdSettings
 from gateway.cimd.url import check_client_id_url
 from gateway.limits.guard import Limits
@@ -68,7 +71,8 @@ def display_name(metadata: ClientMetadata, url: str) -> ClientMetadata:
     who is asking, not only what the document says about itself."""
     host = urlsplit(url).hostname or ""
     name = metadata.client_name or host
-    return replace(metadata, client_name=f"{name} ({host})" if host and not name.endswith(f"({host})") else name)
+    shown = f"{name} ({host})" if host and not name.endswith(f"({host})") else name
+    return metadata.model_copy(update={"client_name": shown})
 
 
 class DocumentClientResolver:
@@ -104,7 +108,9 @@ class DocumentClientResolver:
         )
 
     def stored_client_id(self, issuer_key: str, url: str) -> str:
-        assert isinstance(self._adapter, DocumentClients)
+        """What the provider knows the document client for ``url`` by (``url`` itself without the capability)."""
+        if not isinstance(self._adapter, DocumentClients):
+            return url
         return self._adapter.stored_client_id(issuer_key, url)
 
     async def resolve(self, request: web.BaseRequest, issuer: IssuerContext, url: str) -> ResolvedDocument:
@@ -116,7 +122,7 @@ class DocumentClientResolver:
             raise InvalidClient("client metadata documents are not accepted by this authorization server")
         try:
             check_client_id_url(url, self._settings)
-            fetched = await self._cache.get(url, validate=self._translate)
+            fetched = await self._cache.get(url, validate=self._valid)
             metadata = self._translate(url, fetched.document)
         except DocumentRefused as exc:
             log.info("cimd.refused", issuer=issuer.issuer, client_id=url, stage=exc.stage, reason=exc.reason)
@@ -143,7 +149,13 @@ class DocumentClientResolver:
             known = self._current.get(key)
             if known is None or known.document_sha256 != fetched.body_sha256 or known.metadata != metadata:
                 known = await self._bring_up_to_date(
-                    request, issuer, adapter, url, stored, metadata, fetched.body_sha256, fetched.fetched_at
+                    request,
+                    issuer,
+                    adapter,
+                    ResolvedDocument(
+                        url=url, stored_client_id=stored, metadata=metadata, document_sha256=fetched.body_sha256
+                    ),
+                    fetched_at=fetched.fetched_at,
                 )
                 self._remember(key, known)
         return known
@@ -153,9 +165,12 @@ class DocumentClientResolver:
         self._current.pop((issuer_key, url), None)
         self._cache.invalidate(url)
 
-    def _translate(self, url: str, document: object) -> ClientMetadata:
-        if not isinstance(document, dict):
-            raise DocumentRefused("the document is not a JSON object", stage="document")
+    def _valid(self, fetched: FetchedDocument) -> object:
+        """The cache's check before it keeps a document: an invalid one is never cached (draft section 4.3)."""
+        return self._translate(fetched.url, fetched.document)
+
+    @staticmethod
+    def _translate(url: str, document: Mapping[str, Any]) -> ClientMetadata:
         return client_metadata(url, document, grant_types_supported=SUPPORTED_GRANT_TYPES)
 
     def _remember(self, key: tuple[str, str], resolved: ResolvedDocument) -> None:
@@ -169,13 +184,11 @@ class DocumentClientResolver:
         request: web.BaseRequest,
         issuer: IssuerContext,
         adapter: DocumentClients,
-        url: str,
-        stored: str,
-        metadata: ClientMetadata,
-        sha256: str,
+        resolved: ResolvedDocument,
+        *,
         fetched_at: float,
     ) -> ResolvedDocument:
-        resolved = ResolvedDocument(url=url, stored_client_id=stored, metadata=metadata, document_sha256=sha256)
+        url, metadata, sha256 = resolved.url, resolved.metadata, resolved.document_sha256
         with provider_errors(issuer):
             existing = await adapter.read_document_client(issuer.key, url)
         if existing is not None and _same(existing, metadata, sha256):

@@ -208,7 +208,9 @@ class AuthorizationEndpoints:
             if redirect_uri is not None:
                 match = match_redirect_uri(redirect_uri, registered)
                 if match is None:
-                    raise InvalidRequest("redirect_uri is not one of the redirect_uris of the client's metadata document")
+                    raise InvalidRequest(
+                        "redirect_uri is not one of the redirect_uris of the client's metadata document"
+                    )
                 verified = redirect_uri
                 await self._admit_loopback(provider_client_id, redirect_uri, match)
             elif request_uri is None:
@@ -229,7 +231,9 @@ class AuthorizationEndpoints:
                 problem = resource_problem(resource)
                 audience = None if problem else self.resources.audience_for(resource)
                 if audience is None:
-                    error = InvalidTarget(problem or "resource is not a protected resource of this authorization server")
+                    error = InvalidTarget(
+                        problem or "resource is not a protected resource of this authorization server"
+                    )
                     if redirect_errors and redirect_uri is not None and verified is None:
                         registered_uris = await self._registered_redirects(client_id)
                         if match_redirect_uri(redirect_uri, registered_uris) is not None:
@@ -299,9 +303,10 @@ class AuthorizationEndpoints:
         return isinstance(self.adapter, LoopbackRedirects) and not self.adapter.admits_any_port(redirect_uri)
 
     async def _admit_loopback(self, client_id: str, redirect_uri: str, registered: str) -> None:
-        if registered == redirect_uri or not self._provider_needs(redirect_uri):
+        if registered == redirect_uri or not isinstance(self.adapter, LoopbackRedirects):
             return
-        assert isinstance(self.adapter, LoopbackRedirects)
+        if self.adapter.admits_any_port(redirect_uri):
+            return
         try:
             with provider_errors(self.issuer):
                 await self.adapter.admit_redirect_uri(self.issuer.key, client_id, redirect_uri)
@@ -334,7 +339,7 @@ class AuthorizationEndpoints:
 
     # ------------------------------------------------------------------ plumbing
 
-    async def _body(self, request: web.Request) -> bytes | None | web.StreamResponse:
+    async def _body(self, request: web.Request) -> bytes | web.StreamResponse | None:
         return await self.proxy.read_body(request)
 
     @staticmethod

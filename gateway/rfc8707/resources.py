@@ -23,7 +23,7 @@ MAX_RESOURCE_LENGTH = 2048
 """Longest ``resource`` value looked at; longer ones are refused (no MCP server URL is anywhere near it)."""
 
 
-def resource_problem(value: str) -> str | None:
+def resource_problem(value: str) -> str | None:  # noqa: PLR0911 (one return per rule)
     """What makes ``value`` unusable as an RFC 8707 section 2 resource indicator, or ``None`` when it is one."""
     if not value:
         return "resource is empty"

@@ -324,7 +324,12 @@ async def test_a_document_client_authorizes_from_any_loopback_port_with_a_bound_
     status, refreshed = await token(
         http,
         gateway,
-        {"grant_type": "refresh_token", "client_id": url, "refresh_token": tokens["refresh_token"], "resource": RESOURCE},
+        {
+            "grant_type": "refresh_token",
+            "client_id": url,
+            "refresh_token": tokens["refresh_token"],
+            "resource": RESOURCE,
+        },
     )
     assert status == 200, refreshed
     assert RESOURCE in await gateway.audience(http, refreshed["access_token"])
@@ -364,8 +369,14 @@ async def test_an_unknown_resource_is_invalid_target_at_both_endpoints(
     status, body = await token(
         http,
         gateway,
-        {"grant_type": "authorization_code", "client_id": url, "code": "x", "code_verifier": verifier,
-         "redirect_uri": redirect_uri, "resource": "https://elsewhere.example/mcp"},
+        {
+            "grant_type": "authorization_code",
+            "client_id": url,
+            "code": "x",
+            "code_verifier": verifier,
+            "redirect_uri": redirect_uri,
+            "resource": "https://elsewhere.example/mcp",
+        },
     )
     assert status == 400
     assert body["error"] == "invalid_target"
@@ -406,8 +417,15 @@ async def test_refused_documents_are_answered_to_the_user_agent_and_create_nothi
     redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
     seen: dict[str, tuple[int, str]] = {}
     for case, (client_id, _) in _negative_documents(document_host).items():
-        query = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri, "state": "s",
-                 "code_challenge": "x" * 43, "code_challenge_method": "S256", "resource": RESOURCE}
+        query = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": redirect_uri,
+            "state": "s",
+            "code_challenge": "x" * 43,
+            "code_challenge_method": "S256",
+            "resource": RESOURCE,
+        }
         async with http.get(f"{gateway.authorization_endpoint}?{urlencode(query)}", allow_redirects=False) as response:
             body = await response.json(content_type=None)
             seen[case] = (response.status, body.get("error", ""))
@@ -424,8 +442,13 @@ async def test_a_changed_document_updates_the_client_and_a_gone_one_stops_author
     name = f"changing-{secrets.token_hex(4)}.json"
     url = document_host.url(name)
     document_host.put(name, document(url, redirect_uris=["https://one.example/cb"]), max_age=0)
-    query = {"response_type": "code", "client_id": url, "state": "s", "code_challenge": "x" * 43,
-             "code_challenge_method": "S256"}
+    query = {
+        "response_type": "code",
+        "client_id": url,
+        "state": "s",
+        "code_challenge": "x" * 43,
+        "code_challenge_method": "S256",
+    }
     async with http.get(
         f"{gateway.authorization_endpoint}?{urlencode({**query, 'redirect_uri': 'https://one.example/cb'})}",
         allow_redirects=False,
@@ -481,7 +504,12 @@ async def test_a_registered_localhost_redirect_works_from_any_port(
         status, tokens = await token(
             http,
             gateway,
-            {"grant_type": "authorization_code", "client_id": client["client_id"], "code": granted.params["code"][0],
-             "redirect_uri": redirect_uri, "code_verifier": granted.verifier},
+            {
+                "grant_type": "authorization_code",
+                "client_id": client["client_id"],
+                "code": granted.params["code"][0],
+                "redirect_uri": redirect_uri,
+                "code_verifier": granted.verifier,
+            },
         )
         assert status == 200, tokens

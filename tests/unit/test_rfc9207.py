@@ -39,7 +39,10 @@ def test_a_response_that_has_iss_is_left_alone() -> None:
 
 
 def test_a_form_post_page_gets_a_hidden_iss_input() -> None:
-    page = b'<html><body><form method="post" action="https://app.example/cb"><input type="hidden" name="code" value="c"/></form></body></html>'
+    page = (
+        b'<html><body><form method="post" action="https://app.example/cb">'
+        b'<input type="hidden" name="code" value="c"/></form></body></html>'
+    )
     changed = form_post_with_iss(page, ISSUER)
     assert changed is not None
     assert b'name="iss" value="http://127.0.0.1:8080"' in changed
