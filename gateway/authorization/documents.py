@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -113,10 +113,18 @@ class DocumentClientResolver:
             return url
         return self._adapter.stored_client_id(issuer_key, url)
 
-    async def resolve(self, request: web.BaseRequest, issuer: IssuerContext, url: str) -> ResolvedDocument:
+    async def resolve(
+        self,
+        request: web.BaseRequest,
+        issuer: IssuerContext,
+        url: str,
+        *,
+        accept: Callable[[ClientMetadata], None] | None = None,
+    ) -> ResolvedDocument:
         """The provider client for the document at ``url``, created or updated as needed; ``invalid_client``
         (:class:`~gateway.oauth.errors.InvalidClient`) naming what was wrong when the URL or the document cannot
-        be used."""
+        be used. ``accept`` checks the request against the document's metadata (its ``redirect_uri``) before
+        anything is written to the provider, and raises to refuse it."""
         adapter = self._adapter
         if not isinstance(adapter, DocumentClients) or not self.enabled_for(issuer.key):
             raise InvalidClient("client metadata documents are not accepted by this authorization server")
@@ -140,6 +148,8 @@ class DocumentClientResolver:
                 "provider (its client id differs from the URL the client signs its assertions with)"
             )
         metadata = display_name(metadata, url)
+        if accept is not None:
+            accept(metadata)
         key = (issuer.key, url)
         known = self._current.get(key)
         if known is not None and known.document_sha256 == fetched.body_sha256 and known.metadata == metadata:

@@ -50,6 +50,7 @@ from gateway.authorization.parameters import (
 )
 from gateway.cimd.url import looks_like_url
 from gateway.oauth.errors import InvalidRequest, InvalidTarget, OAuthError
+from gateway.oauth.metadata import ClientMetadata
 from gateway.oauth.redirects import is_loopback_redirect, match_redirect_uri
 from gateway.pipeline import error_response
 from gateway.proxy import FrontDoorProxy, Rewrite
@@ -202,20 +203,27 @@ class AuthorizationEndpoints:
                     "request objects (RFC 9101) are not accepted for a client metadata document client; send the "
                     "parameters in the request or push them first (RFC 9126)"
                 )
-            resolved = await self.documents.resolve(request, self.issuer, client_id)
-            provider_client_id = resolved.stored_client_id
-            registered = resolved.metadata.redirect_uris or []
-            if redirect_uri is not None:
-                match = match_redirect_uri(redirect_uri, registered)
-                if match is None:
+
+            def redirect_uri_registered(metadata: ClientMetadata) -> None:
+                """Section 4.2 of the draft / MCP: the redirect URI is validated against the document's, before
+                the provider client is created or changed."""
+                registered = metadata.redirect_uris or []
+                if redirect_uri is not None and match_redirect_uri(redirect_uri, registered) is None:
                     raise InvalidRequest(
                         "redirect_uri is not one of the redirect_uris of the client's metadata document"
                     )
-                verified = redirect_uri
-                await self._admit_loopback(provider_client_id, redirect_uri, match)
-            elif request_uri is None:
-                if len(registered) != 1:
+                if redirect_uri is None and request_uri is None and len(registered) != 1:
                     raise InvalidRequest("redirect_uri is required: the client's metadata document lists several")
+
+            resolved = await self.documents.resolve(request, self.issuer, client_id, accept=redirect_uri_registered)
+            provider_client_id = resolved.stored_client_id
+            registered = resolved.metadata.redirect_uris or []
+            if redirect_uri is not None:
+                verified = redirect_uri
+                match = match_redirect_uri(redirect_uri, registered)
+                if match is not None:
+                    await self._admit_loopback(provider_client_id, redirect_uri, match)
+            elif request_uri is None:
                 verified = registered[0]
         elif redirect_uri is not None and is_loopback_redirect(redirect_uri) and self._provider_needs(redirect_uri):
             match = match_redirect_uri(redirect_uri, await self._registered_redirects(client_id))
@@ -226,41 +234,44 @@ class AuthorizationEndpoints:
         changed = pairs
         resources = every(pairs, "resource")
         if resources and self.resources.enforced:
-            audiences: list[str] = []
-            for resource in resources:
-                problem = resource_problem(resource)
-                audience = None if problem else self.resources.audience_for(resource)
-                if audience is None:
-                    error = InvalidTarget(
-                        problem or "resource is not a protected resource of this authorization server"
-                    )
-                    if redirect_errors and redirect_uri is not None and verified is None:
-                        registered_uris = await self._registered_redirects(client_id)
-                        if match_redirect_uri(redirect_uri, registered_uris) is not None:
-                            verified = redirect_uri
-                    if redirect_errors and verified is not None:
-                        raise RedirectedError(verified, error, state, response_mode)
-                    raise error
-                audiences.append(audience)
-            changed = replaced(changed, "resource", list(dict.fromkeys(audiences)))
+            try:
+                audiences = self._audiences(resources)
+            except InvalidTarget as error:
+                if (
+                    redirect_errors
+                    and redirect_uri is not None
+                    and verified is None
+                    and match_redirect_uri(redirect_uri, await self._registered_redirects(client_id)) is not None
+                ):
+                    verified = redirect_uri
+                if redirect_errors and verified is not None:
+                    raise RedirectedError(verified, error, state, response_mode) from None
+                raise
+            changed = replaced(changed, "resource", audiences)
             scopes, audience_values = await self._bindings(provider_client_id, audiences)
             changed = with_audiences(with_scope_values(changed, scopes), audience_values)
         if provider_client_id != client_id:
             changed = replaced(changed, "client_id", [provider_client_id])
         return Checked(changed if changed != pairs else None)
 
+    def _audiences(self, resources: list[str]) -> list[str]:
+        """The audiences the requested resources bind (RFC 8707 section 2), once each; ``invalid_target`` naming the
+        first one that is malformed or not a protected resource of this issuer."""
+        audiences: list[str] = []
+        for resource in resources:
+            problem = resource_problem(resource)
+            audience = None if problem else self.resources.audience_for(resource)
+            if audience is None:
+                raise InvalidTarget(problem or "resource is not a protected resource of this authorization server")
+            audiences.append(audience)
+        return list(dict.fromkeys(audiences))
+
     async def _check_token(self, pairs: Pairs) -> Checked:
         changed = self._translated_client_id(pairs) or pairs
         resources = every(pairs, "resource")
         if resources and self.resources.enforced:
-            audiences: list[str] = []
-            for resource in resources:
-                problem = resource_problem(resource)
-                audience = None if problem else self.resources.audience_for(resource)
-                if audience is None:
-                    raise InvalidTarget(problem or "resource is not a protected resource of this authorization server")
-                audiences.append(audience)
-            changed = replaced(changed, "resource", list(dict.fromkeys(audiences)))
+            audiences = self._audiences(resources)
+            changed = replaced(changed, "resource", audiences)
             grant_type = single(pairs, "grant_type")
             client_id = single(changed, "client_id")
             if client_id is not None and grant_type in ("refresh_token", "client_credentials"):

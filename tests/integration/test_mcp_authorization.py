@@ -32,6 +32,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from adapters.bindings import derived_document_id
 from devstack.process import LOOPBACK, free_port
 from devstack.providers import HydraProvider, KeycloakProvider
 from devstack.tls import development_ca, server_certificate
@@ -228,11 +229,7 @@ async def gateway(request: pytest.FixtureRequest, document_host: DocumentHost) -
 
 def _stored_id(gateway: Gateway, url: str) -> str:
     """The provider's id of a document client (the URL on Keycloak, a derived id on Hydra)."""
-    if gateway.hydra is None:
-        return url
-    from adapters.hydra.adapter import HydraAdapter
-
-    return HydraAdapter.document_client_id(url)
+    return derived_document_id(url) if gateway.hydra is not None else url
 
 
 @dataclass
