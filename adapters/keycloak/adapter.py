@@ -660,12 +660,20 @@ class KeycloakAdapter:
     # ------------------------------------------------------------------- RFC 8252 section 7.3 loopback redirects
 
     def admits_any_port(self, redirect_uri: str) -> bool:
-        """Keycloak (``RedirectUtils``): when no registered URI matches, a request starting ``http://localhost``
-        or ``http://127.0.0.1`` is matched again without its port, so such a URI registered without a port works
-        from any port (and the adapter registers every loopback IP URI also without its port). ``[::1]`` gets no
-        such treatment."""
+        """Keycloak 26.7 (``RedirectUtils.verifyRedirectUri``, ``LOOPBACK_INTERFACES``): when no registered URI
+        matches an ``http`` request whose host is ``localhost``, ``127.0.0.1`` or ``[::1]``, it is matched again
+        with the port removed. So a registered URI with one of these hosts works from any port when it has no port,
+        or when the adapter registered a port-less copy of it (every loopback IP literal URI,
+        :func:`~adapters.keycloak.mapping.keycloak_redirect_uris`); ``http://localhost:3000/cb`` works on 3000
+        only. Measured against the real Keycloak in ``tests/integration/test_loopback_redirects.py``."""
         parts = urlsplit(redirect_uri)
-        return parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1")
+        if parts.scheme != "http" or parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+            return False
+        try:
+            port = parts.port
+        except ValueError:
+            return False
+        return port is None or parts.hostname != "localhost"
 
     async def admit_redirect_uri(self, issuer: str, client_id: str, redirect_uri: str) -> None:
         """Adds ``redirect_uri`` to the managed client's ``redirectUris`` and to the admitted list in attribute
