@@ -643,17 +643,24 @@ class KeycloakAdapter:
             raise ClientNotFound(client_id)
         if not is_managed(current):
             return binding
-        scope_id = await self._resource_scope(issuer, resource)
-        response = await self._call(
-            "add optional client scope",
-            self._admin(issuer).connection.a_raw_put(
-                f"admin/realms/{issuer}/clients/{current['id']}/optional-client-scopes/{scope_id}", data="{}"
-            ),
-        )
-        if response.status_code == 404:
-            self._resource_scopes.forget(lambda k: k == (issuer, resource))  # deleted in Keycloak meanwhile
-        if response.status_code not in (204, 409):
-            raise self._status_error(response, "add optional client scope")
+        for attempt in range(2):
+            scope_id = await self._resource_scope(issuer, resource)
+            response = await self._call(
+                "add optional client scope",
+                self._admin(issuer).connection.a_raw_put(
+                    f"admin/realms/{issuer}/clients/{current['id']}/optional-client-scopes/{scope_id}", data="{}"
+                ),
+            )
+            if response.status_code == 404 and attempt == 0:
+                # the cached scope was deleted in Keycloak meanwhile (or the client: then the next find says so)
+                self._resource_scopes.forget(lambda k: k == (issuer, resource))
+                current = await self._find_any(issuer, client_id)
+                if current is None:
+                    raise ClientNotFound(client_id)
+                continue
+            if response.status_code not in (204, 409):
+                raise self._status_error(response, "add optional client scope")
+            break
         self._prepared.put(key, True)
         return binding
 

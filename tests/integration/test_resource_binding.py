@@ -251,3 +251,31 @@ async def test_hydra_unmanaged_client_is_not_changed(
     finally:
         async with http.delete(f"{hydra_provider.admin_url}/admin/clients/{client_id}") as response:
             assert response.status == 204
+
+
+async def test_keycloak_a_resource_scope_deleted_in_keycloak_is_made_again(
+    keycloak_provider: KeycloakProvider, keycloak_adapter: KeycloakAdapter, http: aiohttp.ClientSession
+) -> None:
+    """The adapter caches the scope's id; an administrator deleting the scope must not break later bindings."""
+    realm = keycloak_provider.realm
+    clients = [new_client(registration(native_client(f"rebind {i}"), keycloak_adapter)) for i in range(2)]
+    for client in clients:
+        await keycloak_adapter.create_client(realm, client)
+    try:
+        resource = f"{RESOURCE}/{uuid.uuid4()}"
+        binding = await keycloak_adapter.bind_resource(realm, clients[0].client_id, resource)
+        headers = await keycloak_admin_headers(http, keycloak_provider)
+        scope = next(s for s in await keycloak_scopes(http, keycloak_provider) if s["name"] == binding.scope)
+        async with http.delete(f"{keycloak_provider.admin_realm_url}/client-scopes/{scope['id']}", headers=headers):
+            pass
+        assert await keycloak_adapter.bind_resource(realm, clients[1].client_id, resource) == binding
+        named = [s for s in await keycloak_scopes(http, keycloak_provider) if s["name"] == binding.scope]
+        assert len(named) == 1 and named[0]["id"] != scope["id"]
+        internal = (await keycloak_adapter._find_any(realm, clients[1].client_id) or {})["id"]
+        async with http.get(
+            f"{keycloak_provider.admin_realm_url}/clients/{internal}/optional-client-scopes", headers=headers
+        ) as response:
+            assert binding.scope in {s["name"] for s in await response.json()}
+    finally:
+        for client in clients:
+            await keycloak_adapter.delete_client(realm, client.client_id)
