@@ -279,3 +279,24 @@ async def test_keycloak_a_resource_scope_deleted_in_keycloak_is_made_again(
     finally:
         for client in clients:
             await keycloak_adapter.delete_client(realm, client.client_id)
+
+
+async def test_keycloak_a_replacement_naming_scopes_keeps_the_binding(
+    keycloak_provider: KeycloakProvider, keycloak_adapter: KeycloakAdapter, http: aiohttp.ClientSession
+) -> None:
+    """A registration naming scopes sets the client's optional scopes explicitly: an update must not drop the
+    resource's scope from them."""
+    realm = keycloak_provider.realm
+    client = new_client(registration(native_client("scoped", scope="openid mcp"), keycloak_adapter))
+    await keycloak_adapter.create_client(realm, client)
+    try:
+        binding = await keycloak_adapter.bind_resource(realm, client.client_id, f"{RESOURCE}/{uuid.uuid4()}")
+        await keycloak_adapter.update_client(realm, client)
+        internal = (await keycloak_adapter._find_any(realm, client.client_id) or {})["id"]
+        async with http.get(
+            f"{keycloak_provider.admin_realm_url}/clients/{internal}/optional-client-scopes",
+            headers=await keycloak_admin_headers(http, keycloak_provider),
+        ) as response:
+            assert binding.scope in {s["name"] for s in await response.json()}, "an update dropped the binding"
+    finally:
+        await keycloak_adapter.delete_client(realm, client.client_id)
