@@ -435,7 +435,11 @@ class HydraAdapter:
     async def admit_redirect_uri(self, issuer: str, client_id: str, redirect_uri: str) -> None:
         """Adds ``redirect_uri`` to the managed client's ``redirect_uris`` and to the admitted list in its gateway
         metadata (one JSON Patch), dropping the oldest admitted ones beyond
-        :data:`~adapters.bindings.MAX_ADMITTED_REDIRECT_URIS`; registered URIs stay. Cached per instance."""
+        :data:`~adapters.bindings.MAX_ADMITTED_REDIRECT_URIS`; registered URIs stay. Cached per instance.
+
+        Calls for one client are serialised within an instance; Hydra's PATCH has no ``test`` operation, so two
+        instances admitting different URIs to one client in the same instant can lose one addition (that
+        authorization is refused by Hydra and works again once the cache entry expires)."""
         key = ("redirect", client_id, redirect_uri)
         if self._prepared.get(key):
             return
