@@ -517,6 +517,22 @@ class AdapterContract:
         if isinstance(adapter, ClientHygiene):
             with pytest.raises(ProviderUnavailable):
                 _ = [c async for c in adapter.list_unmanaged(issuer)]
+        if isinstance(adapter, DocumentClients):
+            url = document_url()
+            with pytest.raises(ProviderUnavailable):
+                await adapter.read_document_client(issuer, url)
+            with pytest.raises(ProviderUnavailable):
+                await adapter.put_document_client(
+                    issuer, document_client(url, registration(DOCUMENT_METADATA, adapter))
+                )
+            with pytest.raises(ProviderUnavailable):
+                await adapter.delete_document_client(issuer, url)
+        if isinstance(adapter, ResourceIndicators):
+            with pytest.raises(ProviderUnavailable):
+                await adapter.bind_resource(issuer, client.client_id, RESOURCE)
+        if isinstance(adapter, LoopbackRedirects):
+            with pytest.raises(ProviderUnavailable):
+                await adapter.admit_redirect_uri(issuer, client.client_id, "http://localhost:41000/callback")
 
     # -------------------------------------------------------------------------------- optional capabilities
 
