@@ -547,14 +547,14 @@ class KeycloakAdapter:
     async def put_document_client(self, issuer: str, client: NewClient) -> ManagedClient:
         """Create the client with ``clientId`` = URL (public for ``none``, consent required, full scope off, as
         every managed client), or replace the managed one in full; :class:`ClientConflict` when another client
-        holds the id. Concurrent puts of one URL in this instance run one after the other; a create that loses a
-        race with another instance (409) replaces the winner's."""
+        holds the id. Concurrent puts of one URL in this instance run one after the other; a create or an update
+        that collides with another instance's (409) is tried again on what that one wrote."""
         url = client.client_id
         if not document_url_syntax(url):
             raise ProviderRejected("keycloak: not a client metadata document URL", field_name="client_id")
         client = with_deployment(client, self._deployment)
         async with self._lock(issuer, url):
-            for _ in range(2):
+            for _ in range(3):
                 current = await self._find_any(issuer, url)
                 if current is None:
                     try:
@@ -566,7 +566,10 @@ class KeycloakAdapter:
                     return registered_view(client, realm_scopes, document=True)
                 if document_url_of(current) != url:
                     raise ClientConflict(f"keycloak: client {url!r} is not a document client of the gateway")
-                return await self._replace(issuer, current, client, document=True)
+                try:
+                    return await self._replace(issuer, current, client, document=True)
+                except ClientConflict:
+                    continue  # another instance's update of the same client at the same moment (HTTP 409)
         raise ClientConflict(f"keycloak: client {url!r} keeps changing")
 
     async def delete_document_client(self, issuer: str, url: str) -> None:
