@@ -369,7 +369,7 @@ class HydraAdapter:
                     raise self._rejection(status, payload)
                 self._forget_prepared(stored_id)
                 return from_hydra(payload)
-        raise ClientConflict(f"hydra: client {stored_id!r} keeps changing")
+        raise ProviderUnavailable(f"hydra: client {stored_id!r} keeps changing")
 
     async def delete_document_client(self, issuer: str, url: str) -> None:
         if await self._document_raw(url) is None:

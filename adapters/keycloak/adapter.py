@@ -570,7 +570,7 @@ class KeycloakAdapter:
                     return await self._replace(issuer, current, client, document=True)
                 except ClientConflict:
                     continue  # another instance's update of the same client at the same moment (HTTP 409)
-        raise ClientConflict(f"keycloak: client {url!r} keeps changing")
+        raise ProviderUnavailable(f"keycloak: client {url!r} keeps changing")
 
     async def delete_document_client(self, issuer: str, url: str) -> None:
         found = await self._find_any(issuer, url) if document_url_syntax(url) else None
@@ -696,11 +696,13 @@ class KeycloakAdapter:
         async with self._lock(issuer, client_id):
             if self._prepared.get(key):
                 return
-            current = await self._find_any(issuer, client_id)
-            if current is None or not is_managed(current):
-                raise ClientNotFound(client_id)
-            uris = [uri for uri in current.get("redirectUris") or [] if isinstance(uri, str)]
-            if redirect_uri not in uris:
+            for attempt in range(3):
+                current = await self._find_any(issuer, client_id)
+                if current is None or not is_managed(current):
+                    raise ClientNotFound(client_id)
+                uris = [uri for uri in current.get("redirectUris") or [] if isinstance(uri, str)]
+                if redirect_uri in uris:
+                    break
                 admitted = admitted_of(current)
                 kept = admitted_after(admitted, redirect_uri)
                 dropped = set(admitted) - set(kept)
@@ -710,9 +712,15 @@ class KeycloakAdapter:
                     "redirectUris": [uri for uri in uris if uri not in dropped] + [redirect_uri],
                     "attributes": {ADMITTED_ATTRIBUTE: json.dumps(kept, separators=(",", ":"))},
                 }
-                await self._call("admit redirect uri", self._admin(issuer).a_update_client(current["id"], body))
+                try:
+                    await self._call("admit redirect uri", self._admin(issuer).a_update_client(current["id"], body))
+                except ClientConflict as exc:
+                    if attempt == 2:
+                        raise ProviderUnavailable(f"keycloak: client {client_id!r} keeps changing") from exc
+                    continue  # another instance updated the client at the same moment (HTTP 409): read again
                 stale = {(issuer, "redirect", client_id, uri) for uri in dropped}
                 self._prepared.forget(stale.__contains__)
+                break
             self._prepared.put(key, True)
 
     # ------------------------------------------------------------------------- client hygiene (clients CLI)

@@ -9,6 +9,7 @@ and the code redeems. The admitted URIs stay bounded and never show as registere
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import uuid
@@ -225,3 +226,34 @@ async def test_admission_is_for_managed_clients_only(
         if isinstance(real, HydraProvider):
             async with http.delete(f"{real.admin_url}/admin/clients/{client_id}") as response:
                 assert response.status == 204
+
+
+async def test_concurrent_admissions_from_two_instances_are_answered(
+    provider: tuple[str, Adapter, HydraProvider | KeycloakProvider], http: aiohttp.ClientSession
+) -> None:
+    """Two gateway instances admitting ports to one client at the same moment: every call is answered (a
+    collision is read again and retried, never an error), and the record stays consistent."""
+    issuer, adapter, real = provider
+    other: Adapter = (
+        HydraAdapter(admin_url=real.admin_url, public_url=real.public_url)
+        if isinstance(real, HydraProvider)
+        else keycloak_adapter_for(real)
+    )
+    await other.start(http)
+    registered = ["http://localhost:3000/callback"]
+    client = new_client(registration(native_client("concurrent", redirect_uris=registered), adapter))
+    await adapter.create_client(issuer, client)
+    try:
+        uris = [f"http://localhost:{free_port()}/callback" for _ in range(6)]
+        await asyncio.gather(
+            *(
+                (adapter if index % 2 else other).admit_redirect_uri(issuer, client.client_id, uri)
+                for index, uri in enumerate(uris)
+            )
+        )
+        held, admitted = await raw_redirect_uris(http, real, client.client_id)
+        assert set(admitted) <= set(uris) and set(admitted) <= set(held) and set(registered) <= set(held)
+        assert (await adapter.read_client(issuer, client.client_id)).metadata.redirect_uris == registered
+    finally:
+        await adapter.delete_client(issuer, client.client_id)
+        await other.close()
