@@ -500,11 +500,13 @@ class ResourceIndicators(Protocol):
 @runtime_checkable
 class LoopbackRedirects(Protocol):
     """Optional adapter capability: RFC 8252 section 7.3 (the authorization server MUST allow any port for
-    loopback redirect URIs) where the provider does not (Hydra ignores the port only for IP literals, Keycloak
-    only for ``localhost`` and ``127.0.0.1``)."""
+    loopback redirect URIs) where the provider does not (Hydra v2.3.0 ignores the port only for loopback IP
+    literals; Keycloak 26.7 for ``localhost``, ``127.0.0.1`` and ``[::1]``, when the registered URI has no port;
+    both measured by ``tests/integration/test_loopback_redirects.py``)."""
 
     def admits_any_port(self, redirect_uri: str) -> bool:
-        """Whether the provider itself accepts ``redirect_uri``'s loopback host with any port. Pure."""
+        """Whether the provider itself accepts, for a client registered with ``redirect_uri``, the same URI with
+        any other port (so the front door need not call :meth:`admit_redirect_uri`). Pure."""
         ...
 
     async def admit_redirect_uri(self, issuer: str, client_id: str, redirect_uri: str) -> None:

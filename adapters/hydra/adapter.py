@@ -10,6 +10,7 @@ accepted by ``ory_hydra_client.models.OAuth2Client``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -34,14 +35,27 @@ from adapters.base import (
     ProviderMisconfigured,
     ProviderRejected,
     ProviderUnavailable,
+    ResourceBinding,
     UnmanagedClient,
     addressable_client_id,
     with_deployment,
 )
+from adapters.bindings import (
+    BoundedCache,
+    admitted_after,
+    derived_document_id,
+    document_url_syntax,
+    is_http_loopback_ip,
+)
 from adapters.hydra.mapping import (
+    ADMITTED,
+    METADATA_KEY,
+    admitted_of,
     adoption_patch,
+    document_url_of,
     from_hydra,
     is_managed,
+    replacing,
     to_hydra,
     unmanaged_from_hydra,
     usage_from_hydra,
@@ -75,7 +89,13 @@ timeout). A reused connection that fails later (``ServerDisconnectedError``) may
 
 
 class HydraAdapter:
-    """Creates and manages Hydra OAuth 2.0 clients through ``/admin/clients``."""
+    """Creates and manages Hydra OAuth 2.0 clients through ``/admin/clients``.
+
+    Also the optional capabilities of MCP 2026-07-28 (:mod:`adapters.base`): document clients stored under a
+    derived id (:meth:`stored_client_id`), RFC 8707 resources as entries of a client's ``audience`` list, and
+    ``localhost`` loopback redirect URIs admitted with the port in use (Hydra ignores the port only for loopback
+    IP literals). What is already prepared is cached per instance (:class:`~adapters.bindings.BoundedCache`).
+    """
 
     name = "hydra"
     capabilities = Capabilities(
@@ -99,6 +119,9 @@ class HydraAdapter:
         self._issuer_path = issuer_path.rstrip("/")
         self._headers = {"Accept": "application/json", **(admin_headers or {})}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._prepared: BoundedCache[tuple[str, str, str], bool] = BoundedCache()
+        """(kind, stored id, resource or redirect URI) already in the client's record: no admin call needed."""
+        self._client_locks: dict[str, asyncio.Lock] = {}
 
     def issuers(self) -> list[Issuer]:
         return [
@@ -243,7 +266,12 @@ class HydraAdapter:
         status, payload = await self._call("GET", self._client_path(client_id))
         if status == 404 or (
             status == 200
-            and not (isinstance(payload, dict) and payload.get("client_id") == client_id and is_managed(payload))
+            and not (
+                isinstance(payload, dict)
+                and payload.get("client_id") == client_id
+                and is_managed(payload)
+                and document_url_of(payload) is None  # document clients are not RFC 7592's
+            )
         ):
             raise ClientNotFound(client_id)
         if status != 200 or not isinstance(payload, dict):
@@ -263,11 +291,12 @@ class HydraAdapter:
         return from_hydra(await self._get_raw(client_id))
 
     async def update_client(self, issuer: str, client: NewClient) -> ManagedClient:
-        await self._get_raw(client.client_id)  # only managed clients
-        body = to_hydra(client)
+        current = await self._get_raw(client.client_id)  # only managed clients
+        body = replacing(to_hydra(client), current)
         status, payload = await self._call("PUT", self._client_path(client.client_id), json_body=body)
         if status != 200 or not isinstance(payload, dict):
             raise self._rejection(status, payload)
+        self._forget_prepared(client.client_id)
         return from_hydra(payload)
 
     async def delete_client(self, issuer: str, client_id: str) -> None:
@@ -277,11 +306,165 @@ class HydraAdapter:
             raise ClientNotFound(client_id)
         if status != 204:
             raise self._rejection(status, payload)
+        self._forget_prepared(client_id)
 
     async def list_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
+        """Managed DCR clients; never document clients (they are made again from their document on the next
+        authorization, so the quota and ``dcr-gateway clients`` leave them out)."""
         async for item in self._all_raw_clients():
-            if is_managed(item):
+            if is_managed(item) and document_url_of(item) is None:
                 yield from_hydra(item)
+
+    # ------------------------------------------------------------------- client ID metadata documents (CIMD)
+
+    def stored_client_id(self, issuer: str, url: str) -> str:
+        """:func:`~adapters.bindings.derived_document_id`: Hydra v2.3.0's admin API stores a ``client_id`` holding
+        ``/`` but cannot address it (``GET /admin/clients/https:%2F%2F...`` is 404, its router decodes ``%2F``)."""
+        return derived_document_id(url)
+
+    async def _get_any(self, stored_id: str) -> dict[str, Any] | None:
+        """The raw record of ``stored_id``, managed or not; ``None`` when Hydra has none."""
+        status, payload = await self._call("GET", self._client_path(stored_id))
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(payload, dict):
+            raise self._rejection(status, payload)
+        return payload if payload.get("client_id") == stored_id else None
+
+    async def _document_raw(self, url: str) -> dict[str, Any] | None:
+        if not document_url_syntax(url):
+            return None
+        record = await self._get_any(self.stored_client_id(DEFAULT_ISSUER, url))
+        return record if record is not None and document_url_of(record) == url else None
+
+    async def read_document_client(self, issuer: str, url: str) -> ManagedClient | None:
+        record = await self._document_raw(url)
+        return None if record is None else from_hydra(record)
+
+    async def put_document_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        """``POST`` a new client under the derived id, or ``PUT`` a full replacement of the managed one (its
+        ``audience`` and admitted redirect URIs carry over: adapter state, not metadata). :class:`ClientConflict`
+        when another client holds the id."""
+        url = client.client_id
+        if not document_url_syntax(url):
+            raise ProviderRejected("hydra: not a client metadata document URL", field_name="client_id")
+        client = with_deployment(client, self._deployment)
+        stored_id = self.stored_client_id(issuer, url)
+        body = to_hydra(client, stored_id=stored_id)
+        async with self._lock(stored_id):
+            for _ in range(2):
+                current = await self._get_any(stored_id)
+                if current is None:
+                    status, payload = await self._call("POST", "/admin/clients", json_body=body)
+                    if status == 409:
+                        continue  # created meanwhile (another instance): replace it, if it is this document's
+                    if status != 201 or not isinstance(payload, dict):
+                        raise self._rejection(status, payload)
+                    return from_hydra(payload)
+                if document_url_of(current) != url:
+                    raise ClientConflict(f"hydra: client {stored_id!r} is not the document client of this URL")
+                path = self._client_path(stored_id)
+                status, payload = await self._call("PUT", path, json_body=replacing(body, current))
+                if status != 200 or not isinstance(payload, dict):
+                    raise self._rejection(status, payload)
+                self._forget_prepared(stored_id)
+                return from_hydra(payload)
+        raise ProviderUnavailable(f"hydra: client {stored_id!r} keeps changing")
+
+    async def delete_document_client(self, issuer: str, url: str) -> None:
+        if await self._document_raw(url) is None:
+            raise ClientNotFound(url)
+        stored_id = self.stored_client_id(issuer, url)
+        status, payload = await self._call("DELETE", self._client_path(stored_id))
+        if status == 404:
+            raise ClientNotFound(url)
+        if status != 204:
+            raise self._rejection(status, payload)
+        self._forget_prepared(stored_id)
+
+    # ------------------------------------------------------------------- RFC 8707 resource indicators
+
+    def _lock(self, stored_id: str) -> asyncio.Lock:
+        if len(self._client_locks) > 10_000:
+            self._client_locks = {key: lock for key, lock in self._client_locks.items() if lock.locked()}
+        return self._client_locks.setdefault(stored_id, asyncio.Lock())
+
+    def _forget_prepared(self, stored_id: str) -> None:
+        self._prepared.forget(lambda key: key[1] == stored_id)
+
+    async def _patch(self, stored_id: str, patch: list[dict[str, Any]]) -> dict[str, Any]:
+        """RFC 6902 JSON Patch of one client (Hydra keeps its hashed secret and every field the patch leaves out)."""
+        status, payload = await self._call("PATCH", self._client_path(stored_id), json_body=patch)
+        if status == 404:
+            raise ClientNotFound(stored_id)
+        if status != 200 or not isinstance(payload, dict):
+            raise self._rejection(status, payload)
+        return payload
+
+    async def bind_resource(self, issuer: str, client_id: str, resource: str) -> ResourceBinding:
+        """RFC 8707 on Hydra: ``resource`` joins the managed client's ``audience`` allow-list (one JSON Patch, once
+        per instance and client: cached), and the request names it in Hydra's ``audience`` parameter; the consent
+        app grants it (``grant_access_token_audience``), so the access token's ``aud`` carries it. An unmanaged
+        client is left as it is."""
+        binding = ResourceBinding(audience=resource)
+        key = ("audience", client_id, resource)
+        if self._prepared.get(key):
+            return binding
+        async with self._lock(client_id):
+            if self._prepared.get(key):
+                return binding
+            current = await self._get_any(client_id)
+            if current is None:
+                raise ClientNotFound(client_id)
+            if not is_managed(current):
+                return binding
+            audience = [a for a in current.get("audience") or [] if isinstance(a, str)]
+            if resource not in audience:
+                await self._patch(client_id, [{"op": "add", "path": "/audience", "value": [*audience, resource]}])
+            self._prepared.put(key, True)
+        return binding
+
+    # ------------------------------------------------------------------- RFC 8252 section 7.3 loopback redirects
+
+    def admits_any_port(self, redirect_uri: str) -> bool:
+        """Hydra (fosite ``isMatchingAsLoopback``) ignores the port of an ``http`` redirect URI whose host is a
+        loopback IP literal (``127.0.0.0/8``, ``[::1]``: ``net.ParseIP(host).IsLoopback()``), never for
+        ``localhost``."""
+        return is_http_loopback_ip(redirect_uri)
+
+    async def admit_redirect_uri(self, issuer: str, client_id: str, redirect_uri: str) -> None:
+        """Adds ``redirect_uri`` to the managed client's ``redirect_uris`` and to the admitted list in its gateway
+        metadata (one JSON Patch), dropping the oldest admitted ones beyond
+        :data:`~adapters.bindings.MAX_ADMITTED_REDIRECT_URIS`; registered URIs stay. Cached per instance.
+
+        Calls for one client are serialised within an instance; Hydra's PATCH has no ``test`` operation, so two
+        instances admitting different URIs to one client in the same instant can lose one addition (that
+        authorization is refused by Hydra and works again once the cache entry expires)."""
+        key = ("redirect", client_id, redirect_uri)
+        if self._prepared.get(key):
+            return
+        async with self._lock(client_id):
+            if self._prepared.get(key):
+                return
+            current = await self._get_any(client_id)
+            if current is None or not is_managed(current):
+                raise ClientNotFound(client_id)
+            uris = [uri for uri in current.get("redirect_uris") or [] if isinstance(uri, str)]
+            if redirect_uri not in uris:
+                admitted = admitted_of(current)
+                kept = admitted_after(admitted, redirect_uri)
+                dropped = set(admitted) - set(kept)
+                new_uris = [uri for uri in uris if uri not in dropped] + [redirect_uri]
+                await self._patch(
+                    client_id,
+                    [
+                        {"op": "add", "path": "/redirect_uris", "value": new_uris},
+                        {"op": "add", "path": f"/metadata/{METADATA_KEY}/{ADMITTED}", "value": kept},
+                    ],
+                )
+                stale = {("redirect", client_id, uri) for uri in dropped}
+                self._prepared.forget(stale.__contains__)
+            self._prepared.put(key, True)
 
     # ------------------------------------------------------------------------- client hygiene (clients CLI)
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from adapters.base import ClientUsage, ManagedClient, NewClient, SettingDifference, UnmanagedClient
+from adapters.bindings import admitted_kept, document_gateway_data, merged_redirect_uris
 from gateway.oauth.metadata import ClientMetadata
 
 METADATA_KEY = "dcr_gateway"
@@ -41,10 +42,19 @@ EXTRA_FIELDS = ("software_id", "software_version", "application_type")
 """Members Hydra has no field for: kept in ``metadata``."""
 
 
-def to_hydra(client: NewClient) -> dict[str, Any]:
-    """The body of ``POST /admin/clients`` (or ``PUT /admin/clients/{id}``) for a new registration."""
+DOCUMENT_URL = "document_url"
+"""Key in the gateway's ``metadata`` entry holding a document client's URL (its ``client_id`` towards clients,
+draft-ietf-oauth-client-id-metadata-document); the Hydra client's own id is derived from it."""
+ADMITTED = "admitted_redirect_uris"
+"""Key in the gateway's ``metadata`` entry listing the redirect URIs admitted at run time (RFC 8252 section 7.3),
+oldest first: they are in Hydra's ``redirect_uris`` but are no registered metadata."""
+
+
+def to_hydra(client: NewClient, *, stored_id: str | None = None) -> dict[str, Any]:
+    """The body of ``POST /admin/clients`` (or ``PUT /admin/clients/{id}``) for a new registration; with
+    ``stored_id``, for the document client of the URL ``client.client_id``, stored under ``stored_id``."""
     registered = client.metadata.registered()
-    body: dict[str, Any] = {"client_id": client.client_id}
+    body: dict[str, Any] = {"client_id": stored_id or client.client_id}
     if client.client_secret is not None:
         body["client_secret"] = client.client_secret
     for name in DIRECT_FIELDS:
@@ -57,12 +67,48 @@ def to_hydra(client: NewClient) -> dict[str, Any]:
             "client_id_issued_at": client.client_id_issued_at,
             "client_secret_expires_at": client.client_secret_expires_at,
             "extra": {name: registered[name] for name in EXTRA_FIELDS if name in registered},
-            "gateway": dict(client.gateway_data),
+            "gateway": document_gateway_data(client) if stored_id else dict(client.gateway_data),
         }
     }
+    if stored_id:
+        body["metadata"][METADATA_KEY][DOCUMENT_URL] = client.client_id
     # Consent stays on: skipping it would let any registered client obtain tokens silently.
     body["skip_consent"] = False
     return body
+
+
+def replacing(body: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """``body`` (from :func:`to_hydra`) as the full replacement of ``current``: what is adapter state rather than
+    registered metadata carries over, so a replacement never undoes it behind another instance's cache: the
+    ``audience`` list (RFC 8707 resources bound to the client) and the admitted redirect URIs that still derive
+    from a registered one."""
+    audience = current.get("audience")
+    if isinstance(audience, list) and audience:
+        body["audience"] = list(audience)
+    registered = list(body.get("redirect_uris") or [])
+    kept = admitted_kept(_ours(current).get(ADMITTED) or [], registered)
+    if kept:
+        body["redirect_uris"] = merged_redirect_uris(registered, kept)
+        body["metadata"][METADATA_KEY][ADMITTED] = kept
+    return body
+
+
+def _ours(hydra_client: dict[str, Any]) -> dict[str, Any]:
+    metadata = hydra_client.get("metadata")
+    ours = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
+    return ours if isinstance(ours, dict) else {}
+
+
+def document_url_of(hydra_client: dict[str, Any]) -> str | None:
+    """The document URL of a managed document client, ``None`` for any other client."""
+    url = _ours(hydra_client).get(DOCUMENT_URL)
+    return url if isinstance(url, str) and is_managed(hydra_client) else None
+
+
+def admitted_of(hydra_client: dict[str, Any]) -> list[str]:
+    """The redirect URIs admitted at run time (:data:`ADMITTED`)."""
+    admitted = _ours(hydra_client).get(ADMITTED)
+    return [uri for uri in admitted if isinstance(uri, str)] if isinstance(admitted, list) else []
 
 
 def is_managed(hydra_client: dict[str, Any]) -> bool:
@@ -88,8 +134,11 @@ def from_hydra(hydra_client: dict[str, Any]) -> ManagedClient:
     """A Hydra client as RFC 7591 metadata. Hydra's own values win: they are what it enforces."""
     ours = (hydra_client.get("metadata") or {}).get(METADATA_KEY) or {}
     fields: dict[str, Any] = {}
+    admitted = set(admitted_of(hydra_client))
     for name in DIRECT_FIELDS:
         value = hydra_client.get(name)
+        if name == "redirect_uris" and isinstance(value, list) and admitted:
+            value = [uri for uri in value if uri not in admitted]  # admitted at run time, not registered
         if value in (None, "", [], {}) or (name == "jwks" and not (value or {}).get("keys")):
             continue
         fields[name] = value
@@ -97,7 +146,7 @@ def from_hydra(hydra_client: dict[str, Any]) -> ManagedClient:
     issued_at = ours.get("client_id_issued_at") or _epoch(hydra_client.get("created_at")) or 0
     secret = hydra_client.get("client_secret") or None
     return ManagedClient(
-        client_id=str(hydra_client["client_id"]),
+        client_id=document_url_of(hydra_client) or str(hydra_client["client_id"]),
         metadata=ClientMetadata.model_validate(fields),
         client_id_issued_at=int(issued_at),
         client_secret=secret,

@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import httpx
@@ -43,22 +43,36 @@ from adapters.base import (
     ProviderMisconfigured,
     ProviderRejected,
     ProviderUnavailable,
+    ResourceBinding,
     RoleMissing,
     UnmanagedClient,
     addressable_client_id,
     with_deployment,
 )
+from adapters.bindings import (
+    BoundedCache,
+    admitted_after,
+    document_url_syntax,
+    resource_scope_name,
+)
 from adapters.keycloak.mapping import (
+    ADMITTED_ATTRIBUTE,
+    AUDIENCE_MAPPER,
     REALM_MANAGEMENT_CLIENT,
     UNCHECKABLE_SERVICE_ACCOUNT,
     RealmScopes,
+    admitted_of,
     adoption_attributes,
+    audience_mapper,
     conforming_update,
+    document_url_of,
     from_keycloak,
     is_managed,
     keycloak_protection,
     registered_view,
     registrable_scope_names,
+    replacing,
+    resource_scope_representation,
     service_account_protection,
     to_keycloak,
     unmanaged_from_keycloak,
@@ -169,6 +183,11 @@ class KeycloakAdapter:
         self._scope_locks: dict[str, asyncio.Lock] = {}
         self._realm_management: dict[str, str] = {}
         """Internal id of each realm's ``realm-management`` client (for service-account role checks)."""
+        self._resource_scopes: BoundedCache[tuple[str, str], str] = BoundedCache()
+        """(realm, resource) -> internal id of the resource's client scope (it exists, with its audience mapper)."""
+        self._prepared: BoundedCache[tuple[str, str, str, str], bool] = BoundedCache()
+        """(realm, kind, clientId, resource or redirect URI) already in the client: no admin call needed."""
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     def issuers(self) -> list[Issuer]:
         return [
@@ -420,10 +439,21 @@ class KeycloakAdapter:
                 KeycloakError(error_message=response.content, response_code=response.status_code), "find client"
             )
         matches = [c for c in response.json() if c.get("clientId") == client_id]
-        if not matches or not is_managed(matches[0]):
-            raise ClientNotFound(client_id)
+        if not matches or not is_managed(matches[0]) or document_url_of(matches[0]) is not None:
+            raise ClientNotFound(client_id)  # document clients are not RFC 7592's
         representation: dict[str, Any] = matches[0]
         return representation
+
+    async def _find_any(self, realm: str, client_id: str) -> dict[str, Any] | None:
+        """The representation of ``client_id`` (a gateway id or a document URL), managed or not; ``None`` when
+        Keycloak has none. The id travels as the ``clientId`` query parameter (exact match), never in a path."""
+        if not (addressable_client_id(client_id) or document_url_syntax(client_id)):
+            return None
+        found = await self._raw_json(
+            realm, "find client", f"admin/realms/{realm}/clients", clientId=client_id, search="false"
+        )
+        matches = [c for c in found if isinstance(c, dict) and c.get("clientId") == client_id]
+        return matches[0] if matches else None
 
     # ---------------------------------------------------------------------------------- operations
 
@@ -444,34 +474,40 @@ class KeycloakAdapter:
 
     async def update_client(self, issuer: str, client: NewClient) -> ManagedClient:
         current = await self._find(issuer, client.client_id)
-        realm_scopes = await self.realm_scopes(issuer)
-        representation = to_keycloak(client, realm_scopes)
-        representation["id"] = current["id"]
+        return await self._replace(issuer, current, client)
+
+    async def _replace(
+        self, realm: str, current: dict[str, Any], client: NewClient, *, document: bool = False
+    ) -> ManagedClient:
+        """Replace ``current`` in full with ``client`` (:func:`~adapters.keycloak.mapping.replacing`), then read it
+        back (the answer of a document client, too, is found by its URL)."""
+        realm_scopes = await self.realm_scopes(realm)
+        representation = replacing(to_keycloak(client, realm_scopes, document=document), current)
         if client.client_secret is None and not representation["publicClient"]:
             representation["secret"] = current.get("secret")
-        # RFC 7592 section 2.2, a full replacement: Keycloak's update keeps whatever a representation leaves out,
-        # so what the metadata omits is cleared explicitly (an empty attribute value removes the attribute).
-        representation.setdefault("name", "")
-        representation.setdefault("baseUrl", "")
-        attributes = representation["attributes"]
-        for attribute in ("logoUri", "policyUri", "tosUri", "post.logout.redirect.uris", "jwks.url", "jwks.string"):
-            attributes.setdefault(attribute, "")
-        attributes.setdefault("use.jwks.url", "false")
-        attributes.setdefault("use.jwks.string", "false")
-        await self._call("update client", self._admin(issuer).a_update_client(current["id"], representation))
+        await self._call("update client", self._admin(realm).a_update_client(current["id"], representation))
+        self._forget_prepared(realm, client.client_id)
         try:
-            return from_keycloak(await self._find(issuer, client.client_id))
+            if document:
+                found = await self._find_any(realm, client.client_id)
+                if found is None:
+                    raise ClientNotFound(client.client_id)
+                return from_keycloak(found)
+            return from_keycloak(await self._find(realm, client.client_id))
         except ProviderUnavailable:
             # The update is applied: answering 503 now would lose a rotated token or a newly issued secret the
             # record already holds, so answer what was sent, as create does.
-            log.warning("keycloak.update_read_back_failed", realm=issuer, client_id=client.client_id)
+            log.warning("keycloak.update_read_back_failed", realm=realm, client_id=client.client_id)
             return registered_view(client, realm_scopes)
 
     async def delete_client(self, issuer: str, client_id: str) -> None:
         current = await self._find(issuer, client_id)
         await self._call("delete client", self._admin(issuer).a_delete_client(current["id"]))
+        self._forget_prepared(issuer, client_id)
 
     async def list_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
+        """Managed DCR clients; never document clients (they are made again from their document on the next
+        authorization, so the quota and ``dcr-gateway clients`` leave them out)."""
         admin = self._admin(issuer)
         first = 0
         while True:
@@ -483,11 +519,209 @@ class KeycloakAdapter:
                 raise ProviderUnavailable(f"keycloak list clients: HTTP {response.status_code}")
             page = response.json()
             for representation in page:
-                if is_managed(representation):
+                if is_managed(representation) and document_url_of(representation) is None:
                     yield from_keycloak(representation)
             if len(page) < PAGE_SIZE:
                 return
             first += PAGE_SIZE
+
+    # ------------------------------------------------------------------- client ID metadata documents (CIMD)
+
+    def stored_client_id(self, issuer: str, url: str) -> str:
+        """The URL itself: Keycloak's ``clientId`` may be any string (its own CIMD support stores the URL too), and
+        the adapter finds it with the admin API's ``clientId`` query, never in a path."""
+        return url
+
+    def _lock(self, realm: str, key: str) -> asyncio.Lock:
+        if len(self._locks) > 10_000:
+            self._locks = {k: lock for k, lock in self._locks.items() if lock.locked()}
+        return self._locks.setdefault((realm, key), asyncio.Lock())
+
+    def _forget_prepared(self, realm: str, client_id: str) -> None:
+        self._prepared.forget(lambda key: key[0] == realm and key[2] == client_id)
+
+    async def read_document_client(self, issuer: str, url: str) -> ManagedClient | None:
+        found = await self._find_any(issuer, url) if document_url_syntax(url) else None
+        return from_keycloak(found) if found is not None and document_url_of(found) == url else None
+
+    async def put_document_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        """Create the client with ``clientId`` = URL (public for ``none``, consent required, full scope off, as
+        every managed client), or replace the managed one in full; :class:`ClientConflict` when another client
+        holds the id. Concurrent puts of one URL in this instance run one after the other; a create or an update
+        that collides with another instance's (409) is tried again on what that one wrote."""
+        url = client.client_id
+        if not document_url_syntax(url):
+            raise ProviderRejected("keycloak: not a client metadata document URL", field_name="client_id")
+        client = with_deployment(client, self._deployment)
+        async with self._lock(issuer, url):
+            for _ in range(3):
+                current = await self._find_any(issuer, url)
+                if current is None:
+                    try:
+                        realm_scopes = await self.realm_scopes(issuer)
+                        representation = to_keycloak(client, realm_scopes, document=True)
+                        await self._call("create client", self._admin(issuer).a_create_client(representation))
+                    except ClientConflict:
+                        continue
+                    return registered_view(client, realm_scopes, document=True)
+                if document_url_of(current) != url:
+                    raise ClientConflict(f"keycloak: client {url!r} is not a document client of the gateway")
+                try:
+                    return await self._replace(issuer, current, client, document=True)
+                except ClientConflict:
+                    continue  # another instance's update of the same client at the same moment (HTTP 409)
+        raise ProviderUnavailable(f"keycloak: client {url!r} keeps changing")
+
+    async def delete_document_client(self, issuer: str, url: str) -> None:
+        found = await self._find_any(issuer, url) if document_url_syntax(url) else None
+        if found is None or document_url_of(found) != url:
+            raise ClientNotFound(url)
+        await self._call("delete client", self._admin(issuer).a_delete_client(found["id"]))
+        self._forget_prepared(issuer, url)
+
+    # ------------------------------------------------------------------- RFC 8707 resource indicators
+
+    async def _resource_scope(self, realm: str, resource: str) -> str:
+        """The internal id of the realm client scope that puts ``resource`` into ``aud``, created once: named
+        :func:`~adapters.bindings.resource_scope_name`, not in the token's ``scope`` (``include.in.token.scope``
+        false), shown on the consent screen as the resource, with an Audience mapper (``oidc-audience-mapper``,
+        ``included.custom.audience`` = the resource, in access tokens and introspection, not in ID tokens).
+        Concurrent first calls create one scope (a lock per resource; a 409 reads the one another instance
+        made); a scope found without its mapper gets it."""
+        cached = self._resource_scopes.get((realm, resource))
+        if cached is not None:
+            return cached
+        name = resource_scope_name(resource)
+        async with self._lock(realm, "scope " + resource):
+            cached = self._resource_scopes.get((realm, resource))
+            if cached is not None:
+                return cached
+            scope = await self._find_scope(realm, name)
+            if scope is None:
+                body = json.dumps(resource_scope_representation(name, resource))
+                response = await self._call(
+                    "create client scope",
+                    self._admin(realm).connection.a_raw_post(f"admin/realms/{realm}/client-scopes", data=body),
+                )
+                if response.status_code not in (201, 409):
+                    raise self._status_error(response, "create client scope")
+                scope = await self._find_scope(realm, name)
+                if scope is None:
+                    raise ProviderUnavailable(f"keycloak: client scope {name} not found after its creation")
+            if not any(m.get("name") == AUDIENCE_MAPPER for m in scope.get("protocolMappers") or []):
+                response = await self._call(
+                    "add audience mapper",
+                    self._admin(realm).connection.a_raw_post(
+                        f"admin/realms/{realm}/client-scopes/{scope['id']}/protocol-mappers/models",
+                        data=json.dumps(audience_mapper(resource)),
+                    ),
+                )
+                if response.status_code not in (201, 409):
+                    raise self._status_error(response, "add audience mapper")
+            scope_id = str(scope["id"])
+            self._resource_scopes.put((realm, resource), scope_id)
+            return scope_id
+
+    async def _find_scope(self, realm: str, name: str) -> dict[str, Any] | None:
+        scopes = await self._raw_json(realm, "list client scopes", f"admin/realms/{realm}/client-scopes")
+        matches = [s for s in scopes if isinstance(s, dict) and s.get("name") == name]
+        return matches[0] if matches else None
+
+    def _status_error(self, response: Any, action: str) -> AdapterError:
+        return self._translate(
+            KeycloakError(error_message=response.content, response_code=response.status_code), action
+        )
+
+    async def bind_resource(self, issuer: str, client_id: str, resource: str) -> ResourceBinding:
+        """RFC 8707 on Keycloak without its ``resource-indicators`` feature (the documented workaround): the
+        resource's client scope (:meth:`_resource_scope`) becomes an optional client scope of the managed client,
+        and the request adds that scope, so the access token's ``aud`` carries the resource (refreshes too). An
+        unmanaged client is left as it is. Cached per instance: repeated authorizations cost no admin call."""
+        binding = ResourceBinding(scope=resource_scope_name(resource))
+        key = (issuer, "scope", client_id, resource)
+        if self._prepared.get(key):
+            return binding
+        current = await self._find_any(issuer, client_id)
+        if current is None:
+            raise ClientNotFound(client_id)
+        if not is_managed(current):
+            return binding
+        for attempt in range(2):
+            scope_id = await self._resource_scope(issuer, resource)
+            response = await self._call(
+                "add optional client scope",
+                self._admin(issuer).connection.a_raw_put(
+                    f"admin/realms/{issuer}/clients/{current['id']}/optional-client-scopes/{scope_id}", data="{}"
+                ),
+            )
+            if response.status_code == 404 and attempt == 0:
+                # the cached scope was deleted in Keycloak meanwhile (or the client: then the next find says so)
+                self._resource_scopes.forget(lambda k: k == (issuer, resource))
+                current = await self._find_any(issuer, client_id)
+                if current is None:
+                    raise ClientNotFound(client_id)
+                continue
+            if response.status_code not in (204, 409):
+                raise self._status_error(response, "add optional client scope")
+            break
+        self._prepared.put(key, True)
+        return binding
+
+    # ------------------------------------------------------------------- RFC 8252 section 7.3 loopback redirects
+
+    def admits_any_port(self, redirect_uri: str) -> bool:
+        """Keycloak 26.7 (``RedirectUtils.verifyRedirectUri``, ``LOOPBACK_INTERFACES``): when no registered URI
+        matches an ``http`` request whose host is ``localhost``, ``127.0.0.1`` or ``[::1]``, it is matched again
+        with the port removed. So a registered URI with one of these hosts works from any port when it has no port,
+        or when the adapter registered a port-less copy of it (every loopback IP literal URI,
+        :func:`~adapters.keycloak.mapping.keycloak_redirect_uris`); ``http://localhost:3000/cb`` works on 3000
+        only. Measured against the real Keycloak in ``tests/integration/test_loopback_redirects.py``."""
+        parts = urlsplit(redirect_uri)
+        if parts.scheme != "http" or parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+            return False
+        try:
+            port = parts.port
+        except ValueError:
+            return False
+        return port is None or parts.hostname != "localhost"
+
+    async def admit_redirect_uri(self, issuer: str, client_id: str, redirect_uri: str) -> None:
+        """Adds ``redirect_uri`` to the managed client's ``redirectUris`` and to the admitted list in attribute
+        :data:`~adapters.keycloak.mapping.ADMITTED_ATTRIBUTE` (one partial update: Keycloak keeps every field the
+        body omits), dropping the oldest admitted ones beyond
+        :data:`~adapters.bindings.MAX_ADMITTED_REDIRECT_URIS`; registered URIs stay. Cached per instance."""
+        key = (issuer, "redirect", client_id, redirect_uri)
+        if self._prepared.get(key):
+            return
+        async with self._lock(issuer, client_id):
+            if self._prepared.get(key):
+                return
+            for attempt in range(3):
+                current = await self._find_any(issuer, client_id)
+                if current is None or not is_managed(current):
+                    raise ClientNotFound(client_id)
+                uris = [uri for uri in current.get("redirectUris") or [] if isinstance(uri, str)]
+                if redirect_uri in uris:
+                    break
+                admitted = admitted_of(current)
+                kept = admitted_after(admitted, redirect_uri)
+                dropped = set(admitted) - set(kept)
+                body = {
+                    "id": current["id"],
+                    "clientId": client_id,
+                    "redirectUris": [uri for uri in uris if uri not in dropped] + [redirect_uri],
+                    "attributes": {ADMITTED_ATTRIBUTE: json.dumps(kept, separators=(",", ":"))},
+                }
+                try:
+                    await self._call("admit redirect uri", self._admin(issuer).a_update_client(current["id"], body))
+                except ClientConflict as exc:
+                    if attempt == 2:
+                        raise ProviderUnavailable(f"keycloak: client {client_id!r} keeps changing") from exc
+                    continue  # another instance updated the client at the same moment (HTTP 409): read again
+                stale = {(issuer, "redirect", client_id, uri) for uri in dropped}
+                self._prepared.forget(stale.__contains__)
+                break
+            self._prepared.put(key, True)
 
     # ------------------------------------------------------------------------- client hygiene (clients CLI)
 

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from adapters.base import ClientUsage, ManagedClient, NewClient, SettingDifference, UnmanagedClient
+from adapters.bindings import admitted_kept, document_gateway_data, merged_redirect_uris
 from gateway.oauth.metadata import (
     CLIENT_CREDENTIALS,
     CLIENT_SECRET_BASIC,
@@ -45,6 +46,11 @@ from gateway.oauth.metadata import (
 MANAGED_ATTRIBUTE = "dcr.gateway.managed"
 METADATA_ATTRIBUTE = "dcr.gateway.metadata"
 GATEWAY_ATTRIBUTE = "dcr.gateway.data"
+DOCUMENT_ATTRIBUTE = "dcr.gateway.document"
+"""Attribute of a document client (draft-ietf-oauth-client-id-metadata-document): its URL, also its ``clientId``."""
+ADMITTED_ATTRIBUTE = "dcr.gateway.admitted.redirect.uris"
+"""Attribute listing (JSON) the redirect URIs admitted at run time (RFC 8252 section 7.3), oldest first: in
+``redirectUris`` but no registered metadata (the registered view is :data:`METADATA_ATTRIBUTE`'s)."""
 FORMAT_VERSION = 1
 
 AUTHENTICATOR = {
@@ -123,8 +129,9 @@ def scope_assignment(scope: str | None, realm: RealmScopes) -> tuple[list[str] |
     return default, optional, echo
 
 
-def to_keycloak(client: NewClient, realm: RealmScopes) -> dict[str, Any]:
-    """The ``ClientRepresentation`` for ``POST /admin/realms/{realm}/clients``."""
+def to_keycloak(client: NewClient, realm: RealmScopes, *, document: bool = False) -> dict[str, Any]:
+    """The ``ClientRepresentation`` for ``POST /admin/realms/{realm}/clients``; with ``document``, of the document
+    client whose ``clientId`` is the URL ``client.client_id`` (marked with :data:`DOCUMENT_ATTRIBUTE`)."""
     m = client.metadata
     method = m.token_endpoint_auth_method or CLIENT_SECRET_BASIC
     grant_types = m.grant_types or []
@@ -163,13 +170,20 @@ def to_keycloak(client: NewClient, realm: RealmScopes) -> dict[str, Any]:
         },
         separators=(",", ":"),
     )
-    attributes[GATEWAY_ATTRIBUTE] = json.dumps(dict(client.gateway_data), separators=(",", ":"))
+    gateway_data = document_gateway_data(client) if document else dict(client.gateway_data)
+    attributes[GATEWAY_ATTRIBUTE] = json.dumps(gateway_data, separators=(",", ":"))
+    if document:
+        attributes[DOCUMENT_ATTRIBUTE] = client.client_id
 
     representation: dict[str, Any] = {
         "clientId": client.client_id,
         "protocol": "openid-connect",
         "enabled": True,
-        "description": "Registered through dcr-gateway (RFC 7591)",
+        "description": (
+            "Client ID Metadata Document, through dcr-gateway"
+            if document
+            else "Registered through dcr-gateway (RFC 7591)"
+        ),
         "publicClient": method == NONE,
         "redirectUris": keycloak_redirect_uris(m.redirect_uris or []),
         "webOrigins": ["+"],  # CORS for browser clients at the token endpoint: the redirect URIs' origins
@@ -199,9 +213,81 @@ def to_keycloak(client: NewClient, realm: RealmScopes) -> dict[str, Any]:
     return representation
 
 
-def registered_view(client: NewClient, realm: RealmScopes) -> ManagedClient:
+def registered_view(client: NewClient, realm: RealmScopes, *, document: bool = False) -> ManagedClient:
     """What :func:`to_keycloak` registers, as the gateway answers it (no read-back round trip)."""
-    return from_keycloak(to_keycloak(client, realm), client_secret=client.client_secret)
+    return from_keycloak(to_keycloak(client, realm, document=document), client_secret=client.client_secret)
+
+
+AUDIENCE_MAPPER = "dcr-gateway resource audience"
+"""Name of the Audience mapper of a resource's client scope."""
+
+
+def audience_mapper(resource: str) -> dict[str, Any]:
+    """The ``ProtocolMapperRepresentation`` that adds ``resource`` to the access token's ``aud`` (RFC 8707
+    section 2: the token is meant for that resource) and to introspection, not to ID tokens."""
+    return {
+        "name": AUDIENCE_MAPPER,
+        "protocol": "openid-connect",
+        "protocolMapper": "oidc-audience-mapper",
+        "config": {
+            "included.custom.audience": resource,
+            "access.token.claim": "true",
+            "introspection.token.claim": "true",
+            "id.token.claim": "false",
+            "lightweight.claim": "false",
+        },
+    }
+
+
+def resource_scope_representation(name: str, resource: str) -> dict[str, Any]:
+    """The ``ClientScopeRepresentation`` of the scope that binds ``resource``: an OpenID Connect scope left out
+    of the token's ``scope`` claim, shown on the consent screen as the resource, carrying :func:`audience_mapper`."""
+    return {
+        "name": name,
+        "description": f"RFC 8707 resource {resource} (dcr-gateway)",
+        "protocol": "openid-connect",
+        "attributes": {
+            "include.in.token.scope": "false",
+            "display.on.consent.screen": "true",
+            "consent.screen.text": resource,
+        },
+        "protocolMappers": [audience_mapper(resource)],
+    }
+
+
+def document_url_of(representation: dict[str, Any]) -> str | None:
+    """The URL of a managed document client, ``None`` for any other client."""
+    url = (representation.get("attributes") or {}).get(DOCUMENT_ATTRIBUTE)
+    return url if isinstance(url, str) and url and is_managed(representation) else None
+
+
+def admitted_of(representation: dict[str, Any]) -> list[str]:
+    """The redirect URIs admitted at run time (:data:`ADMITTED_ATTRIBUTE`)."""
+    try:
+        value = json.loads((representation.get("attributes") or {}).get(ADMITTED_ATTRIBUTE) or "[]")
+    except ValueError:
+        return []
+    return [uri for uri in value if isinstance(uri, str)] if isinstance(value, list) else []
+
+
+def replacing(representation: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """``representation`` (from :func:`to_keycloak`) as the full replacement of ``current`` (RFC 7592 section 2.2,
+    or a new version of a document): Keycloak's update keeps whatever a representation leaves out, so what the
+    metadata omits is cleared explicitly (an empty attribute value removes the attribute); the admitted redirect
+    URIs that still derive from a registered one carry over (adapter state, not metadata)."""
+    representation["id"] = current["id"]
+    representation.setdefault("name", "")
+    representation.setdefault("baseUrl", "")
+    attributes = representation["attributes"]
+    for attribute in ("logoUri", "policyUri", "tosUri", "post.logout.redirect.uris", "jwks.url", "jwks.string"):
+        attributes.setdefault(attribute, "")
+    attributes.setdefault("use.jwks.url", "false")
+    attributes.setdefault("use.jwks.string", "false")
+    registered = list(representation.get("redirectUris") or [])
+    kept = admitted_kept(admitted_of(current), registered)
+    representation["redirectUris"] = merged_redirect_uris(registered, kept)
+    attributes[ADMITTED_ATTRIBUTE] = json.dumps(kept, separators=(",", ":")) if kept else ""
+    return representation
 
 
 def is_managed(representation: dict[str, Any]) -> bool:
@@ -239,7 +325,8 @@ def from_keycloak(representation: dict[str, Any], *, client_secret: str | None =
             "client-jwt": PRIVATE_KEY_JWT,
         }.get(authenticator, CLIENT_SECRET_BASIC)
     if "redirect_uris" not in fields and representation.get("redirectUris"):
-        fields["redirect_uris"] = list(representation["redirectUris"])
+        admitted = set(admitted_of(representation))  # admitted at run time, not registered
+        fields["redirect_uris"] = [uri for uri in representation["redirectUris"] if uri not in admitted]
     secret = client_secret
     if secret is None and not representation.get("publicClient"):
         secret = representation.get("secret") or None

@@ -23,9 +23,18 @@ from adapters.base import (
     NewClient,
     ProviderMisconfigured,
     ProviderUnavailable,
+    ResourceBinding,
     SettingDifference,
     UnmanagedClient,
     with_deployment,
+)
+from adapters.bindings import (
+    admitted_after,
+    admitted_kept,
+    derived_document_id,
+    document_gateway_data,
+    is_http_loopback_ip,
+    merged_redirect_uris,
 )
 from gateway.oauth.metadata import NONE, ClientMetadata
 
@@ -37,7 +46,14 @@ if TYPE_CHECKING:
 
 class MemoryAdapter:
     """Clients in a dict per issuer; ``unavailable = True`` simulates an unreachable provider, ``refusal`` one that
-    refuses the gateway's configuration (what :meth:`check` raises)."""
+    refuses the gateway's configuration (what :meth:`check` raises).
+
+    It has the optional capabilities of :mod:`adapters.base` too, as a reference for them: document clients
+    (:class:`~adapters.base.DocumentClients`, stored under the URL itself, or with ``derived_document_ids`` under
+    a derived id as Hydra does), resource bindings (:class:`~adapters.base.ResourceIndicators`, an ``audience``
+    list per client as on Hydra) and loopback admission (:class:`~adapters.base.LoopbackRedirects`, with Hydra's
+    rule: any port only for loopback IP literals). What a provider would enforce is readable:
+    :meth:`redirect_uris_of` and :attr:`audiences`."""
 
     name = "memory"
     capabilities = Capabilities()
@@ -49,8 +65,16 @@ class MemoryAdapter:
         issuer_path: str = "",
         native_registration_paths: tuple[str, ...] = (),
         deployment: str = DEFAULT_DEPLOYMENT,
+        derived_document_ids: bool = False,
     ) -> None:
         self._deployment = deployment
+        self._derived_document_ids = derived_document_ids
+        self.document_urls: dict[str, dict[str, str]] = {"default": {}}
+        """Stored id -> document URL of the document clients, per issuer (they live in :attr:`clients` too)."""
+        self.admitted: dict[str, dict[str, list[str]]] = {"default": {}}
+        """Redirect URIs admitted at run time per issuer and stored id, oldest first (RFC 8252 section 7.3)."""
+        self.audiences: dict[str, dict[str, list[str]]] = {"default": {}}
+        """Each client's audience allow-list (RFC 8707 resources bound to it), per issuer and stored id."""
         self._public_url = public_url.rstrip("/")
         self._issuer_path = issuer_path
         self._native_registration_paths = native_registration_paths
@@ -111,7 +135,10 @@ class MemoryAdapter:
         return managed
 
     async def read_client(self, issuer: str, client_id: str) -> ManagedClient:
+        """A DCR client only: document clients are not reachable here (RFC 7592 is for registered clients)."""
         self._check()
+        if client_id in self.document_urls.get(issuer, {}):
+            raise ClientNotFound(client_id)
         try:
             return self.clients.get(issuer, {})[client_id]
         except KeyError:
@@ -129,16 +156,113 @@ class MemoryAdapter:
             gateway_data=dict(client.gateway_data),
         )
         self.clients[issuer][client.client_id] = updated
+        self._keep_admitted(issuer, client.client_id, updated)
         return updated
 
     async def delete_client(self, issuer: str, client_id: str) -> None:
         await self.read_client(issuer, client_id)
-        del self.clients[issuer][client_id]
+        self._forget(issuer, client_id)
 
     async def list_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
+        """Managed DCR clients; never document clients (they are made again from their document on the next
+        authorization, so ``dcr-gateway clients`` and the quota leave them out)."""
         self._check()
-        for client in list(self.clients.get(issuer, {}).values()):
-            yield client
+        documents = self.document_urls.get(issuer, {})
+        for stored_id, client in list(self.clients.get(issuer, {}).items()):
+            if stored_id not in documents:
+                yield client
+
+    def _forget(self, issuer: str, stored_id: str) -> None:
+        self.clients[issuer].pop(stored_id, None)
+        self.document_urls.get(issuer, {}).pop(stored_id, None)
+        self.admitted.get(issuer, {}).pop(stored_id, None)
+        self.audiences.get(issuer, {}).pop(stored_id, None)
+
+    def _keep_admitted(self, issuer: str, stored_id: str, client: ManagedClient) -> None:
+        """After a full replacement: admitted URIs stay while a registered URI still differs from them only in
+        the port (:func:`~adapters.bindings.admitted_kept`)."""
+        store = self.admitted.setdefault(issuer, {})
+        store[stored_id] = admitted_kept(store.get(stored_id, []), client.metadata.redirect_uris or [])
+
+    # ------------------------------------------------------------------- client ID metadata documents (CIMD)
+
+    def stored_client_id(self, issuer: str, url: str) -> str:
+        """The URL itself, or with ``derived_document_ids`` :func:`~adapters.bindings.derived_document_id`."""
+        return derived_document_id(url) if self._derived_document_ids else url
+
+    async def read_document_client(self, issuer: str, url: str) -> ManagedClient | None:
+        self._check()
+        stored_id = self.stored_client_id(issuer, url)
+        if self.document_urls.get(issuer, {}).get(stored_id) != url:
+            return None
+        return self.clients[issuer][stored_id]
+
+    async def put_document_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        """Create or replace in full (rule 5); :class:`ClientConflict` when the id is held by an unmanaged client
+        or by a client that is not this document's."""
+        self._check()
+        url = client.client_id
+        stored_id = self.stored_client_id(issuer, url)
+        store = self.clients.setdefault(issuer, {})
+        documents = self.document_urls.setdefault(issuer, {})
+        if stored_id in self.unmanaged.get(issuer, set()) or (stored_id in store and documents.get(stored_id) != url):
+            raise ClientConflict(f"{stored_id} is held by another client")
+        client = with_deployment(client, self._deployment)
+        managed = ManagedClient(
+            client_id=url,
+            metadata=ClientMetadata.model_validate(client.metadata.registered()),
+            client_id_issued_at=client.client_id_issued_at,
+            client_secret=None,
+            client_secret_expires_at=0,
+            gateway_data=document_gateway_data(client),
+        )
+        store[stored_id] = managed
+        documents[stored_id] = url
+        self._keep_admitted(issuer, stored_id, managed)
+        return managed
+
+    async def delete_document_client(self, issuer: str, url: str) -> None:
+        if await self.read_document_client(issuer, url) is None:
+            raise ClientNotFound(url)
+        self._forget(issuer, self.stored_client_id(issuer, url))
+
+    # ------------------------------------------------------------------- RFC 8707 resource indicators
+
+    async def bind_resource(self, issuer: str, client_id: str, resource: str) -> ResourceBinding:
+        """``resource`` joins the managed client's audience list (as on Hydra); an unmanaged client is left as it
+        is; :class:`ClientNotFound` when there is no such client."""
+        self._check()
+        if client_id in self.clients.get(issuer, {}):
+            audience = self.audiences.setdefault(issuer, {}).setdefault(client_id, [])
+            if resource not in audience:
+                audience.append(resource)
+        elif client_id not in self.unmanaged.get(issuer, set()):
+            raise ClientNotFound(client_id)
+        return ResourceBinding(audience=resource)
+
+    # ------------------------------------------------------------------- RFC 8252 section 7.3 loopback redirects
+
+    def admits_any_port(self, redirect_uri: str) -> bool:
+        """As Hydra: any port only for ``http`` loopback IP literals."""
+        return is_http_loopback_ip(redirect_uri)
+
+    def redirect_uris_of(self, issuer: str, stored_id: str) -> list[str]:
+        """The redirect URIs the provider would accept for the client: registered, then admitted."""
+        client = self.clients.get(issuer, {}).get(stored_id)
+        if client is None:
+            return []
+        return merged_redirect_uris(
+            client.metadata.redirect_uris or [], self.admitted.get(issuer, {}).get(stored_id, [])
+        )
+
+    async def admit_redirect_uri(self, issuer: str, client_id: str, redirect_uri: str) -> None:
+        self._check()
+        if client_id not in self.clients.get(issuer, {}):
+            raise ClientNotFound(client_id)
+        if redirect_uri in self.redirect_uris_of(issuer, client_id):
+            return
+        store = self.admitted.setdefault(issuer, {})
+        store[client_id] = admitted_after(store.get(client_id, []), redirect_uri)
 
     # ------------------------------------------------------------------------- client hygiene (clients CLI)
 

@@ -25,8 +25,9 @@ Optional: ``issuer`` (default: the adapter's first issuer key), ``deployment`` (
 whether a secret authenticates the client at the token endpoint), and the class attribute
 :attr:`AdapterContract.clients_to_list` (more than one page of the adapter's listing; shrink the page size in the
 ``adapter`` fixture rather than creating thousands). Capabilities (:class:`adapters.base.ClientHygiene`,
-:class:`adapters.base.RegistrableScopes`, :class:`adapters.base.AdminApiCheck`) are tested when the adapter has
-them and skipped otherwise.
+:class:`adapters.base.RegistrableScopes`, :class:`adapters.base.AdminApiCheck`, and the MCP 2026-07-28 ones:
+:class:`adapters.base.DocumentClients`, :class:`adapters.base.ResourceIndicators`,
+:class:`adapters.base.LoopbackRedirects`) are tested when the adapter has them and skipped otherwise.
 
 Every test cleans up the managed clients it created. The tests are coroutines: they need pytest-asyncio (the class
 is marked, so its ``strict`` mode works too).
@@ -48,18 +49,23 @@ import pytest
 
 from adapters.base import (
     DEPLOYMENT_KEY,
+    DOCUMENT_SOURCE,
     AdminApiCheck,
     Capabilities,
     ClientConflict,
     ClientHygiene,
     ClientNotFound,
     ClientUsage,
+    DocumentClients,
     Issuer,
+    LoopbackRedirects,
     ManagedClient,
     NewClient,
     ProviderAdapter,
     ProviderUnavailable,
     RegistrableScopes,
+    ResourceBinding,
+    ResourceIndicators,
     UnmanagedClient,
 )
 from gateway.oauth.metadata import NONE, SECRET_AUTH_METHODS, ClientMetadata, parse_metadata
@@ -124,6 +130,40 @@ MINIMAL_METADATA: Mapping[str, Any] = {
 """What an RFC 7592 replacement sending almost nothing leaves (RFC 7591 defaults added by the policy)."""
 
 
+DOCUMENT_METADATA: Mapping[str, Any] = {
+    "client_name": "Contract document client (app.example.com)",
+    "client_uri": "https://app.example.com",
+    "logo_uri": "https://app.example.com/logo.png",
+    "redirect_uris": ["http://localhost/callback", "http://127.0.0.1/callback", "https://app.example.com/cb"],
+    "token_endpoint_auth_method": "none",
+    "grant_types": ["authorization_code", "refresh_token"],
+    "response_types": ["code"],
+    "application_type": "native",
+}
+"""A client metadata document as the gateway hands it on (Claude Code's shape: a public client on port-less
+loopback redirects), after the registration policy."""
+
+RESOURCE = "https://mcp.example.com/mcp"
+"""An RFC 8707 resource (an MCP server's canonical URI)."""
+
+
+def document_url() -> str:
+    """A fresh client metadata document URL (draft-ietf-oauth-client-id-metadata-document: https with a path)."""
+    return f"https://app.example.com/oauth/{uuid.uuid4()}/client.json"
+
+
+def document_client(url: str, metadata: ClientMetadata, *, digest: str = "00" * 32) -> NewClient:
+    """A document client as the gateway puts it: ``client_id`` is the URL, no secret, provenance in gateway data."""
+    return NewClient(
+        client_id=url,
+        client_secret=None,
+        client_id_issued_at=int(time.time()),
+        client_secret_expires_at=0,
+        metadata=metadata,
+        gateway_data={"source": DOCUMENT_SOURCE, "document_sha256": digest, "document_fetched_at": 1767225600},
+    )
+
+
 def registration(body: Mapping[str, Any], adapter: ProviderAdapter) -> ClientMetadata:
     """``body`` as the gateway hands it to an adapter: parsed, defaults applied and every rule of the default
     registration policy passed (for an authenticated caller), with the adapter's storage limits."""
@@ -186,6 +226,21 @@ class Created:
         for client_id in self.ids:
             with contextlib.suppress(ClientNotFound):
                 await self.adapter.delete_client(self.issuer, client_id)
+        if isinstance(self.adapter, DocumentClients):
+            for url in self.documents:
+                with contextlib.suppress(ClientNotFound):
+                    await self.adapter.delete_document_client(self.issuer, url)
+
+    @property
+    def documents(self) -> list[str]:
+        """Document URLs whose clients the test put (deleted afterwards)."""
+        urls: list[str] = self.__dict__.setdefault("_documents", [])
+        return urls
+
+    async def document(self, client: NewClient) -> ManagedClient:
+        assert isinstance(self.adapter, DocumentClients)
+        self.documents.append(client.client_id)
+        return await self.adapter.put_document_client(self.issuer, client)
 
 
 @pytest.mark.asyncio
@@ -462,6 +517,22 @@ class AdapterContract:
         if isinstance(adapter, ClientHygiene):
             with pytest.raises(ProviderUnavailable):
                 _ = [c async for c in adapter.list_unmanaged(issuer)]
+        if isinstance(adapter, DocumentClients):
+            url = document_url()
+            with pytest.raises(ProviderUnavailable):
+                await adapter.read_document_client(issuer, url)
+            with pytest.raises(ProviderUnavailable):
+                await adapter.put_document_client(
+                    issuer, document_client(url, registration(DOCUMENT_METADATA, adapter))
+                )
+            with pytest.raises(ProviderUnavailable):
+                await adapter.delete_document_client(issuer, url)
+        if isinstance(adapter, ResourceIndicators):
+            with pytest.raises(ProviderUnavailable):
+                await adapter.bind_resource(issuer, client.client_id, RESOURCE)
+        if isinstance(adapter, LoopbackRedirects):
+            with pytest.raises(ProviderUnavailable):
+                await adapter.admit_redirect_uri(issuer, client.client_id, "http://localhost:41000/callback")
 
     # -------------------------------------------------------------------------------- optional capabilities
 
@@ -504,3 +575,162 @@ class AdapterContract:
             await adapter.adopt_client(issuer, planted, {})
         with pytest.raises(ClientNotFound):
             await adapter.adopt_client(issuer, f"missing-{uuid.uuid4()}", {})
+
+    # ---------------------------------------------------------------- MCP 2026-07-28: document clients (CIMD)
+
+    async def test_document_clients_are_put_read_replaced_and_deleted(
+        self, adapter: ProviderAdapter, issuer: str, deployment: str, created: Created
+    ) -> None:
+        if not isinstance(adapter, DocumentClients):
+            pytest.skip("the adapter has no DocumentClients")
+        url = document_url()
+        stored_id = adapter.stored_client_id(issuer, url)
+        assert isinstance(stored_id, str) and stored_id
+        assert adapter.stored_client_id(issuer, url) == stored_id, "stored_client_id must be stable"
+        assert adapter.stored_client_id(issuer, document_url()) != stored_id
+        assert await adapter.read_document_client(issuer, url) is None
+        metadata = registration(DOCUMENT_METADATA, adapter)
+        client = document_client(url, metadata)
+        expected_data = {**client.gateway_data, DEPLOYMENT_KEY: deployment}
+        answer = await created.document(client)
+        stored = await adapter.read_document_client(issuer, url)
+        assert stored is not None
+        for got in (answer, stored):
+            assert got.client_id == url, "a document client answers with its URL as client_id"
+            assert comparable(got.metadata) == comparable(metadata)
+            assert got.metadata.token_endpoint_auth_method == NONE
+            assert got.client_secret is None
+            assert dict(got.gateway_data) == expected_data
+        # a new version of the document replaces the client in full (rule 5): omitted fields are cleared
+        changed = registration(
+            {
+                "client_name": "Contract document client v2 (app.example.com)",
+                "redirect_uris": ["http://127.0.0.1/callback"],
+                "token_endpoint_auth_method": "none",
+            },
+            adapter,
+        )
+        replacement = document_client(url, changed, digest="11" * 32)
+        answer = await adapter.put_document_client(issuer, replacement)
+        stored = await adapter.read_document_client(issuer, url)
+        assert stored is not None
+        for got in (answer, stored):
+            assert got.client_id == url
+            assert comparable(got.metadata) == comparable(changed)
+            assert got.metadata.logo_uri is None and got.metadata.client_uri is None
+            assert got.gateway_data.get("document_sha256") == "11" * 32
+        await adapter.delete_document_client(issuer, url)
+        assert await adapter.read_document_client(issuer, url) is None
+        with pytest.raises(ClientNotFound):
+            await adapter.delete_document_client(issuer, url)
+
+    async def test_document_clients_are_not_reachable_through_rfc7592_nor_listed(
+        self, adapter: ProviderAdapter, issuer: str, created: Created
+    ) -> None:
+        """RFC 7592 (``read_client``, ``update_client``, ``delete_client``) is for registered clients only; the
+        listing (quota, ``dcr-gateway clients``) leaves document clients out: they are made again from their
+        document on the next authorization."""
+        if not isinstance(adapter, DocumentClients):
+            pytest.skip("the adapter has no DocumentClients")
+        url = document_url()
+        metadata = registration(DOCUMENT_METADATA, adapter)
+        await created.document(document_client(url, metadata))
+        for client_id in dict.fromkeys((url, adapter.stored_client_id(issuer, url))):
+            with pytest.raises(ClientNotFound):
+                await adapter.read_client(issuer, client_id)
+            with pytest.raises(ClientNotFound):
+                await adapter.update_client(issuer, new_client(metadata, client_id=client_id))
+            with pytest.raises(ClientNotFound):
+                await adapter.delete_client(issuer, client_id)
+        listed = {c.client_id async for c in adapter.list_clients(issuer)}
+        assert url not in listed and adapter.stored_client_id(issuer, url) not in listed
+        assert await adapter.read_document_client(issuer, url) is not None, "the document client is still there"
+        if isinstance(adapter, ClientHygiene):
+            assert adapter.stored_client_id(issuer, url) not in {
+                c.client_id async for c in adapter.list_unmanaged(issuer)
+            }
+
+    async def test_a_document_client_id_held_by_an_unmanaged_client_is_a_conflict(
+        self, adapter: ProviderAdapter, issuer: str, plant_unmanaged: PlantUnmanaged
+    ) -> None:
+        if not isinstance(adapter, DocumentClients):
+            pytest.skip("the adapter has no DocumentClients")
+        url = document_url()
+        await plant_unmanaged(issuer, adapter.stored_client_id(issuer, url))
+        assert await adapter.read_document_client(issuer, url) is None
+        with pytest.raises(ClientConflict):
+            await adapter.put_document_client(issuer, document_client(url, registration(DOCUMENT_METADATA, adapter)))
+        with pytest.raises(ClientNotFound):
+            await adapter.delete_document_client(issuer, url)
+        assert await adapter.read_document_client(issuer, url) is None
+
+    # ---------------------------------------------------------------- MCP 2026-07-28: RFC 8707 resources
+
+    async def test_resource_binding_is_idempotent_and_needs_an_existing_client(
+        self, adapter: ProviderAdapter, issuer: str, created: Created, plant_unmanaged: PlantUnmanaged
+    ) -> None:
+        if not isinstance(adapter, ResourceIndicators):
+            pytest.skip("the adapter has no ResourceIndicators")
+        client = new_client(registration(MCP_CLIENT_BODIES["claude code"], adapter))
+        await created(client)
+        binding = await adapter.bind_resource(issuer, client.client_id, RESOURCE)
+        assert isinstance(binding, ResourceBinding)
+        assert binding.scope or binding.audience, "a binding names a scope or an audience to request"
+        assert await adapter.bind_resource(issuer, client.client_id, RESOURCE) == binding
+        other = await adapter.bind_resource(issuer, client.client_id, RESOURCE + "/other")
+        assert other != binding, "two resources share one binding"
+        stored = await adapter.read_client(issuer, client.client_id)
+        assert comparable(stored.metadata) == comparable(client.metadata), "a binding is not client metadata"
+        with pytest.raises(ClientNotFound):
+            await adapter.bind_resource(issuer, f"missing-{uuid.uuid4()}", RESOURCE)
+        unmanaged = f"unmanaged-{uuid.uuid4()}"
+        await plant_unmanaged(issuer, unmanaged)
+        assert await adapter.bind_resource(issuer, unmanaged, RESOURCE) == binding
+        if isinstance(adapter, DocumentClients):
+            url = document_url()
+            await created.document(document_client(url, registration(DOCUMENT_METADATA, adapter)))
+            stored_id = adapter.stored_client_id(issuer, url)
+            assert await adapter.bind_resource(issuer, stored_id, RESOURCE) == binding
+
+    # ------------------------------------------------------- MCP 2026-07-28: RFC 8252 section 7.3 loopback
+
+    @pytest.mark.parametrize(
+        "uri", ["https://app.example.com/cb", "http://app.example.com/cb", "cursor://anysphere.cursor-mcp/cb"]
+    )
+    async def test_no_provider_admits_any_port_beyond_loopback(self, adapter: ProviderAdapter, uri: str) -> None:
+        if not isinstance(adapter, LoopbackRedirects):
+            pytest.skip("the adapter has no LoopbackRedirects")
+        assert adapter.admits_any_port(uri) is False
+        assert isinstance(adapter.admits_any_port("http://127.0.0.1/callback"), bool)
+
+    async def test_admitted_redirect_uris_are_not_registered_metadata(
+        self, adapter: ProviderAdapter, issuer: str, created: Created, plant_unmanaged: PlantUnmanaged
+    ) -> None:
+        """``admit_redirect_uri`` is idempotent, leaves the registered metadata as it was (rule 3) through any
+        number of admissions (a bounded number kept), and works for managed clients only."""
+        if not isinstance(adapter, LoopbackRedirects):
+            pytest.skip("the adapter has no LoopbackRedirects")
+        body = {**MCP_CLIENT_BODIES["claude code"], "redirect_uris": ["http://localhost/callback"]}
+        client = new_client(registration(body, adapter))
+        await created(client)
+        for port in range(41000, 41012):
+            await adapter.admit_redirect_uri(issuer, client.client_id, f"http://localhost:{port}/callback")
+        await adapter.admit_redirect_uri(issuer, client.client_id, "http://localhost:41011/callback")
+        stored = await adapter.read_client(issuer, client.client_id)
+        assert stored.metadata.redirect_uris == ["http://localhost/callback"]
+        assert comparable(stored.metadata) == comparable(client.metadata)
+        with pytest.raises(ClientNotFound):
+            await adapter.admit_redirect_uri(issuer, f"missing-{uuid.uuid4()}", "http://localhost:41000/callback")
+        unmanaged = f"unmanaged-{uuid.uuid4()}"
+        await plant_unmanaged(issuer, unmanaged)
+        with pytest.raises(ClientNotFound):
+            await adapter.admit_redirect_uri(issuer, unmanaged, "http://localhost:41000/callback")
+        if isinstance(adapter, DocumentClients):
+            url = document_url()
+            metadata = registration(DOCUMENT_METADATA, adapter)
+            await created.document(document_client(url, metadata))
+            await adapter.admit_redirect_uri(
+                issuer, adapter.stored_client_id(issuer, url), "http://localhost:41001/callback"
+            )
+            document = await adapter.read_document_client(issuer, url)
+            assert document is not None and comparable(document.metadata) == comparable(metadata)

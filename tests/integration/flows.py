@@ -109,8 +109,10 @@ async def authorization_code_flow(
     *,
     redirect_uri: str,
     scope: str | None = None,
+    extra: dict[str, str] | None = None,
 ) -> FlowResult:
-    """Authorize with PKCE S256 at ``redirect_uri``, redeem the code, then refresh the token."""
+    """Authorize with PKCE S256 at ``redirect_uri``, redeem the code, then refresh the token. ``extra``: more
+    authorization request parameters (e.g. Hydra's ``audience``)."""
     metadata = await discover(http, target)
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(16)
@@ -122,6 +124,7 @@ async def authorization_code_flow(
         "state": state,
         "code_challenge": challenge,
         "code_challenge_method": "S256",
+        **(extra or {}),
     }
     final = await target.login(http, f"{metadata['authorization_endpoint']}?{urlencode(query)}")
     assert final.startswith(redirect_uri.split("?", maxsplit=1)[0]), f"redirected to {final}, expected {redirect_uri}"

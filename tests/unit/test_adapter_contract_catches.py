@@ -16,7 +16,7 @@ BROKEN = textwrap.dedent(
 
     import pytest_asyncio
 
-    from adapters.base import ProviderUnavailable
+    from adapters.base import ClientNotFound, ProviderUnavailable
     from adapters.memory.adapter import MemoryAdapter
     from gateway.testing.adapter_contract import AdapterContract
 
@@ -63,6 +63,8 @@ BROKEN = textwrap.dedent(
     class LeaksKeyError(MemoryAdapter):
         async def read_client(self, issuer, client_id):
             self._check()
+            if client_id in self.document_urls.get(issuer, {}):
+                raise ClientNotFound(client_id)
             return self.clients[issuer][client_id]  # a missing client is a KeyError, not ClientNotFound
 
 
@@ -76,9 +78,28 @@ BROKEN = textwrap.dedent(
     class OnePage(MemoryAdapter):
         async def list_clients(self, issuer):
             self._check()
-            for index, client in enumerate(list(self.clients.get(issuer, {}).values())):
+            documents = self.document_urls.get(issuer, {})
+            clients = [c for i, c in self.clients.get(issuer, {}).items() if i not in documents]
+            for index, client in enumerate(clients):
                 if index < 2:
                     yield client
+
+
+    class ExposesDocuments(MemoryAdapter):
+        async def read_client(self, issuer, client_id):
+            self._check()
+            if client_id in self.clients.get(issuer, {}):
+                return self.clients[issuer][client_id]  # a document client through RFC 7592
+            return await super().read_client(issuer, client_id)
+
+
+    class AdmitsIntoMetadata(MemoryAdapter):
+        async def admit_redirect_uri(self, issuer, client_id, redirect_uri):
+            await super().admit_redirect_uri(issuer, client_id, redirect_uri)
+            client = self.clients[issuer][client_id]
+            uris = [*(client.metadata.redirect_uris or []), redirect_uri]
+            metadata = client.metadata.model_copy(update={"redirect_uris": uris})
+            self.clients[issuer][client_id] = replace(client, metadata=metadata)
 
 
     class SaysSent(MemoryAdapter):
@@ -113,6 +134,14 @@ BROKEN = textwrap.dedent(
 
     class TestSaysSent(Contract):
         adapter_class = SaysSent
+
+
+    class TestExposesDocuments(Contract):
+        adapter_class = ExposesDocuments
+
+
+    class TestAdmitsIntoMetadata(Contract):
+        adapter_class = AdmitsIntoMetadata
     """
 )
 
@@ -133,6 +162,8 @@ EXPECTED_FAILURES = {
     "TestListsUnmanaged": {"test_unmanaged_clients_are_invisible"},
     "TestOnePage": {"test_listing_pages_through_every_managed_client_and_no_other"},
     "TestSaysSent": {"test_an_unreachable_provider_is_provider_unavailable"},
+    "TestExposesDocuments": {"test_document_clients_are_not_reachable_through_rfc7592_nor_listed"},
+    "TestAdmitsIntoMetadata": {"test_admitted_redirect_uris_are_not_registered_metadata"},
 }
 
 
