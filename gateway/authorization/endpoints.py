@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import structlog
 from aiohttp import hdrs, web
@@ -65,6 +65,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REGISTERED_TTL_SECONDS = 30.0
 """How long a managed client's registered redirect URIs are reused without asking the provider again."""
 MAX_REGISTERED_CACHED = 10_000
+
+
+def _host_only(uri: str) -> str:
+    """The URI's host as written (brackets kept for IPv6), without userinfo or port."""
+    host = urlsplit(uri).hostname or ""
+    return f"[{host}]" if ":" in host else host
 
 
 class RedirectedError(Exception):
@@ -310,13 +316,19 @@ class AuthorizationEndpoints:
         return scopes, audience_values
 
     def _provider_needs(self, redirect_uri: str) -> bool:
-        """Whether the provider would refuse this loopback URI's port on its own."""
-        return isinstance(self.adapter, LoopbackRedirects) and not self.adapter.admits_any_port(redirect_uri)
+        """Whether the provider might refuse this loopback URI's port on its own, whatever the registered URI it
+        matches (that one registered without a port, or with another): then the client's URIs are looked at."""
+        if not isinstance(self.adapter, LoopbackRedirects):
+            return False
+        portless = urlsplit(redirect_uri)._replace(netloc=_host_only(redirect_uri)).geturl()
+        return not (self.adapter.admits_any_port(portless) and self.adapter.admits_any_port(redirect_uri))
 
     async def _admit_loopback(self, client_id: str, redirect_uri: str, registered: str) -> None:
+        """RFC 8252 section 7.3: ``redirect_uri`` matched the registered loopback URI ``registered`` but for its
+        port; where the provider would not accept that on its own, the exact URI is admitted first."""
         if registered == redirect_uri or not isinstance(self.adapter, LoopbackRedirects):
             return
-        if self.adapter.admits_any_port(redirect_uri):
+        if self.adapter.admits_any_port(registered):
             return
         try:
             with provider_errors(self.issuer):
