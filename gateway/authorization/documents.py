@@ -21,6 +21,8 @@ Nothing is created in the provider for a refused URL or document.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -41,7 +43,9 @@ from gateway.cimd.url import check_client_id_url
 from gateway.limits.guard import Limits
 from gateway.oauth.errors import InvalidClient, InvalidClientMetadata
 from gateway.oauth.metadata import ClientMetadata
-from gateway.policy import check_fetched_uris, validate
+from gateway.policy import RegistrationPolicy, check_fetched_uris, validate
+from gateway.policy.rules import scopes_allowed
+from gateway.policy.settings import ScopeMode
 from gateway.registration.service import IssuerContext, RegistrationSettings, provider_errors, registration_policy
 
 log = structlog.get_logger(__name__)
@@ -49,6 +53,9 @@ log = structlog.get_logger(__name__)
 SUPPORTED_GRANT_TYPES = frozenset({"authorization_code", "refresh_token"})
 """What a document client may use: the authorization code grant and refresh (a public or ``private_key_jwt``
 client of an MCP server); anything else a document lists is dropped, not fatal (Claude's lists jwt-bearer)."""
+
+SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+"""RFC 6749 section 3.3 ``scope-token``."""
 
 MAX_REMEMBERED = 10_000
 LOCK_STRIPES = 64
@@ -120,11 +127,13 @@ class DocumentClientResolver:
         url: str,
         *,
         accept: Callable[[ClientMetadata], None] | None = None,
+        requested_scope: str | None = None,
     ) -> ResolvedDocument:
         """The provider client for the document at ``url``, created or updated as needed; ``invalid_client``
         (:class:`~gateway.oauth.errors.InvalidClient`) naming what was wrong when the URL or the document cannot
         be used. ``accept`` checks the request against the document's metadata (its ``redirect_uri``) before
-        anything is written to the provider, and raises to refuse it."""
+        anything is written to the provider, and raises to refuse it. ``requested_scope``: the request's ``scope``,
+        registered (as far as the registration policy allows) when the document names none (:meth:`_scoped`)."""
         adapter = self._adapter
         if not isinstance(adapter, DocumentClients) or not self.enabled_for(issuer.key):
             raise InvalidClient("client metadata documents are not accepted by this authorization server")
@@ -152,6 +161,7 @@ class DocumentClientResolver:
             accept(metadata)
         key = (issuer.key, url)
         known = self._current.get(key)
+        metadata = self._scoped(metadata, known, requested_scope, policy, fetched.body_sha256)
         if known is not None and known.document_sha256 == fetched.body_sha256 and known.metadata == metadata:
             self._current.move_to_end(key)
             return known
@@ -169,6 +179,34 @@ class DocumentClientResolver:
                 )
                 self._remember(key, known)
         return known
+
+    @staticmethod
+    def _scoped(
+        metadata: ClientMetadata,
+        known: ResolvedDocument | None,
+        requested: str | None,
+        policy: RegistrationPolicy,
+        sha256: str,
+    ) -> ClientMetadata:
+        """A document that names no ``scope`` (a client's published document cannot know every server's scopes;
+        Claude's names none) gets the scope values its authorization requests ask for, added to those it already
+        holds, within the registration policy (``policy.scopes``), as a registration asking for them would: on a
+        provider whose clients may ask only for their registered scopes (Hydra) the request would otherwise fail
+        with ``invalid_scope``. A document that names ``scope`` keeps exactly that."""
+        if metadata.scope is not None:
+            return metadata
+        held = set((known.metadata.scope or "").split()) if known and known.document_sha256 == sha256 else set()
+        wanted = held | set((requested or "").split())
+        if not wanted:
+            return metadata
+        if known is not None and wanted == held:
+            return metadata.model_copy(update={"scope": known.metadata.scope})
+        tokens = sorted(token for token in wanted if SCOPE_TOKEN.fullmatch(token))
+        candidate = metadata.model_copy(update={"scope": " ".join(tokens) or None})
+        # what a lenient allow-list keeps (a strict one would refuse the whole request: here the provider refuses
+        # the scope values left out, with its own invalid_scope)
+        lenient = dataclasses.replace(policy, scope_mode=ScopeMode.LENIENT)
+        return validate(candidate, lenient, rules=(scopes_allowed,))
 
     def forget(self, issuer_key: str, url: str) -> None:
         """Drop what is known of ``url`` (its cached document and provider state): the next use fetches again."""

@@ -221,7 +221,13 @@ class AuthorizationEndpoints:
                 if redirect_uri is None and request_uri is None and len(registered) != 1:
                     raise InvalidRequest("redirect_uri is required: the client's metadata document lists several")
 
-            resolved = await self.documents.resolve(request, self.issuer, client_id, accept=redirect_uri_registered)
+            resolved = await self.documents.resolve(
+                request,
+                self.issuer,
+                client_id,
+                accept=redirect_uri_registered,
+                requested_scope=single(pairs, "scope"),
+            )
             provider_client_id = resolved.stored_client_id
             registered = resolved.metadata.redirect_uris or []
             if redirect_uri is not None:

@@ -297,7 +297,8 @@ async def test_a_document_client_authorizes_from_any_loopback_port_with_a_bound_
     redirect_uri = f"http://localhost:{free_port()}/callback"
     before = await gateway.count(http)
 
-    granted = await authorize(http, gateway, url, redirect_uri)
+    # the document names no scope (Claude's does not): the scope the client asks for is registered for it
+    granted = await authorize(http, gateway, url, redirect_uri, scope="mcp offline_access")
 
     assert granted.location.startswith(redirect_uri + "?"), granted.location
     params = granted.params
@@ -317,6 +318,7 @@ async def test_a_document_client_authorizes_from_any_loopback_port_with_a_bound_
         },
     )
     assert status == 200, tokens
+    assert "mcp" in tokens["scope"].split()
     assert RESOURCE in await gateway.audience(http, tokens["access_token"])
     status, refreshed = await token(
         http,
