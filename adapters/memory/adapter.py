@@ -66,9 +66,13 @@ class MemoryAdapter:
         native_registration_paths: tuple[str, ...] = (),
         deployment: str = DEFAULT_DEPLOYMENT,
         derived_document_ids: bool = False,
+        oauth_paths: bool = False,
     ) -> None:
         self._deployment = deployment
         self._derived_document_ids = derived_document_ids
+        self._oauth_paths = oauth_paths
+        """Name authorization, token, PAR and revocation endpoints under the issuer's path (``/authorize``,
+        ``/token``, ``/par``, ``/revoke``), so the front door checks them (the HTTP-level tests' fake upstream)."""
         self.document_urls: dict[str, dict[str, str]] = {"default": {}}
         """Stored id -> document URL of the document clients, per issuer (they live in :attr:`clients` too)."""
         self.admitted: dict[str, dict[str, list[str]]] = {"default": {}}
@@ -90,6 +94,16 @@ class MemoryAdapter:
                 path=self._issuer_path,
                 metadata_url=f"{self._public_url}{self._issuer_path}/.well-known/openid-configuration",
                 native_registration_paths=self._native_registration_paths,
+                **(
+                    {
+                        "authorization_path": f"{self._issuer_path}/authorize",
+                        "token_path": f"{self._issuer_path}/token",
+                        "par_path": f"{self._issuer_path}/par",
+                        "revocation_path": f"{self._issuer_path}/revoke",
+                    }
+                    if self._oauth_paths
+                    else {}
+                ),
             )
         ]
 

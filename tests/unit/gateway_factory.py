@@ -43,6 +43,7 @@ class Gateways:
         adapter_class: type[MemoryAdapter] = MemoryAdapter,
         adapter_options: dict[str, Any] | None = None,
         proxy_everything: bool = False,
+        upstream_routes: Callable[[web.Application], None] | None = None,
         **settings: Any,
     ) -> tuple[Client, MemoryAdapter]:
         """A gateway (``public_url`` :data:`PUBLIC`, provider ``memory``, plus ``settings``) in front of an upstream
@@ -54,6 +55,8 @@ class Gateways:
             return web.json_response(document)
 
         upstream.router.add_get(f"{ISSUER_PATH}/.well-known/openid-configuration", metadata)
+        if upstream_routes is not None:
+            upstream_routes(upstream)
         if proxy_everything:
             upstream.router.add_route("*", "/{tail:.*}", _proxied)
         upstream_server = TestServer(upstream, host="127.0.0.1")
