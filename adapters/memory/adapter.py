@@ -94,16 +94,10 @@ class MemoryAdapter:
                 path=self._issuer_path,
                 metadata_url=f"{self._public_url}{self._issuer_path}/.well-known/openid-configuration",
                 native_registration_paths=self._native_registration_paths,
-                **(
-                    {
-                        "authorization_path": f"{self._issuer_path}/authorize",
-                        "token_path": f"{self._issuer_path}/token",
-                        "par_path": f"{self._issuer_path}/par",
-                        "revocation_path": f"{self._issuer_path}/revoke",
-                    }
-                    if self._oauth_paths
-                    else {}
-                ),
+                authorization_path=f"{self._issuer_path}/authorize" if self._oauth_paths else None,
+                token_path=f"{self._issuer_path}/token" if self._oauth_paths else None,
+                par_path=f"{self._issuer_path}/par" if self._oauth_paths else None,
+                revocation_path=f"{self._issuer_path}/revoke" if self._oauth_paths else None,
             )
         ]
 
