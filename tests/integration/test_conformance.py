@@ -31,6 +31,7 @@ from devstack.process import LOOPBACK, Service, free_port
 from devstack.providers import (
     DEVELOPMENT_INITIAL_ACCESS_TOKEN,
     HYDRA_NATIVE_DCR_CONFIG,
+    DocumentTrust,
     HydraProvider,
     KeycloakProvider,
     hydra_gateway_env,
@@ -39,7 +40,7 @@ from devstack.providers import (
 )
 from gateway.conformance import Outcome, Report, SuiteConfig, hydra_admin, keycloak_form, render_text, run_suite
 from gateway.conformance.cli import IAT_ENV, PASSWORD_ENV
-from tests.integration.conftest import GATEWAY_READY_TIMEOUT, GatewayProcess, keycloak_admin_headers
+from tests.integration.conftest import GATEWAY_READY_TIMEOUT, GatewayProcess, McpResource, keycloak_admin_headers
 from tests.integration.naive_shim import naive_shim_app
 
 HYDRA_READY_TIMEOUT = 60.0
@@ -94,11 +95,12 @@ async def gateway_report(provider: str, **config: Any) -> Report:
 
 
 async def test_the_gateway_in_front_of_hydra_passes_the_matrix(
-    hydra_provider: HydraProvider, hydra_gateway: GatewayProcess
+    hydra_provider: HydraProvider, hydra_gateway: GatewayProcess, mcp_resource: McpResource
 ) -> None:
     report = await gateway_report(
         "hydra",
         issuer=hydra_gateway.issuer,
+        resource=mcp_resource.url,
         login=hydra_admin(hydra_provider.admin_url, hydra_provider.subject),
         registration_endpoint=f"{hydra_gateway.url}/register",
     )
@@ -113,11 +115,12 @@ async def test_the_gateway_in_front_of_hydra_passes_the_matrix(
 
 
 async def test_the_gateway_in_front_of_keycloak_passes_the_matrix(
-    keycloak_provider: KeycloakProvider, keycloak_gateway: GatewayProcess
+    keycloak_provider: KeycloakProvider, keycloak_gateway: GatewayProcess, mcp_resource: McpResource
 ) -> None:
     report = await gateway_report(
         "keycloak",
         issuer=keycloak_gateway.issuer,
+        resource=mcp_resource.url,
         login=keycloak_form(keycloak_provider.username, keycloak_provider.password),
         registration_endpoint=f"{keycloak_gateway.issuer}/register",
     )
@@ -130,7 +133,7 @@ async def test_the_gateway_in_front_of_keycloak_passes_the_matrix(
 
 
 async def test_without_an_initial_access_token_the_private_key_jwt_row_says_why_and_nothing_else_changes(
-    keycloak_provider: KeycloakProvider, keycloak_gateway: GatewayProcess
+    keycloak_provider: KeycloakProvider, keycloak_gateway: GatewayProcess, mcp_resource: McpResource
 ) -> None:
     """Anonymous callers may not register ``jwks`` (policy ``jwks = authenticated``): the row is n/a with the
     reason, never a silent skip, and the development token never reaches the gateway's log."""
@@ -139,6 +142,7 @@ async def test_without_an_initial_access_token_the_private_key_jwt_row_says_why_
             issuer=keycloak_gateway.issuer,
             login=keycloak_form(keycloak_provider.username, keycloak_provider.password),
             profiles=("private-key-jwt", "python-sdk"),
+            resource=mcp_resource.url,
         )
     )
     assert not report.failed, report.failures()
@@ -149,7 +153,7 @@ async def test_without_an_initial_access_token_the_private_key_jwt_row_says_why_
 
 
 def test_the_cli_prints_the_matrix_and_writes_junit_and_json(
-    hydra_provider: HydraProvider, hydra_gateway: GatewayProcess, tmp_path: Path
+    hydra_provider: HydraProvider, hydra_gateway: GatewayProcess, mcp_resource: McpResource, tmp_path: Path
 ) -> None:
     junit, results = tmp_path / "conformance.xml", tmp_path / "conformance.json"
     completed = subprocess.run(
@@ -166,6 +170,8 @@ def test_the_cli_prints_the_matrix_and_writes_junit_and_json(
             hydra_provider.admin_url,
             "--subject",
             hydra_provider.subject,
+            "--resource",
+            mcp_resource.url,
             "--junit",
             str(junit),
             "--json",
@@ -347,6 +353,8 @@ PRODUCTION_LIMITS_ENV = {
     "DCR_LIMITS__GLOBAL_LIMIT": "300",
 }
 """A run makes about 36 registrations from one address: past the limit of 20, so the suite meets 429s."""
+PRODUCTION_RESOURCE = "https://mcp.example.com/mcp"
+"""The protected resource of these gateways (RFC 8707): any other ``resource`` is ``invalid_target``."""
 
 
 def run_cli(*argv: str, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess[str]:
@@ -410,7 +418,12 @@ async def test_with_production_rate_limits_the_suite_passes_on_hydra_and_leaves_
     port = free_port()
     hydra = _start_bare_hydra(tmp_path, issuer_port=port)
     try:
-        env = hydra_gateway_env(port=port, hydra_public_url=hydra.public_url, hydra_admin_url=hydra.admin_url)
+        env = hydra_gateway_env(
+            port=port,
+            hydra_public_url=hydra.public_url,
+            hydra_admin_url=hydra.admin_url,
+            documents=DocumentTrust(protected_resources=(PRODUCTION_RESOURCE,)),
+        )
         gateway = start_gateway(
             "gateway-production-limits", env=env | PRODUCTION_LIMITS_ENV, log_path=tmp_path / "gw.log"
         )
@@ -425,6 +438,8 @@ async def test_with_production_rate_limits_the_suite_passes_on_hydra_and_leaves_
                 "hydra-admin",
                 "--hydra-admin-url",
                 hydra.admin_url,
+                "--resource",
+                PRODUCTION_RESOURCE,
                 "--json",
                 str(results),
                 env={IAT_ENV: DEVELOPMENT_INITIAL_ACCESS_TOKEN},
@@ -442,7 +457,8 @@ async def test_with_production_rate_limits_the_suite_passes_on_keycloak_and_leav
     http: aiohttp.ClientSession, keycloak_provider: KeycloakProvider, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = keycloak_provider.gateway_env(port) | PRODUCTION_LIMITS_ENV
+    documents = DocumentTrust(protected_resources=(PRODUCTION_RESOURCE,))
+    env = keycloak_provider.gateway_env(port, documents=documents) | PRODUCTION_LIMITS_ENV
     gateway = start_gateway("gateway-production-limits", env=env, log_path=tmp_path / "gw.log")
     try:
         gateway.wait_ready(GATEWAY_READY_TIMEOUT)
@@ -455,6 +471,8 @@ async def test_with_production_rate_limits_the_suite_passes_on_keycloak_and_leav
             "keycloak",
             "--username",
             keycloak_provider.username,
+            "--resource",
+            PRODUCTION_RESOURCE,
             "--json",
             str(results),
             env={IAT_ENV: DEVELOPMENT_INITIAL_ACCESS_TOKEN, PASSWORD_ENV: keycloak_provider.password},
