@@ -819,7 +819,7 @@ async def _provider_clients(run: _Run) -> set[str] | None:
     if not run.config.hydra_admin_url:
         return None
     response = await run.fetch(
-        "GET", run.config.hydra_admin_url.rstrip("/") + "/admin/clients", params={"page_size": "1000"}
+        "GET", run.config.hydra_admin_url.rstrip("/") + "/admin/clients", params={"page_size": "500"}
     )
     if response.status != 200 or not isinstance(response.body, list):
         return None

@@ -38,9 +38,16 @@ from devstack.providers import (
     start_gateway,
     start_hydra,
 )
+from devstack.tls import development_ca
 from gateway.conformance import Outcome, Report, SuiteConfig, hydra_admin, keycloak_form, render_text, run_suite
 from gateway.conformance.cli import IAT_ENV, PASSWORD_ENV
-from tests.integration.conftest import GATEWAY_READY_TIMEOUT, GatewayProcess, McpResource, keycloak_admin_headers
+from tests.integration.conftest import (
+    GATEWAY_READY_TIMEOUT,
+    DocumentHost,
+    GatewayProcess,
+    McpResource,
+    keycloak_admin_headers,
+)
 from tests.integration.naive_shim import naive_shim_app
 
 HYDRA_READY_TIMEOUT = 60.0
@@ -83,6 +90,58 @@ def assert_every_client_completes_the_flow(report: Report) -> None:
 # ------------------------------------------------------------------------------------------- the gateway
 
 
+CIMD_PROFILES = ["claude-ai-cimd", "claude-code-cimd", "vscode-cimd", "chatgpt-cimd"]
+AUTHORIZATION_CELLS = [
+    "iss-on-success",
+    "iss-on-error",
+    "resource-audience",
+    "resource-audience-after-refresh",
+    "unknown-resource-authorize",
+    "unknown-resource-token",
+    "localhost-other-port",
+]
+REFUSED_DOCUMENTS = [
+    "cimd-http-url",
+    "cimd-client-id-mismatch",
+    "cimd-redirect-not-in-document",
+    "cimd-private-address",
+    "cimd-loopback-address",
+    "cimd-redirect-on-fetch",
+    "cimd-oversized",
+    "cimd-not-json",
+    "cimd-shared-secret",
+    "cimd-missing-redirect-uris",
+]
+
+
+def assert_the_mcp_2026_cells_pass(report: Report) -> None:
+    """Issue 10: every discovery location advertises CIMD and iss (no WARNING); the CIMD profiles go through
+    discovery, their document and the flow without registering; the resource, iss and localhost cells pass; every
+    refused document is refused with the right error."""
+    for row in report.rows:
+        if row.section == "discovery" and row.cells["metadata"].outcome is Outcome.PASS:
+            assert row.revisions, row.name
+            for column in ("cimd", "iss"):
+                assert row.cells[column].outcome is Outcome.PASS, (row.name, column, row.cells[column])
+    for name in CIMD_PROFILES:
+        row = report.row(name, "cimd-clients")
+        assert row.revisions == ("2025-11-25", "2026-07-28")
+        for step in ("discovery", "document", "authorize", "token"):
+            assert row.cells[step].outcome is Outcome.PASS, (name, step, row.cells[step])
+        assert row.cells["refresh"].outcome in (Outcome.PASS, Outcome.XFAIL), (name, row.cells["refresh"])
+    for name in AUTHORIZATION_CELLS:
+        cell = report.cell(name, "check", "authorization")
+        assert cell.outcome in (Outcome.PASS, Outcome.NA), (name, cell)
+    for name in REFUSED_DOCUMENTS:
+        assert report.cell(name, "refused", "cimd-refused").outcome is Outcome.PASS, (
+            name,
+            report.cell(name, "refused"),
+        )
+    # other ports: Claude Code's port-less localhost, VS Code's port-less 127.0.0.1
+    assert report.cell("claude-code-cimd", "other-port").outcome is Outcome.PASS
+    assert report.cell("vscode-cimd", "other-port").outcome is Outcome.PASS
+
+
 async def gateway_report(provider: str, **config: Any) -> Report:
     """The suite's report on a session gateway in front of ``provider`` (with the development initial access
     token), shown; it identifies the provider, has no failure, and every client profile completes the flow."""
@@ -91,16 +150,21 @@ async def gateway_report(provider: str, **config: Any) -> Report:
     assert report.provider == provider
     assert not report.failed, report.failures()
     assert_every_client_completes_the_flow(report)
+    assert_the_mcp_2026_cells_pass(report)
     return report
 
 
 async def test_the_gateway_in_front_of_hydra_passes_the_matrix(
-    hydra_provider: HydraProvider, hydra_gateway: GatewayProcess, mcp_resource: McpResource
+    hydra_provider: HydraProvider, hydra_gateway: GatewayProcess, mcp_resource: McpResource, cimd_host: DocumentHost
 ) -> None:
     report = await gateway_report(
         "hydra",
         issuer=hydra_gateway.issuer,
         resource=mcp_resource.url,
+        cimd_docs_dir=cimd_host.docs,
+        cimd_base_url=cimd_host.base_url,
+        hydra_admin_url=hydra_provider.admin_url,
+        introspection_url=f"{hydra_provider.admin_url}/admin/oauth2/introspect",
         login=hydra_admin(hydra_provider.admin_url, hydra_provider.subject),
         registration_endpoint=f"{hydra_gateway.url}/register",
     )
@@ -112,15 +176,28 @@ async def test_the_gateway_in_front_of_hydra_passes_the_matrix(
     assert all(
         row.cells["refused"].outcome is Outcome.PASS for row in report.rows if row.section == "bad-registrations"
     )
+    # opaque tokens: their audience read through Hydra's introspection; refusals checked against Hydra's client list
+    assert report.cell("resource-audience", "check").outcome is Outcome.PASS
+    assert "nothing created (Hydra admin API checked)" in report.cell("cimd-shared-secret", "refused").detail
+    # the document clients of the run are deleted through Hydra's admin API (the gateway has no path for them)
+    documents = [client for client in report.created_clients if client.registered_by in CIMD_PROFILES]
+    assert len(documents) == len(CIMD_PROFILES) and all(client.deleted for client in documents), documents
 
 
 async def test_the_gateway_in_front_of_keycloak_passes_the_matrix(
-    keycloak_provider: KeycloakProvider, keycloak_gateway: GatewayProcess, mcp_resource: McpResource
+    keycloak_provider: KeycloakProvider,
+    keycloak_gateway: GatewayProcess,
+    mcp_resource: McpResource,
+    cimd_host: DocumentHost,
+    http: aiohttp.ClientSession,
 ) -> None:
+    before = await keycloak_client_ids(http, keycloak_provider)
     report = await gateway_report(
         "keycloak",
         issuer=keycloak_gateway.issuer,
         resource=mcp_resource.url,
+        cimd_docs_dir=cimd_host.docs,
+        cimd_base_url=cimd_host.base_url,
         login=keycloak_form(keycloak_provider.username, keycloak_provider.password),
         registration_endpoint=f"{keycloak_gateway.issuer}/register",
     )
@@ -130,6 +207,18 @@ async def test_the_gateway_in_front_of_keycloak_passes_the_matrix(
     # the issuer has a path: MCP 2025-03-26 clients (origin root only) cannot find it, and the cell says so
     root = f"{keycloak_gateway.url}/.well-known/oauth-authorization-server"
     assert report.cell(root, "metadata", "discovery").outcome is Outcome.NA
+    # JWT access tokens: the audience is read from the token itself
+    assert report.cell("resource-audience", "check").outcome is Outcome.PASS
+    assert report.cell("resource-audience-after-refresh", "check").outcome is Outcome.PASS
+    # what the run leaves in Keycloak: exactly the document clients of the CIMD profiles (no deletion path through
+    # the gateway; the report says so), no client of a refused document
+    after = await keycloak_client_ids(http, keycloak_provider)
+    documents = {cimd_host.url(name) for name in CIMD_PROFILES}
+    assert after - before <= documents, sorted(after - before - documents)
+    assert not [client for client in after if client.startswith(f"{cimd_host.base_url}/cimd-")]
+    reported = [client for client in report.created_clients if client.registered_by in CIMD_PROFILES]
+    assert {client.client_id for client in reported} == documents
+    assert all(not client.deleted and "left behind" in client.detail for client in reported)
 
 
 async def test_without_an_initial_access_token_the_private_key_jwt_row_says_why_and_nothing_else_changes(
@@ -194,6 +283,58 @@ def test_the_cli_prints_the_matrix_and_writes_junit_and_json(
     assert sum(int(suite.get("failures", "0")) for suite in suites) == 0
     cells = sum(len(row["cells"]) for section in data["sections"] for row in section["rows"])
     assert sum(int(suite.get("tests", "0")) for suite in suites) == cells == sum(data["counts"].values())
+
+
+def test_the_cli_serves_its_own_documents_to_a_gateway_that_trusts_its_ca(
+    keycloak_provider: KeycloakProvider, mcp_resource: McpResource, tmp_path: Path
+) -> None:
+    """``--cimd-serve-on HOST:PORT --cimd-ca-dir DIR``: the suite serves the CIMD profiles' documents itself over
+    https with a development CA in DIR (made before the gateway starts, reused by the suite); a gateway configured
+    with that CA and origin completes every CIMD profile and refuses every bad document."""
+    ca_dir = tmp_path / "suite-ca"
+    ca_file, _ = development_ca(ca_dir)
+    port, docs_port = free_port(), free_port()
+    trust = DocumentTrust(
+        development_origins=(f"https://127.0.0.1:{docs_port}",),
+        ca_file=ca_file,
+        protected_resources=(mcp_resource.url,),
+    )
+    gateway = start_gateway(
+        "gateway-suite-ca", env=keycloak_provider.gateway_env(port, documents=trust), log_path=tmp_path / "gw.log"
+    )
+    results = tmp_path / "conformance.json"
+    try:
+        gateway.wait_ready(GATEWAY_READY_TIMEOUT)
+        completed = run_cli(
+            "--issuer",
+            f"http://{LOOPBACK}:{port}/realms/{keycloak_provider.realm}",
+            "--login",
+            "keycloak",
+            "--username",
+            keycloak_provider.username,
+            "--resource",
+            mcp_resource.url,
+            "--cimd-serve-on",
+            f"127.0.0.1:{docs_port}",
+            "--cimd-ca-dir",
+            str(ca_dir),
+            *(arg for name in [*CIMD_PROFILES, *REFUSED_DOCUMENTS] for arg in ("--profile", name)),
+            "--json",
+            str(results),
+            env={PASSWORD_ENV: keycloak_provider.password},
+        )
+    finally:
+        gateway.stop()
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    data = json.loads(results.read_text())
+    rows = {row["name"]: row for section in data["sections"] for row in section["rows"]}
+    for name in CIMD_PROFILES:
+        assert rows[name]["cells"]["token"]["outcome"] == "pass", rows[name]
+        assert f"https://127.0.0.1:{docs_port}/{name}.json" in rows[name]["cells"]["document"]["detail"]
+        assert rows[name]["revisions"] == ["2025-11-25", "2026-07-28"]
+    for name in REFUSED_DOCUMENTS:
+        assert rows[name]["cells"]["refused"]["outcome"] == "pass", rows[name]
+    assert (ca_dir / "ca.pem").read_bytes() == ca_file.read_bytes()  # the CA the gateway trusts was reused
 
 
 def test_without_a_login_driver_only_discovery_and_registration_run(hydra_gateway: GatewayProcess) -> None:
