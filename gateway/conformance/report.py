@@ -70,6 +70,9 @@ class CreatedClient:
     deleted: bool = False
     detail: str = ""
     """Why it was not deleted (kept with ``--keep-clients``, no RFC 7592 fields, the DELETE's answer)."""
+    document: bool = False
+    """Created by the target from a Client ID Metadata Document (``client_id`` is the document's URL), not
+    registered: no RFC 7592 for it."""
 
 
 @dataclass
@@ -220,6 +223,7 @@ def to_json(report: Report) -> dict[str, Any]:
                 "registration_client_uri": client.registration_client_uri,
                 "deleted": client.deleted,
                 "detail": client.detail,
+                "document": client.document,
             }
             for client in report.created_clients
         ],

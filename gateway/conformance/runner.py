@@ -1232,14 +1232,18 @@ async def _delete_document_client(run: _Run, created: CreatedClient) -> Cell:
         return Cell(Outcome.NA, created.detail)
     uri = f"{run.config.hydra_admin_url.rstrip('/')}/admin/clients/{quote(stored, safe='')}"
 
-    async def delete() -> None:
+    async def delete() -> str:
         response = await run.fetch("DELETE", uri)
-        if response.status not in (204, 404):
+        if response.status == 404:
+            return "not in the provider: nothing to delete"
+        if response.status != 204:
             raise StepFailed(f"DELETE {uri} answered {response.status}: the document client is left behind")
+        return f"deleted through Hydra's admin API ({stored})"
 
-    cell, _ = await _timed(delete)
+    cell, done = await _timed(delete)
     if cell.outcome is Outcome.PASS:
         created.deleted = True
+        created.detail = cell.detail = str(done)
     else:
         created.detail = cell.detail
     return cell
@@ -1299,10 +1303,7 @@ async def _clean_up(run: _Run, report: Report) -> None:
                 row.cells["delete"] = Cell(Outcome.FAIL, created.detail)
             return row
 
-    documents = [
-        CreatedClient(url, by, None, detail="a Client ID Metadata Document client")
-        for url, by in run.document_clients.items()
-    ]
+    documents = [CreatedClient(url, by, None, document=True) for url, by in run.document_clients.items()]
     report.created_clients = list(run.created) + documents
     report.rows.extend(await asyncio.gather(*(one(client) for client in run.created)))
 
@@ -1336,7 +1337,13 @@ def _summary_notes(report: Report) -> list[str]:
         notes.append("rate limits: no 429 answers")
     created = report.created_clients
     deleted = sum(client.deleted for client in created)
-    line = f"clients: this run registered {len(created)} and deleted {deleted} (RFC 7592 DELETE)"
+    documents = sum(client.document for client in created)
+    line = f"clients: this run registered {len(created) - documents} and deleted {deleted} (RFC 7592 DELETE)"
+    if documents:
+        line = (
+            f"clients: this run registered {len(created) - documents}, the target created {documents} from Client ID "
+            f"Metadata Documents; {deleted} deleted (RFC 7592 DELETE; document clients with the provider's admin API)"
+        )
     if report.left_behind:
         line += "; left behind: " + ", ".join(client.client_id for client in report.left_behind)
     notes.append(line)
