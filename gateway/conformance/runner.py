@@ -12,7 +12,19 @@ For each profile (see :mod:`gateway.conformance.profiles`), as that client would
 5. ``refresh``: the refresh token grant (RFC 6749 section 6) when the client registered it;
 6. ``other-port``: for loopback IP redirects, the flow again from another port (RFC 8252 section 7.3).
 
-Plus every probed discovery location on its own and the refused registrations of ``bad-registrations.json``.
+Plus every probed discovery location on its own (with the MCP 2025-11-25+ ``cimd`` and 2026-07-28 ``iss``
+advertisements, WARNING when missing) and the refused registrations of ``bad-registrations.json``.
+
+MCP 2025-11-25 and 2026-07-28 (every row names the revisions it checks):
+
+- CIMD profiles (``profiles/cimd-*.json``): discovery, ``document`` (served by the suite or a host it writes to, with
+  ``client_id`` rewritten to the local URL, or the client's published one), then the flow above with the document's
+  URL as ``client_id`` and no registration (:mod:`gateway.conformance.cimd`);
+- authorization cells, with one registered public client: RFC 9207 ``iss`` on a success and an error response, the
+  RFC 8707 audience of the access token (a JWT's ``aud``, or RFC 7662 introspection) before and after a refresh, an
+  unknown resource refused with ``invalid_target`` at both endpoints, ``http://localhost/callback`` from another port;
+- refused documents: each a ``400`` JSON error before anything reaches the provider (and, with Hydra's admin API,
+  no new client there).
 Where a provider legitimately cannot do something (a profile's ``expected_failures``), the cell is an expected
 failure, and strict: a pass there is reported (``XPASS``) and fails the run.
 
