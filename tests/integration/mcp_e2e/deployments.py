@@ -135,5 +135,7 @@ def deployment(request: pytest.FixtureRequest, provider: str) -> Deployment:
         gateway=request.getfixturevalue("keycloak_gateway"),
         login=keycloak_login(keycloak),
         username=keycloak.username,
+        resource=request.getfixturevalue("mcp_resource"),
+        documents=request.getfixturevalue("cimd_host"),
         keycloak=keycloak,
     )
