@@ -451,6 +451,7 @@ async def _client_discovery(run: _Run, profile: Profile) -> Mapping[str, Any]:
             kind=kind,
             registration_endpoint=run.config.registration_endpoint,
             oidc_fields=profile.oidc_fields,
+            registers=profile.cimd is None,
         )
         if profile.browser_origin:
             problems += checks.cors_problems(response.headers, profile.browser_origin)

@@ -457,6 +457,29 @@ async def test_hydra_native_registration_fails_on_the_right_cells(native_hydra: 
     # what Hydra does refuse, it refuses correctly
     for name in ("fragment", "bare-fragment", "jwks-and-jwks-uri", "symmetric-jwk"):
         assert outcome(report, name, "refused") is Outcome.PASS, name
+    assert_the_mcp_2026_cells_fail_on_plain_hydra(report, openid_document)
+
+
+def assert_the_mcp_2026_cells_fail_on_plain_hydra(report: Report, openid_document: str) -> None:
+    """Hydra v2.3.0 on its own has no CIMD, no RFC 8707 and no RFC 9207: the suite says so, cell by cell."""
+    assert report.cell(openid_document, "cimd").outcome is Outcome.WARNING
+    assert "client_id_metadata_document_supported is not true" in report.cell(openid_document, "cimd").detail
+    assert report.cell(openid_document, "iss").outcome is Outcome.WARNING
+    assert report.row(openid_document).revisions == ("2025-11-25", "2026-07-28")
+    assert "no iss in the authorization response" in report.cell("iss-on-success", "check").detail
+    assert report.cell("iss-on-error", "check").outcome is Outcome.FAIL
+    # the unknown resource goes on to the login page and gets a token: Hydra ignores `resource`
+    assert (
+        "not to the redirect_uri with error=invalid_target" in report.cell("unknown-resource-authorize", "check").detail
+    )
+    assert "a token was issued" in report.cell("unknown-resource-token", "check").detail
+    # Hydra ignores the port of IP literals only, not of localhost (RFC 8252 section 7.3)
+    assert report.cell("localhost-other-port", "check").outcome is Outcome.FAIL
+    # opaque tokens and no introspection given: the audience is not guessed
+    assert "opaque access token" in report.cell("resource-audience", "check").detail
+    # CIMD not advertised: its profiles fail discovery, the refused documents are n/a (nothing to refuse)
+    assert "client_id_metadata_document_supported" in report.cell("claude-code-cimd", "discovery").detail
+    assert report.cell("cimd-private-address", "refused").outcome is Outcome.NA
 
 
 async def test_a_naive_shim_fails_on_the_right_cells(naive_shim: tuple[str, BareHydra]) -> None:
@@ -484,6 +507,8 @@ async def test_a_naive_shim_fails_on_the_right_cells(naive_shim: tuple[str, Bare
     assert "no error_description" in report.cell("javascript-scheme", "refused").detail
     # yet the flow itself works for the client its author tried (a public loopback client)
     assert outcome(report, "typescript-sdk", "token") is Outcome.PASS
+    # and it adds nothing of MCP 2025-11-25 / 2026-07-28 to the Hydra behind it
+    assert_the_mcp_2026_cells_fail_on_plain_hydra(report, f"{url}/.well-known/openid-configuration")
 
 
 # ------------------------------------------------------------------------------- production rate limits

@@ -820,3 +820,15 @@ def test_the_cli_has_the_cimd_and_resource_options() -> None:
     assert build_parser().parse_args(["conformance", "--issuer", ISSUER, "--cimd-published"]).cimd_published
     with pytest.raises(SystemExit):
         build_parser().parse_args(["conformance", "--issuer", ISSUER, "--cimd-serve-on", "no-port"])
+
+
+def test_a_cimd_client_needs_no_registration_endpoint() -> None:
+    document = {
+        "issuer": ISSUER,
+        "authorization_endpoint": f"{ISSUER}/auth",
+        "token_endpoint": f"{ISSUER}/token",
+        "code_challenge_methods_supported": ["S256"],
+        "response_types_supported": ["code"],
+    }
+    assert metadata_problems(document, issuer=ISSUER, kind=DocumentKind.OAUTH) == ["no registration_endpoint"]
+    assert metadata_problems(document, issuer=ISSUER, kind=DocumentKind.OAUTH, registers=False) == []
