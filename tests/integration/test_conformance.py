@@ -126,7 +126,12 @@ def assert_the_mcp_2026_cells_pass(report: Report) -> None:
     for name in CIMD_PROFILES:
         row = report.row(name, "cimd-clients")
         assert row.revisions == ("2025-11-25", "2026-07-28")
-        for step in ("discovery", "document", "authorize", "token"):
+        for step in ("discovery", "document"):
+            assert row.cells[step].outcome is Outcome.PASS, (name, step, row.cells[step])
+        if row.cells["authorize"].outcome is Outcome.XFAIL:  # declared by the profile, with its reason
+            assert row.cells["token"].outcome is Outcome.BLOCKED
+            continue
+        for step in ("authorize", "token"):
             assert row.cells[step].outcome is Outcome.PASS, (name, step, row.cells[step])
         assert row.cells["refresh"].outcome in (Outcome.PASS, Outcome.XFAIL), (name, row.cells["refresh"])
     for name in AUTHORIZATION_CELLS:
@@ -176,6 +181,10 @@ async def test_the_gateway_in_front_of_hydra_passes_the_matrix(
     assert all(
         row.cells["refused"].outcome is Outcome.PASS for row in report.rows if row.section == "bad-registrations"
     )
+    # claude.ai's document names no scope; Hydra allows a client only the scopes it was created with, so its 'mcp'
+    # request is invalid_scope (the profile declares it; strict, so a gateway that adds the scope turns it XPASS)
+    assert outcome(report, "claude-ai-cimd", "authorize") is Outcome.XFAIL
+    assert outcome(report, "claude-code-cimd", "token") is Outcome.PASS
     # opaque tokens: their audience read through Hydra's introspection; refusals checked against Hydra's client list
     assert report.cell("resource-audience", "check").outcome is Outcome.PASS
     assert "nothing created (Hydra admin API checked)" in report.cell("cimd-shared-secret", "refused").detail
