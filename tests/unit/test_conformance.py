@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from gateway.app import create_app
 from gateway.cli import build_parser, main
 from gateway.conformance import checks
 from gateway.conformance.cimd import MAX_DOCUMENT_BYTES, REFUSED_DOCUMENTS, DocumentHosting, refused_client_id
+from gateway.conformance.cimd_host import start_host
 from gateway.conformance.cli import parse_expected_failures
 from gateway.conformance.discovery import detect_provider, metadata_problems, probes
 from gateway.conformance.login import LoginDriver
@@ -47,6 +49,7 @@ from gateway.conformance.runner import (
     retry_after_seconds,
     run_suite,
 )
+from gateway.conformance.tls import server_certificate
 from gateway.oauth.metadata import parse_metadata
 from gateway.rfc8414.wellknown import DocumentKind
 from gateway.settings import Settings
@@ -832,3 +835,54 @@ def test_a_cimd_client_needs_no_registration_endpoint() -> None:
     }
     assert metadata_problems(document, issuer=ISSUER, kind=DocumentKind.OAUTH) == ["no registration_endpoint"]
     assert metadata_problems(document, issuer=ISSUER, kind=DocumentKind.OAUTH, registers=False) == []
+
+
+async def test_published_documents_are_fetched_and_checked_at_their_own_urls(tmp_path: Any) -> None:
+    """``--cimd-published``: the suite reads each profile's document at its published URL (here an https host with a
+    development CA the run's session trusts) and checks that its ``client_id`` is that URL; a client that changed
+    or removed its document shows up in the ``document`` cell."""
+    certificate, key = server_certificate(tmp_path / "tls", ["localhost", "127.0.0.1"])
+    host = await start_host(
+        tmp_path / "docs", host="127.0.0.1", port=free_port(), certificate=certificate, key=key, public_host="localhost"
+    )
+    try:
+        urls = {name: f"{host.base_url}/{name}.json" for name in ("good", "moved", "gone")}
+        served = {"good": urls["good"], "moved": "https://elsewhere.example/moved.json"}
+        for name, client_id in served.items():
+            document = {"client_id": client_id, "client_name": name, "redirect_uris": ["http://127.0.0.1/cb"]}
+            (tmp_path / "docs" / f"{name}.json").write_text(json.dumps(document))
+        profiles = tmp_path / "profiles"
+        profiles.mkdir()
+        for name, url in urls.items():
+            document = {"client_id": url, "client_name": name, "redirect_uris": ["http://127.0.0.1/cb"]}
+            profile = {
+                "name": f"{name}-cimd",
+                "source": "test",
+                "cimd": {"published_url": url, "document": document},
+                "flow": {"redirect_uri": "http://127.0.0.1:5000/cb", "scope": None},
+            }
+            (profiles / f"{name}.json").write_text(json.dumps(profile))
+        context = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.pem"))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+            report = await run_suite(
+                SuiteConfig(
+                    issuer=f"http://127.0.0.1:{free_port()}",  # nothing listens: only the documents are looked at
+                    profile_dir=profiles,
+                    cimd_published=True,
+                    max_wait=0,
+                ),
+                session,
+            )
+    finally:
+        await host.close()
+    assert report.cell("good-cimd", "document").outcome is Outcome.PASS
+    assert report.cell("good-cimd", "document").detail == f"client_id {urls['good']}"
+    assert (
+        "its client_id 'https://elsewhere.example/moved.json' is not its URL"
+        in report.cell("moved-cimd", "document").detail
+    )
+    assert f"{urls['gone']} answered 404" in report.cell("gone-cimd", "document").detail
+    assert "the clients' published documents" in "\n".join(report.notes)
+    # without a login driver and a discovery document nothing else runs, and it says why
+    assert "no login driver" in report.cell("good-cimd", "authorize").detail
+    assert report.cell("cimd-oversized", "refused").outcome is Outcome.BLOCKED
