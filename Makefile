@@ -9,7 +9,8 @@
 #   make lint        ruff check + ruff format --check + mypy --strict (the package and the example adapter) + lint-imports
 #                    (the layers in pyproject.toml)
 #   make stack-up    Hydra :4444/:4445, dev login app :8090, Keycloak :8180, gateways :8080 (Hydra) and :8081
-#                    (Keycloak); idempotent; logs and pids in .stack/
+#                    (Keycloak), CIMD documents https://localhost:8443 (.stack/cimd/docs); idempotent; logs and pids
+#                    in .stack/
 #   make stack-down  stop the stack
 #   make stack-status
 #   make run         Hydra + dev login app + a gateway on http://127.0.0.1:8080 in the foreground (Ctrl-C stops)

@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -73,6 +73,11 @@ class Service:
     """None: the output goes to our own stdout/stderr (foreground use)."""
     ready_url: str
     started_at: float = field(default_factory=time.monotonic)
+    ready_check: Callable[[], bool] | None = None
+    """Replaces ``GET ready_url`` as the readiness test (e.g. a TLS handshake with a development CA)."""
+
+    def is_ready(self) -> bool:
+        return self.ready_check() if self.ready_check is not None else http_ok(self.ready_url)
 
     @property
     def pid(self) -> int:
@@ -88,7 +93,7 @@ class Service:
                     f"{self.name} exited with status {code} before it was ready; "
                     f"log {self.log_path}:\n{tail(self.log_path)}"
                 )
-            if http_ok(self.ready_url):
+            if self.is_ready():
                 return time.monotonic() - self.started_at
             if time.monotonic() > deadline:
                 self.stop()
@@ -114,10 +119,11 @@ def spawn(
     ready_url: str,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    ready_check: Callable[[], bool] | None = None,
 ) -> Service:
     """Start ``argv`` in a new session with stdout+stderr appended to ``log_path``; do not wait for it.
 
-    ``log_path=None`` leaves the output on our own stdout/stderr.
+    ``log_path=None`` leaves the output on our own stdout/stderr. ``ready_check``: see :attr:`Service.ready_check`.
     """
     full_env = dict(os.environ)
     if env:
@@ -138,7 +144,7 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
         )
-    return Service(name=name, process=process, log_path=log_path, ready_url=ready_url)
+    return Service(name=name, process=process, log_path=log_path, ready_url=ready_url, ready_check=ready_check)
 
 
 def pid_alive(pid: int) -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from devstack.process import LOOPBACK, Service, spawn
 from gateway.access.tokens import hash_initial_access_token
+from gateway.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_DIR = REPO_ROOT / "deploy"
@@ -53,12 +54,13 @@ class HydraProvider:
     """The subject the dev login app (and the headless helper, by default) signs in."""
     log_path: Path
 
-    def gateway_env(self, port: int | None = None) -> dict[str, str]:
+    def gateway_env(self, port: int | None = None, documents: DocumentTrust | None = None) -> dict[str, str]:
         """Environment of a gateway fronting this Hydra (on ``gateway_port`` unless told otherwise)."""
         return hydra_gateway_env(
             port=self.gateway_port if port is None else port,
             hydra_public_url=self.public_url,
             hydra_admin_url=self.admin_url,
+            documents=documents,
         )
 
 
@@ -81,7 +83,7 @@ class KeycloakProvider:
     """Master-realm admin (username, password) from ``KC_BOOTSTRAP_ADMIN_*``."""
     log_path: Path
 
-    def gateway_env(self, port: int) -> dict[str, str]:
+    def gateway_env(self, port: int, documents: DocumentTrust | None = None) -> dict[str, str]:
         """Environment of a gateway on ``port`` fronting this Keycloak with its service-account credentials."""
         return keycloak_gateway_env(
             port=port,
@@ -89,6 +91,7 @@ class KeycloakProvider:
             realm=self.realm,
             client_id=self.admin_client_id,
             client_secret=self.admin_client_secret,
+            documents=documents,
         )
 
     @property
@@ -348,8 +351,39 @@ DEVELOPMENT_ACCESS_ENV = {
 }
 
 
-def hydra_gateway_env(*, port: int, hydra_public_url: str, hydra_admin_url: str) -> dict[str, str]:
-    """Environment of a gateway fronting Hydra at ``http://127.0.0.1:{port}`` (Hydra's issuer)."""
+@dataclass(frozen=True)
+class DocumentTrust:
+    """What a development gateway needs to accept Client ID Metadata Documents from a loopback document host
+    (``devstack.cimd_server``) and which RFC 8707 resources it protects. DEVELOPMENT ONLY: in production a loopback
+    or private document host is refused and the CA is the system's."""
+
+    development_origins: Sequence[str] = ()
+    """``DCR_CIMD__DEVELOPMENT_ORIGINS``: loopback origins allowed as document hosts (``https://localhost:8443``)."""
+    ca_file: Path | None = None
+    """``DCR_CIMD__CA_FILE``: the PEM the gateway trusts for document fetches (the host's development CA)."""
+    protected_resources: Sequence[str] = ()
+    """``DCR_RESOURCES__PROTECTED``: the protected resources (MCP server URLs; ``*`` at the end is a prefix)."""
+
+    def env(self) -> dict[str, str]:
+        """The ``DCR_CIMD__*`` and ``DCR_RESOURCES__*`` variables. Only sections the installed gateway has are set
+        (``dcr-gateway serve`` refuses unknown variables): a checkout from before issue 10 still starts."""
+        env = {}
+        sections = set(Settings.model_fields)
+        if "cimd" in sections:
+            if self.development_origins:
+                env["DCR_CIMD__DEVELOPMENT_ORIGINS"] = ",".join(self.development_origins)
+            if self.ca_file is not None:
+                env["DCR_CIMD__CA_FILE"] = str(self.ca_file)
+        if "resources" in sections and self.protected_resources:
+            env["DCR_RESOURCES__PROTECTED"] = ",".join(self.protected_resources)
+        return env
+
+
+def hydra_gateway_env(
+    *, port: int, hydra_public_url: str, hydra_admin_url: str, documents: DocumentTrust | None = None
+) -> dict[str, str]:
+    """Environment of a gateway fronting Hydra at ``http://127.0.0.1:{port}`` (Hydra's issuer); ``documents``: its
+    CIMD development trust and protected resources (none: the gateway's defaults)."""
     return {
         "DCR_PORT": str(port),
         "DCR_PUBLIC_URL": f"http://{LOOPBACK}:{port}",
@@ -358,6 +392,7 @@ def hydra_gateway_env(*, port: int, hydra_public_url: str, hydra_admin_url: str)
         "DCR_HYDRA__ADMIN_URL": hydra_admin_url,
         **DEVELOPMENT_LIMITS_ENV,
         **DEVELOPMENT_ACCESS_ENV,
+        **(documents.env() if documents else {}),
     }
 
 
@@ -368,8 +403,10 @@ def keycloak_gateway_env(
     realm: str = KEYCLOAK_REALM,
     client_id: str = KEYCLOAK_ADMIN_CLIENT_ID,
     client_secret: str = KEYCLOAK_ADMIN_CLIENT_SECRET,
+    documents: DocumentTrust | None = None,
 ) -> dict[str, str]:
-    """Environment of a gateway fronting Keycloak at ``http://127.0.0.1:{port}`` (issuer ``.../realms/{realm}``)."""
+    """Environment of a gateway fronting Keycloak at ``http://127.0.0.1:{port}`` (issuer ``.../realms/{realm}``);
+    ``documents``: its CIMD development trust and protected resources (none: the gateway's defaults)."""
     return {
         "DCR_PORT": str(port),
         "DCR_PUBLIC_URL": f"http://{LOOPBACK}:{port}",
@@ -382,6 +419,7 @@ def keycloak_gateway_env(
         "DCR_BLOCKED_PATHS": '["/admin"]',
         **DEVELOPMENT_LIMITS_ENV,
         **DEVELOPMENT_ACCESS_ENV,
+        **(documents.env() if documents else {}),
     }
 
 

@@ -12,6 +12,10 @@ The stack (fixed ports, loopback only):
     Keycloak           http://127.0.0.1:8180, realm mcp, user alice/alice
     gateway (Hydra)    http://127.0.0.1:8080
     gateway (Keycloak) http://127.0.0.1:8081, issuer http://127.0.0.1:8081/realms/mcp
+    CIMD documents     https://localhost:8443/NAME.json for each NAME.json in .stack/cimd/docs/ (CA .stack/cimd/ca.pem)
+
+Both gateways trust that CA and that one loopback origin as a Client ID Metadata Document host (DEVELOPMENT ONLY),
+and protect the RFC 8707 resource http://127.0.0.1:8000/mcp (any other ``resource`` is ``invalid_target``).
 
 Pids and logs live under ``.stack/`` in the repository (``<service>.pid``, ``<service>.log``); Keycloak gets a
 fresh home and database there at every start, Hydra keeps its data in memory.
@@ -29,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from devstack.cimd_server import ca_file, start_cimd_server, tls_ready
+from devstack.cimd_server import origin as cimd_origin
 from devstack.process import (
     LOOPBACK,
     Service,
@@ -42,6 +48,7 @@ from devstack.process import (
 )
 from devstack.providers import (
     REPO_ROOT,
+    DocumentTrust,
     hydra_gateway_env,
     keycloak_gateway_env,
     start_gateway,
@@ -58,6 +65,7 @@ HYDRA_GATEWAY_PORT = 8080
 KEYCLOAK_GATEWAY_PORT = 8081
 LOGIN_PORT = 8090
 KEYCLOAK_PORT = 8180
+CIMD_PORT = 8443
 
 HYDRA_PUBLIC_URL = f"http://{LOOPBACK}:{HYDRA_PUBLIC_PORT}"
 HYDRA_ADMIN_URL = f"http://{LOOPBACK}:{HYDRA_ADMIN_PORT}"
@@ -65,6 +73,13 @@ HYDRA_ISSUER = f"http://{LOOPBACK}:{HYDRA_GATEWAY_PORT}"
 LOGIN_URL = f"http://{LOOPBACK}:{LOGIN_PORT}"
 KEYCLOAK_URL = f"http://{LOOPBACK}:{KEYCLOAK_PORT}"
 KEYCLOAK_ISSUER = f"http://{LOOPBACK}:{KEYCLOAK_GATEWAY_PORT}/realms/mcp"
+CIMD_ROOT = STACK_DIR / "cimd"
+CIMD_URL = cimd_origin(CIMD_PORT)
+PROTECTED_RESOURCE = f"http://{LOOPBACK}:8000/mcp"
+"""The RFC 8707 resource both gateways protect: an MCP server on port 8000 (the MCP SDKs' examples' default)."""
+DOCUMENT_TRUST = DocumentTrust(
+    development_origins=(CIMD_URL,), ca_file=ca_file(CIMD_ROOT), protected_resources=(PROTECTED_RESOURCE,)
+)
 
 REGISTER_EXAMPLE = (
     f"curl -s -X POST {HYDRA_ISSUER}/register -H 'Content-Type: application/json' "
@@ -100,13 +115,22 @@ def _keycloak(log: Path | None) -> Service:
     )
 
 
+def _cimd(log: Path | None) -> Service:
+    return start_cimd_server(port=CIMD_PORT, root=CIMD_ROOT, log_path=log or STACK_DIR / "cimd-docs.log")
+
+
 def _gateway_hydra(log: Path | None) -> Service:
-    env = hydra_gateway_env(port=HYDRA_GATEWAY_PORT, hydra_public_url=HYDRA_PUBLIC_URL, hydra_admin_url=HYDRA_ADMIN_URL)
+    env = hydra_gateway_env(
+        port=HYDRA_GATEWAY_PORT,
+        hydra_public_url=HYDRA_PUBLIC_URL,
+        hydra_admin_url=HYDRA_ADMIN_URL,
+        documents=DOCUMENT_TRUST,
+    )
     return start_gateway("gateway-hydra", env=env, log_path=log)
 
 
 def _gateway_keycloak(log: Path | None) -> Service:
-    env = keycloak_gateway_env(port=KEYCLOAK_GATEWAY_PORT, keycloak_url=KEYCLOAK_URL)
+    env = keycloak_gateway_env(port=KEYCLOAK_GATEWAY_PORT, keycloak_url=KEYCLOAK_URL, documents=DOCUMENT_TRUST)
     return start_gateway("gateway-keycloak", env=env, log_path=log)
 
 
@@ -119,6 +143,11 @@ class Component:
     ready_url: str
     start: Callable[[Path | None], Service]
     gateway: bool = False
+    ready_check: Callable[[], bool] | None = None
+    """Replaces ``GET ready_url`` as the readiness test (the document host: a TLS handshake with its CA)."""
+
+    def is_ready(self) -> bool:
+        return self.ready_check() if self.ready_check is not None else http_ok(self.ready_url)
 
     @property
     def pid_file(self) -> Path:
@@ -137,6 +166,13 @@ KEYCLOAK = Component(
 )
 HYDRA = Component("hydra", (HYDRA_PUBLIC_PORT, HYDRA_ADMIN_PORT), f"{HYDRA_ADMIN_URL}/health/ready", _hydra)
 LOGIN = Component("login-consent", (LOGIN_PORT,), f"{LOGIN_URL}/healthz", _login)
+CIMD = Component(
+    "cimd-docs",
+    (CIMD_PORT,),
+    f"{CIMD_URL}/",
+    _cimd,
+    ready_check=lambda: tls_ready(CIMD_PORT, ca_file(CIMD_ROOT)),
+)
 GATEWAY_HYDRA = Component(
     "gateway-hydra", (HYDRA_GATEWAY_PORT,), f"{HYDRA_ISSUER}/healthz", _gateway_hydra, gateway=True
 )
@@ -147,8 +183,8 @@ GATEWAY_KEYCLOAK = Component(
     _gateway_keycloak,
     gateway=True,
 )
-# Start order: Keycloak first (slowest), gateways after the providers they front.
-COMPONENTS = (KEYCLOAK, HYDRA, LOGIN, GATEWAY_HYDRA, GATEWAY_KEYCLOAK)
+# Start order: Keycloak first (slowest), gateways after the providers they front and the document host (its CA).
+COMPONENTS = (KEYCLOAK, HYDRA, LOGIN, CIMD, GATEWAY_HYDRA, GATEWAY_KEYCLOAK)
 
 
 class StackError(RuntimeError):
@@ -184,7 +220,7 @@ def _wait(component: Component, service: Service | None, timeout: float) -> floa
     if service is not None:
         return service.wait_ready(timeout)
     start = time.monotonic()
-    while not http_ok(component.ready_url):
+    while not component.is_ready():
         if _running_pid(component) is None:
             raise ServiceError(f"{component.name} is not running; log {component.log_file}")
         if time.monotonic() - start > timeout:
@@ -212,7 +248,7 @@ def up(*, with_gateways: bool = True) -> None:
         if component.name in started:
             print(f"  {component.name} ready after {seconds:.1f} s", flush=True)
 
-    already = [c.name for c in components if _running_pid(c) is not None and http_ok(c.ready_url)]
+    already = [c.name for c in components if _running_pid(c) is not None and c.is_ready()]
     if len(already) == len(components):
         print("stack: everything is already up")
         _print_summary(with_gateways)
@@ -231,7 +267,7 @@ def up(*, with_gateways: bool = True) -> None:
     providers = [c for c in components if not c.gateway]
     for component in providers:
         launch(component)
-    for component in (HYDRA, LOGIN):
+    for component in (HYDRA, LOGIN, CIMD):
         ready(component)
     if with_gateways:
         launch(GATEWAY_HYDRA)
@@ -258,8 +294,9 @@ def down() -> None:
 def status() -> int:
     for component in COMPONENTS:
         pid = _running_pid(component)
-        state = "ready" if pid and http_ok(component.ready_url) else ("starting" if pid else "down")
+        state = "ready" if pid and component.is_ready() else ("starting" if pid else "down")
         print(f"  {component.name:<17} {state:<9} {component.ready_url}  pid={pid or '-'}")
+    print(f"  CIMD documents: {CIMD_ROOT / 'docs'}/NAME.json -> {CIMD_URL}/NAME.json (CA {ca_file(CIMD_ROOT)})")
     return 0
 
 
@@ -267,9 +304,11 @@ def _print_summary(with_gateways: bool) -> None:
     print(f"  Hydra            public {HYDRA_PUBLIC_URL}  admin {HYDRA_ADMIN_URL}")
     print(f"  dev login app    {LOGIN_URL} (DEVELOPMENT ONLY: everyone signs in as alice)")
     print(f"  Keycloak         {KEYCLOAK_URL}  realm mcp, user alice/alice, admin console admin/admin")
+    print(f"  CIMD documents   {CIMD_URL}/NAME.json for NAME.json in {CIMD_ROOT / 'docs'} (CA {ca_file(CIMD_ROOT)})")
     if with_gateways:
         print(f"  gateway (Hydra)    issuer {HYDRA_ISSUER}")
         print(f"  gateway (Keycloak) issuer {KEYCLOAK_ISSUER}")
+        print(f"  protected resource {PROTECTED_RESOURCE} (RFC 8707 resource of both gateways)")
     print(f"  logs and pids in {STACK_DIR}; `make stack-down` stops everything")
 
 
@@ -282,7 +321,7 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def run() -> int:
     """Hydra (in memory) + the dev login app + a gateway on http://127.0.0.1:8080 until Ctrl-C."""
-    components = (HYDRA, LOGIN, GATEWAY_HYDRA)
+    components = (HYDRA, LOGIN, CIMD, GATEWAY_HYDRA)
     busy = [port for c in components for port in c.ports if port_in_use(port)]
     if busy:
         print(f"run: port(s) {busy} are in use (is the stack up? `make stack-down`)", file=sys.stderr)
@@ -294,6 +333,7 @@ def run() -> int:
     try:
         services.append(_hydra(run_dir / "hydra.log"))
         services.append(_login(run_dir / "login-consent.log"))
+        services.append(_cimd(run_dir / "cimd-docs.log"))
         for service in services:
             service.wait_ready(DEFAULT_READY_TIMEOUT)
         gateway = _gateway_hydra(None)  # its output stays in this terminal

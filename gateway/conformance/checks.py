@@ -12,6 +12,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -164,4 +167,127 @@ def token_problems(status: int, body: Any) -> list[str]:
         problems.append("no access_token")
     if str(body.get("token_type", "")).lower() != "bearer":
         problems.append(f"token_type {body.get('token_type')!r}, expected Bearer")
+    return problems
+
+
+# ------------------------------------------------------------------ MCP 2025-11-25 and 2026-07-28 additions
+
+
+def cimd_advertisement_problems(document: Any) -> list[str]:
+    """What keeps a client from using its Client ID Metadata Document here (MCP 2025-11-25+ ``client-registration``:
+    the server advertises ``client_id_metadata_document_supported``; CIMD clients are public, and Claude picks CIMD
+    only when ``none`` is among ``token_endpoint_auth_methods_supported`` too)."""
+    if not isinstance(document, Mapping):
+        return ["no metadata document"]
+    problems = []
+    if document.get("client_id_metadata_document_supported") is not True:
+        problems.append(
+            "client_id_metadata_document_supported is not true (MCP 2025-11-25 and 2026-07-28: authorization "
+            "servers SHOULD support Client ID Metadata Documents)"
+        )
+    if "none" not in (document.get("token_endpoint_auth_methods_supported") or []):
+        problems.append("'none' is not in token_endpoint_auth_methods_supported (CIMD clients are public clients)")
+    return problems
+
+
+def iss_advertisement_problems(document: Any) -> list[str]:
+    """RFC 9207 section 3 / MCP 2026-07-28: a server that sends ``iss`` (it SHOULD) advertises
+    ``authorization_response_iss_parameter_supported``."""
+    if not isinstance(document, Mapping):
+        return ["no metadata document"]
+    if document.get("authorization_response_iss_parameter_supported") is not True:
+        return [
+            "authorization_response_iss_parameter_supported is not true (MCP 2026-07-28: authorization servers "
+            "SHOULD send RFC 9207 iss and then MUST advertise it)"
+        ]
+    return []
+
+
+def iss_problems(location: str, issuer: str) -> list[str]:
+    """RFC 9207 section 2: the authorization response (success or error) carries ``iss``, equal to the issuer
+    (simple string comparison, section 2.4)."""
+    params = redirect_params(location)
+    if "iss" not in params:
+        return ["no iss in the authorization response (RFC 9207 section 2; MCP 2026-07-28 SHOULD)"]
+    if params["iss"] != issuer:
+        return [f"iss {params['iss']!r} is not the issuer {issuer!r} (RFC 9207 section 2.4)"]
+    return []
+
+
+def error_redirect_problems(
+    status: int, location: str | None, *, redirect_uri: str, state: str, issuer: str, expected_error: str
+) -> list[str]:
+    """An error the authorization endpoint answers by redirecting to the (verified) ``redirect_uri`` with
+    ``error``, the same ``state`` (RFC 6749 section 4.1.2.1) and ``iss`` (RFC 9207)."""
+    if status not in (302, 303, 307) or not location:
+        return [f"status {status}, expected a redirect to the redirect_uri with error={expected_error}"]
+    if redirect_target(location) != redirect_target(redirect_uri):
+        target = "{}://{}{}".format(*redirect_target(location))
+        return [f"redirected to {target}, not to the redirect_uri with error={expected_error}"]
+    params = redirect_params(location)
+    problems = []
+    if params.get("error") != expected_error:
+        got = params.get("error") or ("a code" if "code" in params else "no error")
+        problems.append(f"error {got!r}, expected {expected_error!r}")
+    if params.get("state") != state:
+        problems.append("state not returned unchanged")
+    return problems + iss_problems(location, issuer)
+
+
+def refused_request_problems(status: int, headers: Mapping[str, str], body: Any, *, expected_error: str) -> list[str]:
+    """A request refused before anything reaches the provider: ``400`` with ``{"error": expected_error,
+    "error_description": ...}`` and no redirect (an unverified redirect URI is never redirected to, RFC 6749
+    section 4.1.2.1)."""
+    if "Location" in headers or "location" in headers:
+        return [f"status {status}: redirected to {headers.get('Location') or headers.get('location')}"]
+    error = body.get("error") if isinstance(body, Mapping) else None
+    if status != 400 or error != expected_error:
+        got = f"{status} {error!r}" if error else f"{status} without a JSON error"
+        return [f"expected 400 {expected_error}, got {got}"]
+    description = body.get("error_description") if isinstance(body, Mapping) else None
+    if not isinstance(description, str) or not description.strip():
+        return ["no error_description saying what is wrong"]
+    return []
+
+
+def jwt_claims(token: str) -> dict[str, Any] | None:
+    """The payload of a JWS compact serialisation (RFC 7515 section 7.1), *unverified*: only to read ``aud``; the
+    suite does not act on the token. ``None`` for an opaque token."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, binascii.Error):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def audience_problems(aud: Any, resource: str) -> list[str]:
+    """RFC 8707 section 2 / MCP 2025-06-18+: the token's audience (``aud``, a string or an array, RFC 7519
+    section 4.1.3) names the resource it was requested for."""
+    if isinstance(aud, str):
+        audience = [aud]
+    elif isinstance(aud, list):
+        audience = [item for item in aud if isinstance(item, str)]
+    else:
+        audience = []
+    if resource not in audience:
+        return [f"aud {audience!r} does not name the resource {resource!r} (RFC 8707 section 2)"]
+    return []
+
+
+def published_document_problems(body: Any, status: int, url: str) -> list[str]:
+    """A client's published Client ID Metadata Document: 200, a JSON object whose ``client_id`` is its URL exactly,
+    with ``redirect_uris`` (draft-ietf-oauth-client-id-metadata-document section 4)."""
+    if status != 200:
+        return [f"{url} answered {status}"]
+    if not isinstance(body, Mapping):
+        return [f"{url} is not a JSON object"]
+    problems = []
+    if body.get("client_id") != url:
+        problems.append(f"its client_id {body.get('client_id')!r} is not its URL")
+    if not isinstance(body.get("redirect_uris"), list) or not body["redirect_uris"]:
+        problems.append("no redirect_uris")
     return problems

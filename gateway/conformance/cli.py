@@ -31,9 +31,10 @@ def add_subcommand(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "conformance",
         help="run the client-type conformance matrix against an issuer",
-        description="Run every MCP client profile (discovery, RFC 7591 registration, code flow with PKCE and "
-        "resource, token, refresh, loopback port change) and the refused registrations against ISSUER; print "
-        "the matrix; exit 1 on failures.",
+        description="Run every MCP client profile (discovery, RFC 7591 registration or a Client ID Metadata "
+        "Document, code flow with PKCE and resource, token, refresh, loopback port change), the RFC 8707 resource, "
+        "RFC 9207 iss and localhost cells, and the refused registrations and documents against ISSUER; print the "
+        "matrix; exit 1 on failures.",
     )
     parser.add_argument("--issuer", required=True, help="the issuer identifier, exactly as clients know it")
     parser.add_argument(
@@ -91,6 +92,42 @@ def add_subcommand(subparsers: Any) -> None:
         action="store_true",
         help="keep the clients the run registered (default: delete them at the end with RFC 7592)",
     )
+    parser.add_argument(
+        "--unknown-resource",
+        default=None,
+        help="an RFC 8707 resource the issuer does not protect (default https://resource.invalid/...): authorization "
+        "and token requests naming it must get invalid_target",
+    )
+    parser.add_argument(
+        "--introspection-url",
+        help="RFC 7662 introspection endpoint (no client authentication) to read the aud of opaque access tokens, "
+        "e.g. Hydra's admin API http://127.0.0.1:4445/admin/oauth2/introspect; JWT access tokens are read directly",
+    )
+    cimd = parser.add_argument_group(
+        "Client ID Metadata Documents",
+        "where the CIMD profiles' documents come from (without one of these their cells are n/a)",
+    )
+    cimd.add_argument(
+        "--cimd-serve-on",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="serve them over https here (the target must trust --cimd-ca-dir's ca.pem and accept https://HOST:PORT "
+        "as a document origin); client_id is rewritten to that URL",
+    )
+    cimd.add_argument("--cimd-ca-dir", type=Path, help="the development CA (created once, then reused) and documents")
+    cimd.add_argument(
+        "--cimd-docs-dir",
+        type=Path,
+        help="write them into this directory of a running document host (the local stack: .stack/cimd/docs) ...",
+    )
+    cimd.add_argument(
+        "--cimd-base-url", help="... which serves it at this URL (the local stack: https://localhost:8443)"
+    )
+    cimd.add_argument(
+        "--cimd-published",
+        action="store_true",
+        help="use the clients' real published documents (a staging issuer on the internet)",
+    )
     parser.add_argument("--junit", type=Path, help="write JUnit XML here")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.set_defaults(func=run)
@@ -104,6 +141,14 @@ def _seconds(text: str) -> float:
     if not 0 <= value <= 86400:
         raise argparse.ArgumentTypeError(f"{text!r}: between 0 and 86400 seconds")
     return value
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:9443")
+    return host, int(port)
 
 
 def _progress(line: str) -> None:
@@ -127,7 +172,7 @@ def _login(args: argparse.Namespace) -> Any:
 
 def parse_expected_failures(values: list[str]) -> dict[str, dict[str, str]]:
     """``PROFILE:STEP=REASON`` arguments as profile -> step -> reason."""
-    from gateway.conformance.profiles import STEPS
+    from gateway.conformance.profiles import ALL_STEPS as STEPS
 
     expected: dict[str, dict[str, str]] = {}
     for value in values:
@@ -160,6 +205,14 @@ def run(args: argparse.Namespace) -> int:
             max_wait=args.max_wait,
             keep_clients=args.keep_clients,
             progress=_progress,
+            introspection_url=args.introspection_url,
+            hydra_admin_url=args.hydra_admin_url,
+            cimd_serve_on=args.cimd_serve_on,
+            cimd_ca_dir=args.cimd_ca_dir,
+            cimd_docs_dir=args.cimd_docs_dir,
+            cimd_base_url=args.cimd_base_url,
+            cimd_published=args.cimd_published,
+            **({"unknown_resource": args.unknown_resource} if args.unknown_resource else {}),
         )
         report = asyncio.run(run_suite(config))
     except (ValueError, ProfileError) as exc:

@@ -88,6 +88,7 @@ def metadata_problems(
     kind: DocumentKind,
     registration_endpoint: str | None = None,
     oidc_fields: tuple[str, ...] = (),
+    registers: bool = True,
 ) -> list[str]:
     """What makes ``document`` unusable for an MCP client that built its URL from ``issuer``.
 
@@ -96,6 +97,7 @@ def metadata_problems(
     ``registration_endpoint`` present, on the issuer's origin (the gateway owns it in both deployment modes) or
     equal to ``registration_endpoint`` when the caller knows it; ``code`` in ``response_types_supported``.
     ``oidc_fields``: what a client additionally requires of an OpenID document (MCP TypeScript SDK).
+    ``registers=False``: a client identified by its Client ID Metadata Document needs no registration endpoint.
     """
     if not isinstance(document, Mapping):
         return ["the document is not a JSON object"]
@@ -110,7 +112,9 @@ def metadata_problems(
     if "code" not in (document.get("response_types_supported") or []):
         problems.append("'code' not in response_types_supported")
     advertised = document.get("registration_endpoint")
-    if not isinstance(advertised, str):
+    if not registers:
+        pass
+    elif not isinstance(advertised, str):
         problems.append("no registration_endpoint")
     elif registration_endpoint is not None and advertised != registration_endpoint:
         problems.append(f"registration_endpoint {advertised!r} is not {registration_endpoint!r}")

@@ -28,6 +28,9 @@ from typing import Any
 
 STEPS = ("discovery", "register", "authorize", "token", "refresh", "other-port")
 """The columns of the client matrix, in the order a client goes through them."""
+CIMD_STEPS = ("discovery", "document", "authorize", "token", "refresh", "other-port")
+"""The columns of a client identified by its Client ID Metadata Document: no registration, its document instead."""
+ALL_STEPS = tuple(dict.fromkeys(STEPS + CIMD_STEPS))
 BAD_REGISTRATIONS_FILE = "bad-registrations.json"
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
@@ -46,6 +49,18 @@ class Flow:
     """The ``scope`` of its authorization request, ``None`` for none (placeholders allowed)."""
     other_port: bool = False
     """Whether it listens on another port than the registered one (RFC 8252 section 7.3 loopback IP redirects)."""
+
+
+@dataclass(frozen=True)
+class MetadataDocument:
+    """A client's Client ID Metadata Document (draft-ietf-oauth-client-id-metadata-document section 4) as the
+    client publishes it."""
+
+    published_url: str
+    """Where the client publishes it: its ``client_id`` on every authorization server (``--cimd-published``)."""
+    document: Mapping[str, Any]
+    """Its members as published (``client_id`` is ``published_url``; served locally, it is rewritten to the local
+    URL)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,9 @@ class Profile:
     initial_access_token: bool = False
     """The client registers with an initial access token (RFC 7591 section 3): servers commonly refuse its
     privileged metadata (``jwks``) to anonymous callers. Without a token given to the suite, its row is n/a."""
+    cimd: MetadataDocument | None = None
+    """Set for a client that identifies itself by a Client ID Metadata Document instead of registering (MCP
+    2025-11-25 and later): ``registration`` is then empty, and the row has a ``document`` step instead."""
 
 
 @dataclass(frozen=True)
@@ -101,12 +119,13 @@ def _require(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], w
 def parse_profile(data: Mapping[str, Any], where: str = "profile") -> Profile:
     """A :class:`Profile` from one file's JSON object."""
     name = _require(data, "name", str, where)
-    registration = _require(data, "registration", dict, where)
+    cimd = _metadata_document(data["cimd"], f"{where}.cimd") if "cimd" in data else None
+    registration = (data.get("registration") or {}) if cimd is not None else _require(data, "registration", dict, where)
     flow = _require(data, "flow", dict, where)
     discovery = data.get("discovery") or {}
     expected_failures = data.get("expected_failures") or {}
     for provider, steps in expected_failures.items():
-        unknown = set(steps) - set(STEPS)
+        unknown = set(steps) - set(CIMD_STEPS if cimd is not None else STEPS)
         if unknown:
             raise ProfileError(f"{where}: expected_failures[{provider!r}] names unknown steps {sorted(unknown)}")
     return Profile(
@@ -126,7 +145,20 @@ def parse_profile(data: Mapping[str, Any], where: str = "profile") -> Profile:
         oidc_fields=tuple(discovery.get("oidc_fields") or ()),
         expected_failures={provider: dict(steps) for provider, steps in expected_failures.items()},
         initial_access_token=bool(data.get("initial_access_token", False)),
+        cimd=cimd,
     )
+
+
+def _metadata_document(data: Any, where: str) -> MetadataDocument:
+    if not isinstance(data, Mapping):
+        raise ProfileError(f"{where}: not an object")
+    url = _require(data, "published_url", str, where)
+    document = _require(data, "document", dict, where)
+    if document.get("client_id") != url:
+        raise ProfileError(f"{where}: the document's client_id is not its published_url {url!r}")
+    if not isinstance(document.get("redirect_uris"), list) or not document["redirect_uris"]:
+        raise ProfileError(f"{where}: the document has no redirect_uris")
+    return MetadataDocument(published_url=url, document=document)
 
 
 def parse_bad_registrations(data: Mapping[str, Any], where: str = BAD_REGISTRATIONS_FILE) -> list[BadRegistration]:

@@ -1,9 +1,12 @@
 """The conformance matrix as results, and its three renderings: a readable table, JSON and JUnit XML.
 
 Cells are ``pass``, ``FAIL``, ``xfail`` (an expected failure, with its reason: what the provider legitimately
-cannot do), ``XPASS`` (an expected failure that passed: reported, the expectation is stale), ``n/a`` (the step
-does not apply to this client, with the reason) or ``blocked`` (an earlier step of the same client failed).
-The run fails on any ``FAIL`` or ``XPASS``. Pure functions: no I/O.
+cannot do), ``XPASS`` (an expected failure that passed: reported, the expectation is stale), ``WARNING`` (a SHOULD
+of the MCP specification not met, as the official MCP conformance suite reports it: shown, not failing), ``n/a``
+(the step does not apply to this client, with the reason) or ``blocked`` (an earlier step of the same client
+failed). The run fails on any ``FAIL`` or ``XPASS``. Rows name the MCP revisions whose requirements they check
+(``revisions``: in the table's note column, the JSON rows and each JUnit test case's properties).
+Pure functions: no I/O.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ class Outcome(StrEnum):
     FAIL = "FAIL"
     XFAIL = "xfail"
     XPASS = "XPASS"
+    WARNING = "WARNING"
     NA = "n/a"
     BLOCKED = "blocked"
 
@@ -42,6 +46,8 @@ class Row:
     cells: dict[str, Cell] = field(default_factory=dict)
     note: str = ""
     """Free text shown after the cells (e.g. which MCP spec versions probe a discovery location)."""
+    revisions: tuple[str, ...] = ()
+    """The MCP specification revisions whose requirements this row checks (e.g. ``2025-11-25``, ``2026-07-28``)."""
 
 
 @dataclass
@@ -64,6 +70,9 @@ class CreatedClient:
     deleted: bool = False
     detail: str = ""
     """Why it was not deleted (kept with ``--keep-clients``, no RFC 7592 fields, the DELETE's answer)."""
+    document: bool = False
+    """Created by the target from a Client ID Metadata Document (``client_id`` is the document's URL), not
+    registered: no RFC 7592 for it."""
 
 
 @dataclass
@@ -214,6 +223,7 @@ def to_json(report: Report) -> dict[str, Any]:
                 "registration_client_uri": client.registration_client_uri,
                 "deleted": client.deleted,
                 "detail": client.detail,
+                "document": client.document,
             }
             for client in report.created_clients
         ],
@@ -227,6 +237,7 @@ def to_json(report: Report) -> dict[str, Any]:
                         "name": row.name,
                         "title": row.title,
                         "note": row.note,
+                        "revisions": list(row.revisions),
                         "cells": {
                             column: {
                                 "outcome": cell.outcome.value,
@@ -267,10 +278,15 @@ def to_junit(report: Report) -> str:
             case = ET.SubElement(
                 suite, "testcase", classname=f"{section.name}.{row.name}", name=column, time=f"{cell.seconds:.3f}"
             )
+            if row.revisions:
+                case_properties = ET.SubElement(case, "properties")
+                ET.SubElement(case_properties, "property", name="mcp_revisions", value=", ".join(row.revisions))
             if cell.outcome is Outcome.FAIL:
                 ET.SubElement(case, "failure", message=cell.detail[:500]).text = cell.detail
             elif cell.outcome is Outcome.XPASS:
                 ET.SubElement(case, "failure", message="unexpected pass: " + cell.detail[:480]).text = cell.detail
+            elif cell.outcome is Outcome.WARNING:
+                ET.SubElement(case, "system-err").text = f"WARNING: {cell.detail}"
             elif cell.outcome is not Outcome.PASS:
                 ET.SubElement(case, "skipped", message=f"{cell.outcome.value}: {cell.detail}"[:500])
     suite = ET.SubElement(

@@ -3,7 +3,12 @@
 - ``http``: an aiohttp session whose cookie jar accepts IP hosts, for the headless logins of
   :mod:`gateway.conformance.headless`.
 - ``hydra_gateway`` / ``keycloak_gateway``: ``dcr-gateway serve`` subprocesses fronting the session's
-  providers, configured exactly like the local stack's (see devstack/stack.py), one per session.
+  providers, configured exactly like the local stack's (see devstack/stack.py), one per session: they trust the
+  session's document host (``cimd_host``) and protect the session's MCP server URL (``mcp_resource``).
+- ``cimd_host``: the development Client ID Metadata Document host (``devstack.cimd_server``) on a free port with
+  its own CA under pytest's temporary directory; ``cimd_host.publish(name, document)`` serves a document.
+- ``mcp_resource``: the URL the session's MCP test servers listen on (a port chosen once), the gateways'
+  RFC 8707 protected resource.
 - ``target``: either session gateway as a client sees it (:class:`tests.integration.flows.Target`), once per
   provider.
 - ``start``: in-process gateway apps (``create_app`` + aiohttp's test client) for given settings, closed after
@@ -14,7 +19,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterator
+import json
+import random
+import socket
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +32,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from adapters.keycloak.adapter import KeycloakAdapter
-from devstack.process import free_port
+from devstack.cimd_server import ca_file, docs_dir, start_cimd_server
+from devstack.cimd_server import origin as cimd_origin
+from devstack.process import LOOPBACK, free_port
 from devstack.providers import (
+    DocumentTrust,
     HydraProvider,
     KeycloakProvider,
     start_gateway,
@@ -36,6 +47,7 @@ from gateway.settings import Settings
 from tests.integration.flows import Target
 
 GATEWAY_READY_TIMEOUT = 30.0
+CIMD_READY_TIMEOUT = 30.0
 _HERE = Path(__file__).parent
 
 
@@ -64,10 +76,87 @@ class GatewayProcess:
     log_path: Path
 
 
+@dataclass(frozen=True)
+class DocumentHost:
+    """The session's Client ID Metadata Document host (``devstack.cimd_server``), as tests use it."""
+
+    base_url: str
+    """``https://localhost:{port}``: a development origin of the session gateways."""
+    docs: Path
+    """Files here are served at ``{base_url}/NAME.json``."""
+    ca_file: Path
+    """The development CA the session gateways trust (``DCR_CIMD__CA_FILE``)."""
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/{name}.json"
+
+    def publish(self, name: str, document: Mapping[str, object]) -> str:
+        """Serve ``document`` (JSON) at ``{base_url}/{name}.json``; returns that URL (the client id)."""
+        (self.docs / f"{name}.json").write_text(json.dumps(document))
+        return self.url(name)
+
+
 @pytest.fixture(scope="session")
-def hydra_gateway(hydra_provider: HydraProvider, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def cimd_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocumentHost]:
+    """The document host on a free port with a CA made for this session (under pytest's temporary directory)."""
+    root = tmp_path_factory.mktemp("cimd")
+    port = free_port()
+    service = start_cimd_server(port=port, root=root, log_path=root / "cimd-docs.log")
+    try:
+        service.wait_ready(CIMD_READY_TIMEOUT)
+        yield DocumentHost(base_url=cimd_origin(port), docs=docs_dir(root), ca_file=ca_file(root))
+    finally:
+        service.stop()
+
+
+@dataclass(frozen=True)
+class McpResource:
+    """Where the session's MCP test servers listen: one port, chosen once, so the gateways can protect its URL."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:{port}/mcp``: the MCP endpoint, the RFC 8707 ``resource`` (RFC 9728 ``resource``)."""
+        return f"http://{LOOPBACK}:{self.port}/mcp"
+
+
+def port_outside_the_ephemeral_range() -> int:
+    """A free port below Linux's ephemeral range (32768-60999): :func:`free_port` (the OS's pick, used for every
+    other listener of the tests) never hands it out while the MCP server is not listening between tests."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32000 on 127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def mcp_resource() -> McpResource:
+    return McpResource(port_outside_the_ephemeral_range())
+
+
+@pytest.fixture(scope="session")
+def document_trust(cimd_host: DocumentHost, mcp_resource: McpResource) -> DocumentTrust:
+    """What the session gateways are told: trust ``cimd_host`` (development origin and CA), protect ``mcp_resource``."""
+    return DocumentTrust(
+        development_origins=(cimd_host.base_url,),
+        ca_file=cimd_host.ca_file,
+        protected_resources=(mcp_resource.url,),
+    )
+
+
+@pytest.fixture(scope="session")
+def hydra_gateway(
+    hydra_provider: HydraProvider, document_trust: DocumentTrust, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     """A gateway on ``hydra_provider.gateway_port``: Hydra's issuer origin."""
-    env = hydra_provider.gateway_env()
+    env = hydra_provider.gateway_env(documents=document_trust)
     log_path = tmp_path_factory.mktemp("gateway-hydra") / "gateway.log"
     service = start_gateway("gateway-hydra", env=env, log_path=log_path)
     try:
@@ -79,10 +168,10 @@ def hydra_gateway(hydra_provider: HydraProvider, tmp_path_factory: pytest.TempPa
 
 @pytest.fixture(scope="session")
 def keycloak_gateway(
-    keycloak_provider: KeycloakProvider, tmp_path_factory: pytest.TempPathFactory
+    keycloak_provider: KeycloakProvider, document_trust: DocumentTrust, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     """A gateway on a free port fronting Keycloak; issuer ``{url}/realms/mcp`` (Keycloak follows X-Forwarded-*)."""
-    env = keycloak_provider.gateway_env(free_port())
+    env = keycloak_provider.gateway_env(free_port(), documents=document_trust)
     log_path = tmp_path_factory.mktemp("gateway-keycloak") / "gateway.log"
     service = start_gateway("gateway-keycloak", env=env, log_path=log_path)
     url = env["DCR_PUBLIC_URL"]

@@ -31,15 +31,23 @@ from devstack.process import LOOPBACK, Service, free_port
 from devstack.providers import (
     DEVELOPMENT_INITIAL_ACCESS_TOKEN,
     HYDRA_NATIVE_DCR_CONFIG,
+    DocumentTrust,
     HydraProvider,
     KeycloakProvider,
     hydra_gateway_env,
     start_gateway,
     start_hydra,
 )
+from devstack.tls import development_ca
 from gateway.conformance import Outcome, Report, SuiteConfig, hydra_admin, keycloak_form, render_text, run_suite
 from gateway.conformance.cli import IAT_ENV, PASSWORD_ENV
-from tests.integration.conftest import GATEWAY_READY_TIMEOUT, GatewayProcess, keycloak_admin_headers
+from tests.integration.conftest import (
+    GATEWAY_READY_TIMEOUT,
+    DocumentHost,
+    GatewayProcess,
+    McpResource,
+    keycloak_admin_headers,
+)
 from tests.integration.naive_shim import naive_shim_app
 
 HYDRA_READY_TIMEOUT = 60.0
@@ -82,6 +90,63 @@ def assert_every_client_completes_the_flow(report: Report) -> None:
 # ------------------------------------------------------------------------------------------- the gateway
 
 
+CIMD_PROFILES = ["claude-ai-cimd", "claude-code-cimd", "vscode-cimd", "chatgpt-cimd"]
+AUTHORIZATION_CELLS = [
+    "iss-on-success",
+    "iss-on-error",
+    "resource-audience",
+    "resource-audience-after-refresh",
+    "unknown-resource-authorize",
+    "unknown-resource-token",
+    "localhost-other-port",
+]
+REFUSED_DOCUMENTS = [
+    "cimd-http-url",
+    "cimd-client-id-mismatch",
+    "cimd-redirect-not-in-document",
+    "cimd-private-address",
+    "cimd-loopback-address",
+    "cimd-redirect-on-fetch",
+    "cimd-oversized",
+    "cimd-not-json",
+    "cimd-shared-secret",
+    "cimd-missing-redirect-uris",
+]
+
+
+def assert_the_mcp_2026_cells_pass(report: Report) -> None:
+    """Issue 10: every discovery location advertises CIMD and iss (no WARNING); the CIMD profiles go through
+    discovery, their document and the flow without registering; the resource, iss and localhost cells pass; every
+    refused document is refused with the right error."""
+    for row in report.rows:
+        if row.section == "discovery" and row.cells["metadata"].outcome is Outcome.PASS:
+            assert row.revisions, row.name
+            for column in ("cimd", "iss"):
+                assert row.cells[column].outcome is Outcome.PASS, (row.name, column, row.cells[column])
+    for name in CIMD_PROFILES:
+        row = report.row(name, "cimd-clients")
+        assert row.revisions == ("2025-11-25", "2026-07-28")
+        for step in ("discovery", "document"):
+            assert row.cells[step].outcome is Outcome.PASS, (name, step, row.cells[step])
+        if row.cells["authorize"].outcome is Outcome.XFAIL:  # declared by the profile, with its reason
+            assert row.cells["token"].outcome is Outcome.BLOCKED
+            continue
+        for step in ("authorize", "token"):
+            assert row.cells[step].outcome is Outcome.PASS, (name, step, row.cells[step])
+        assert row.cells["refresh"].outcome in (Outcome.PASS, Outcome.XFAIL), (name, row.cells["refresh"])
+    for name in AUTHORIZATION_CELLS:
+        cell = report.cell(name, "check", "authorization")
+        assert cell.outcome in (Outcome.PASS, Outcome.NA), (name, cell)
+    for name in REFUSED_DOCUMENTS:
+        assert report.cell(name, "refused", "cimd-refused").outcome is Outcome.PASS, (
+            name,
+            report.cell(name, "refused"),
+        )
+    # other ports: Claude Code's port-less localhost, VS Code's port-less 127.0.0.1
+    assert report.cell("claude-code-cimd", "other-port").outcome is Outcome.PASS
+    assert report.cell("vscode-cimd", "other-port").outcome is Outcome.PASS
+
+
 async def gateway_report(provider: str, **config: Any) -> Report:
     """The suite's report on a session gateway in front of ``provider`` (with the development initial access
     token), shown; it identifies the provider, has no failure, and every client profile completes the flow."""
@@ -90,15 +155,21 @@ async def gateway_report(provider: str, **config: Any) -> Report:
     assert report.provider == provider
     assert not report.failed, report.failures()
     assert_every_client_completes_the_flow(report)
+    assert_the_mcp_2026_cells_pass(report)
     return report
 
 
 async def test_the_gateway_in_front_of_hydra_passes_the_matrix(
-    hydra_provider: HydraProvider, hydra_gateway: GatewayProcess
+    hydra_provider: HydraProvider, hydra_gateway: GatewayProcess, mcp_resource: McpResource, cimd_host: DocumentHost
 ) -> None:
     report = await gateway_report(
         "hydra",
         issuer=hydra_gateway.issuer,
+        resource=mcp_resource.url,
+        cimd_docs_dir=cimd_host.docs,
+        cimd_base_url=cimd_host.base_url,
+        hydra_admin_url=hydra_provider.admin_url,
+        introspection_url=f"{hydra_provider.admin_url}/admin/oauth2/introspect",
         login=hydra_admin(hydra_provider.admin_url, hydra_provider.subject),
         registration_endpoint=f"{hydra_gateway.url}/register",
     )
@@ -110,14 +181,32 @@ async def test_the_gateway_in_front_of_hydra_passes_the_matrix(
     assert all(
         row.cells["refused"].outcome is Outcome.PASS for row in report.rows if row.section == "bad-registrations"
     )
+    # claude.ai's document names no scope; Hydra allows a client only the scopes it was created with, so its 'mcp'
+    # request is invalid_scope (the profile declares it; strict, so a gateway that adds the scope turns it XPASS)
+    assert outcome(report, "claude-ai-cimd", "authorize") is Outcome.XFAIL
+    assert outcome(report, "claude-code-cimd", "token") is Outcome.PASS
+    # opaque tokens: their audience read through Hydra's introspection; refusals checked against Hydra's client list
+    assert report.cell("resource-audience", "check").outcome is Outcome.PASS
+    assert "nothing created (Hydra admin API checked)" in report.cell("cimd-shared-secret", "refused").detail
+    # the document clients of the run are deleted through Hydra's admin API (the gateway has no path for them)
+    documents = [client for client in report.created_clients if client.registered_by in CIMD_PROFILES]
+    assert len(documents) == len(CIMD_PROFILES) and all(client.deleted for client in documents), documents
 
 
 async def test_the_gateway_in_front_of_keycloak_passes_the_matrix(
-    keycloak_provider: KeycloakProvider, keycloak_gateway: GatewayProcess
+    keycloak_provider: KeycloakProvider,
+    keycloak_gateway: GatewayProcess,
+    mcp_resource: McpResource,
+    cimd_host: DocumentHost,
+    http: aiohttp.ClientSession,
 ) -> None:
+    before = await keycloak_client_ids(http, keycloak_provider)
     report = await gateway_report(
         "keycloak",
         issuer=keycloak_gateway.issuer,
+        resource=mcp_resource.url,
+        cimd_docs_dir=cimd_host.docs,
+        cimd_base_url=cimd_host.base_url,
         login=keycloak_form(keycloak_provider.username, keycloak_provider.password),
         registration_endpoint=f"{keycloak_gateway.issuer}/register",
     )
@@ -127,10 +216,22 @@ async def test_the_gateway_in_front_of_keycloak_passes_the_matrix(
     # the issuer has a path: MCP 2025-03-26 clients (origin root only) cannot find it, and the cell says so
     root = f"{keycloak_gateway.url}/.well-known/oauth-authorization-server"
     assert report.cell(root, "metadata", "discovery").outcome is Outcome.NA
+    # JWT access tokens: the audience is read from the token itself
+    assert report.cell("resource-audience", "check").outcome is Outcome.PASS
+    assert report.cell("resource-audience-after-refresh", "check").outcome is Outcome.PASS
+    # what the run leaves in Keycloak: exactly the document clients of the CIMD profiles (no deletion path through
+    # the gateway; the report says so), no client of a refused document
+    after = await keycloak_client_ids(http, keycloak_provider)
+    documents = {cimd_host.url(name) for name in CIMD_PROFILES}
+    assert after - before <= documents, sorted(after - before - documents)
+    assert not [client for client in after if client.startswith(f"{cimd_host.base_url}/cimd-")]
+    reported = [client for client in report.created_clients if client.registered_by in CIMD_PROFILES]
+    assert {client.client_id for client in reported} == documents
+    assert all(not client.deleted and "left behind" in client.detail for client in reported)
 
 
 async def test_without_an_initial_access_token_the_private_key_jwt_row_says_why_and_nothing_else_changes(
-    keycloak_provider: KeycloakProvider, keycloak_gateway: GatewayProcess
+    keycloak_provider: KeycloakProvider, keycloak_gateway: GatewayProcess, mcp_resource: McpResource
 ) -> None:
     """Anonymous callers may not register ``jwks`` (policy ``jwks = authenticated``): the row is n/a with the
     reason, never a silent skip, and the development token never reaches the gateway's log."""
@@ -139,6 +240,7 @@ async def test_without_an_initial_access_token_the_private_key_jwt_row_says_why_
             issuer=keycloak_gateway.issuer,
             login=keycloak_form(keycloak_provider.username, keycloak_provider.password),
             profiles=("private-key-jwt", "python-sdk"),
+            resource=mcp_resource.url,
         )
     )
     assert not report.failed, report.failures()
@@ -149,7 +251,7 @@ async def test_without_an_initial_access_token_the_private_key_jwt_row_says_why_
 
 
 def test_the_cli_prints_the_matrix_and_writes_junit_and_json(
-    hydra_provider: HydraProvider, hydra_gateway: GatewayProcess, tmp_path: Path
+    hydra_provider: HydraProvider, hydra_gateway: GatewayProcess, mcp_resource: McpResource, tmp_path: Path
 ) -> None:
     junit, results = tmp_path / "conformance.xml", tmp_path / "conformance.json"
     completed = subprocess.run(
@@ -166,6 +268,8 @@ def test_the_cli_prints_the_matrix_and_writes_junit_and_json(
             hydra_provider.admin_url,
             "--subject",
             hydra_provider.subject,
+            "--resource",
+            mcp_resource.url,
             "--junit",
             str(junit),
             "--json",
@@ -188,6 +292,58 @@ def test_the_cli_prints_the_matrix_and_writes_junit_and_json(
     assert sum(int(suite.get("failures", "0")) for suite in suites) == 0
     cells = sum(len(row["cells"]) for section in data["sections"] for row in section["rows"])
     assert sum(int(suite.get("tests", "0")) for suite in suites) == cells == sum(data["counts"].values())
+
+
+def test_the_cli_serves_its_own_documents_to_a_gateway_that_trusts_its_ca(
+    keycloak_provider: KeycloakProvider, mcp_resource: McpResource, tmp_path: Path
+) -> None:
+    """``--cimd-serve-on HOST:PORT --cimd-ca-dir DIR``: the suite serves the CIMD profiles' documents itself over
+    https with a development CA in DIR (made before the gateway starts, reused by the suite); a gateway configured
+    with that CA and origin completes every CIMD profile and refuses every bad document."""
+    ca_dir = tmp_path / "suite-ca"
+    ca_file, _ = development_ca(ca_dir)
+    port, docs_port = free_port(), free_port()
+    trust = DocumentTrust(
+        development_origins=(f"https://127.0.0.1:{docs_port}",),
+        ca_file=ca_file,
+        protected_resources=(mcp_resource.url,),
+    )
+    gateway = start_gateway(
+        "gateway-suite-ca", env=keycloak_provider.gateway_env(port, documents=trust), log_path=tmp_path / "gw.log"
+    )
+    results = tmp_path / "conformance.json"
+    try:
+        gateway.wait_ready(GATEWAY_READY_TIMEOUT)
+        completed = run_cli(
+            "--issuer",
+            f"http://{LOOPBACK}:{port}/realms/{keycloak_provider.realm}",
+            "--login",
+            "keycloak",
+            "--username",
+            keycloak_provider.username,
+            "--resource",
+            mcp_resource.url,
+            "--cimd-serve-on",
+            f"127.0.0.1:{docs_port}",
+            "--cimd-ca-dir",
+            str(ca_dir),
+            *(arg for name in [*CIMD_PROFILES, *REFUSED_DOCUMENTS] for arg in ("--profile", name)),
+            "--json",
+            str(results),
+            env={PASSWORD_ENV: keycloak_provider.password},
+        )
+    finally:
+        gateway.stop()
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    data = json.loads(results.read_text())
+    rows = {row["name"]: row for section in data["sections"] for row in section["rows"]}
+    for name in CIMD_PROFILES:
+        assert rows[name]["cells"]["token"]["outcome"] == "pass", rows[name]
+        assert f"https://127.0.0.1:{docs_port}/{name}.json" in rows[name]["cells"]["document"]["detail"]
+        assert rows[name]["revisions"] == ["2025-11-25", "2026-07-28"]
+    for name in REFUSED_DOCUMENTS:
+        assert rows[name]["cells"]["refused"]["outcome"] == "pass", rows[name]
+    assert (ca_dir / "ca.pem").read_bytes() == ca_file.read_bytes()  # the CA the gateway trusts was reused
 
 
 def test_without_a_login_driver_only_discovery_and_registration_run(hydra_gateway: GatewayProcess) -> None:
@@ -310,6 +466,29 @@ async def test_hydra_native_registration_fails_on_the_right_cells(native_hydra: 
     # what Hydra does refuse, it refuses correctly
     for name in ("fragment", "bare-fragment", "jwks-and-jwks-uri", "symmetric-jwk"):
         assert outcome(report, name, "refused") is Outcome.PASS, name
+    assert_the_mcp_2026_cells_fail_on_plain_hydra(report, openid_document)
+
+
+def assert_the_mcp_2026_cells_fail_on_plain_hydra(report: Report, openid_document: str) -> None:
+    """Hydra v2.3.0 on its own has no CIMD, no RFC 8707 and no RFC 9207: the suite says so, cell by cell."""
+    assert report.cell(openid_document, "cimd").outcome is Outcome.WARNING
+    assert "client_id_metadata_document_supported is not true" in report.cell(openid_document, "cimd").detail
+    assert report.cell(openid_document, "iss").outcome is Outcome.WARNING
+    assert report.row(openid_document).revisions == ("2025-11-25", "2026-07-28")
+    assert "no iss in the authorization response" in report.cell("iss-on-success", "check").detail
+    assert report.cell("iss-on-error", "check").outcome is Outcome.FAIL
+    # the unknown resource goes on to the login page and gets a token: Hydra ignores `resource`
+    assert (
+        "not to the redirect_uri with error=invalid_target" in report.cell("unknown-resource-authorize", "check").detail
+    )
+    assert "a token was issued" in report.cell("unknown-resource-token", "check").detail
+    # Hydra ignores the port of IP literals only, not of localhost (RFC 8252 section 7.3)
+    assert report.cell("localhost-other-port", "check").outcome is Outcome.FAIL
+    # opaque tokens and no introspection given: the audience is not guessed
+    assert "opaque access token" in report.cell("resource-audience", "check").detail
+    # CIMD not advertised: its profiles fail discovery, the refused documents are n/a (nothing to refuse)
+    assert "client_id_metadata_document_supported" in report.cell("claude-code-cimd", "discovery").detail
+    assert report.cell("cimd-private-address", "refused").outcome is Outcome.NA
 
 
 async def test_a_naive_shim_fails_on_the_right_cells(naive_shim: tuple[str, BareHydra]) -> None:
@@ -337,6 +516,8 @@ async def test_a_naive_shim_fails_on_the_right_cells(naive_shim: tuple[str, Bare
     assert "no error_description" in report.cell("javascript-scheme", "refused").detail
     # yet the flow itself works for the client its author tried (a public loopback client)
     assert outcome(report, "typescript-sdk", "token") is Outcome.PASS
+    # and it adds nothing of MCP 2025-11-25 / 2026-07-28 to the Hydra behind it
+    assert_the_mcp_2026_cells_fail_on_plain_hydra(report, f"{url}/.well-known/openid-configuration")
 
 
 # ------------------------------------------------------------------------------- production rate limits
@@ -347,6 +528,8 @@ PRODUCTION_LIMITS_ENV = {
     "DCR_LIMITS__GLOBAL_LIMIT": "300",
 }
 """A run makes about 36 registrations from one address: past the limit of 20, so the suite meets 429s."""
+PRODUCTION_RESOURCE = "https://mcp.example.com/mcp"
+"""The protected resource of these gateways (RFC 8707): any other ``resource`` is ``invalid_target``."""
 
 
 def run_cli(*argv: str, env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProcess[str]:
@@ -410,7 +593,12 @@ async def test_with_production_rate_limits_the_suite_passes_on_hydra_and_leaves_
     port = free_port()
     hydra = _start_bare_hydra(tmp_path, issuer_port=port)
     try:
-        env = hydra_gateway_env(port=port, hydra_public_url=hydra.public_url, hydra_admin_url=hydra.admin_url)
+        env = hydra_gateway_env(
+            port=port,
+            hydra_public_url=hydra.public_url,
+            hydra_admin_url=hydra.admin_url,
+            documents=DocumentTrust(protected_resources=(PRODUCTION_RESOURCE,)),
+        )
         gateway = start_gateway(
             "gateway-production-limits", env=env | PRODUCTION_LIMITS_ENV, log_path=tmp_path / "gw.log"
         )
@@ -425,6 +613,8 @@ async def test_with_production_rate_limits_the_suite_passes_on_hydra_and_leaves_
                 "hydra-admin",
                 "--hydra-admin-url",
                 hydra.admin_url,
+                "--resource",
+                PRODUCTION_RESOURCE,
                 "--json",
                 str(results),
                 env={IAT_ENV: DEVELOPMENT_INITIAL_ACCESS_TOKEN},
@@ -442,7 +632,8 @@ async def test_with_production_rate_limits_the_suite_passes_on_keycloak_and_leav
     http: aiohttp.ClientSession, keycloak_provider: KeycloakProvider, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = keycloak_provider.gateway_env(port) | PRODUCTION_LIMITS_ENV
+    documents = DocumentTrust(protected_resources=(PRODUCTION_RESOURCE,))
+    env = keycloak_provider.gateway_env(port, documents=documents) | PRODUCTION_LIMITS_ENV
     gateway = start_gateway("gateway-production-limits", env=env, log_path=tmp_path / "gw.log")
     try:
         gateway.wait_ready(GATEWAY_READY_TIMEOUT)
@@ -455,6 +646,8 @@ async def test_with_production_rate_limits_the_suite_passes_on_keycloak_and_leav
             "keycloak",
             "--username",
             keycloak_provider.username,
+            "--resource",
+            PRODUCTION_RESOURCE,
             "--json",
             str(results),
             env={IAT_ENV: DEVELOPMENT_INITIAL_ACCESS_TOKEN, PASSWORD_ENV: keycloak_provider.password},

@@ -91,8 +91,10 @@ def oauth_provider(
     user: HeadlessUser,
     redirect_uri: str,
     grant_types: list[str],
+    client_metadata_url: str | None = None,
 ) -> OAuthClientProvider:
-    """The SDK's OAuth client as an application configures it: its metadata, storage and browser hooks."""
+    """The SDK's OAuth client as an application configures it: its metadata, storage and browser hooks, and
+    optionally the URL of its Client ID Metadata Document (used when the server advertises CIMD support)."""
     callbacks = PythonSdkCallbacks(user)
     return OAuthClientProvider(
         server_url=mcp.url,
@@ -105,6 +107,7 @@ def oauth_provider(
         storage=storage,
         redirect_handler=callbacks.redirect_handler,
         callback_handler=callbacks.callback_handler,
+        client_metadata_url=client_metadata_url,
     )
 
 
@@ -196,10 +199,10 @@ async def test_python_sdk_discovers_registers_authorizes_and_calls_the_tool(
         assert seen["client_id"] == client.client_id
         assert seen["username"] == stack.username
         assert "mcp" in seen["scopes"]
-        # Not audience-bound: neither provider as run here implements RFC 8707 (see mcp_e2e.verification),
-        # so the `resource` the SDK sent is ignored and the token does not name this MCP server.
-        assert seen["resource"] is None
-        assert mcp.url not in seen["audience"]
+        # Audience-bound (RFC 8707 section 2): the token names this MCP server, which refuses any other (issue 10;
+        # this asserted `resource is None` before, pinning the providers' unbound tokens).
+        assert seen["resource"] == mcp.url
+        assert mcp.url in seen["audience"]
     assert storage.tokens is not None
     assert bool(storage.tokens.refresh_token) == offline
 
@@ -249,3 +252,72 @@ async def _scopes_supported(stack: Deployment) -> list[str]:
         assert response.status == 200
         scopes: list[str] = (await response.json())["scopes_supported"]
         return scopes
+
+
+async def test_python_sdk_identifies_itself_by_its_client_metadata_document(
+    stack: Deployment, http: aiohttp.ClientSession
+) -> None:
+    """MCP 2025-11-25+ (SEP-991) / draft-ietf-oauth-client-id-metadata-document: given ``client_metadata_url``, the
+    SDK sees ``client_id_metadata_document_supported`` in the gateway's metadata and uses the URL as its
+    ``client_id`` (no RFC 7591 request); the gateway fetches the document (served over https by the tests, from a
+    development origin with a CA it trusts) and creates the provider client; PKCE S256 and the RFC 8707
+    ``resource`` go with the authorization and token requests, and the token's ``aud`` is the MCP server, which
+    refuses any other audience."""
+    storage = InMemoryTokenStorage()
+    user = stack.user()
+    redirect_uri = f"http://{LOOPBACK}:{free_port()}/callback"
+    grant_types = GRANT_TYPES["defaults"]
+    document_url = stack.documents.publish(
+        f"python-sdk-{stack.provider}",
+        {
+            "client_id": stack.documents.url(f"python-sdk-{stack.provider}"),
+            "client_name": "dcr-gateway e2e (Python SDK, CIMD)",
+            "client_uri": stack.documents.base_url,
+            "redirect_uris": [redirect_uri],
+            "grant_types": grant_types,
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+            "scope": "mcp offline_access",
+        },
+    )
+    registrations = stack.registrations()
+    tokens_before = stack.requests(method="POST", path_suffix="/token")
+    with stack.mcp_server(scopes_supported=RESOURCE_SCOPES) as mcp:
+        answer = await call_whoami(
+            mcp, oauth_provider(mcp, storage, user, redirect_uri, grant_types, client_metadata_url=document_url)
+        )
+        again = await call_whoami(
+            mcp, oauth_provider(mcp, storage, user, redirect_uri, grant_types, client_metadata_url=document_url)
+        )
+
+    # Identified by the document: the URL is the client id, no secret, and nothing reached /register.
+    client = storage.client_info
+    assert client is not None
+    assert client.client_id == document_url
+    assert client.client_secret is None
+    assert stack.registrations() == registrations, "the SDK registered instead of using its metadata document"
+    assert stack.requests(method="POST", path_suffix="/token") > tokens_before  # the log is read right
+    # The provider holds the document's client, created by the gateway and marked as its own.
+    record = await stack.provider_record(http, stack.stored_client_id(document_url))
+    assert stack.is_managed(record), record
+
+    assert len(user.authorization_urls) == 1
+    query = parse_qs(urlsplit(user.authorization_urls[0]).query)
+    assert user.authorization_urls[0].startswith(stack.gateway.url + "/")
+    assert query["client_id"] == [document_url]
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["redirect_uri"] == [redirect_uri]
+    assert query["resource"] == [mcp.url]
+
+    for seen in (answer, again):
+        assert seen["issuer"] == stack.issuer
+        assert seen["client_id"] in (document_url, stack.stored_client_id(document_url))
+        assert seen["username"] == stack.username
+        assert "mcp" in seen["scopes"]
+        assert seen["resource"] == mcp.url  # RFC 8707: the token is for this MCP server
+        assert mcp.url in seen["audience"]
+    assert storage.tokens is not None and storage.tokens.refresh_token
+
+    logged = stack.gateway.log_path.read_text()
+    secrets = (storage.tokens.access_token, storage.tokens.refresh_token)
+    assert sum(1 for secret in secrets if secret and secret in logged) == 0, "a token is in the gateway log"

@@ -91,8 +91,10 @@ async def test_typescript_sdk_discovers_registers_authorizes_refreshes_and_calls
         assert answer["client_id"] == client["client_id"]
         assert answer["username"] == stack.username
         assert "openid" in answer["scopes"]
-        # not audience-bound: neither provider as run here implements RFC 8707 (see mcp_e2e.verification)
-        assert answer["resource"] is None
+        # audience-bound to this MCP server (RFC 8707), on the refreshed token too (issue 10; this asserted
+        # `resource is None` before, pinning the providers' unbound tokens)
+        assert answer["resource"] == mcp.url
+        assert mcp.url in answer["audience"]
 
     # Neither the client's secret nor any token reached the gateway's log; its registration did.
     logged = stack.gateway.log_path.read_text()
@@ -103,3 +105,69 @@ async def test_typescript_sdk_discovers_registers_authorizes_refreshes_and_calls
     print(
         json.dumps({"provider": stack.provider, "sdk": "typescript", "auth": auth_method, "seconds": round(elapsed, 2)})
     )
+
+
+async def test_typescript_sdk_identifies_itself_by_its_client_metadata_document(
+    stack: Deployment, http: aiohttp.ClientSession
+) -> None:
+    """SEP-991 / CIMD: with ``clientMetadataUrl`` the SDK uses the URL as its ``client_id`` (no RFC 7591 request)
+    once the gateway advertises ``client_id_metadata_document_supported``; the gateway fetches the document from the
+    tests' https host and creates the provider client; the flow carries PKCE S256 and the RFC 8707 ``resource``;
+    the token and the refreshed token are for the MCP server (``aud``)."""
+    user = stack.user()
+    redirect_uri = f"http://{LOOPBACK}:{free_port()}/callback"
+    name = f"typescript-sdk-{stack.provider}"
+    document_url = stack.documents.publish(
+        name,
+        {
+            "client_id": stack.documents.url(name),
+            "client_name": "dcr-gateway e2e (TypeScript SDK, CIMD)",
+            "redirect_uris": [redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+            "scope": APPLICATION_SCOPE[stack.provider],
+        },
+    )
+    registrations = stack.registrations()
+    tokens_before = stack.requests(method="POST", path_suffix="/token")
+    with stack.mcp_server(scopes_supported=None) as mcp:
+        run = await run_typescript_client(
+            server_url=mcp.url,
+            redirect_uri=redirect_uri,
+            user=user,
+            auth_method="none",
+            scope=APPLICATION_SCOPE[stack.provider],
+            client_metadata_url=document_url,
+        )
+    result = run.result
+    secrets: list[str] = result.pop("secrets")
+
+    client = result["client"]
+    assert client["client_id"] == document_url
+    assert client["has_client_secret"] is False
+    assert stack.registrations() == registrations, "the SDK registered instead of using its metadata document"
+    # the code and the refresh went to the token endpoint (and the log is read right)
+    assert stack.requests(method="POST", path_suffix="/token") >= tokens_before + 2
+    record = await stack.provider_record(http, stack.stored_client_id(document_url))
+    assert stack.is_managed(record), record
+
+    assert len(user.authorization_urls) == 1 == len(result["authorization_urls"])
+    query = parse_qs(urlsplit(user.authorization_urls[0]).query)
+    assert user.authorization_urls[0].startswith(stack.gateway.url + "/")
+    assert query["client_id"] == [document_url]
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["resource"] == [mcp.url]
+
+    assert result["refreshed"] is True
+    assert result["access_token_changed"] is True
+    for answer in result["tool"]:
+        assert answer["issuer"] == stack.issuer
+        assert answer["client_id"] in (document_url, stack.stored_client_id(document_url))
+        assert answer["username"] == stack.username
+        assert answer["resource"] == mcp.url  # RFC 8707, on the refreshed token too
+        assert mcp.url in answer["audience"]
+
+    logged = stack.gateway.log_path.read_text()
+    assert len(secrets) == 4  # two access and two refresh tokens, no client secret
+    assert sum(1 for secret in secrets if secret in logged) == 0, "a token is in the gateway log"

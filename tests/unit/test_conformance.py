@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import ssl
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from devstack.process import free_port
 from gateway.app import create_app
 from gateway.cli import build_parser, main
 from gateway.conformance import checks
+from gateway.conformance.cimd import MAX_DOCUMENT_BYTES, REFUSED_DOCUMENTS, DocumentHosting, refused_client_id
+from gateway.conformance.cimd_host import start_host
 from gateway.conformance.cli import parse_expected_failures
 from gateway.conformance.discovery import detect_provider, metadata_problems, probes
 from gateway.conformance.login import LoginDriver
@@ -46,6 +49,7 @@ from gateway.conformance.runner import (
     retry_after_seconds,
     run_suite,
 )
+from gateway.conformance.tls import server_certificate
 from gateway.oauth.metadata import parse_metadata
 from gateway.rfc8414.wellknown import DocumentKind
 from gateway.settings import Settings
@@ -58,7 +62,7 @@ ISSUER = "https://auth.example.com/realms/mcp"
 
 def test_every_client_type_of_the_issue_ships_as_a_profile() -> None:
     profiles, bad = load_profiles()
-    assert {profile.name for profile in profiles} == {
+    assert {profile.name for profile in profiles if profile.cimd is None} == {
         "python-sdk",
         "typescript-sdk",
         "mcp-inspector",
@@ -86,6 +90,8 @@ def test_profile_bodies_are_valid_rfc7591_metadata_once_filled() -> None:
     key = generate_signing_key()
     variables = {"as_scopes": "openid", "random_port": 50123, "generated_jwks": public_jwks(key)}
     for profile in profiles:
+        if profile.cimd is not None:
+            continue  # no registration: see test_the_cimd_profiles_carry_the_documents_as_published
         body = substitute(dict(profile.registration), variables)
         metadata = parse_metadata(body)
         assert metadata.redirect_uris, profile.name
@@ -124,6 +130,52 @@ def test_a_profile_naming_an_unknown_step_is_refused(tmp_path: Any) -> None:
         )
     )
     with pytest.raises(ProfileError, match="unknown steps"):
+        load_profiles(tmp_path)
+
+
+def test_the_cimd_profiles_carry_the_documents_as_published() -> None:
+    """Issue 10 item 5: Claude (claude.ai), Claude Code, VS Code and ChatGPT by their Client ID Metadata Documents,
+    shaped as they publish them (mcp-2026.md section 6, with sources)."""
+    by_name = {profile.name: profile for profile in load_profiles()[0] if profile.cimd is not None}
+    assert {name: profile.cimd.published_url for name, profile in by_name.items() if profile.cimd} == {
+        "claude-ai-cimd": "https://claude.ai/oauth/mcp-oauth-client-metadata",
+        "claude-code-cimd": "https://claude.ai/oauth/claude-code-client-metadata",
+        "vscode-cimd": "https://vscode.dev/oauth/client-metadata.json",
+        "chatgpt-cimd": "https://chatgpt.com/oauth/client.json",
+    }
+    documents = {name: dict(profile.cimd.document) for name, profile in by_name.items() if profile.cimd}
+    for name, profile in by_name.items():
+        assert profile.source and profile.registration == {}, name
+        document = documents[name]
+        assert document["client_id"] == profile.cimd.published_url if profile.cimd else False
+        assert document["client_name"] and document["redirect_uris"], name
+        assert document.get("token_endpoint_auth_method") in (None, "none"), name
+        # the flow's redirect URI is in the document, or is a loopback one whose port the document leaves out
+        redirect = substitute(profile.flow.redirect_uri, {"random_port": 50123})
+        assert redirect in document["redirect_uris"] or redirect.replace(":50123", "") in document["redirect_uris"]
+    # the quirks real servers trip over
+    assert documents["claude-code-cimd"]["redirect_uris"] == ["http://localhost/callback", "http://127.0.0.1/callback"]
+    assert by_name["claude-code-cimd"].flow.redirect_uri == "http://localhost:{random_port}/callback"
+    assert by_name["claude-code-cimd"].flow.other_port
+    assert "urn:ietf:params:oauth:grant-type:jwt-bearer" in documents["claude-ai-cimd"]["grant_types"]
+    assert "token_endpoint_auth_method" not in documents["chatgpt-cimd"]
+    assert documents["chatgpt-cimd"]["token_endpoint_auth_methods_supported"] == ["none", "private_key_jwt"]
+    assert "http://127.0.0.1/" in documents["vscode-cimd"]["redirect_uris"]
+    assert by_name["vscode-cimd"].flow.other_port
+
+
+def test_a_cimd_profile_whose_document_is_not_its_url_is_refused(tmp_path: Any) -> None:
+    document = {"client_id": "https://elsewhere.example/x.json", "client_name": "x", "redirect_uris": ["https://a/cb"]}
+    (tmp_path / "x.json").write_text(
+        json.dumps(
+            {
+                "name": "x",
+                "cimd": {"published_url": "https://app.example/x.json", "document": document},
+                "flow": {"redirect_uri": "https://a/cb"},
+            }
+        )
+    )
+    with pytest.raises(ProfileError, match="client_id is not its published_url"):
         load_profiles(tmp_path)
 
 
@@ -610,3 +662,227 @@ def test_the_cli_has_max_wait_and_keep_clients(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         build_parser().parse_args(["conformance", "--issuer", ISSUER, "--help"])
     assert "Retry-After" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------- issue 10: CIMD, RFC 8707, RFC 9207 checks
+
+
+def test_cimd_and_iss_advertisements() -> None:
+    good = {
+        "client_id_metadata_document_supported": True,
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
+        "authorization_response_iss_parameter_supported": True,
+    }
+    assert checks.cimd_advertisement_problems(good) == []
+    assert checks.iss_advertisement_problems(good) == []
+    problems = checks.cimd_advertisement_problems({"token_endpoint_auth_methods_supported": ["client_secret_basic"]})
+    assert len(problems) == 2
+    assert "client_id_metadata_document_supported is not true" in problems[0]
+    assert "'none'" in problems[1]
+    assert checks.cimd_advertisement_problems({**good, "client_id_metadata_document_supported": "true"})
+    assert "authorization_response_iss_parameter_supported" in checks.iss_advertisement_problems({})[0]
+
+
+def test_iss_must_be_present_and_equal_on_success_and_error_redirects() -> None:
+    issuer = "http://127.0.0.1:8080"
+    assert checks.iss_problems(f"http://127.0.0.1:5000/cb?code=c&state=s&iss={issuer}", issuer) == []
+    assert "no iss" in checks.iss_problems("http://127.0.0.1:5000/cb?code=c&state=s", issuer)[0]
+    assert "is not the issuer" in checks.iss_problems("http://x/cb?code=c&iss=http://evil", issuer)[0]
+    ok = f"http://127.0.0.1:5000/cb?error=invalid_target&state=s&iss={issuer}"
+    kwargs = {"redirect_uri": "http://127.0.0.1:5000/cb", "state": "s", "issuer": issuer}
+    assert checks.error_redirect_problems(302, ok, expected_error="invalid_target", **kwargs) == []
+    assert (
+        "a code"
+        in checks.error_redirect_problems(
+            302, "http://127.0.0.1:5000/cb?code=c&state=s&iss=" + issuer, expected_error="invalid_target", **kwargs
+        )[0]
+    )
+    assert "status 400" in checks.error_redirect_problems(400, None, expected_error="invalid_target", **kwargs)[0]
+    assert (
+        "not to the redirect_uri"
+        in checks.error_redirect_problems(
+            302, "http://127.0.0.1:4444/login?x=1", expected_error="invalid_target", **kwargs
+        )[0]
+    )
+
+
+def test_a_refused_document_is_a_400_json_error_and_never_a_redirect() -> None:
+    body = {"error": "invalid_client", "error_description": "the document's client_id is not its URL"}
+    assert checks.refused_request_problems(400, {}, body, expected_error="invalid_client") == []
+    assert (
+        "redirected"
+        in checks.refused_request_problems(
+            302, {"Location": "https://attacker.example.com/cb?error=x"}, None, expected_error="invalid_request"
+        )[0]
+    )
+    assert (
+        "got 400 'invalid_request'"
+        in checks.refused_request_problems(
+            400, {}, {"error": "invalid_request", "error_description": "x"}, expected_error="invalid_client"
+        )[0]
+    )
+    assert (
+        "no error_description"
+        in checks.refused_request_problems(400, {}, {"error": "invalid_client"}, expected_error="invalid_client")[0]
+    )
+
+
+def test_the_audience_of_a_jwt_access_token() -> None:
+    key = generate_signing_key()
+    token = jwt.encode({"alg": "RS256"}, {"aud": ["account", "http://127.0.0.1:8000/mcp"], "sub": "a"}, key)
+    claims = checks.jwt_claims(token)
+    assert claims is not None and claims["sub"] == "a"
+    assert checks.audience_problems(claims["aud"], "http://127.0.0.1:8000/mcp") == []
+    assert checks.audience_problems("http://127.0.0.1:8000/mcp", "http://127.0.0.1:8000/mcp") == []
+    assert "does not name the resource" in checks.audience_problems(["account"], "http://127.0.0.1:8000/mcp")[0]
+    assert checks.jwt_claims("ory_at_opaque-token") is None
+    assert checks.jwt_claims("a.%%%.c") is None
+
+
+def test_the_suite_writes_documents_with_their_own_url_as_client_id(tmp_path: Any) -> None:
+    hosting = DocumentHosting(base_url="https://localhost:9443", directory=tmp_path)
+    url = hosting.publish("claude-code-cimd", {"client_id": "https://claude.ai/x", "client_name": "Claude Code"})
+    assert url == "https://localhost:9443/claude-code-cimd.json"
+    assert json.loads((tmp_path / "claude-code-cimd.json").read_text())["client_id"] == url
+    with pytest.raises(ValueError, match="no local document URL"):
+        hosting.url("../escape")
+    assert not DocumentHosting(published=True).local
+
+
+def test_every_refused_document_case_of_the_issue_is_prepared(tmp_path: Any) -> None:
+    """Issue 10 item 5: http URL, client_id mismatch, redirect not in the document, private address, a redirect on
+    fetch, oversized, not JSON, shared-secret method (and a missing required field)."""
+    hosting = DocumentHosting(base_url="https://localhost:9443", directory=tmp_path)
+    redirect = "http://127.0.0.1:50000/callback"
+    ids = {case.name: refused_client_id(case, hosting, redirect) for case in REFUSED_DOCUMENTS}
+    assert ids["cimd-http-url"] == "http://localhost:9443/cimd-http-url.json"
+    assert ids["cimd-private-address"].startswith("https://10.1.2.3/")
+    assert ids["cimd-loopback-address"].startswith("https://127.0.0.2:9443/")
+    served = {name: (tmp_path / f"{name}.json") for name in ids}
+    assert json.loads(served["cimd-client-id-mismatch"].read_text())["client_id"] != ids["cimd-client-id-mismatch"]
+    assert json.loads(served["cimd-redirect-not-in-document"].read_text())["redirect_uris"] == [redirect]
+    assert (tmp_path / "cimd-redirect-on-fetch.json.redirect").read_text().strip() == (
+        "https://localhost:9443/cimd-redirect-target.json"
+    )
+    assert not served["cimd-redirect-on-fetch"].exists()
+    oversized = served["cimd-oversized"].read_bytes()
+    assert len(oversized) > MAX_DOCUMENT_BYTES and json.loads(oversized)["client_id"] == ids["cimd-oversized"]
+    with pytest.raises(ValueError):
+        json.loads(served["cimd-not-json"].read_text())
+    shared = json.loads(served["cimd-shared-secret"].read_text())
+    assert shared["token_endpoint_auth_method"] == "client_secret_basic"
+    assert "redirect_uris" not in json.loads(served["cimd-missing-redirect-uris"].read_text())
+    assert {case.error for case in REFUSED_DOCUMENTS} == {"invalid_client", "invalid_request"}
+    assert [case.name for case in REFUSED_DOCUMENTS if case.error == "invalid_request"] == [
+        "cimd-redirect-not-in-document"
+    ]
+
+
+def test_warnings_and_revisions_reach_every_rendering() -> None:
+    report = Report(issuer=ISSUER, provider="keycloak", login=None, sections=SECTIONS)
+    report.rows.append(
+        Row(
+            "discovery",
+            "https://auth.example.com/.well-known/oauth-authorization-server/realms/mcp",
+            "oauth",
+            {"metadata": Cell(Outcome.PASS), "cimd": Cell(Outcome.WARNING, "client_id_metadata_document_supported")},
+            note="2025-06-18, 2025-11-25, 2026-07-28",
+            revisions=("2025-06-18", "2025-11-25", "2026-07-28"),
+        )
+    )
+    assert not report.failed  # a warning does not fail the run
+    text = render_text(report)
+    assert "WARNING" in text and "2025-11-25" in text
+    row = to_json(report)["sections"][0]["rows"][0]
+    assert row["revisions"] == ["2025-06-18", "2025-11-25", "2026-07-28"]
+    assert row["cells"]["cimd"]["outcome"] == "WARNING"
+    suites = ET.fromstring(to_junit(report))  # noqa: S314 (our own output)
+    cases = [case for suite in suites for case in suite.iter("testcase")]
+    assert all(case.find("properties/property[@name='mcp_revisions']") is not None for case in cases), (
+        "every discovery cell names its MCP revisions"
+    )
+    warned = next(case for case in cases if case.get("name") == "cimd")
+    assert warned.find("failure") is None and "WARNING" in (warned.findtext("system-err") or "")
+
+
+def test_the_cli_has_the_cimd_and_resource_options() -> None:
+    args = build_parser().parse_args(
+        [
+            "conformance",
+            "--issuer",
+            ISSUER,
+            "--cimd-serve-on",
+            "127.0.0.1:9443",
+            "--cimd-ca-dir",
+            "ca-dir",
+            "--introspection-url",
+            "http://127.0.0.1:4445/admin/oauth2/introspect",
+        ]
+    )
+    assert args.cimd_serve_on == ("127.0.0.1", 9443)
+    assert build_parser().parse_args(["conformance", "--issuer", ISSUER, "--cimd-published"]).cimd_published
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["conformance", "--issuer", ISSUER, "--cimd-serve-on", "no-port"])
+
+
+def test_a_cimd_client_needs_no_registration_endpoint() -> None:
+    document = {
+        "issuer": ISSUER,
+        "authorization_endpoint": f"{ISSUER}/auth",
+        "token_endpoint": f"{ISSUER}/token",
+        "code_challenge_methods_supported": ["S256"],
+        "response_types_supported": ["code"],
+    }
+    assert metadata_problems(document, issuer=ISSUER, kind=DocumentKind.OAUTH) == ["no registration_endpoint"]
+    assert metadata_problems(document, issuer=ISSUER, kind=DocumentKind.OAUTH, registers=False) == []
+
+
+async def test_published_documents_are_fetched_and_checked_at_their_own_urls(tmp_path: Any) -> None:
+    """``--cimd-published``: the suite reads each profile's document at its published URL (here an https host with a
+    development CA the run's session trusts) and checks that its ``client_id`` is that URL; a client that changed
+    or removed its document shows up in the ``document`` cell."""
+    certificate, key = server_certificate(tmp_path / "tls", ["localhost", "127.0.0.1"])
+    host = await start_host(
+        tmp_path / "docs", host="127.0.0.1", port=free_port(), certificate=certificate, key=key, public_host="localhost"
+    )
+    try:
+        urls = {name: f"{host.base_url}/{name}.json" for name in ("good", "moved", "gone")}
+        served = {"good": urls["good"], "moved": "https://elsewhere.example/moved.json"}
+        for name, client_id in served.items():
+            document = {"client_id": client_id, "client_name": name, "redirect_uris": ["http://127.0.0.1/cb"]}
+            (tmp_path / "docs" / f"{name}.json").write_text(json.dumps(document))
+        profiles = tmp_path / "profiles"
+        profiles.mkdir()
+        for name, url in urls.items():
+            document = {"client_id": url, "client_name": name, "redirect_uris": ["http://127.0.0.1/cb"]}
+            profile = {
+                "name": f"{name}-cimd",
+                "source": "test",
+                "cimd": {"published_url": url, "document": document},
+                "flow": {"redirect_uri": "http://127.0.0.1:5000/cb", "scope": None},
+            }
+            (profiles / f"{name}.json").write_text(json.dumps(profile))
+        context = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.pem"))
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+            report = await run_suite(
+                SuiteConfig(
+                    issuer=f"http://127.0.0.1:{free_port()}",  # nothing listens: only the documents are looked at
+                    profile_dir=profiles,
+                    cimd_published=True,
+                    max_wait=0,
+                ),
+                session,
+            )
+    finally:
+        await host.close()
+    assert report.cell("good-cimd", "document").outcome is Outcome.PASS
+    assert report.cell("good-cimd", "document").detail == f"client_id {urls['good']}"
+    assert (
+        "its client_id 'https://elsewhere.example/moved.json' is not its URL"
+        in report.cell("moved-cimd", "document").detail
+    )
+    assert f"{urls['gone']} answered 404" in report.cell("gone-cimd", "document").detail
+    assert "the clients' published documents" in "\n".join(report.notes)
+    # without a login driver and a discovery document nothing else runs, and it says why
+    assert "no login driver" in report.cell("good-cimd", "authorize").detail
+    assert report.cell("cimd-oversized", "refused").outcome is Outcome.BLOCKED

@@ -70,8 +70,10 @@ async def run_typescript_client(
     user: HeadlessUser,
     auth_method: str,
     scope: str | None,
+    client_metadata_url: str | None = None,
 ) -> TypeScriptRun:
-    """Run ``client.mjs`` against ``server_url``; ``user`` completes each authorization it asks for."""
+    """Run ``client.mjs`` against ``server_url``; ``user`` completes each authorization it asks for.
+    ``client_metadata_url``: the SDK's ``clientMetadataUrl`` (its Client ID Metadata Document)."""
     argv = [
         "node",
         str(CLIENT_SCRIPT),
@@ -84,6 +86,8 @@ async def run_typescript_client(
     ]
     if scope:
         argv += ["--scope", scope]
+    if client_metadata_url:
+        argv += ["--client-metadata-url", client_metadata_url]
     process = await asyncio.create_subprocess_exec(
         *argv,
         cwd=TS_DIR,

@@ -10,7 +10,10 @@ The ``mcp`` package's own server side (``MCPServer``, streamable HTTP) acting as
   and ``authorization_servers`` = [the gateway's issuer];
 - one tool, ``whoami``, answers with what the verified token says (subject, client, scopes, audience).
 
-It runs on uvicorn in a thread of the test process (its own event loop), on a free loopback port.
+It runs on uvicorn in a thread of the test process (its own event loop), on the session's MCP port (the session
+gateways protect ``http://127.0.0.1:{port}/mcp`` as their RFC 8707 resource, see ``mcp_resource`` in
+tests/integration/conftest.py) or a free loopback port, and refuses tokens whose audience is not its URL
+(``validate_token_resource``, RFC 8707 section 2 / MCP 2025-06-18 "token audience binding").
 """
 
 from __future__ import annotations
@@ -96,10 +99,12 @@ def running_mcp_server(
     issuer: str,
     verifier: Callable[[str], TokenVerifier],
     scopes_supported: list[str] | None = None,
-    binds_resource: bool = False,
+    binds_resource: bool = True,
+    port: int | None = None,
 ) -> Iterator[McpServer]:
-    """Serve an MCP server protected by ``issuer`` on a free port; ``verifier(resource_url)`` checks tokens."""
-    port = free_port()
+    """Serve an MCP server protected by ``issuer`` on ``port`` (default: a free one); ``verifier(resource_url)``
+    checks tokens; ``binds_resource``: only tokens whose ``aud`` names the server's URL are accepted."""
+    port = free_port() if port is None else port
     base = f"http://{LOOPBACK}:{port}"
     handle = McpServer(
         url=f"{base}/mcp",

@@ -7,12 +7,11 @@
   (RFC 7519 section 4.1, RFC 9068 section 4).
 
 Either way the token must be active, unexpired, and issued by the gateway's issuer (the one the protected
-resource metadata names, RFC 9728 section 2). Audience binding (RFC 8707): ``AccessToken.resource`` is set
-only when the token's ``aud`` names this MCP server; neither provider as run here binds tokens to the
-``resource`` the SDKs send (Hydra v2.3.0 has no RFC 8707 support, it only knows its own ``audience``
-parameter; Keycloak 26.7's ``resource-indicators`` feature is a preview that the test distribution is not
-built with), so the MCP server is run with ``validate_token_resource`` off and the tests assert what the
-tokens really carry.
+resource metadata names, RFC 9728 section 2). Audience binding (RFC 8707 section 2, MCP "token audience
+binding"): ``AccessToken.resource`` is set only when the token's ``aud`` names this MCP server, and the MCP server
+runs with ``validate_token_resource`` on, so a token for any other audience is refused with 401. The gateway
+makes both providers issue that audience for the ``resource`` the SDKs send (Hydra: translated into its own
+``audience`` parameter, the token introspected here; Keycloak: an audience mapper, the JWT's ``aud``).
 
 The checks are pure functions of the provider's answer; the two verifier classes only do the I/O.
 """

@@ -17,7 +17,12 @@
 // again on a new connection: with a refresh token the SDK refreshes at the token endpoint, without one it
 // asks for a new authorization (a second "authorize" line).
 //
+// With --client-metadata-url URL the provider offers that URL as its Client ID Metadata Document
+// (`clientMetadataUrl`, SEP-991): the SDK uses it as the client_id, without registering, when the authorization
+// server advertises client_id_metadata_document_supported.
+//
 // Usage: node client.mjs --server URL --redirect-uri URL [--auth-method M] [--scope S] [--client-name N]
+//                        [--client-metadata-url URL]
 
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
@@ -34,7 +39,8 @@ const { values: options } = parseArgs({
         'auth-method': { type: 'string', default: 'none' },
         scope: { type: 'string' },
         'client-name': { type: 'string', default: 'dcr-gateway e2e (TypeScript SDK)' },
-        tool: { type: 'string', default: 'whoami' }
+        tool: { type: 'string', default: 'whoami' },
+        'client-metadata-url': { type: 'string' }
     }
 });
 if (!options.server || !options['redirect-uri']) {
@@ -52,9 +58,10 @@ async function readMessage() {
 
 /** An in-memory OAuthClientProvider whose "browser" is the test on the other end of stdout/stdin. */
 class HeadlessOAuthClientProvider {
-    constructor(redirectUrl, clientMetadata) {
+    constructor(redirectUrl, clientMetadata, clientMetadataUrl) {
         this._redirectUrl = redirectUrl;
         this._clientMetadata = clientMetadata;
+        this.clientMetadataUrl = clientMetadataUrl;
         this.authorizationUrls = [];
         this.savedTokens = [];
     }
@@ -143,7 +150,11 @@ async function main() {
         token_endpoint_auth_method: options['auth-method'],
         ...(options.scope ? { scope: options.scope } : {})
     };
-    const provider = new HeadlessOAuthClientProvider(options['redirect-uri'], clientMetadata);
+    const provider = new HeadlessOAuthClientProvider(
+        options['redirect-uri'],
+        clientMetadata,
+        options['client-metadata-url']
+    );
     const first = await callTool(provider);
     const firstTokens = provider.tokens();
     const firstAccessToken = firstTokens.access_token;
