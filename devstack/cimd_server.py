@@ -10,8 +10,8 @@ certificate for ``localhost``, ``127.0.0.1`` and ``::1`` signed by it, and ``doc
 not (404: anything but ``NAME.json``, no listing, no path outside ``docs/``; ``NAME.json.redirect`` answers
 302): :mod:`gateway.conformance.cimd_host`, the same code the conformance suite serves its documents with.
 It listens on 127.0.0.1 and, when the machine has IPv6, on ::1 (``localhost`` may resolve to either). The CA
-and the certificate come from :mod:`devstack.tls` (the conformance suite, which is installed without ``devstack``,
-has the same functions in :mod:`gateway.conformance.tls`).
+and the certificate come from :mod:`gateway.conformance.tls` (shared with the conformance suite, which is installed
+without ``devstack``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from pathlib import Path
 from aiohttp import web
 
 from devstack.process import LOOPBACK, Service, spawn
-from devstack.tls import development_ca, server_certificate
 from gateway.conformance.cimd_host import document_app, tls_context
+from gateway.conformance.tls import development_ca, server_certificate
 
 CERTIFICATE_HOSTS = ("localhost", "127.0.0.1", "::1")
 PUBLIC_HOST = "localhost"

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from devstack.process import LOOPBACK, Service, spawn
 from gateway.access.tokens import hash_initial_access_token
-from gateway.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_DIR = REPO_ROOT / "deploy"
@@ -365,16 +364,13 @@ class DocumentTrust:
     """``DCR_RESOURCES__PROTECTED``: the protected resources (MCP server URLs; ``*`` at the end is a prefix)."""
 
     def env(self) -> dict[str, str]:
-        """The ``DCR_CIMD__*`` and ``DCR_RESOURCES__*`` variables. Only sections the installed gateway has are set
-        (``dcr-gateway serve`` refuses unknown variables): a checkout from before issue 10 still starts."""
+        """The ``DCR_CIMD__*`` and ``DCR_RESOURCES__*`` variables."""
         env = {}
-        sections = set(Settings.model_fields)
-        if "cimd" in sections:
-            if self.development_origins:
-                env["DCR_CIMD__DEVELOPMENT_ORIGINS"] = ",".join(self.development_origins)
-            if self.ca_file is not None:
-                env["DCR_CIMD__CA_FILE"] = str(self.ca_file)
-        if "resources" in sections and self.protected_resources:
+        if self.development_origins:
+            env["DCR_CIMD__DEVELOPMENT_ORIGINS"] = ",".join(self.development_origins)
+        if self.ca_file is not None:
+            env["DCR_CIMD__CA_FILE"] = str(self.ca_file)
+        if self.protected_resources:
             env["DCR_RESOURCES__PROTECTED"] = ",".join(self.protected_resources)
         return env
 

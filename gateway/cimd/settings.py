@@ -90,7 +90,7 @@ class CimdSettings(BaseModel):
     address"). Development only: never list an origin you do not control."""
     ca_file: str | None = None
     """A PEM bundle of CA certificates trusted for document fetches in addition to the system's (a development
-    CA; :mod:`devstack.tls`)."""
+    CA; :mod:`gateway.conformance.tls`)."""
     max_bytes: int = Field(default=5120, ge=256)
     """Largest document, decoded (section 6.6 of -01 recommends 5 kilobytes); enforced while reading."""
     connect_timeout_seconds: float = Field(default=3.0, gt=0)

@@ -38,9 +38,9 @@ from devstack.providers import (
     start_gateway,
     start_hydra,
 )
-from devstack.tls import development_ca
 from gateway.conformance import Outcome, Report, SuiteConfig, hydra_admin, keycloak_form, render_text, run_suite
 from gateway.conformance.cli import IAT_ENV, PASSWORD_ENV
+from gateway.conformance.tls import development_ca
 from tests.integration.conftest import (
     GATEWAY_READY_TIMEOUT,
     DocumentHost,
@@ -181,9 +181,9 @@ async def test_the_gateway_in_front_of_hydra_passes_the_matrix(
     assert all(
         row.cells["refused"].outcome is Outcome.PASS for row in report.rows if row.section == "bad-registrations"
     )
-    # claude.ai's document names no scope; Hydra allows a client only the scopes it was created with, so its 'mcp'
-    # request is invalid_scope (the profile declares it; strict, so a gateway that adds the scope turns it XPASS)
-    assert outcome(report, "claude-ai-cimd", "authorize") is Outcome.XFAIL
+    # claude.ai's document names no scope; Hydra allows a client only the scopes it was created with, so the gateway
+    # registers the 'mcp' its authorization asks for (it was invalid_scope before)
+    assert outcome(report, "claude-ai-cimd", "authorize") is Outcome.PASS
     assert outcome(report, "claude-code-cimd", "token") is Outcome.PASS
     # opaque tokens: their audience read through Hydra's introspection; refusals checked against Hydra's client list
     assert report.cell("resource-audience", "check").outcome is Outcome.PASS

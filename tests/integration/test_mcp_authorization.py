@@ -35,10 +35,10 @@ from aiohttp.test_utils import TestServer
 from adapters.bindings import derived_document_id
 from devstack.process import LOOPBACK, free_port
 from devstack.providers import HydraProvider, KeycloakProvider
-from devstack.tls import development_ca, server_certificate
 from gateway.app import create_app
 from gateway.conformance.headless import hydra_accept_login_and_consent, keycloak_form_login
 from gateway.conformance.oauth import pkce_pair
+from gateway.conformance.tls import development_ca, server_certificate
 from gateway.settings import Settings
 from tests.integration.conftest import client_count, client_record, hydra_options, keycloak_options
 
