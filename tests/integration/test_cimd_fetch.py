@@ -1,6 +1,7 @@
 """The client ID metadata document fetch (draft-ietf-oauth-client-id-metadata-document section 4; -01 sections
 6.5 and 6.6) against REAL local https servers (aiohttp, certificates of :mod:`gateway.conformance.tls`, host
-``localhost``): every blocked fetch is refused with its reason; and the cache (section 4.3 of -01, RFC 9111) on top of it.
+``localhost``): every blocked fetch is refused with its reason; and the cache (section 4.3 of -01, RFC 9111) on
+top of it.
 
 No provider is involved; every server listens on 127.0.0.1 and every test is bounded by short timeouts.
 """
