@@ -88,6 +88,10 @@ _NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 timeout). A reused connection that fails later (``ServerDisconnectedError``) may have carried the request."""
 
 
+PUT_ATTEMPTS = 4
+"""Tries of a document client's create-or-replace when another writer gets in between (409, storage conflict)."""
+
+
 class HydraAdapter:
     """Creates and manages Hydra OAuth 2.0 clients through ``/admin/clients``.
 
@@ -352,23 +356,26 @@ class HydraAdapter:
         stored_id = self.stored_client_id(issuer, url)
         body = to_hydra(client, stored_id=stored_id)
         async with self._lock(stored_id):
-            for _ in range(2):
+            for attempt in range(PUT_ATTEMPTS):
                 current = await self._get_any(stored_id)
                 if current is None:
                     status, payload = await self._call("POST", "/admin/clients", json_body=body)
-                    if status == 409:
-                        continue  # created meanwhile (another instance): replace it, if it is this document's
-                    if status != 201 or not isinstance(payload, dict):
-                        raise self._rejection(status, payload)
-                    return from_hydra(payload)
-                if document_url_of(current) != url:
-                    raise ClientConflict(f"hydra: client {stored_id!r} is not the document client of this URL")
-                path = self._client_path(stored_id)
-                status, payload = await self._call("PUT", path, json_body=replacing(body, current))
-                if status != 200 or not isinstance(payload, dict):
-                    raise self._rejection(status, payload)
-                self._forget_prepared(stored_id)
-                return from_hydra(payload)
+                    if status == 201 and isinstance(payload, dict):
+                        return from_hydra(payload)
+                else:
+                    if document_url_of(current) != url:
+                        raise ClientConflict(f"hydra: client {stored_id!r} is not the document client of this URL")
+                    path = self._client_path(stored_id)
+                    status, payload = await self._call("PUT", path, json_body=replacing(body, current))
+                    if status == 200 and isinstance(payload, dict):
+                        self._forget_prepared(stored_id)
+                        return from_hydra(payload)
+                rejection = self._rejection(status, payload)
+                # created meanwhile by another instance (409), or a storage conflict between two writers (Hydra's
+                # transient 400): read again and replace what the other one wrote
+                if not isinstance(rejection, (ClientConflict, ProviderUnavailable)) or status >= 500:
+                    raise rejection
+                await asyncio.sleep(0.05 * (attempt + 1))
         raise ProviderUnavailable(f"hydra: client {stored_id!r} keeps changing")
 
     async def delete_document_client(self, issuer: str, url: str) -> None:
