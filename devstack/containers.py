@@ -249,21 +249,21 @@ class ProviderContainer:
                 _remove(container)
             self._started.set()
             return
+        running: DockerContainer | None = None
         with self._lock:
             if not self._stopping:
-                self._container, container = container, None
+                self._container, running, container = container, container, None
         self._started.set()
         if container is not None:  # stop() came while the container was starting
             _remove(container)
             return
-        self._follow_logs()
+        if running is not None:
+            self._follow_logs(running)
 
-    def _follow_logs(self) -> None:
-        """Copy the container's output to ``log_path`` until the container goes away."""
+    def _follow_logs(self, container: DockerContainer) -> None:
+        """Copy the container's output to ``log_path`` until the container goes away (the container is handed
+        over, not read back from ``self``: a stop() right after the start must not lose the output)."""
         with contextlib.suppress(Exception), self.log_path.open("ab") as out:
-            container = self._container
-            if container is None:
-                return
             for chunk in container.get_wrapped_container().logs(stream=True, follow=True):
                 out.write(chunk)
                 out.flush()

@@ -10,6 +10,8 @@ and the code redeems. The admitted URIs stay bounded and never show as registere
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import json
 import secrets
 import uuid
@@ -28,6 +30,7 @@ from adapters.keycloak.adapter import KeycloakAdapter
 from adapters.keycloak.mapping import ADMITTED_ATTRIBUTE
 from devstack.process import free_port
 from devstack.providers import HydraProvider, KeycloakProvider
+from gateway.conformance.headless import hydra_accept_login_and_consent
 from gateway.conformance.oauth import pkce_pair
 from gateway.testing.adapter_contract import new_client, registration
 from tests.integration.conftest import GatewayProcess, client_record, hydra_target, keycloak_adapter_for
@@ -154,7 +157,16 @@ async def test_hydra_localhost_flow_from_another_port_completes_after_admission(
     await hydra_adapter.create_client("default", client)
     try:
         redirect_uri = f"http://localhost:{free_port()}/callback"
-        target = hydra_target(hydra_provider, hydra_gateway)
+        # the authorization requests go to Hydra itself, not through the gateway (whose front door admits the
+        # port on its own): what Hydra does before and after the adapter's admission
+        target = dataclasses.replace(
+            hydra_target(hydra_provider, hydra_gateway),
+            login=functools.partial(
+                hydra_accept_login_and_consent,
+                admin_url=hydra_provider.admin_url,
+                url_map={hydra_provider.issuer: hydra_provider.public_url},
+            ),
+        )
         registered = {"client_id": client.client_id, "token_endpoint_auth_method": "none"}
         with pytest.raises(AssertionError):  # Hydra matches localhost exactly: refused before the admission
             await authorization_code_flow(http, target, registered, redirect_uri=redirect_uri)

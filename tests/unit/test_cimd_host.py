@@ -8,12 +8,11 @@ import json
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import ClassVar
 
 import aiohttp
 import pytest
 
-from devstack import providers, stack
+from devstack import stack
 from devstack.cimd_server import ca_file, docs_dir, start_cimd_server, tls_ready
 from devstack.process import LOOPBACK, free_port
 from gateway.conformance.cimd_host import RunningHost, start_host
@@ -121,18 +120,7 @@ async def test_the_development_server_process_serves_its_docs_directory(tmp_path
     assert not tls_ready(port, ca_file(root))
 
 
-class _SettingsWithIssue10Sections:
-    """What ``gateway.settings.Settings`` has once the CIMD and resources sections are in (issue 10)."""
-
-    model_fields: ClassVar[dict[str, None]] = {"cimd": None, "resources": None}
-
-
-@pytest.fixture
-def issue_10_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(providers, "Settings", _SettingsWithIssue10Sections)
-
-
-def test_the_stack_serves_documents_on_8443_and_both_gateways_trust_them(issue_10_settings: None) -> None:
+def test_the_stack_serves_documents_on_8443_and_both_gateways_trust_them() -> None:
     """Issue 10 item 6: the stack's document host and what both gateways are told about it and the resource."""
     assert stack.CIMD_PORT == 8443
     assert stack.CIMD_URL == "https://localhost:8443"
@@ -149,17 +137,7 @@ def test_the_stack_serves_documents_on_8443_and_both_gateways_trust_them(issue_1
     assert (stack.HYDRA_PUBLIC_PORT, stack.HYDRA_ADMIN_PORT, stack.LOGIN_PORT) == (4444, 4445, 8090)
 
 
-def test_a_gateway_without_the_issue_10_sections_gets_none_of_their_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Older:
-        model_fields: ClassVar[dict[str, None]] = {"keycloak": None}
-
-    monkeypatch.setattr(providers, "Settings", Older)
-    assert stack.DOCUMENT_TRUST.env() == {}
-
-
-def test_both_stack_gateways_are_started_with_the_document_trust(
-    monkeypatch: pytest.MonkeyPatch, issue_10_settings: None
-) -> None:
+def test_both_stack_gateways_are_started_with_the_document_trust(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, dict[str, str]] = {}
 
     def fake_start(name: str, *, env: dict[str, str], log_path: Path | None) -> object:
