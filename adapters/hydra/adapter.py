@@ -73,6 +73,14 @@ DEFAULT_ISSUER = "default"
 PAGE_SIZE = 500
 """Clients per page of ``GET /admin/clients`` (Ory keyset pagination)."""
 _TRANSIENT = re.compile(r"unable to serialize access|concurrent update|database is locked", re.IGNORECASE)
+TRANSIENT_ATTEMPTS = 4
+
+
+def _is_transient(payload: Any) -> bool:
+    """Hydra's answer names a storage serialization conflict (SQLite, PostgreSQL, CockroachDB)."""
+    if not isinstance(payload, dict):
+        return False
+    return _TRANSIENT.search(f"{payload.get('error')} {payload.get('error_description')}") is not None
 
 _TEXT_COLUMN = StoredLength(65535, LengthUnit.UTF8, "hydra_client TEXT column (MySQL: 65,535 bytes)")
 STORED_LENGTHS = {
@@ -212,6 +220,20 @@ class HydraAdapter:
     # ------------------------------------------------------------------------------------- transport
 
     async def _call(
+        self, method: str, path: str, *, json_body: Any = None, params: dict[str, str] | None = None
+    ) -> tuple[int, Any]:
+        """One admin request, tried again (up to :data:`TRANSIENT_ATTEMPTS` times) when Hydra answers that its
+        storage refused the transaction for a concurrent one (a 400 naming a serialization failure: the
+        transaction was rolled back, so trying again is safe for every method)."""
+        attempt = 1
+        while True:
+            status, payload = await self._call_once(method, path, json_body=json_body, params=params)
+            if status != 400 or attempt >= TRANSIENT_ATTEMPTS or not _is_transient(payload):
+                return status, payload
+            await asyncio.sleep(0.05 * attempt)
+            attempt += 1
+
+    async def _call_once(
         self, method: str, path: str, *, json_body: Any = None, params: dict[str, str] | None = None
     ) -> tuple[int, Any]:
         """One admin request. ``path`` is sent exactly as given (already percent-encoded: yarl would otherwise

@@ -139,6 +139,10 @@ class DocumentClientResolver:
             raise InvalidClient("client metadata documents are not accepted by this authorization server")
         try:
             check_client_id_url(url, self._settings)
+            if url not in self._cache:
+                # a fetch on the gateway's behalf (and maybe a new provider client): counted like a registration
+                # by the rate limits, so no source can make the gateway fetch or create without bound
+                await self._limits.admit(request, issuer=issuer.key, operation="document")
             fetched = await self._cache.get(url, validate=self._valid)
             metadata = self._translate(url, fetched.document)
         except DocumentRefused as exc:
@@ -261,8 +265,7 @@ class DocumentClientResolver:
                 await adapter.put_document_client(issuer.key, client)
             log.info("cimd.client_updated", issuer=issuer.issuer, client_id=url, document_sha256=sha256)
             return resolved
-        # A new provider client: counted like a registration (rate limits, then a quota slot).
-        await self._limits.admit(request, issuer=issuer.key, operation="document")
+        # A new provider client: a quota slot, like a registration (the rate limits counted its fetch).
         async with self._limits.quota.reserve(issuer.key) as slot:
             with provider_errors(issuer):
                 await adapter.put_document_client(issuer.key, client)

@@ -512,3 +512,36 @@ async def test_a_registered_localhost_redirect_works_from_any_port(
             },
         )
         assert status == 200, tokens
+
+
+async def test_document_fetches_are_rate_limited_per_source(
+    hydra_provider: HydraProvider, document_host: DocumentHost, http: aiohttp.ClientSession
+) -> None:
+    """A source cannot make the gateway fetch (and create clients for) documents without bound: new document URLs
+    count against the registration rate limit; past it 429 and no fetch."""
+    settings = {
+        **hydra_options(hydra_provider),
+        "cimd": {"development_origins": [document_host.origin], "ca_file": str(document_host.ca_file)},
+        "limits": {"per_source_limit": 2, "per_source_window_seconds": 60, "global_limit": 0},
+    }
+    server = TestServer(create_app(Settings.model_validate(settings)), host=LOOPBACK)
+    await server.start_server()
+    try:
+        names = [f"limited-{secrets.token_hex(4)}.json" for _ in range(3)]
+        statuses = []
+        for name in names:
+            url = document_host.put(name, document(document_host.url(name)))
+            query = {
+                "response_type": "code",
+                "client_id": url,
+                "redirect_uri": "http://127.0.0.1:5000/callback",
+                "code_challenge": "x" * 43,
+                "code_challenge_method": "S256",
+            }
+            async with http.get(server.make_url("/oauth2/auth").with_query(query), allow_redirects=False) as response:
+                statuses.append(response.status)
+        assert all(status in (302, 303) for status in statuses[:2]), statuses  # on to Hydra's login
+        assert statuses[2] == 429
+        assert document_host.hits.get(names[2], 0) == 0  # refused before the fetch
+    finally:
+        await server.close()
