@@ -82,6 +82,7 @@ def _is_transient(payload: Any) -> bool:
         return False
     return _TRANSIENT.search(f"{payload.get('error')} {payload.get('error_description')}") is not None
 
+
 _TEXT_COLUMN = StoredLength(65535, LengthUnit.UTF8, "hydra_client TEXT column (MySQL: 65,535 bytes)")
 STORED_LENGTHS = {
     name: _TEXT_COLUMN for name in ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "jwks_uri")
