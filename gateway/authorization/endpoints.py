@@ -287,7 +287,7 @@ class AuthorizationEndpoints:
             grant_type = single(pairs, "grant_type")
             client_id = single(changed, "client_id")
             if client_id is not None and grant_type in ("refresh_token", "client_credentials"):
-                # refresh keeps or narrows (the provider refuses an audience the grant does not hold);
+                # refresh names the audience again (the provider judges it against what the grant holds);
                 # client_credentials asks for it here, there is no authorization request
                 scopes, audience_values = await self._bindings(client_id, audiences)
                 if grant_type == "client_credentials":
