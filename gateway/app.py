@@ -310,6 +310,7 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
             documents=documents,
             resources=settings.resources.for_issuer(key=issuer.key, path=issuer.path),
             proxy=proxy,
+            limits=limits,
         )
         app.router.add_routes(endpoints.routes())
     if settings.mode is Mode.FRONT_DOOR:

@@ -114,6 +114,11 @@ class DocumentClientResolver:
             and isinstance(self._adapter, DocumentClients)
         )
 
+    def derives_ids(self, issuer_key: str) -> bool:
+        """The provider stores document clients under ids derived from their URLs (Hydra), not the URLs."""
+        probe = "https://client.example/metadata.json"
+        return self.stored_client_id(issuer_key, probe) != probe
+
     def stored_client_id(self, issuer_key: str, url: str) -> str:
         """What the provider knows the document client for ``url`` by (``url`` itself without the capability)."""
         if not isinstance(self._adapter, DocumentClients):

@@ -36,6 +36,7 @@ from adapters.base import (
     ResourceIndicators,
     addressable_client_id,
 )
+from adapters.bindings import DOCUMENT_ID_PREFIX
 from gateway.authorization.documents import DocumentClientResolver
 from gateway.authorization.parameters import (
     FORM,
@@ -49,7 +50,8 @@ from gateway.authorization.parameters import (
     with_scope_values,
 )
 from gateway.cimd.url import looks_like_url
-from gateway.oauth.errors import InvalidRequest, InvalidTarget, OAuthError
+from gateway.limits.guard import Limits
+from gateway.oauth.errors import InvalidClient, InvalidRequest, InvalidTarget, OAuthError
 from gateway.oauth.metadata import ClientMetadata
 from gateway.oauth.redirects import is_loopback_redirect, match_redirect_uri
 from gateway.pipeline import error_response
@@ -84,6 +86,19 @@ class RedirectedError(Exception):
         self.response_mode = response_mode
 
 
+@dataclass
+class _Asked:
+    """The parameters of an authorization request the checks look at."""
+
+    client_id: str
+    redirect_uri: str | None
+    state: str | None
+    response_mode: str | None
+    request_uri: str | None
+    redirect_errors: bool
+    resource_error: InvalidTarget | None = None
+
+
 @dataclass(frozen=True)
 class Checked:
     """The outcome of checking a request's parameters: ``None`` pairs when nothing changes."""
@@ -103,8 +118,10 @@ class AuthorizationEndpoints:
         documents: DocumentClientResolver | None,
         resources: ProtectedResources,
         proxy: FrontDoorProxy,
+        limits: Limits,
     ) -> None:
         self.issuer = issuer
+        self.limits = limits
         self.paths = paths
         self.adapter = adapter
         self.documents = documents
@@ -186,6 +203,9 @@ class AuthorizationEndpoints:
             return await self.proxy.forward(request, body)
         try:
             pairs = parse(encoded)
+            client_id = single(pairs, "client_id")
+            if client_id is not None:
+                self._refuse_stored_document_id(client_id, pairs)
             translated = self._translated_client_id(pairs)
         except OAuthError as exc:
             return error_response(exc)
@@ -195,76 +215,100 @@ class AuthorizationEndpoints:
 
     async def _check_authorization(self, request: web.Request, pairs: Pairs, *, redirect_errors: bool) -> Checked:
         client_id = single(pairs, "client_id")
-        redirect_uri = single(pairs, "redirect_uri")
-        state = single(pairs, "state")
-        response_mode = single(pairs, "response_mode")
-        request_uri = single(pairs, "request_uri")
         if client_id is None:
             return Checked(None)  # the provider answers a request without a client
-        provider_client_id = client_id
-        verified: str | None = None
+        self._refuse_stored_document_id(client_id, pairs)
+        asked = _Asked(
+            client_id=client_id,
+            redirect_uri=single(pairs, "redirect_uri"),
+            state=single(pairs, "state"),
+            response_mode=single(pairs, "response_mode"),
+            request_uri=single(pairs, "request_uri"),
+            redirect_errors=redirect_errors,
+        )
+        resources = every(pairs, "resource") if self.resources.enforced else []
+        audiences: list[str] = []
+        try:
+            audiences = self._audiences(resources)
+        except InvalidTarget as error:
+            asked.resource_error = error
         if looks_like_url(client_id) and self.documents is not None and self.documents_enabled:
             if single(pairs, "request") is not None:
                 raise InvalidRequest(
                     "request objects (RFC 9101) are not accepted for a client metadata document client; send the "
                     "parameters in the request or push them first (RFC 9126)"
                 )
-
-            def redirect_uri_registered(metadata: ClientMetadata) -> None:
-                """Section 4.2 of the draft / MCP: the redirect URI is validated against the document's, before
-                the provider client is created or changed."""
-                registered = metadata.redirect_uris or []
-                if redirect_uri is not None and match_redirect_uri(redirect_uri, registered) is None:
-                    raise InvalidRequest(
-                        "redirect_uri is not one of the redirect_uris of the client's metadata document"
-                    )
-                if redirect_uri is None and request_uri is None and len(registered) != 1:
-                    raise InvalidRequest("redirect_uri is required: the client's metadata document lists several")
-
-            resolved = await self.documents.resolve(
-                request,
-                self.issuer,
-                client_id,
-                accept=redirect_uri_registered,
-                requested_scope=single(pairs, "scope"),
-            )
-            provider_client_id = resolved.stored_client_id
-            registered = resolved.metadata.redirect_uris or []
-            if redirect_uri is not None:
-                verified = redirect_uri
-                match = match_redirect_uri(redirect_uri, registered)
-                if match is not None:
-                    await self._admit_loopback(provider_client_id, redirect_uri, match)
-            elif request_uri is None:
-                verified = registered[0]
-        elif redirect_uri is not None and is_loopback_redirect(redirect_uri) and self._provider_needs(redirect_uri):
-            match = match_redirect_uri(redirect_uri, await self._registered_redirects(client_id))
-            if match is not None:
-                verified = redirect_uri
-                await self._admit_loopback(client_id, redirect_uri, match)
+            provider_client_id = await self._document_client(request, self.documents, asked, single(pairs, "scope"))
+        else:
+            provider_client_id = client_id
+            await self._registered_client(request, asked)
 
         changed = pairs
-        resources = every(pairs, "resource")
-        if resources and self.resources.enforced:
-            try:
-                audiences = self._audiences(resources)
-            except InvalidTarget as error:
-                if (
-                    redirect_errors
-                    and redirect_uri is not None
-                    and verified is None
-                    and match_redirect_uri(redirect_uri, await self._registered_redirects(client_id)) is not None
-                ):
-                    verified = redirect_uri
-                if redirect_errors and verified is not None:
-                    raise RedirectedError(verified, error, state, response_mode) from None
-                raise
+        if audiences:
             changed = replaced(changed, "resource", audiences)
             scopes, audience_values = await self._bindings(provider_client_id, audiences)
             changed = with_audiences(with_scope_values(changed, scopes), audience_values)
         if provider_client_id != client_id:
             changed = replaced(changed, "client_id", [provider_client_id])
         return Checked(changed if changed != pairs else None)
+
+    async def _document_client(
+        self, request: web.Request, documents: DocumentClientResolver, asked: _Asked, scope: str | None
+    ) -> str:
+        """The document client's provider id, once its document accepted the request (and the client is up to
+        date at the provider)."""
+
+        def acceptable(metadata: ClientMetadata) -> None:
+            """Before the provider client is created or changed: the redirect URI is one of the document's
+            (section 4.2 of the draft, MCP), and every ``resource`` is a protected resource (a refusal then goes
+            to that verified redirect URI, and nothing is written to the provider)."""
+            registered = metadata.redirect_uris or []
+            if asked.redirect_uri is not None and match_redirect_uri(asked.redirect_uri, registered) is None:
+                raise InvalidRequest("redirect_uri is not one of the redirect_uris of the client's metadata document")
+            if asked.redirect_uri is None and asked.request_uri is None and len(registered) != 1:
+                raise InvalidRequest("redirect_uri is required: the client's metadata document lists several")
+            if asked.resource_error is not None:
+                target = asked.redirect_uri or (registered[0] if asked.request_uri is None else None)
+                if asked.redirect_errors and target is not None:
+                    raise RedirectedError(target, asked.resource_error, asked.state, asked.response_mode)
+                raise asked.resource_error
+
+        resolved = await documents.resolve(
+            request, self.issuer, asked.client_id, accept=acceptable, requested_scope=scope
+        )
+        if asked.redirect_uri is not None:
+            match = match_redirect_uri(asked.redirect_uri, resolved.metadata.redirect_uris or [])
+            if match is not None:
+                await self._admit_loopback(request, resolved.stored_client_id, asked.redirect_uri, match)
+        return resolved.stored_client_id
+
+    async def _registered_client(self, request: web.Request, asked: _Asked) -> None:
+        """A registered (or unknown) client: a ``resource`` refusal goes to its redirect URI only when that is one
+        it registered; a loopback redirect URI's port is admitted where the provider would refuse it."""
+        redirect_uri = asked.redirect_uri
+        if asked.resource_error is not None:
+            if asked.redirect_errors and redirect_uri is not None:
+                registered = await self._registered_redirects(request, asked.client_id)
+                if match_redirect_uri(redirect_uri, registered) is not None:
+                    raise RedirectedError(redirect_uri, asked.resource_error, asked.state, asked.response_mode)
+            raise asked.resource_error
+        if redirect_uri is not None and is_loopback_redirect(redirect_uri) and self._provider_needs(redirect_uri):
+            match = match_redirect_uri(redirect_uri, await self._registered_redirects(request, asked.client_id))
+            if match is not None:
+                await self._admit_loopback(request, asked.client_id, redirect_uri, match)
+
+    def _refuse_stored_document_id(self, client_id: str, pairs: Pairs) -> None:
+        """A document client is addressed by its URL, never by the id the provider stores it under (Hydra's
+        ``cimd-...``): that would skip the document's checks (a changed or removed document, its redirect URIs).
+        The provider's own return to its authorization endpoint after login or consent carries the stored id with
+        its verifier (Hydra checks the verifier), and is let through."""
+        if self.documents is None or not self.documents_enabled or not client_id.startswith(DOCUMENT_ID_PREFIX):
+            return
+        if not self.documents.derives_ids(self.issuer.key):
+            return
+        if single(pairs, "login_verifier") is not None or single(pairs, "consent_verifier") is not None:
+            return
+        raise InvalidClient("a client metadata document client is identified by its document's URL")
 
     def _audiences(self, resources: list[str]) -> list[str]:
         """The audiences the requested resources bind (RFC 8707 section 2), once each; ``invalid_target`` naming the
@@ -279,20 +323,20 @@ class AuthorizationEndpoints:
         return list(dict.fromkeys(audiences))
 
     async def _check_token(self, pairs: Pairs) -> Checked:
+        client_id = single(pairs, "client_id")
+        if client_id is not None:
+            self._refuse_stored_document_id(client_id, pairs)
         changed = self._translated_client_id(pairs) or pairs
         resources = every(pairs, "resource")
         if resources and self.resources.enforced:
             audiences = self._audiences(resources)
             changed = replaced(changed, "resource", audiences)
-            grant_type = single(pairs, "grant_type")
-            client_id = single(changed, "client_id")
-            if client_id is not None and grant_type in ("refresh_token", "client_credentials"):
-                # refresh names the audience again (the provider judges it against what the grant holds);
-                # client_credentials asks for it here, there is no authorization request
-                scopes, audience_values = await self._bindings(client_id, audiences)
-                if grant_type == "client_credentials":
-                    changed = with_scope_values(changed, scopes)
-                changed = with_audiences(changed, audience_values)
+            provider_client_id = single(changed, "client_id")
+            if provider_client_id is not None and single(pairs, "grant_type") == "client_credentials":
+                # no authorization request came first: the binding is asked for here. An authorization code or a
+                # refresh token carries the audience its authorization request bound (the provider keeps it).
+                scopes, audience_values = await self._bindings(provider_client_id, audiences)
+                changed = with_audiences(with_scope_values(changed, scopes), audience_values)
         return Checked(changed if changed != pairs else None)
 
     def _translated_client_id(self, pairs: Pairs) -> Pairs | None:
@@ -329,13 +373,15 @@ class AuthorizationEndpoints:
         portless = urlsplit(redirect_uri)._replace(netloc=_host_only(redirect_uri)).geturl()
         return not (self.adapter.admits_any_port(portless) and self.adapter.admits_any_port(redirect_uri))
 
-    async def _admit_loopback(self, client_id: str, redirect_uri: str, registered: str) -> None:
+    async def _admit_loopback(self, request: web.Request, client_id: str, redirect_uri: str, registered: str) -> None:
         """RFC 8252 section 7.3: ``redirect_uri`` matched the registered loopback URI ``registered`` but for its
         port; where the provider would not accept that on its own, the exact URI is admitted first."""
         if registered == redirect_uri or not isinstance(self.adapter, LoopbackRedirects):
             return
         if self.adapter.admits_any_port(registered):
             return
+        # an admission writes to the provider: counted per source, so nobody churns a client's admitted URIs
+        await self.limits.admit(request, issuer=self.issuer.key, operation="loopback")
         try:
             with provider_errors(self.issuer):
                 await self.adapter.admit_redirect_uri(self.issuer.key, client_id, redirect_uri)
@@ -343,7 +389,7 @@ class AuthorizationEndpoints:
             return
         log.info("authorize.loopback_admitted", issuer=self.issuer.issuer, client_id=client_id)
 
-    async def _registered_redirects(self, client_id: str) -> list[str]:
+    async def _registered_redirects(self, request: web.Request, client_id: str) -> list[str]:
         """A managed client's registered redirect URIs (cached briefly); none for an unknown or unmanaged client,
         or when the provider cannot tell now (the provider then judges the request itself)."""
         if not addressable_client_id(client_id):
@@ -353,6 +399,8 @@ class AuthorizationEndpoints:
         if cached is not None and cached[0] > now:
             return list(cached[1] or ())
         uris: tuple[str, ...] | None
+        # a provider read on an unauthenticated request: counted per source (cached answers are free)
+        await self.limits.admit(request, issuer=self.issuer.key, operation="client_lookup")
         try:
             client = await self.adapter.read_client(self.issuer.key, client_id)
             uris = tuple(client.metadata.redirect_uris or ())

@@ -204,7 +204,7 @@ async def test_repeated_parameters_are_invalid_request(provider_and_gateway: tup
 async def test_document_client_ids_are_translated_where_the_provider_stores_another_id(
     provider_and_gateway: tuple[Provider, Client, MemoryAdapter],
 ) -> None:
-    provider, client, adapter = provider_and_gateway
+    _, client, adapter = provider_and_gateway
     url = "https://app.example/client.json"
     stored = adapter.stored_client_id("default", url)
     assert stored != url
@@ -213,12 +213,35 @@ async def test_document_client_ids_are_translated_where_the_provider_stores_anot
             assert response.status == 200
             form = (await response.json())["form"]
         assert form["client_id"] == [stored], path
-    # a refresh naming a protected resource asks for it as an audience (once the document client exists)
+    # client credentials (no authorization request came first) ask for the resource's binding at the token
+    # endpoint; a refresh keeps what its authorization bound and gets no provider change
     metadata = ClientMetadata(redirect_uris=[CALLBACK], token_endpoint_auth_method="none")
     await adapter.put_document_client("default", NewClient(url, None, 0, 0, metadata))
-    form = {"grant_type": "refresh_token", "client_id": url, "refresh_token": "r", "resource": RESOURCE}
-    async with client.post(f"{ISSUER_PATH}/token", data=form) as response:
-        seen = (await response.json())["form"]
-    assert seen["client_id"] == [stored]
-    assert seen["audience"] == [RESOURCE]
-    assert provider.seen[-1][1] == f"{ISSUER_PATH}/token"
+    for grant, extra in (("client_credentials", {}), ("refresh_token", {"refresh_token": "r"})):
+        form = {"grant_type": grant, "client_id": url, "resource": RESOURCE, **extra}
+        async with client.post(f"{ISSUER_PATH}/token", data=form) as response:
+            seen = (await response.json())["form"]
+        assert seen["client_id"] == [stored]
+        assert seen.get("audience") == ([RESOURCE] if grant == "client_credentials" else None), grant
+
+
+async def test_the_stored_id_of_a_document_client_is_refused(
+    provider_and_gateway: tuple[Provider, Client, MemoryAdapter],
+) -> None:
+    """Addressed by its stored id, a document client would skip its document's checks (a removed redirect URI, a
+    document gone): refused at every checked endpoint, except the provider's own return after login/consent."""
+    provider, client, adapter = provider_and_gateway
+    stored = adapter.stored_client_id("default", "https://app.example/client.json")
+    before = len(provider.seen)
+    async with client.get(
+        f"{ISSUER_PATH}/authorize", params={"client_id": stored, "redirect_uri": CALLBACK}, allow_redirects=False
+    ) as response:
+        assert response.status == 400
+        assert (await response.json())["error"] == "invalid_client"
+    for path in ("/token", "/revoke", "/par"):
+        async with client.post(f"{ISSUER_PATH}{path}", data={"client_id": stored, "token": "t"}) as response:
+            assert response.status == 400, path
+    assert len(provider.seen) == before
+    params = {"client_id": stored, "redirect_uri": CALLBACK, "login_verifier": "v"}
+    async with client.get(f"{ISSUER_PATH}/authorize", params=params, allow_redirects=False) as response:
+        assert response.status == 302  # the provider checks its own verifier
