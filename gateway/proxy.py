@@ -537,10 +537,36 @@ class FrontDoorProxy:
         response: web.StreamResponse,
         change: Callable[[bytes], bytes | None],
     ) -> web.StreamResponse:
-        """A small, identity-coded HTML answer read whole, changed, and sent with its new length."""
-        body = await upstream.content.read(MAX_REWRITTEN_BODY + 1)
-        if len(body) <= MAX_REWRITTEN_BODY:
-            body = change(body) or body
+        """A small, identity-coded HTML answer read whole (to its end, however it arrives), changed, and sent with
+        its new length. One larger than :data:`MAX_REWRITTEN_BODY` is sent unchanged: what was read, then the rest
+        as it arrives (never cut)."""
+        parts: list[bytes] = []
+        size = 0
+        complete = False
+        try:
+            while size <= MAX_REWRITTEN_BODY:
+                chunk = await upstream.content.readany()
+                if not chunk:
+                    complete = True
+                    break
+                parts.append(chunk)
+                size += len(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._log_failure(request, 502, exc)
+            return _error_response(502, "the authorization server could not be reached")
+        body = b"".join(parts)
+        if not complete:  # too large to change: passed through as it is
+            try:
+                async with asyncio.timeout(self.limits.send_timeout):
+                    await response.prepare(request)
+                    await response.write(body)
+            except ConnectionResetError:
+                log.debug("proxy.client_gone", method=request.method, path=request.path)
+                return response
+            except TimeoutError:
+                return self._client_stalled(request, response)
+            return await self._relay_body(request, upstream, response)
+        body = change(body) or body
         response.headers[hdrs.CONTENT_LENGTH] = str(len(body))
         try:
             async with asyncio.timeout(self.limits.send_timeout):

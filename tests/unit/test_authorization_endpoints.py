@@ -7,6 +7,7 @@ providers do with it is proved in tests/integration/test_mcp_authorization.py.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -41,6 +42,8 @@ class Provider:
 
     seen: list[tuple[str, str, bytes]] = field(default_factory=list)
     form_post: bool = False
+    slow: bool = False
+    big_page: bool = False
 
     def routes(self, app: web.Application) -> None:
         app.router.add_route("*", f"{ISSUER_PATH}/authorize", self.authorize)
@@ -53,13 +56,29 @@ class Provider:
         self.seen.append((request.method, request.raw_path, body))
         params = parse_qs(request.rel_url.raw_query_string or body.decode())
         state = params.get("state", [""])[0]
+        if self.big_page:
+            streamed = web.StreamResponse(headers={"Content-Type": "text/html"})
+            await streamed.prepare(request)
+            for _ in range(5):  # 5 x 64 KiB, no Content-Length: larger than what is rewritten
+                await streamed.write(b"<p>" + b"x" * (64 * 1024 - 8) + b"</p>\n")
+            await streamed.write_eof()
+            return streamed
         if self.form_post:
             page = (
                 f'<html><body><form method="post" action="{CALLBACK}">'
                 f'<input type="hidden" name="code" value="c1"/><input type="hidden" name="state" value="{state}"/>'
                 "</form></body></html>"
             )
-            return web.Response(text=page, content_type="text/html")
+            if not self.slow:
+                return web.Response(text=page, content_type="text/html")
+            streamed = web.StreamResponse(headers={"Content-Type": "text/html"})
+            await streamed.prepare(request)
+            half = len(page) // 2
+            await streamed.write(page[:half].encode())
+            await asyncio.sleep(0.2)  # the rest arrives later, in another read
+            await streamed.write(page[half:].encode())
+            await streamed.write_eof()
+            return streamed
         return web.Response(status=302, headers={"Location": f"{CALLBACK}?code=c1&state={quote(state, safe='')}"})
 
     async def echo(self, request: web.Request) -> web.Response:
@@ -124,6 +143,32 @@ async def test_a_form_post_response_gets_a_hidden_iss(provider_and_gateway: tupl
         page = await response.text()
         assert int(response.headers["Content-Length"]) == len(page.encode())
     assert f'name="iss" value="{ISSUER}"' in page
+
+
+async def test_a_page_that_arrives_in_parts_is_rewritten_whole(
+    provider_and_gateway: tuple[Provider, Client, Any],
+) -> None:
+    provider, client, _ = provider_and_gateway
+    provider.form_post = provider.slow = True
+    client_id = await registered(client)
+    async with client.get(
+        f"{ISSUER_PATH}/authorize", params={"client_id": client_id, "response_mode": "form_post", "state": "s"}
+    ) as response:
+        page = await response.text()
+        assert int(response.headers["Content-Length"]) == len(page.encode())
+    assert page.endswith("</form></body></html>")  # before: cut at what the first read returned
+    assert f'name="iss" value="{ISSUER}"' in page
+
+
+async def test_a_page_too_large_to_rewrite_passes_through_whole(
+    provider_and_gateway: tuple[Provider, Client, Any],
+) -> None:
+    provider, client, _ = provider_and_gateway
+    provider.big_page = True
+    async with client.get(f"{ISSUER_PATH}/authorize", params={"client_id": "c"}) as response:
+        assert response.status == 200
+        page = await response.read()
+    assert len(page) == 5 * 64 * 1024
 
 
 async def test_a_protected_resource_is_bound_the_providers_way(
