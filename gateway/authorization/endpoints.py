@@ -153,7 +153,10 @@ class AuthorizationEndpoints:
         body = await self._body(request)
         if isinstance(body, web.StreamResponse):
             return body
-        encoded = self._encoded_parameters(request, body)
+        try:
+            encoded = self._encoded_parameters(request, body)
+        except OAuthError as exc:
+            return error_response(exc)
         if encoded is None:
             return await self.proxy.forward(request, body, rewrite_response)
         try:
@@ -169,7 +172,10 @@ class AuthorizationEndpoints:
         body = await self._body(request)
         if isinstance(body, web.StreamResponse):
             return body
-        encoded = self._encoded_parameters(request, body)
+        try:
+            encoded = self._encoded_parameters(request, body)
+        except OAuthError as exc:
+            return error_response(exc)
         if encoded is None or request.method != hdrs.METH_POST:
             return await self.proxy.forward(request, body)
         try:
@@ -184,7 +190,10 @@ class AuthorizationEndpoints:
         body = await self._body(request)
         if isinstance(body, web.StreamResponse):
             return body
-        encoded = self._encoded_parameters(request, body)
+        try:
+            encoded = self._encoded_parameters(request, body)
+        except OAuthError as exc:
+            return error_response(exc)
         if encoded is None or request.method != hdrs.METH_POST:
             return await self.proxy.forward(request, body)
         try:
@@ -198,7 +207,10 @@ class AuthorizationEndpoints:
         body = await self._body(request)
         if isinstance(body, web.StreamResponse):
             return body
-        encoded = self._encoded_parameters(request, body)
+        try:
+            encoded = self._encoded_parameters(request, body)
+        except OAuthError as exc:
+            return error_response(exc)
         if encoded is None or request.method != hdrs.METH_POST:
             return await self.proxy.forward(request, body)
         try:
@@ -421,16 +433,24 @@ class AuthorizationEndpoints:
 
     @staticmethod
     def _encoded_parameters(request: web.Request, body: bytes | None) -> str | None:
-        """The request's parameters as sent: the query of a GET, the form body of a POST; ``None`` for anything
-        else (forwarded unchanged for the provider to answer)."""
+        """The request's parameters as sent: the query of a GET, the form body of a POST; ``None`` for other
+        methods (forwarded unchanged for the provider to answer). A POST these checks cannot read is refused rather
+        than forwarded unchecked (``invalid_request``): a body that is not ``application/x-www-form-urlencoded``
+        UTF-8 (RFC 6749 appendix B), or parameters in the query as well (providers merge them into the form)."""
         if request.method in (hdrs.METH_GET, hdrs.METH_HEAD):
             return request.rel_url.raw_query_string
-        if request.method == hdrs.METH_POST and request.content_type == FORM and body is not None:
-            try:
-                return body.decode("ascii")
-            except UnicodeDecodeError:
-                return None
-        return None
+        if request.method != hdrs.METH_POST:
+            return None
+        if request.rel_url.raw_query_string:
+            raise InvalidRequest("parameters are accepted in the body of a POST request, not in its query")
+        if body is None:
+            return ""
+        if request.content_type != FORM:
+            raise InvalidRequest(f"the request body must be {FORM} (RFC 6749 appendix B)")
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest("the request body is not UTF-8 (RFC 6749 appendix B)") from None
 
     @staticmethod
     def _changed(request: web.Request, checked: Checked, rewrite: Rewrite) -> Rewrite:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -290,3 +291,37 @@ async def test_the_stored_id_of_a_document_client_is_refused(
     params = {"client_id": stored, "redirect_uri": CALLBACK, "login_verifier": "v"}
     async with client.get(f"{ISSUER_PATH}/authorize", params=params, allow_redirects=False) as response:
         assert response.status == 302  # the provider checks its own verifier
+
+
+async def test_a_post_the_checks_cannot_read_is_refused_not_forwarded(
+    provider_and_gateway: tuple[Provider, Client, Any],
+) -> None:
+    """Before: a form with a non-ASCII byte, another content type, or the parameters in the query went to the
+    provider unchecked (providers read all of them): ``resource=https://evil.example/`` got a token."""
+    provider, client, _ = provider_and_gateway
+    before = len(provider.seen)
+    evil = "https://evil.example/mcp"
+    attempts = [
+        ({"data": f"grant_type=client_credentials&resource={evil}&x=\xe9".encode("latin-1")}, "UTF-8"),
+        ({"data": aiohttp.FormData({"grant_type": "client_credentials", "resource": evil}, quote_fields=True)}, None),
+        ({"params": {"resource": evil}, "data": {"grant_type": "client_credentials"}}, "query"),
+    ]
+    for kwargs, words in attempts:
+        headers = {"Content-Type": "application/x-www-form-urlencoded"} if isinstance(kwargs["data"], bytes) else None
+        async with client.post(f"{ISSUER_PATH}/token", headers=headers, **kwargs) as response:
+            assert response.status == 400, kwargs
+            body = await response.json()
+        assert body["error"] in ("invalid_request", "invalid_target")
+        if words:
+            assert words in body["error_description"]
+    multipart = aiohttp.FormData()
+    multipart.add_field("grant_type", "client_credentials")
+    multipart.add_field("resource", evil)
+    multipart.add_field("file", b"x", filename="x.bin")
+    async with client.post(f"{ISSUER_PATH}/token", data=multipart) as response:
+        assert response.status == 400
+        assert "application/x-www-form-urlencoded" in (await response.json())["error_description"]
+    assert len(provider.seen) == before
+    # UTF-8 text in a form is fine
+    async with client.post(f"{ISSUER_PATH}/token", data={"grant_type": "x", "state": "é"}) as response:
+        assert response.status == 200
