@@ -54,8 +54,15 @@ SUPPORTED_GRANT_TYPES = frozenset({"authorization_code", "refresh_token"})
 """What a document client may use: the authorization code grant and refresh (a public or ``private_key_jwt``
 client of an MCP server); anything else a document lists is dropped, not fatal (Claude's lists jwt-bearer)."""
 
-SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-"""RFC 6749 section 3.3 ``scope-token``."""
+SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,64}")
+"""RFC 6749 section 3.3 ``scope-token`` (at most 64 characters for one the gateway registers on its own)."""
+MAX_LEARNED_SCOPES = 16
+"""Most scope values a document that names none gets from its authorization requests (anyone can send any)."""
+
+
+def _learnable(token: str) -> bool:
+    return SCOPE_TOKEN.fullmatch(token) is not None
+
 
 MAX_REMEMBERED = 10_000
 LOCK_STRIPES = 64
@@ -170,6 +177,7 @@ class DocumentClientResolver:
             accept(metadata)
         key = (issuer.key, url)
         known = self._current.get(key)
+        learned_scope = metadata.scope is None
         metadata = self._scoped(metadata, known, requested_scope, policy, fetched.body_sha256)
         if known is not None and known.document_sha256 == fetched.body_sha256 and known.metadata == metadata:
             self._current.move_to_end(key)
@@ -185,6 +193,7 @@ class DocumentClientResolver:
                         url=url, stored_client_id=stored, metadata=metadata, document_sha256=fetched.body_sha256
                     ),
                     fetched_at=fetched.fetched_at,
+                    learned_scope=learned_scope,
                 )
                 self._remember(key, known)
         return known
@@ -205,17 +214,27 @@ class DocumentClientResolver:
         if metadata.scope is not None:
             return metadata
         held = set((known.metadata.scope or "").split()) if known and known.document_sha256 == sha256 else set()
-        wanted = held | set((requested or "").split())
+        asked = {token for token in (requested or "").split() if _learnable(token)}
+        room = max(0, MAX_LEARNED_SCOPES - len(held))
+        wanted = held | set(sorted(asked - held)[:room])  # bounded: anyone may send any scope
         if not wanted:
             return metadata
         if known is not None and wanted == held:
             return metadata.model_copy(update={"scope": known.metadata.scope})
-        tokens = sorted(token for token in wanted if SCOPE_TOKEN.fullmatch(token))
-        candidate = metadata.model_copy(update={"scope": " ".join(tokens) or None})
+        candidate = metadata.model_copy(update={"scope": " ".join(sorted(wanted))})
         # what a lenient allow-list keeps (a strict one would refuse the whole request: here the provider refuses
         # the scope values left out, with its own invalid_scope)
         lenient = dataclasses.replace(policy, scope_mode=ScopeMode.LENIENT)
         return validate(candidate, lenient, rules=(scopes_allowed,))
+
+    @staticmethod
+    def _with_held_scope(metadata: ClientMetadata, existing: ManagedClient) -> ClientMetadata:
+        """Learned scope values already in the provider's record are kept (another gateway instance may have added
+        them): a write only ever adds, within :data:`MAX_LEARNED_SCOPES`."""
+        held = [token for token in (existing.metadata.scope or "").split() if _learnable(token)]
+        ours = (metadata.scope or "").split()
+        merged = sorted(set(ours) | set(held[: max(0, MAX_LEARNED_SCOPES - len(ours))]))
+        return metadata.model_copy(update={"scope": " ".join(merged) or None})
 
     def forget(self, issuer_key: str, url: str) -> None:
         """Drop what is known of ``url`` (its cached document and provider state): the next use fetches again."""
@@ -244,10 +263,14 @@ class DocumentClientResolver:
         resolved: ResolvedDocument,
         *,
         fetched_at: float,
+        learned_scope: bool,
     ) -> ResolvedDocument:
         url, metadata, sha256 = resolved.url, resolved.metadata, resolved.document_sha256
         with provider_errors(issuer):
             existing = await adapter.read_document_client(issuer.key, url)
+        if existing is not None and learned_scope and existing.gateway_data.get("document_sha256") == sha256:
+            metadata = self._with_held_scope(metadata, existing)
+            resolved = dataclasses.replace(resolved, metadata=metadata)
         if existing is not None and _same(existing, metadata, sha256):
             return resolved
         client = with_deployment(
