@@ -38,6 +38,7 @@ from aiohttp.typedefs import Middleware
 from adapters.base import AdapterError, AdminApiCheck, DocumentClients, Issuer, ProviderAdapter, ProviderMisconfigured
 from adapters.registry import get_factory
 from gateway.access.control import RegistrationAccess
+from gateway.access.settings import AccessMode
 from gateway.authorization.documents import DocumentClientResolver
 from gateway.authorization.endpoints import AuthorizationEndpoints
 from gateway.cimd.cache import DocumentCache
@@ -253,18 +254,7 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
         message_template_fields=adapter.capabilities.message_template_fields,
         policy=settings.policy,
     )
-    fetcher: DocumentFetcher | None = None
-    documents: DocumentClientResolver | None = None
-    if documents_accepted(settings, adapter):
-        fetcher = DocumentFetcher(settings.cimd)
-        documents = DocumentClientResolver(
-            adapter=adapter,
-            cache=DocumentCache(fetcher, settings.cimd),
-            settings=settings.cimd,
-            registration=reg_settings,
-            limits=limits,
-            deployment=settings.deployment,
-        )
+    fetcher, documents = document_clients(settings, adapter, issuers, reg_settings, limits)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -334,6 +324,33 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
     return app
 
 
+def document_clients(
+    settings: Settings,
+    adapter: ProviderAdapter,
+    issuers: list[Issuer],
+    registration: RegistrationSettings,
+    limits: Limits,
+) -> tuple[DocumentFetcher | None, DocumentClientResolver | None]:
+    """The document fetcher and the resolver of Client ID Metadata Documents, when they are accepted at all."""
+    if not documents_accepted(settings, adapter):
+        return None, None
+    closed = [issuer for issuer in issuers if not documents_enabled(settings, adapter, issuer)]
+    for issuer in closed:
+        log.info(
+            "cimd.off", issuer=f"{settings.public_url}{issuer.path}", reason=_documents_off_reason(settings, issuer)
+        )
+    fetcher = DocumentFetcher(settings.cimd)
+    return fetcher, DocumentClientResolver(
+        adapter=adapter,
+        off_issuers=frozenset(issuer.key for issuer in closed),
+        cache=DocumentCache(fetcher, settings.cimd),
+        settings=settings.cimd,
+        registration=registration,
+        limits=limits,
+        deployment=settings.deployment,
+    )
+
+
 def documents_accepted(settings: Settings, adapter: ProviderAdapter) -> bool:
     """Client ID Metadata Documents are on (``cimd.enabled``) and the adapter can hold document clients."""
     return settings.cimd.enabled and isinstance(adapter, DocumentClients)
@@ -389,12 +406,24 @@ def issuer_contexts(settings: Settings, adapter: ProviderAdapter, issuers: list[
 
 
 def documents_enabled(settings: Settings, adapter: ProviderAdapter, issuer: Issuer) -> bool:
-    """CIMD is served for ``issuer``: on, not disabled for it, and its authorization endpoint is checked here."""
-    return (
-        documents_accepted(settings, adapter)
-        and issuer.key not in settings.cimd.disabled_issuers
-        and issuer.authorization_path is not None
-    )
+    """CIMD is served for ``issuer``: on, not disabled for it, its authorization endpoint is checked here, and
+    either anyone may register there (``access`` mode ``open``) or the operator named the document hosts it trusts
+    (``cimd.allowed_hosts``): a document client is a client nobody registered, so an issuer whose registration
+    is closed does not get one from any https host by default."""
+    if not documents_accepted(settings, adapter) or issuer.authorization_path is None:
+        return False
+    if issuer.key in settings.cimd.disabled_issuers:
+        return False
+    open_registration = settings.access.for_issuer(key=issuer.key, path=issuer.path).mode is AccessMode.OPEN
+    return open_registration or bool(settings.cimd.allowed_hosts)
+
+
+def _documents_off_reason(settings: Settings, issuer: Issuer) -> str:
+    if issuer.authorization_path is None:
+        return "the adapter names no authorization endpoint"
+    if issuer.key in settings.cimd.disabled_issuers:
+        return "cimd.disabled_issuers"
+    return "registration is not open here (access mode) and cimd.allowed_hosts names no trusted document host"
 
 
 def discovery_extra(settings: Settings, adapter: ProviderAdapter, issuer: Issuer) -> dict[str, object]:

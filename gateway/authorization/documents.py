@@ -101,8 +101,10 @@ class DocumentClientResolver:
         registration: RegistrationSettings,
         limits: Limits,
         deployment: str,
+        off_issuers: frozenset[str] = frozenset(),
     ) -> None:
         self._adapter = adapter
+        self._off_issuers = off_issuers
         self._cache = cache
         self._settings = settings
         self._registration = registration
@@ -118,6 +120,7 @@ class DocumentClientResolver:
         return (
             self._settings.enabled
             and issuer_key not in self._settings.disabled_issuers
+            and issuer_key not in self._off_issuers
             and isinstance(self._adapter, DocumentClients)
         )
 

@@ -110,3 +110,59 @@ async def test_learned_scopes_are_bounded(two_instances: tuple[Client, Client, M
         await authorize(a, junk + " " + "x" * 65)  # before: every token was added, without a length limit
     assert len(held(adapter)) == MAX_LEARNED_SCOPES
     assert all(len(token) <= 64 for token in held(adapter))
+
+
+CLOSED_ACCESS = {
+    "mode": "initial_access_token",
+    "initial_access_tokens": {"static_token_hashes": ["sha256:" + "A" * 43]},
+}
+
+
+@pytest.mark.parametrize(("allowed_hosts", "accepted"), [([], False), (["app.example"], True)])
+async def test_closed_registration_accepts_documents_only_from_named_hosts(
+    allowed_hosts: list[str], accepted: bool
+) -> None:
+    """Before: with registration closed (initial access tokens required), any https host's document still became a
+    provider client; now only from the hosts the operator names (``cimd.allowed_hosts``)."""
+    upstream = web.Application()
+    seen: list[str] = []
+
+    async def discovery(_: web.Request) -> web.Response:
+        return web.json_response(DISCOVERY)
+
+    async def authorize(request: web.Request) -> web.Response:
+        seen.append(request.query.get("client_id", ""))
+        return web.Response(status=302, headers={"Location": f"{CALLBACK}?code=c"})
+
+    upstream.router.add_get(f"{ISSUER_PATH}/.well-known/openid-configuration", discovery)
+    upstream.router.add_route("*", f"{ISSUER_PATH}/authorize", authorize)
+    server = TestServer(upstream, host="127.0.0.1")
+    await server.start_server()
+    base = str(server.make_url("")).rstrip("/")
+    adapter = MemoryAdapter(public_url=base, issuer_path=ISSUER_PATH, oauth_paths=True, derived_document_ids=True)
+    settings = Settings(
+        public_url=PUBLIC,
+        provider="memory",
+        provider_url=base,
+        limits={"enabled": False},
+        access=CLOSED_ACCESS,
+        cimd={"allowed_hosts": allowed_hosts},
+    )
+    client: Client = TestClient(TestServer(create_app(settings, adapter=adapter), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        async with client.get(f"{ISSUER_PATH}/.well-known/openid-configuration") as response:
+            assert (await response.json())["client_id_metadata_document_supported"] is accepted
+        await authorize_once(client)
+        stored = adapter.stored_client_id("default", URL)
+        assert (stored in adapter.clients["default"]) is accepted
+        assert seen == [stored if accepted else URL]  # off: passed on as any unknown client id
+    finally:
+        await client.close()
+        await server.close()
+
+
+async def authorize_once(client: Client) -> None:
+    params = {"client_id": URL, "redirect_uri": CALLBACK, "scope": "mcp"}
+    async with client.get(f"{ISSUER_PATH}/authorize", params=params, allow_redirects=False) as response:
+        assert response.status == 302
