@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import re
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 RESPONSE_PARAMETERS = frozenset({"code", "error", "access_token", "id_token"})
 """Parameters only an authorization response (RFC 6749 sections 4.1.2, 4.1.2.1, 4.2.2; OIDC Core 3.3.2.5) carries:
@@ -28,15 +28,17 @@ def with_iss(location: str, issuer: str) -> str | None:
     an authorization response or already has ``iss``."""
     parts = urlsplit(location)
     parameter = f"iss={quote(issuer, safe='')}"
+    # the parameter is inserted into the string as it is: re-assembling the URL would change it (a private-use
+    # ``myapp:///callback`` would lose its empty authority)
     fragment_names = _names(parts.fragment)
     if fragment_names & RESPONSE_PARAMETERS:
         if "iss" in fragment_names:
             return None
-        return urlunsplit(parts._replace(fragment=f"{parts.fragment}&{parameter}"))
+        return f"{location}&{parameter}"
     query_names = _names(parts.query)
     if query_names & RESPONSE_PARAMETERS and "iss" not in query_names:
-        query = f"{parts.query}&{parameter}" if parts.query else parameter
-        return urlunsplit(parts._replace(query=query))
+        before, hash_mark, fragment = location.partition("#")
+        return f"{before}&{parameter}{hash_mark}{fragment}"
     return None
 
 

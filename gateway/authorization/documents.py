@@ -36,7 +36,7 @@ from aiohttp import web
 from adapters.base import DOCUMENT_SOURCE, DocumentClients, ManagedClient, NewClient, ProviderAdapter, with_deployment
 from gateway.cimd.cache import DocumentCache
 from gateway.cimd.document import client_metadata
-from gateway.cimd.errors import DocumentRefused
+from gateway.cimd.errors import DocumentRefused, show
 from gateway.cimd.fetch import FetchedDocument
 from gateway.cimd.settings import CimdSettings
 from gateway.cimd.url import check_client_id_url
@@ -81,12 +81,32 @@ class ResolvedDocument:
 
 
 def display_name(metadata: ClientMetadata, url: str) -> ClientMetadata:
-    """``client_name`` followed by the ``client_id`` URL's host in parentheses: the provider's consent page shows
-    who is asking, not only what the document says about itself."""
+    """``client_name`` followed by the ``client_id`` URL's host and the hosts its redirect URIs go to, in
+    parentheses, so the provider's consent page shows who is asking and where the browser will be sent, not only what
+    the document says about itself (the draft's section 6.4 "SHOULD display the hostname of the client_id"; MCP
+    2026-07-28 security considerations: "MUST clearly display the redirect URI hostname"). The name is shortened
+    first, so the hosts always show."""
     host = urlsplit(url).hostname or ""
-    name = metadata.client_name or host
-    shown = f"{name} ({host})" if host and not name.endswith(f"({host})") else name
-    return metadata.model_copy(update={"client_name": shown})
+    redirect_hosts = sorted({_redirect_host(uri) for uri in metadata.redirect_uris or []} - {host})
+    shown_hosts = ", ".join(redirect_hosts[:MAX_SHOWN_HOSTS]) + (
+        ", ..." if len(redirect_hosts) > MAX_SHOWN_HOSTS else ""
+    )
+    where = f"{host}, redirects to {shown_hosts}" if redirect_hosts else host
+    name = (metadata.client_name or host).strip()
+    if len(name) > MAX_SHOWN_NAME:
+        name = name[: MAX_SHOWN_NAME - 3].rstrip() + "..."
+    return metadata.model_copy(update={"client_name": f"{name} ({where[:MAX_SHOWN_WHERE]})"})
+
+
+def _redirect_host(uri: str) -> str:
+    """A redirect URI's host, or ``scheme:`` for a private-use scheme without one (``cursor:``)."""
+    parts = urlsplit(uri)
+    return parts.hostname or f"{parts.scheme}:"
+
+
+MAX_SHOWN_NAME = 100
+MAX_SHOWN_WHERE = 140
+MAX_SHOWN_HOSTS = 3
 
 
 class DocumentClientResolver:
@@ -161,13 +181,13 @@ class DocumentClientResolver:
             fetched = await self._cache.get(url, validate=self._valid)
             metadata = self._translate(url, fetched.document)
         except DocumentRefused as exc:
-            log.info("cimd.refused", issuer=issuer.issuer, client_id=url, stage=exc.stage, reason=exc.reason)
+            log.info("cimd.refused", issuer=issuer.issuer, client_id=show(url), stage=exc.stage, reason=exc.reason)
             raise InvalidClient(f"client metadata document: {exc.reason}") from None
         try:
             policy = await registration_policy(issuer, self._registration)
             metadata = await check_fetched_uris(validate(metadata, policy), self._registration.resolver)
         except InvalidClientMetadata as exc:
-            log.info("cimd.refused", issuer=issuer.issuer, client_id=url, stage="policy", reason=exc.description)
+            log.info("cimd.refused", issuer=issuer.issuer, client_id=show(url), stage="policy", reason=exc.description)
             raise InvalidClient(f"client metadata document: {exc.description}") from None
         stored = adapter.stored_client_id(issuer.key, url)
         if stored != url and metadata.token_endpoint_auth_method == "private_key_jwt":

@@ -70,9 +70,11 @@ def _check_grammar(url: str, settings: CimdSettings) -> None:
         raise DocumentRefused("url", f"the client_id URL {show(url)} must not contain a fragment")
     try:
         parts = urlsplit(url)
-        _ = parts.port
+        port = parts.port
     except ValueError:
         raise DocumentRefused("url", f"the client_id URL {show(url)} has an invalid host or port") from None
+    if port == 0 or parts.netloc.endswith(":"):
+        raise DocumentRefused("url", f"the client_id URL {show(url)} has an invalid host or port")
     if "@" in parts.netloc:
         raise DocumentRefused("url", f"the client_id URL {show(url)} must not contain userinfo")
     host = parts.hostname or ""

@@ -13,11 +13,15 @@ MCP server checks), the request's canonical form for a prefix entry.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_UNCLEAN_PATH = re.compile(r"(?:^|/)\.\.?(?:/|$)|%2[ef]|%5c", re.IGNORECASE)
+"""RFC 3986 section 3.3 dot segments, and the percent-encoded ``.``, ``/`` and ``\\`` that could hide them."""
 
 MAX_RESOURCE_LENGTH = 2048
 """Longest ``resource`` value looked at; longer ones are refused (no MCP server URL is anywhere near it)."""
@@ -40,6 +44,10 @@ def resource_problem(value: str) -> str | None:  # noqa: PLR0911 (one return per
         return "resource must be an absolute URI with a host (RFC 8707 section 2)"
     if "#" in value:
         return "resource must not include a fragment (RFC 8707 section 2)"
+    if _UNCLEAN_PATH.search(parts.path):
+        # a prefix entry would otherwise bind '.../tools/../admin' as written, which a server that normalises
+        # its audience reads as another resource
+        return "resource must not contain dot segments or percent-encoded slashes, backslashes or dots"
     return None
 
 

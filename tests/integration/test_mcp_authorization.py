@@ -337,7 +337,8 @@ async def test_a_document_client_authorizes_from_any_loopback_port_with_a_bound_
     record = await gateway.record(http, _stored_id(gateway, url))
     assert record is not None
     shown = record.get("client_name") if gateway.hydra else record.get("name")
-    assert shown == "Test MCP client (localhost)"  # the consent page names the document's host
+    # the consent page names the document's host and where the browser is sent back
+    assert shown == "Test MCP client (localhost, redirects to 127.0.0.1)"
 
 
 async def test_an_unknown_resource_is_invalid_target_at_both_endpoints(

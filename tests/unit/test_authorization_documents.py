@@ -18,9 +18,10 @@ from gateway_factory import ISSUER, ISSUER_PATH, PUBLIC
 
 from adapters.memory.adapter import MemoryAdapter
 from gateway.app import create_app
-from gateway.authorization.documents import MAX_LEARNED_SCOPES
+from gateway.authorization.documents import MAX_LEARNED_SCOPES, display_name
 from gateway.cimd import fetch as fetch_module
 from gateway.cimd.fetch import FetchedDocument
+from gateway.oauth.metadata import ClientMetadata
 from gateway.settings import Settings
 
 Client = TestClient[Any, Any]
@@ -166,3 +167,23 @@ async def authorize_once(client: Client) -> None:
     params = {"client_id": URL, "redirect_uri": CALLBACK, "scope": "mcp"}
     async with client.get(f"{ISSUER_PATH}/authorize", params=params, allow_redirects=False) as response:
         assert response.status == 302
+
+
+def test_the_display_name_shows_the_document_host_and_where_the_browser_goes() -> None:
+    """MCP 2026-07-28: the authorization server MUST clearly display the redirect URI hostname (the provider's
+    consent page shows the client's name); a long name is shortened so the hosts always show."""
+    claude_code = ClientMetadata(
+        client_name="Claude Code", redirect_uris=["http://localhost/callback", "http://127.0.0.1/callback"]
+    )
+    shown = display_name(claude_code, "https://claude.ai/oauth/claude-code-client-metadata").client_name
+    assert shown == "Claude Code (claude.ai, redirects to 127.0.0.1, localhost)"
+    same_host = ClientMetadata(client_name="App", redirect_uris=["https://app.example/cb"])
+    assert display_name(same_host, "https://app.example/c.json").client_name == "App (app.example)"
+    private_use = ClientMetadata(client_name="Editor", redirect_uris=["cursor://anysphere.cursor-retrieval/cb"])
+    assert display_name(private_use, "https://cursor.com/c.json").client_name == (
+        "Editor (cursor.com, redirects to anysphere.cursor-retrieval)"
+    )
+    long_name = ClientMetadata(client_name="x" * 300, redirect_uris=["https://evil.example/cb"])
+    shown = display_name(long_name, "https://app.example/c.json").client_name or ""
+    assert shown.endswith("... (app.example, redirects to evil.example)")
+    assert len(shown) < 255  # Keycloak's column

@@ -242,3 +242,9 @@ async def test_the_connector_resolver_never_answers_outside_a_fetch() -> None:
 
     with pytest.raises(OSError, match="not resolved and checked"):
         await _PinnedResolver().resolve("example.com", 443)
+
+
+@pytest.mark.parametrize("url", ["https://app.example:0/client.json", "https://app.example:/client.json"])
+def test_port_zero_and_an_empty_port_are_refused(url: str) -> None:
+    with pytest.raises(DocumentRefused, match="invalid host or port"):
+        check_client_id_url(url, CimdSettings())

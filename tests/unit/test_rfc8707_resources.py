@@ -22,6 +22,11 @@ MCP = "http://127.0.0.1:8000/mcp"
         ("https://mcp.example.com/\u00e9", "non-ASCII"),
         ("https://mcp.example.com:99999999/", "absolute URI"),
         ("https://" + "a" * 2050, "longer"),
+        ("https://mcp.example.com/tools/../admin", "dot segments"),
+        ("https://mcp.example.com/tools/./x", "dot segments"),
+        ("https://mcp.example.com/tools/..", "dot segments"),
+        ("https://mcp.example.com/tools/x%2F..%2Fy", "percent-encoded"),
+        ("https://mcp.example.com/tools/%2e%2e/y", "percent-encoded"),
     ],
 )
 def test_unusable_resource_values_are_named(value: str, words: str) -> None:

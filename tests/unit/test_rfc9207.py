@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 from gateway.rfc9207 import form_post_with_iss, with_iss
 
 ISSUER = "http://127.0.0.1:8080"
+QUOTED = "http%3A%2F%2F127.0.0.1%3A8080"
 
 
 def test_a_code_response_gets_iss_in_its_query() -> None:
@@ -49,3 +50,10 @@ def test_a_form_post_page_gets_a_hidden_iss_input() -> None:
     assert changed.index(b'name="iss"') < changed.index(b"</form>")
     assert form_post_with_iss(changed, ISSUER) is None
     assert form_post_with_iss(b"<html><form><input name='login'/></form></html>", ISSUER) is None
+
+
+def test_private_use_redirect_uris_keep_their_form() -> None:
+    """Before: re-assembling the URL turned ``myapp:///callback`` into ``myapp:/callback``."""
+    assert with_iss("myapp:///callback?code=x&state=s", ISSUER) == f"myapp:///callback?code=x&state=s&iss={QUOTED}"
+    assert with_iss("myapp:///callback#code=x", ISSUER) == f"myapp:///callback#code=x&iss={QUOTED}"
+    assert with_iss("https://a.example/cb?code=x#frag", ISSUER) == f"https://a.example/cb?code=x&iss={QUOTED}#frag"
