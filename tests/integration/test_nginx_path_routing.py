@@ -26,7 +26,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import pytest
@@ -48,6 +48,7 @@ from tests.integration.flows import (
     Target,
     authorization_code_flow,
     confidential_client,
+    discover,
     native_client,
     register,
 )
@@ -422,3 +423,32 @@ async def test_oversized_registration_gets_the_gateways_json_413(routed: Routed,
     ) as response:
         assert response.status == 413
         assert (await response.json())["error"] == "invalid_client_metadata"
+
+
+async def test_the_authorization_and_token_endpoints_go_through_the_gateway(
+    routed: Routed, http: aiohttp.ClientSession
+) -> None:
+    """Issue 10: nginx sends the provider's authorization and token endpoints to the gateway, which checks them and
+    forwards them to the provider, so client metadata documents, RFC 8707 and RFC 9207 work in path-routing mode."""
+    document = await discover(http, routed.target)
+    assert document["client_id_metadata_document_supported"] is True
+    assert document["authorization_response_iss_parameter_supported"] is True
+    query = {
+        "response_type": "code",
+        "client_id": "https://10.1.2.3/client.json",  # a document on a private address: refused by the gateway
+        "redirect_uri": "http://127.0.0.1:5000/callback",
+        "code_challenge": "x" * 43,
+        "code_challenge_method": "S256",
+    }
+    async with http.get(f"{document['authorization_endpoint']}?{urlencode(query)}", allow_redirects=False) as response:
+        assert response.status == 400
+        assert response.headers.get("X-Request-Id")  # the gateway answered
+        body = await response.json()
+    assert body["error"] == "invalid_client"
+    assert "public host" in body["error_description"]
+    status, client = await register(http, routed.target, native_client("nginx checked endpoints"))
+    assert status == 201, client
+    await authorization_code_flow(http, routed.target, client, redirect_uri=LOOPBACK_CALLBACK)
+    seen = _gateway_paths(routed.gateway_log)
+    assert urlsplit(document["authorization_endpoint"]).path in seen
+    assert urlsplit(document["token_endpoint"]).path in seen
