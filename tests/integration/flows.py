@@ -110,9 +110,11 @@ async def authorization_code_flow(
     redirect_uri: str,
     scope: str | None = None,
     extra: dict[str, str] | None = None,
+    token_endpoint: str | None = None,
 ) -> FlowResult:
     """Authorize with PKCE S256 at ``redirect_uri``, redeem the code, then refresh the token. ``extra``: more
-    authorization request parameters (e.g. Hydra's ``audience``)."""
+    authorization request parameters (e.g. Hydra's ``audience``); ``token_endpoint``: another than the discovered
+    one (the provider's own, to bypass the gateway)."""
     metadata = await discover(http, target)
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(16)
@@ -133,7 +135,7 @@ async def authorization_code_flow(
     assert params["state"] == [state]
     status, tokens = await token_request(
         http,
-        metadata["token_endpoint"],
+        token_endpoint or metadata["token_endpoint"],
         client,
         {
             "grant_type": "authorization_code",
@@ -147,7 +149,7 @@ async def authorization_code_flow(
     assert tokens.get("refresh_token"), f"no refresh token: {sorted(tokens)}"
     status, refreshed = await token_request(
         http,
-        metadata["token_endpoint"],
+        token_endpoint or metadata["token_endpoint"],
         client,
         {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
     )

@@ -10,6 +10,8 @@ client can have.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +27,7 @@ from adapters.keycloak.adapter import KeycloakAdapter
 from adapters.keycloak.mapping import DOCUMENT_ATTRIBUTE, GATEWAY_ATTRIBUTE, MANAGED_ATTRIBUTE
 from devstack.process import free_port
 from devstack.providers import HydraProvider, KeycloakProvider
+from gateway.conformance.headless import hydra_accept_login_and_consent
 from gateway.testing.adapter_contract import DOCUMENT_METADATA, document_client, registration
 from tests.integration.conftest import (
     GatewayProcess,
@@ -133,11 +136,21 @@ async def test_hydra_document_client_is_stored_under_a_derived_id(
         assert ours["document_url"] == url and ours["managed"] is True
         assert ours["gateway"]["source"] == DOCUMENT_SOURCE and ours["gateway"]["document_sha256"] == "ab" * 32
 
-        # the client works under the id Hydra knows (the front door sends it in place of the URL)
-        target = hydra_target(hydra_provider, hydra_gateway)
+        # the client works under the id Hydra knows (the front door sends it in place of the URL; the gateway
+        # itself refuses the stored id from a client, so this flow talks to Hydra directly)
+        target = dataclasses.replace(
+            hydra_target(hydra_provider, hydra_gateway),
+            login=functools.partial(
+                hydra_accept_login_and_consent,
+                admin_url=hydra_provider.admin_url,
+                url_map={hydra_provider.issuer: hydra_provider.public_url},
+            ),
+        )
         client = {"client_id": stored_id, "token_endpoint_auth_method": "none"}
         redirect_uri = f"http://127.0.0.1:{free_port()}/callback"
-        result = await authorization_code_flow(http, target, client, redirect_uri=redirect_uri)
+        result = await authorization_code_flow(
+            http, target, client, redirect_uri=redirect_uri, token_endpoint=f"{hydra_provider.public_url}/oauth2/token"
+        )
         assert result.refreshed["access_token"]
 
         changed = registration({**DOCUMENT_METADATA, "client_name": "v2 (app.example.com)"}, hydra_adapter)
