@@ -332,6 +332,12 @@ async def test_a_document_client_authorizes_from_any_loopback_port_with_a_bound_
     )
     assert status == 200, refreshed
     assert RESOURCE in await gateway.audience(http, refreshed["access_token"])
+    # OAuth 2.1 section 4.3.1 (MCP: the AS MUST rotate a public client's refresh tokens): the used one is spent
+    status, reused = await token(
+        http, gateway, {"grant_type": "refresh_token", "client_id": url, "refresh_token": tokens["refresh_token"]}
+    )
+    assert status in (400, 401), reused
+    assert reused["error"] == "invalid_grant"
 
     assert await gateway.count(http) == before + 1
     record = await gateway.record(http, _stored_id(gateway, url))
