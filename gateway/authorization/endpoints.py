@@ -148,80 +148,64 @@ class AuthorizationEndpoints:
     # ------------------------------------------------------------------ handlers
 
     async def authorization(self, request: web.Request) -> web.StreamResponse:
-        """RFC 6749 section 3.1 (GET, and POST with a form, OpenID Connect Core 3.1.2.1)."""
-        rewrite_response = Rewrite(location=self._with_iss, html=self._form_post_with_iss)
-        body = await self._body(request)
-        if isinstance(body, web.StreamResponse):
-            return body
-        try:
-            encoded = self._encoded_parameters(request, body)
-        except OAuthError as exc:
-            return error_response(exc)
-        if encoded is None:
-            return await self.proxy.forward(request, body, rewrite_response)
-        try:
-            checked = await self._check_authorization(request, parse(encoded), redirect_errors=True)
-        except RedirectedError as exc:
-            return self._error_redirect(exc)
-        except OAuthError as exc:
-            return error_response(exc)
-        return await self.proxy.forward(request, body, self._changed(request, checked, rewrite_response))
+        """RFC 6749 section 3.1 (GET, and POST with a form, OpenID Connect Core 3.1.2.1); RFC 9207 ``iss`` added to
+        its responses; errors for a verified redirect URI are redirected (section 4.1.2.1)."""
+
+        async def check(pairs: Pairs) -> Checked:
+            return await self._check_authorization(request, pairs, redirect_errors=True)
+
+        return await self._checked_exchange(
+            request, check, Rewrite(location=self._with_iss, html=self._form_post_with_iss), any_method=True
+        )
 
     async def pushed_authorization(self, request: web.Request) -> web.StreamResponse:
         """RFC 9126 section 2.1: the same checks as the authorization endpoint, errors as JSON (section 2.3)."""
-        body = await self._body(request)
-        if isinstance(body, web.StreamResponse):
-            return body
-        try:
-            encoded = self._encoded_parameters(request, body)
-        except OAuthError as exc:
-            return error_response(exc)
-        if encoded is None or request.method != hdrs.METH_POST:
-            return await self.proxy.forward(request, body)
-        try:
-            checked = await self._check_authorization(request, parse(encoded), redirect_errors=False)
-        except OAuthError as exc:
-            return error_response(exc)
-        return await self.proxy.forward(request, body, self._changed(request, checked, Rewrite()))
+
+        async def check(pairs: Pairs) -> Checked:
+            return await self._check_authorization(request, pairs, redirect_errors=False)
+
+        return await self._checked_exchange(request, check, Rewrite())
 
     async def token(self, request: web.Request) -> web.StreamResponse:
         """RFC 6749 section 3.2: ``client_id`` translated, ``resource`` checked (400 ``invalid_target``, RFC 8707
         section 2.2) and bound the provider's way."""
-        body = await self._body(request)
-        if isinstance(body, web.StreamResponse):
-            return body
-        try:
-            encoded = self._encoded_parameters(request, body)
-        except OAuthError as exc:
-            return error_response(exc)
-        if encoded is None or request.method != hdrs.METH_POST:
-            return await self.proxy.forward(request, body)
-        try:
-            checked = await self._check_token(parse(encoded))
-        except OAuthError as exc:
-            return error_response(exc)
-        return await self.proxy.forward(request, body, self._changed(request, checked, Rewrite()))
+        return await self._checked_exchange(request, self._check_token, Rewrite())
 
     async def revocation(self, request: web.Request) -> web.StreamResponse:
         """RFC 7009 section 2.1: only ``client_id`` is translated."""
+
+        async def check(pairs: Pairs) -> Checked:
+            client_id = single(pairs, "client_id")
+            if client_id is not None:
+                self._refuse_stored_document_id(client_id, pairs)
+            return Checked(self._translated_client_id(pairs))
+
+        return await self._checked_exchange(request, check, Rewrite())
+
+    async def _checked_exchange(
+        self,
+        request: web.Request,
+        check: Callable[[Pairs], Awaitable[Checked]],
+        rewrite: Rewrite,
+        *,
+        any_method: bool = False,
+    ) -> web.StreamResponse:
+        """Read the request, check its parameters (``check``), forward it with what changed and ``rewrite``. Only
+        POST is checked unless ``any_method`` (the authorization endpoint's GET); anything else is forwarded as it
+        is, for the provider to answer. A refusal is the gateway's answer and nothing reaches the provider."""
         body = await self._body(request)
         if isinstance(body, web.StreamResponse):
             return body
         try:
             encoded = self._encoded_parameters(request, body)
+            if encoded is None or not (any_method or request.method == hdrs.METH_POST):
+                return await self.proxy.forward(request, body, rewrite)
+            checked = await check(parse(encoded))
+        except RedirectedError as exc:
+            return self._error_redirect(exc)
         except OAuthError as exc:
             return error_response(exc)
-        if encoded is None or request.method != hdrs.METH_POST:
-            return await self.proxy.forward(request, body)
-        try:
-            pairs = parse(encoded)
-            client_id = single(pairs, "client_id")
-            if client_id is not None:
-                self._refuse_stored_document_id(client_id, pairs)
-            translated = self._translated_client_id(pairs)
-        except OAuthError as exc:
-            return error_response(exc)
-        return await self.proxy.forward(request, body, self._changed(request, Checked(translated), Rewrite()))
+        return await self.proxy.forward(request, body, self._changed(request, checked, rewrite))
 
     # ------------------------------------------------------------------ checks
 

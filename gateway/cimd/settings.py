@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.policy.uris import normalize_host
+from gateway.policy.uris import is_ip_literal, normalize_host
 
 
 def host_entry(entry: str) -> str:
@@ -26,17 +26,9 @@ def host_entry(entry: str) -> str:
         host = normalize_host(name)
     except ValueError as exc:
         raise ValueError(f"{entry!r}: {exc}") from None
-    if wildcard and _is_ip(host):
+    if wildcard and is_ip_literal(host):
         raise ValueError(f"{entry!r}: a wildcard entry names a domain, not an IP address")
     return f"*.{host}" if wildcard else host
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _is_ipv6(value: str) -> bool:

@@ -80,12 +80,13 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     do not). IP literals match only themselves."""
     if host in allowed:
         return True
-    if _is_ip(host):
+    if is_ip_literal(host):
         return False
-    return any(not _is_ip(entry) and host.endswith("." + entry) for entry in allowed)
+    return any(not is_ip_literal(entry) and host.endswith("." + entry) for entry in allowed)
 
 
-def _is_ip(value: str) -> bool:
+def is_ip_literal(value: str) -> bool:
+    """Whether ``value`` is an IPv4 or IPv6 address (without brackets)."""
     try:
         ipaddress.ip_address(value)
     except ValueError:

@@ -31,6 +31,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from adapters.hydra.adapter import HydraAdapter
 from adapters.keycloak.adapter import KeycloakAdapter
 from devstack.cimd_server import ca_file, docs_dir, start_cimd_server
 from devstack.cimd_server import origin as cimd_origin
@@ -274,6 +275,29 @@ async def start() -> AsyncIterator[InProcessGateways]:
     gateways = InProcessGateways()
     yield gateways
     await gateways.close()
+
+
+# ---------------------------------------------------------------------------- the adapters, on their own
+
+
+@pytest.fixture
+async def hydra_adapter(http: aiohttp.ClientSession, hydra_provider: HydraProvider) -> AsyncIterator[HydraAdapter]:
+    """The gateway's Hydra adapter on the session's Hydra, started on ``http``."""
+    adapter = HydraAdapter(admin_url=hydra_provider.admin_url, public_url=hydra_provider.public_url)
+    await adapter.start(http)
+    yield adapter
+    await adapter.close()
+
+
+@pytest.fixture
+async def keycloak_adapter(
+    http: aiohttp.ClientSession, keycloak_provider: KeycloakProvider
+) -> AsyncIterator[KeycloakAdapter]:
+    """The gateway's Keycloak adapter on the session's realm, with its admin client, started on ``http``."""
+    adapter = keycloak_adapter_for(keycloak_provider)
+    await adapter.start(http)
+    yield adapter
+    await adapter.close()
 
 
 # ---------------------------------------------------------------------------- what the providers hold

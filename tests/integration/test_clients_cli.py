@@ -34,7 +34,6 @@ from gateway.oauth.metadata import ClientMetadata
 from gateway.registration.tokens import TOKEN_HASH_KEY, verify_registration_access_token
 from tests.integration.conftest import (
     GatewayProcess,
-    keycloak_adapter_for,
     keycloak_admin_headers,
     master_admin_headers,
 )
@@ -197,14 +196,6 @@ async def hydra_admin(http: aiohttp.ClientSession, hydra_provider: HydraProvider
     admin = HydraAdmin(http, hydra_provider.admin_url, hydra_provider.public_url)
     yield admin
     await admin.cleanup()
-
-
-@pytest.fixture
-async def hydra_adapter(http: aiohttp.ClientSession, hydra_provider: HydraProvider) -> AsyncIterator[HydraAdapter]:
-    adapter = HydraAdapter(admin_url=hydra_provider.admin_url, public_url=hydra_provider.public_url)
-    await adapter.start(http)
-    yield adapter
-    await adapter.close()
 
 
 async def test_hydra_list_show_and_delete_registered_clients(
@@ -470,16 +461,6 @@ async def keycloak_admin(
     admin = KeycloakAdmin(http, keycloak_provider)
     yield admin
     await admin.cleanup()
-
-
-@pytest.fixture
-async def keycloak_adapter(
-    http: aiohttp.ClientSession, keycloak_provider: KeycloakProvider
-) -> AsyncIterator[KeycloakAdapter]:
-    adapter = keycloak_adapter_for(keycloak_provider)
-    await adapter.start(http)
-    yield adapter
-    await adapter.close()
 
 
 async def test_keycloak_list_show_and_delete_registered_clients(

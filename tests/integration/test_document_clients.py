@@ -14,7 +14,6 @@ import dataclasses
 import functools
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -42,24 +41,6 @@ from tests.integration.flows import authorization_code_flow
 
 def document_url() -> str:
     return f"https://app.example.com/cimd/{uuid.uuid4()}.json"
-
-
-@pytest.fixture
-async def keycloak_adapter(
-    keycloak_provider: KeycloakProvider, http: aiohttp.ClientSession
-) -> AsyncIterator[KeycloakAdapter]:
-    adapter = keycloak_adapter_for(keycloak_provider)
-    await adapter.start(http)
-    yield adapter
-    await adapter.close()
-
-
-@pytest.fixture
-async def hydra_adapter(hydra_provider: HydraProvider, http: aiohttp.ClientSession) -> AsyncIterator[HydraAdapter]:
-    adapter = HydraAdapter(admin_url=hydra_provider.admin_url, public_url=hydra_provider.public_url)
-    await adapter.start(http)
-    yield adapter
-    await adapter.close()
 
 
 @pytest.fixture(params=["hydra", "keycloak"])

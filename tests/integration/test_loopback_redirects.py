@@ -15,7 +15,6 @@ import functools
 import json
 import secrets
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -46,24 +45,6 @@ REGISTERED = [
     "http://[::1]:3000/callback",
 ]
 """Loopback redirect URIs as clients register them: port-less (Claude Code) and with a port (VS Code, Cursor)."""
-
-
-@pytest.fixture
-async def keycloak_adapter(
-    keycloak_provider: KeycloakProvider, http: aiohttp.ClientSession
-) -> AsyncIterator[KeycloakAdapter]:
-    adapter = keycloak_adapter_for(keycloak_provider)
-    await adapter.start(http)
-    yield adapter
-    await adapter.close()
-
-
-@pytest.fixture
-async def hydra_adapter(hydra_provider: HydraProvider, http: aiohttp.ClientSession) -> AsyncIterator[HydraAdapter]:
-    adapter = HydraAdapter(admin_url=hydra_provider.admin_url, public_url=hydra_provider.public_url)
-    await adapter.start(http)
-    yield adapter
-    await adapter.close()
 
 
 @pytest.fixture(params=["hydra", "keycloak"])

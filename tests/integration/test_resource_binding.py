@@ -12,7 +12,6 @@ import asyncio
 import base64
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -60,24 +59,6 @@ class CallCounter:
             return await original(*args, **kwargs)
 
         monkeypatch.setattr(adapter, "_call", counting)
-
-
-@pytest.fixture
-async def keycloak_adapter(
-    keycloak_provider: KeycloakProvider, http: aiohttp.ClientSession
-) -> AsyncIterator[KeycloakAdapter]:
-    adapter = keycloak_adapter_for(keycloak_provider)
-    await adapter.start(http)
-    yield adapter
-    await adapter.close()
-
-
-@pytest.fixture
-async def hydra_adapter(hydra_provider: HydraProvider, http: aiohttp.ClientSession) -> AsyncIterator[HydraAdapter]:
-    adapter = HydraAdapter(admin_url=hydra_provider.admin_url, public_url=hydra_provider.public_url)
-    await adapter.start(http)
-    yield adapter
-    await adapter.close()
 
 
 async def keycloak_scopes(http: aiohttp.ClientSession, keycloak: KeycloakProvider) -> list[dict[str, Any]]:
