@@ -468,6 +468,11 @@ class DocumentClients(Protocol):
         """Remove the managed document client; :class:`ClientNotFound` when there is none."""
         ...
 
+    def list_document_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
+        """Every managed document client of the issuer (``client_id`` the URL), and nothing else: what the
+        managed-client quota counts besides :meth:`ProviderAdapter.list_clients`."""
+        ...
+
 
 @dataclass(frozen=True)
 class ResourceBinding:

@@ -336,13 +336,18 @@ class HydraAdapter:
         self._forget_prepared(client_id)
 
     async def list_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
-        """Managed DCR clients; never document clients (they are made again from their document on the next
-        authorization, so the quota and ``dcr-gateway clients`` leave them out)."""
+        """Managed DCR clients; never document clients (:meth:`list_document_clients`: ``dcr-gateway clients``
+        leaves them out, they are made again from their document on the next authorization)."""
         async for item in self._all_raw_clients():
             if is_managed(item) and document_url_of(item) is None:
                 yield from_hydra(item)
 
     # ------------------------------------------------------------------- client ID metadata documents (CIMD)
+
+    async def list_document_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
+        async for item in self._all_raw_clients():
+            if is_managed(item) and document_url_of(item) is not None:
+                yield from_hydra(item)
 
     def stored_client_id(self, issuer: str, url: str) -> str:
         """:func:`~adapters.bindings.derived_document_id`: Hydra v2.3.0's admin API stores a ``client_id`` holding

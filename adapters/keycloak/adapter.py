@@ -506,8 +506,19 @@ class KeycloakAdapter:
         self._forget_prepared(issuer, client_id)
 
     async def list_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
-        """Managed DCR clients; never document clients (they are made again from their document on the next
-        authorization, so the quota and ``dcr-gateway clients`` leave them out)."""
+        """Managed DCR clients; never document clients (:meth:`list_document_clients`: ``dcr-gateway clients``
+        leaves them out, they are made again from their document on the next authorization)."""
+        async for representation in self._managed_representations(issuer):
+            if document_url_of(representation) is None:
+                yield from_keycloak(representation)
+
+    async def list_document_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
+        async for representation in self._managed_representations(issuer):
+            if document_url_of(representation) is not None:
+                yield from_keycloak(representation)
+
+    async def _managed_representations(self, issuer: str) -> AsyncIterator[dict[str, Any]]:
+        """Every managed client's representation in the realm, page by page."""
         admin = self._admin(issuer)
         first = 0
         while True:
@@ -519,8 +530,8 @@ class KeycloakAdapter:
                 raise ProviderUnavailable(f"keycloak list clients: HTTP {response.status_code}")
             page = response.json()
             for representation in page:
-                if is_managed(representation) and document_url_of(representation) is None:
-                    yield from_keycloak(representation)
+                if is_managed(representation):
+                    yield representation
             if len(page) < PAGE_SIZE:
                 return
             first += PAGE_SIZE

@@ -172,12 +172,20 @@ class MemoryAdapter:
         self._forget(issuer, client_id)
 
     async def list_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
-        """Managed DCR clients; never document clients (they are made again from their document on the next
-        authorization, so ``dcr-gateway clients`` and the quota leave them out)."""
+        """Managed DCR clients; never document clients (:meth:`list_document_clients`: ``dcr-gateway clients``
+        leaves them out, they are made again from their document on the next authorization)."""
         self._check()
         documents = self.document_urls.get(issuer, {})
         for stored_id, client in list(self.clients.get(issuer, {}).items()):
             if stored_id not in documents:
+                yield client
+
+    async def list_document_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
+        """The document clients (``client_id`` the URL)."""
+        self._check()
+        documents = self.document_urls.get(issuer, {})
+        for stored_id, client in list(self.clients.get(issuer, {}).items()):
+            if stored_id in documents:
                 yield client
 
     def _forget(self, issuer: str, stored_id: str) -> None:

@@ -2,7 +2,8 @@
 
 MCP clients re-register on every connect, so without a ceiling the provider's client table grows without
 bound (Keycloak slows down with tens of thousands of clients). The gateway keeps no database: the count comes
-from the provider itself, through the adapter's ``list_clients`` (managed clients only), cached per issuer,
+from the provider itself, through the adapter's ``list_clients`` (managed clients only) and, where the adapter
+holds clients made from metadata documents, its ``list_document_clients``, cached per issuer,
 listed again in the background once older than ``refresh_seconds``, and adjusted by this instance's own
 creations and deletions in between.
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from adapters.base import ProviderAdapter
+from adapters.base import DocumentClients, ProviderAdapter
 from gateway.oauth.errors import OAuthError
 
 log = structlog.get_logger(__name__)
@@ -100,6 +101,9 @@ class ClientQuota:
             listed = 0
             async for _ in self.adapter.list_clients(issuer):
                 listed += 1
+            if isinstance(self.adapter, DocumentClients):  # clients made from metadata documents count too
+                async for _ in self.adapter.list_document_clients(issuer):
+                    listed += 1
             entry = self._counts.setdefault(issuer, _Count())
             entry.listed, entry.listed_at = listed, started
             log.info("limits.quota_counted", issuer=issuer, managed_clients=listed, max_clients=self.max_clients)

@@ -628,8 +628,8 @@ class AdapterContract:
         self, adapter: ProviderAdapter, issuer: str, created: Created
     ) -> None:
         """RFC 7592 (``read_client``, ``update_client``, ``delete_client``) is for registered clients only; the
-        listing (quota, ``dcr-gateway clients``) leaves document clients out: they are made again from their
-        document on the next authorization."""
+        listing (``dcr-gateway clients``) leaves document clients out: they are made again from their document on
+        the next authorization. ``list_document_clients`` lists them (the quota counts both)."""
         if not isinstance(adapter, DocumentClients):
             pytest.skip("the adapter has no DocumentClients")
         url = document_url()
@@ -645,6 +645,12 @@ class AdapterContract:
         listed = {c.client_id async for c in adapter.list_clients(issuer)}
         assert url not in listed and adapter.stored_client_id(issuer, url) not in listed
         assert await adapter.read_document_client(issuer, url) is not None, "the document client is still there"
+        # ... they have their own listing (the managed-client quota counts them), holding only document clients
+        documents = {c.client_id async for c in adapter.list_document_clients(issuer)}
+        assert url in documents
+        assert not documents & listed, "a client is listed both as registered and as a document client"
+        await adapter.delete_document_client(issuer, url)
+        assert url not in {c.client_id async for c in adapter.list_document_clients(issuer)}
         if isinstance(adapter, ClientHygiene):
             assert adapter.stored_client_id(issuer, url) not in {
                 c.client_id async for c in adapter.list_unmanaged(issuer)

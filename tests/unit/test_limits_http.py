@@ -16,9 +16,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 from gateway_factory import ISSUER_PATH, PUBLIC, REGISTER, Gateways
 
+from adapters.base import NewClient
 from adapters.memory.adapter import MemoryAdapter
 from gateway.app import LIMITS
 from gateway.limits.settings import LimitSettings
+from gateway.oauth.metadata import ClientMetadata
 
 NATIVE = {"redirect_uris": ["http://127.0.0.1:3000/callback"], "token_endpoint_auth_method": "none"}
 ORIGIN = "https://inspector.example"
@@ -141,6 +143,17 @@ async def test_the_quota_counts_clients_that_exist_already(make_gateway: Factory
     # a second instance in front of the same provider sees the existing client through list_clients
     quota = client.app[LIMITS].quota
     assert await quota.refresh("default") == 1
+
+
+async def test_the_quota_counts_document_clients_too(make_gateway: Factory) -> None:
+    """Before: clients made from metadata documents were left out of the count, so new document URLs could add
+    provider clients past the quota."""
+    client, adapter = await make_gateway(max_clients_per_issuer=1)
+    metadata = ClientMetadata(redirect_uris=["http://127.0.0.1:4000/cb"], token_endpoint_auth_method="none")
+    await adapter.put_document_client("default", NewClient("https://app.example/c.json", None, 0, 0, metadata))
+    status, _, body = await register(client, "198.51.100.1")
+    assert status == 403, body
+    assert body["error"] == "access_denied"
 
 
 async def test_a_provider_down_at_the_first_count_gives_the_providers_503_not_500(make_gateway: Factory) -> None:
