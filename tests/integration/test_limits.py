@@ -23,7 +23,7 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient
 
-from adapters.base import ProviderAdapter
+from adapters.base import DocumentClients, ProviderAdapter
 from adapters.registry import get_factory
 from devstack.process import LOOPBACK, free_port
 from devstack.providers import HydraProvider, KeycloakProvider
@@ -308,7 +308,11 @@ async def managed_count(settings: Settings, issuer: str) -> int:
     async with aiohttp.ClientSession() as session:
         await adapter.start(session)
         try:
-            return len([client async for client in adapter.list_clients(issuer)])
+            # what the quota counts: registered clients and clients made from metadata documents
+            count = len([client async for client in adapter.list_clients(issuer)])
+            if isinstance(adapter, DocumentClients):
+                count += len([client async for client in adapter.list_document_clients(issuer)])
+            return count
         finally:
             await adapter.close()
 
