@@ -27,6 +27,7 @@ from gateway.cimd.document import client_metadata
 from gateway.cimd.errors import DocumentRefused
 from gateway.cimd.fetch import DocumentFetcher, FetchedDocument, NotModified
 from gateway.cimd.settings import CimdSettings
+from gateway.conformance.cimd_host import tls_context
 from gateway.conformance.tls import server_certificate
 
 pytestmark = pytest.mark.timeout(30)
@@ -43,9 +44,7 @@ PUBLIC_NAME = "client.example.com"
 def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ssl.SSLContext]:
     directory = tmp_path_factory.mktemp("tls")
     cert, key = server_certificate(directory, ["localhost", "127.0.0.1", "::1", PUBLIC_NAME])
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return directory / "ca.pem", context
+    return directory / "ca.pem", tls_context(cert, key)
 
 
 @dataclass

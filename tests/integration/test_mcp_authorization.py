@@ -20,7 +20,6 @@ import asyncio
 import base64
 import json
 import secrets
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from adapters.bindings import derived_document_id
 from devstack.process import LOOPBACK, free_port
 from devstack.providers import HydraProvider, KeycloakProvider
 from gateway.app import create_app
+from gateway.conformance.cimd_host import tls_context
 from gateway.conformance.headless import hydra_accept_login_and_consent, keycloak_form_login
 from gateway.conformance.oauth import pkce_pair
 from gateway.conformance.tls import development_ca, server_certificate
@@ -77,8 +77,7 @@ async def document_host(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
     directory = tmp_path_factory.mktemp("cimd-tls")
     ca_file, _ = development_ca(directory)
     cert, key = server_certificate(directory, ["localhost", "127.0.0.1"])
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
+    context = tls_context(cert, key)  # the conformance suite's document host's own TLS setup
     port = free_port()
     host = DocumentHost(origin=f"https://localhost:{port}", ca_file=ca_file)
 
