@@ -38,7 +38,7 @@ EXAMPLE_ADAPTER := examples/sqlite-adapter
 
 $(STAMP): pyproject.toml $(EXAMPLE_ADAPTER)/pyproject.toml
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
-	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e $(EXAMPLE_ADAPTER)
+	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[dev,tracing]' -e $(EXAMPLE_ADAPTER)
 	@touch $(STAMP)
 
 providers:

@@ -44,6 +44,7 @@ from gateway.authorization.endpoints import AuthorizationEndpoints
 from gateway.cimd.cache import DocumentCache
 from gateway.cimd.fetch import DocumentFetcher
 from gateway.cors import CorsPolicy
+from gateway.lifecycle import LIFECYCLE, Lifecycle
 from gateway.limits.guard import Limits, open_counter_store
 from gateway.oauth.errors import OAuthError, ServerError
 from gateway.pipeline import RegistrationPipeline, Step, error_response, not_found
@@ -64,6 +65,7 @@ from gateway.rfc8414.cache import DiscoveryCache
 from gateway.rfc8414.handler import discovery_routes, is_discovery_path
 from gateway.rfc8414.scopes import registrable_scopes_source
 from gateway.settings import Mode, Settings
+from gateway.tracing import Tracing, trace_configs, tracing_for
 
 log = structlog.get_logger(__name__)
 
@@ -207,8 +209,11 @@ def build_middlewares(*, access_log: bool = True) -> list[Middleware]:
     return [gateway_middleware]
 
 
-def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) -> web.Application:
-    """Build the gateway for ``settings``; ``adapter`` overrides the configured provider (tests).
+def create_app(
+    settings: Settings, *, adapter: ProviderAdapter | None = None, tracing: Tracing | None = None
+) -> web.Application:
+    """Build the gateway for ``settings``; ``adapter`` overrides the configured provider (tests), ``tracing`` the
+    tracing ``settings.tracing`` configures (tests: an in-memory exporter; :mod:`gateway.tracing`).
 
     Every long-lived object (limits, discovery caches, issuer contexts, access control, the front-door proxy) is
     built here and handed to the handlers that use it; :func:`_resources` (the cleanup context) opens the HTTP
@@ -226,8 +231,13 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
     registration_paths = {issuer.key: f"{issuer.path}{settings.registration_path}" for issuer in issuers}
 
     access_log = logging.getLevelName(settings.log_level.upper()) in (logging.DEBUG, logging.INFO)
+    own_tracing = tracing is None
+    if tracing is None:
+        tracing = tracing_for(settings.tracing)  # None when off: nothing of OpenTelemetry is imported
     app = web.Application(
-        middlewares=build_middlewares(access_log=access_log),
+        middlewares=[tracing.middleware(), *build_middlewares(access_log=access_log)]
+        if tracing is not None
+        else build_middlewares(access_log=access_log),
         # request bodies reach handlers as sent: never inflated by the server (an encoded body gets 415)
         handler_args={"auto_decompress": False},
     )
@@ -243,6 +253,7 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
     app[ADAPTER] = adapter
     app[ADMIN_API] = admin_api
     app[LIMITS] = limits
+    lifecycle = app[LIFECYCLE] = Lifecycle.of(app)  # draining on SIGTERM (gateway.lifecycle, gateway.server)
 
     contexts = issuer_contexts(settings, adapter, issuers)
     caches = {context.path: context.discovery for context in contexts.values()}
@@ -254,13 +265,13 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
         message_template_fields=adapter.capabilities.message_template_fields,
         policy=settings.policy,
     )
-    fetcher, documents = document_clients(settings, adapter, issuers, reg_settings, limits)
+    fetcher, documents = document_clients(settings, adapter, issuers, reg_settings, limits, tracing=tracing)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readiness(caches, admin_api))
+    app.router.add_get("/readyz", readiness(caches, admin_api, lifecycle=lifecycle))
     app.router.add_routes(discovery_routes(caches, cors=cors, issuer_paths=[i.path for i in issuers]))
 
     for issuer in issuers:
@@ -274,7 +285,7 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
             store=limits.store,
         )
         register = registration_handler(
-            issuer=context, adapter=adapter, settings=reg_settings, access=access, limits=limits
+            issuer=context, adapter=adapter, settings=reg_settings, access=access, limits=limits, lifecycle=lifecycle
         )
         app.router.add_routes(pipeline.routes(path, {hdrs.METH_POST: Step(register, rate_limit="register")}))
         configuration = ClientConfigurationEndpoint(  # RFC 7592: {issuer path}{registration_path}/{client_id}
@@ -319,6 +330,8 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
             caches=list(caches.values()),
             proxy=proxy,
             fetcher=fetcher,
+            tracing=tracing,
+            own_tracing=own_tracing,
         )
     )
     return app
@@ -330,6 +343,8 @@ def document_clients(
     issuers: list[Issuer],
     registration: RegistrationSettings,
     limits: Limits,
+    *,
+    tracing: Tracing | None = None,
 ) -> tuple[DocumentFetcher | None, DocumentClientResolver | None]:
     """The document fetcher and the resolver of Client ID Metadata Documents, when they are accepted at all."""
     if not documents_accepted(settings, adapter):
@@ -339,7 +354,7 @@ def document_clients(
         log.info(
             "cimd.off", issuer=f"{settings.public_url}{issuer.path}", reason=_documents_off_reason(settings, issuer)
         )
-    fetcher = DocumentFetcher(settings.cimd)
+    fetcher = DocumentFetcher(settings.cimd, trace_configs=trace_configs(tracing))
     return fetcher, DocumentClientResolver(
         adapter=adapter,
         off_issuers=frozenset(issuer.key for issuer in closed),
@@ -356,11 +371,16 @@ def documents_accepted(settings: Settings, adapter: ProviderAdapter) -> bool:
     return settings.cimd.enabled and isinstance(adapter, DocumentClients)
 
 
-def readiness(caches: Mapping[str, DiscoveryCache], admin_api: AdminApiHealth) -> Handler:
-    """``/readyz``."""
+def readiness(
+    caches: Mapping[str, DiscoveryCache], admin_api: AdminApiHealth, *, lifecycle: Lifecycle | None = None
+) -> Handler:
+    """``/readyz`` (on every listener: the same handler)."""
 
     async def readyz(request: web.Request) -> web.Response:
-        """Ready: every issuer has a discovery document and the admin API worked at its last check."""
+        """Ready: not shutting down (:mod:`gateway.lifecycle`), every issuer has a discovery document and the
+        admin API worked at its last check."""
+        if lifecycle is not None and lifecycle.draining:
+            return web.json_response({"status": "shutting_down"}, status=503, headers={hdrs.CACHE_CONTROL: "no-store"})
         missing = [path or "/" for path, cache in caches.items() if cache.current() is None]
         if missing or not caches or not admin_api.ok:
             body: dict[str, object] = {"status": "starting", "issuers_without_metadata": missing}
@@ -517,10 +537,14 @@ async def _resources(
     caches: list[DiscoveryCache],
     proxy: FrontDoorProxy | None,
     fetcher: DocumentFetcher | None = None,
+    tracing: Tracing | None = None,
+    own_tracing: bool = False,
 ) -> AsyncIterator[None]:
     """Open the HTTP sessions and start what ``create_app`` built; close all of it (what opened) on the way out."""
     timeout = aiohttp.ClientTimeout(total=settings.provider_timeout)
-    session = aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar())
+    session = aiohttp.ClientSession(
+        timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(), trace_configs=trace_configs(tracing)
+    )
     proxy_session: aiohttp.ClientSession | None = None
     started: list[DiscoveryCache] = []
     watcher: asyncio.Task[None] | None = None
@@ -538,6 +562,7 @@ async def _resources(
                 timeout=front.read_timeout_seconds or settings.provider_timeout,
                 connect_timeout=front.connect_timeout_seconds or settings.provider_timeout,
                 limit=front.pool_size,
+                trace_configs=trace_configs(tracing),
             )
             proxy.attach(proxy_session)
         if fetcher is not None:
@@ -574,3 +599,5 @@ async def _resources(
         if fetcher is not None and fetcher_started:
             await fetcher.close()
         await session.close()
+        if tracing is not None and own_tracing:
+            await tracing.shutdown()

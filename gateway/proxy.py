@@ -19,7 +19,7 @@ are streamed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -390,7 +390,11 @@ class FrontDoorProxy:
 
     @staticmethod
     def new_session(
-        timeout: float | aiohttp.ClientTimeout = 30.0, *, limit: int = 100, connect_timeout: float | None = None
+        timeout: float | aiohttp.ClientTimeout = 30.0,
+        *,
+        limit: int = 100,
+        connect_timeout: float | None = None,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> aiohttp.ClientSession:
         """A client session fit for the proxy. A number ``timeout`` bounds each wait for data (and connecting,
         unless ``connect_timeout`` is given), not the whole exchange, so long downloads are not cut. ``limit``:
@@ -403,6 +407,7 @@ class FrontDoorProxy:
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             connector=aiohttp.TCPConnector(limit=limit),
+            trace_configs=list(trace_configs) if trace_configs else None,
         )
 
     def upstream_url(self, request: web.BaseRequest) -> URL:

@@ -24,6 +24,9 @@ from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
+from gateway.app import SETTINGS
+from gateway.lifecycle import LIFECYCLE, ShutdownSettings, shut_down
+
 _DESCRIPTIONS = {
     400: "the request could not be parsed as HTTP/1.1",
     413: "the request is too large",
@@ -85,21 +88,39 @@ class GatewayRunner(web.AppRunner):
         )
 
 
-async def serve(app: web.Application, *, host: str, port: int, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    stop: asyncio.Event | None = None,
+    shutdown: ShutdownSettings | None = None,
+) -> None:
     """Start ``app`` on ``host:port`` and serve until SIGINT/SIGTERM (or ``stop`` is set), then shut down
-    gracefully (connections drained, cleanup contexts closed). Start-up errors (a cleanup context raising, the
-    address in use) propagate before anything is served."""
+    gracefully (:func:`gateway.lifecycle.shut_down`: readiness 503, drain, listeners closed, requests in flight
+    finished within the bound, cleanup contexts closed). ``shutdown`` defaults to the app's settings
+    (``DCR_SHUTDOWN__*``). Start-up errors (a cleanup context raising, the address in use) propagate before
+    anything is served."""
+    settings = app.get(SETTINGS)
+    if shutdown is None:
+        shutdown = settings.shutdown if settings is not None else ShutdownSettings()
+    # a registration cut at the bound finishes its create and is rolled back: two admin calls at most
+    settle = 3 * settings.provider_timeout if settings is not None else 30.0
     runner = GatewayRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
+        sites: list[web.BaseSite] = [web.TCPSite(runner, host, port)]
+        for site in sites:
+            await site.start()
         stopping = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stopping.set)
         try:
             await stopping.wait()
+            await shut_down(
+                runner, sites, [app[LIFECYCLE]] if LIFECYCLE in app else [], shutdown, settle_seconds=settle
+            )
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)

@@ -43,9 +43,11 @@ from adapters.registry import settings_sections
 from adapters.settings import check_http_url
 from gateway.access.settings import AccessSettings
 from gateway.cimd.settings import CimdSettings
+from gateway.lifecycle import ShutdownSettings
 from gateway.limits.settings import LimitSettings
 from gateway.policy.settings import PolicySettings
 from gateway.rfc8707.resources import ResourceSettings
+from gateway.tracing import TracingSettings
 
 _Section = TypeVar("_Section", bound=BaseModel)
 
@@ -185,6 +187,14 @@ class Settings(BaseSettings):
 
     # abuse limits: rate limits and a quota of managed clients (DCR_LIMITS__*)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+
+    # operations: SIGTERM (gateway.lifecycle) and OpenTelemetry (gateway.tracing)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    """What SIGTERM does (``[shutdown]`` / ``DCR_SHUTDOWN__*``, :mod:`gateway.lifecycle`): readiness 503, drain,
+    listeners closed, requests in flight finished within a bound."""
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    """OpenTelemetry traces (``[tracing]`` / ``DCR_TRACING__*``, :mod:`gateway.tracing`): off unless enabled or
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; needs the ``tracing`` extra."""
 
     # browsers (MCP Inspector)
     cors_allowed_origins: list[str] = Field(default_factory=lambda: ["*"])

@@ -30,7 +30,7 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -175,8 +175,15 @@ class DocumentFetcher:
     """Fetches client ID metadata documents under :class:`CimdSettings`. :meth:`start` before use,
     :meth:`close` after; ``resolver`` is injectable (tests, or a resolver of the deployment's choosing)."""
 
-    def __init__(self, settings: CimdSettings, *, resolver: Resolver = system_resolver) -> None:
+    def __init__(
+        self,
+        settings: CimdSettings,
+        *,
+        resolver: Resolver = system_resolver,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
+    ) -> None:
         self._settings = settings
+        self._trace_configs = list(trace_configs) if trace_configs else None
         self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
 
@@ -202,6 +209,7 @@ class DocumentFetcher:
             trust_env=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._settings.connect_timeout_seconds),
             headers={"Accept": "application/json", "Accept-Encoding": "identity", "User-Agent": USER_AGENT},
+            trace_configs=self._trace_configs,
         )
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ section 3.2.2 JSON response. What registration shares with RFC 7592 lives in :mo
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import structlog
@@ -18,6 +19,7 @@ from aiohttp import web
 from adapters.base import ManagedClient, NewClient, ProviderAdapter
 from gateway.access.control import RegistrationAccess
 from gateway.access.tokens import InitialAccessToken
+from gateway.lifecycle import HandedOverResponse, Lifecycle
 from gateway.limits.guard import Limits
 from gateway.oauth.errors import ServerError
 from gateway.oauth.metadata import ClientMetadata
@@ -51,6 +53,14 @@ def registered_response(
     return information.to_response()
 
 
+class CreatedResponse(HandedOverResponse):
+    """The 201 of a registration, knowing the client it hands over (to roll it back if it cannot be written)."""
+
+    def __init__(self, *, client_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.client_id = client_id
+
+
 def registration_handler(
     *,
     issuer: IssuerContext,
@@ -58,9 +68,16 @@ def registration_handler(
     settings: RegistrationSettings,
     access: RegistrationAccess,
     limits: Limits,
+    lifecycle: Lifecycle | None = None,
 ) -> Handler:
     """``POST {issuer path}{registration path}`` for one issuer; everything it uses is handed over here, when
-    the app is built."""
+    the app is built.
+
+    The provider's create and the 201 that hands its credentials over are one section
+    (:meth:`gateway.lifecycle.Lifecycle.create_and_answer`): a cancelled request (the shutdown's bound) does not
+    interrupt it, and a client whose 201 could not be written (the request was cancelled, the client went away)
+    is deleted again, so none is kept that nobody holds credentials for (RFC 7591 section 3.2.1)."""
+    lifecycle = lifecycle or Lifecycle()
 
     async def register(request: web.Request) -> web.StreamResponse:
         # The rate limits ran in the pipeline. A quota slot (403) is taken only once the body is read and the
@@ -76,10 +93,20 @@ def registration_handler(
         )
         metadata = await validate_registration(admission.document, issuer=issuer, settings=settings, caller=caller)
         async with limits.quota.reserve(issuer.key) as slot:
-            response = await registration(metadata, token, caller)
+            response = await lifecycle.create_and_answer(
+                registration(metadata, token, caller),
+                answered=lambda answer: answer.status == 201,
+                roll_back=lambda answer: roll_back(answer, "request_cancelled"),
+            )
             if response.status == 201:
                 slot.created()
         return response
+
+    async def roll_back(response: web.StreamResponse, reason: str) -> None:
+        client_id = getattr(response, "client_id", None)
+        if client_id is not None:
+            log.warning("client.not_handed_over", issuer=issuer.issuer, client_id=client_id, reason=reason)
+            await remove_client(adapter, issuer, client_id, reason=reason, created=True)
 
     async def registration(
         metadata: ClientMetadata, token: InitialAccessToken | None, caller: Caller
@@ -90,7 +117,14 @@ def registration_handler(
         managed = await create(adapter, issuer, issued)
         try:
             body = registered_response(managed, issued, issuer, registration_access_token)
-            response = web.json_response(body, status=201, headers=NO_STORE)
+            response = CreatedResponse(
+                client_id=managed.client_id,
+                on_undelivered=lambda: lifecycle.undelivered(lambda: roll_back(response, "answer_not_written")),
+                text=json.dumps(body),
+                status=201,
+                headers=NO_STORE,
+                content_type="application/json",
+            )
         except Exception as exc:
             # Created but not handed over: remove it rather than leave a client nobody holds credentials for.
             # The exception's type only: its message could quote values (pydantic echoes inputs, secrets too).

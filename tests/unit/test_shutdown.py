@@ -1,0 +1,202 @@
+"""Graceful shutdown (issue 11 item 8), through ``gateway.server.serve`` and a real SIGTERM to this process: the
+real app with the memory adapter whose create is slow (a delay hook), raw sockets as clients.
+
+- ``/readyz`` answers 503 at once, while the listener still accepts during the drain;
+- an idle keep-alive connection is closed at once (a proxy must not reuse it after the process stopped);
+- a registration in flight is answered 201 after SIGTERM, and the client exists;
+- after the drain new connections are refused;
+- ``serve`` returns (the process would exit 0) within the bound;
+- a registration cut by the bound, or whose client went away before its answer, leaves no client behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from adapters.base import ManagedClient, NewClient
+from adapters.memory.adapter import MemoryAdapter
+from devstack.process import free_port
+from gateway.app import create_app
+from gateway.lifecycle import ShutdownSettings
+from gateway.server import serve
+from gateway.settings import Settings
+
+DOCUMENT = {
+    "issuer": "http://gateway.test",
+    "authorization_endpoint": "http://gateway.test/auth",
+    "token_endpoint": "http://gateway.test/token",
+    "response_types_supported": ["code"],
+}
+REGISTRATION = json.dumps(
+    {"redirect_uris": ["http://127.0.0.1:3000/cb"], "token_endpoint_auth_method": "none"}
+).encode()
+
+
+class SlowMemoryAdapter(MemoryAdapter):
+    """The memory adapter with a delay hook: ``create_delay`` seconds inside the provider's create, and an event
+    set when a create has started."""
+
+    create_delay = 0.0
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.create_started = asyncio.Event()
+        self.deleted: list[str] = []
+
+    async def create_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        self.create_started.set()
+        await asyncio.sleep(self.create_delay)
+        return await super().create_client(issuer, client)
+
+    async def delete_client(self, issuer: str, client_id: str) -> None:
+        self.deleted.append(client_id)
+        await super().delete_client(issuer, client_id)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[str]:
+    app = web.Application()
+
+    async def metadata(_: web.Request) -> web.Response:
+        return web.json_response(DOCUMENT)
+
+    app.router.add_get("/.well-known/openid-configuration", metadata)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+async def _request(port: int, head: str, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+    """One request on its own connection, read until the server closes it or the body is complete."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head.encode() + body)
+        await writer.drain()
+        return await _response(reader)
+    finally:
+        writer.close()
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    async with asyncio.timeout(15):
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(status_line.split()[1]), headers, body
+
+
+def _post(length: int) -> str:
+    return (
+        "POST /register HTTP/1.1\r\nHost: gateway.test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\n\r\n"
+    )
+
+
+READYZ = "GET /readyz HTTP/1.1\r\nHost: gateway.test\r\n\r\n"
+
+
+async def _start(upstream: str, adapter: MemoryAdapter, shutdown: ShutdownSettings) -> tuple[int, asyncio.Task[None]]:
+    settings = Settings(public_url="http://gateway.test", provider="memory", provider_url=upstream)
+    port = free_port()
+    task = asyncio.create_task(
+        serve(create_app(settings, adapter=adapter), host="127.0.0.1", port=port, shutdown=shutdown)
+    )
+    for _ in range(200):
+        try:
+            status, _, _ = await _request(port, READYZ)
+            if status == 200:
+                return port, task
+        except OSError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("the gateway did not become ready")
+
+
+async def test_sigterm_drains_answers_the_registration_in_flight_then_refuses_and_stops(upstream: str) -> None:
+    adapter = SlowMemoryAdapter(public_url=upstream)
+    adapter.create_delay = 1.5
+    drain = 1.0
+    port, server = await _start(upstream, adapter, ShutdownSettings(drain_seconds=drain, timeout_seconds=10))
+    # an idle keep-alive connection, as a proxy's upstream pool holds them
+    idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+    idle_writer.write(READYZ.encode())
+    status, headers, _ = await _response(idle_reader)
+    assert status == 200
+    assert headers.get("connection", "").lower() != "close"
+
+    registration = asyncio.create_task(_request(port, _post(len(REGISTRATION)), REGISTRATION))
+    await asyncio.wait_for(adapter.create_started.wait(), 5)
+    signalled = time.monotonic()
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.sleep(0.1)
+
+    # readiness 503 at once, on a new connection the draining listener still accepts; it closes after the answer
+    status, headers, body = await _request(port, READYZ)
+    assert (status, json.loads(body)["status"]) == (503, "shutting_down")
+    assert headers["connection"].lower() == "close"
+    # the idle keep-alive connection was closed by the server
+    async with asyncio.timeout(2):
+        assert await idle_reader.read() == b""
+    idle_writer.close()
+
+    status, _, body = await registration  # answered after SIGTERM, created and kept
+    client_id = json.loads(body)["client_id"]
+    assert status == 201
+    assert client_id in adapter.clients["default"]
+    assert not adapter.deleted
+
+    await asyncio.sleep(max(0.0, signalled + drain + 0.3 - time.monotonic()))
+    with pytest.raises(ConnectionRefusedError):  # after the drain: the listening socket is closed
+        await asyncio.open_connection("127.0.0.1", port)
+    async with asyncio.timeout(3):
+        await server  # serve returned: the process exits 0
+    assert time.monotonic() - signalled < drain + adapter.create_delay + 1.5
+
+
+async def test_a_registration_cut_by_the_bound_is_rolled_back(upstream: str) -> None:
+    adapter = SlowMemoryAdapter(public_url=upstream)
+    adapter.create_delay = 2.0
+    port, server = await _start(upstream, adapter, ShutdownSettings(drain_seconds=0, timeout_seconds=0.5))
+    registration = asyncio.create_task(_request(port, _post(len(REGISTRATION)), REGISTRATION))
+    await asyncio.wait_for(adapter.create_started.wait(), 5)
+    signalled = time.monotonic()
+    os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):  # cut at the bound: no answer
+        await registration
+    async with asyncio.timeout(5):
+        await server  # returns once the created client was removed again
+    assert time.monotonic() - signalled < adapter.create_delay + 1.5
+    assert len(adapter.deleted) == 1
+    assert adapter.clients["default"] == {}  # created, not handed over: rolled back
+
+
+async def test_a_registration_whose_client_left_before_its_answer_is_rolled_back(upstream: str) -> None:
+    adapter = SlowMemoryAdapter(public_url=upstream)
+    adapter.create_delay = 0.5
+    port, server = await _start(upstream, adapter, ShutdownSettings(timeout_seconds=5))
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(_post(len(REGISTRATION)).encode() + REGISTRATION)
+    await writer.drain()
+    await asyncio.wait_for(adapter.create_started.wait(), 5)
+    writer.close()  # the client goes away while the provider creates
+    for _ in range(100):
+        if adapter.deleted:
+            break
+        await asyncio.sleep(0.05)
+    assert len(adapter.deleted) == 1
+    assert adapter.clients["default"] == {}
+    os.kill(os.getpid(), signal.SIGTERM)
+    async with asyncio.timeout(5):
+        await server
