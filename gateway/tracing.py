@@ -18,6 +18,7 @@ access tokens and initial access tokens). ``/healthz``, ``/readyz`` and ``/metri
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -117,8 +118,20 @@ class Tracing:
         """The server span middleware (outermost), without spans for :data:`PROBES`."""
         if self._middleware is None:
             from aiohttp import web
-            from opentelemetry.instrumentation.aiohttp_server import create_aiohttp_middleware
+            from opentelemetry.instrumentation.aiohttp_server import (
+                AioHttpServerInstrumentor,
+                create_aiohttp_middleware,
+            )
 
+            # The middleware reads module state (excluded URLs, the semantic conventions' mode, its meters) that
+            # only instrument() sets; instrument() also replaces web.Application everywhere, which is undone at
+            # once: this app gets the middleware explicitly, other apps in the process are left alone.
+            instrumentor = AioHttpServerInstrumentor()
+            if not instrumentor.is_instrumented_by_opentelemetry:
+                with warnings.catch_warnings():  # its web.Application subclass, discarded at once
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    instrumentor.instrument(tracer_provider=self.tracer_provider)
+                instrumentor.uninstrument()
             traced = create_aiohttp_middleware(tracer_provider=self.tracer_provider)
 
             @web.middleware
