@@ -167,14 +167,16 @@ class HandedOverResponse(web.Response):
         self._on_undelivered = None
 
 
-def close_connections(server: web.Server) -> None:
-    """Idle keep-alive connections close now; busy ones after their response. (aiohttp's ``pre_shutdown`` only
-    marks idle ones: their transport stays open and the data a proxy sends on them is dropped unanswered, so
-    they are closed here; the attributes read are those ``RequestHandler.shutdown`` reads.)"""
+def close_idle_connections(server: web.Server) -> None:
+    """Close the keep-alive connections that wait for their next request, now: a proxy would reuse them after
+    this process stopped. Busy connections are left alone: their response carries ``Connection: close`` (see
+    :meth:`Lifecycle.on_response_prepare`) and the connection closes after it. (aiohttp's ``pre_shutdown`` would
+    mark every connection closing, which makes aiohttp drop the rest of a request body still arriving, and leaves
+    an idle connection's transport open, dropping what a proxy sends on it unanswered.) Idle is what aiohttp's
+    own keep-alive timer checks: the connection waits for a message and none is queued."""
     for connection in server.connections:
-        if getattr(connection, "_request_in_progress", False) or getattr(connection, "_messages", None):
-            connection.close()
-        else:
+        waiter = getattr(connection, "_waiter", None)
+        if waiter is not None and not waiter.done() and not getattr(connection, "_messages", None):
             connection.force_close()
 
 
@@ -195,7 +197,7 @@ async def shut_down(
     for lifecycle in lifecycles:
         lifecycle.begin_draining()
     if server is not None:
-        close_connections(server)
+        close_idle_connections(server)
     if settings.drain_seconds:
         await asyncio.sleep(settings.drain_seconds)
     for site in list(sites):
@@ -203,10 +205,10 @@ async def shut_down(
     if server is None:
         return
     await asyncio.sleep(0)  # connections accepted just before are handled (as runner.cleanup does)
-    close_connections(server)  # those accepted during the drain
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.timeout_seconds
-    while server.connections and loop.time() < deadline:  # noqa: ASYNC110 - aiohttp offers no event for it
+    while server.connections and loop.time() < deadline:  # aiohttp offers no event for it
+        close_idle_connections(server)  # those accepted during the drain, once answered
         await asyncio.sleep(0.05)
     if server.connections:
         log.warning("gateway.shutdown_timeout", connections=len(server.connections))

@@ -200,3 +200,24 @@ async def test_a_registration_whose_client_left_before_its_answer_is_rolled_back
     os.kill(os.getpid(), signal.SIGTERM)
     async with asyncio.timeout(5):
         await server
+
+
+async def test_a_request_whose_body_is_still_arriving_at_sigterm_is_answered(upstream: str) -> None:
+    adapter = SlowMemoryAdapter(public_url=upstream)
+    port, server = await _start(upstream, adapter, ShutdownSettings(drain_seconds=0, timeout_seconds=5))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    half = len(REGISTRATION) // 2
+    writer.write(_post(len(REGISTRATION)).encode() + REGISTRATION[:half])
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the handler is reading the body
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.sleep(0.2)
+    writer.write(REGISTRATION[half:])
+    await writer.drain()
+    status, headers, body = await _response(reader)
+    writer.close()
+    assert status == 201, body
+    assert headers["connection"].lower() == "close"
+    assert json.loads(body)["client_id"] in adapter.clients["default"]
+    async with asyncio.timeout(5):
+        await server
