@@ -30,22 +30,27 @@ TIMEOUT = 10.0
 WORKERS = 20
 
 
-async def test_sigterm_during_registrations_answers_them_then_refuses_and_exits_zero(
-    hydra_provider: HydraProvider, http: aiohttp.ClientSession, tmp_path: Path
-) -> None:
-    port = free_port()
-    env = hydra_provider.gateway_env(port)
+def _env(hydra: HydraProvider, port: int) -> dict[str, str]:
+    env = hydra.gateway_env(port)
     env.update(
         {
-            "DCR_PUBLIC_URL": hydra_provider.issuer,
+            "DCR_PUBLIC_URL": hydra.issuer,
             "DCR_SHUTDOWN__DRAIN_SECONDS": str(DRAIN),
             "DCR_SHUTDOWN__TIMEOUT_SECONDS": str(TIMEOUT),
             "DCR_LIMITS__PER_SOURCE_LIMIT": "0",
             "DCR_LIMITS__GLOBAL_LIMIT": "0",
         }
     )
-    if "management" in Settings.model_fields:
+    if "management" in Settings.model_fields:  # the management listener: a free port of its own
         env["DCR_MANAGEMENT__PORT"] = str(free_port())
+    return env
+
+
+async def test_sigterm_during_registrations_answers_them_then_refuses_and_exits_zero(
+    hydra_provider: HydraProvider, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = _env(hydra_provider, port)
     service = start_gateway("gateway-shutdown", env=env, log_path=tmp_path / "gateway.log", ready_path="/readyz")
     try:
         await asyncio.to_thread(service.wait_ready, 60.0)
