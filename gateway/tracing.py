@@ -111,6 +111,8 @@ class Tracing:
     def with_provider(cls, tracer_provider: Any) -> Tracing:
         """Tracing into ``tracer_provider`` (an SDK ``TracerProvider``: the redaction is added to it first, so it
         runs before any exporting processor added later)."""
+        import opentelemetry.propagate  # noqa: F401 - what adapters inject trace context with (see the Keycloak one)
+
         tracer_provider.add_span_processor(_processor_class()())
         return cls(tracer_provider)
 

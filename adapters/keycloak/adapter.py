@@ -14,6 +14,7 @@ import asyncio
 import base64
 import json
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
@@ -143,6 +144,16 @@ STORED_LENGTHS = {
 (``logoUri``, ``tosUri``, ``policyUri``, ``post.logout.redirect.uris``, the gateway's JSON) are ``NCLOB`` since
 Keycloak 20: no limit. A longer value is "Uncaught server error" inside Keycloak, so it is refused first."""
 
+
+async def _propagate_trace_context(request: httpx.Request) -> None:
+    """W3C Trace Context (``traceparent``) on the admin calls python-keycloak makes with httpx, when the gateway
+    traces (:mod:`gateway.tracing`, the ``tracing`` extra): the current span's context, if there is a valid one
+    (without tracing there is none and nothing is added). OpenTelemetry is never imported here."""
+    propagate = sys.modules.get("opentelemetry.propagate")
+    if propagate is not None:
+        propagate.inject(request.headers)
+
+
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 """httpx failures before a request went out: the connection was never established."""
 
@@ -237,6 +248,7 @@ class KeycloakAdapter:
                     socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
                     limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
                 ),
+                event_hooks={"request": [_propagate_trace_context]},
             )
             self._admins[realm] = KeycloakAdmin(connection=connection)
             self._scope_locks[realm] = asyncio.Lock()

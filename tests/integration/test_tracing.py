@@ -19,11 +19,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from devstack.providers import HydraProvider
+from devstack.providers import HydraProvider, KeycloakProvider
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.tracing import Tracing
-from tests.integration.conftest import client_record, hydra_options
+from tests.integration.conftest import client_record, hydra_options, keycloak_options
 
 pytest.importorskip("opentelemetry.sdk", reason="the 'tracing' extra is not installed")
 
@@ -168,3 +168,43 @@ async def test_probes_make_no_spans(
     for path in ("/healthz", "/readyz"):
         await client.get(path)
     assert exporter.get_finished_spans() == ()
+
+
+async def test_keycloak_admin_calls_carry_the_trace_context(
+    keycloak_provider: KeycloakProvider, http: aiohttp.ClientSession
+) -> None:
+    """python-keycloak's httpx calls make no client span, but they carry the server span's ``traceparent``."""
+    admin, admin_server = await _recording(keycloak_provider.base_url)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    tracing = Tracing.with_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    options = keycloak_options(keycloak_provider, "http://127.0.0.1:1")
+    options["keycloak"]["admin_url"] = str(admin_server.make_url("")).rstrip("/")
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(create_app(Settings(**options), tracing=tracing), host="127.0.0.1")
+    )
+    await client.start_server()
+    try:
+        exporter.clear()
+        admin.seen.clear()
+        response = await client.post(
+            f"/realms/{keycloak_provider.realm}/register",
+            json={"redirect_uris": ["http://127.0.0.1:3000/cb"], "token_endpoint_auth_method": "none"},
+        )
+        assert response.status == 201, await response.text()
+        assert await client_record(keycloak_provider, http, (await response.json())["client_id"]) is not None
+        server = next(s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER)
+        creates = [
+            headers
+            for method, path, headers in admin.seen
+            if (method, path) == ("POST", f"/admin/realms/{keycloak_provider.realm}/clients")
+        ]
+        assert len(creates) == 1, [(m, p) for m, p, _ in admin.seen]
+        match = TRACEPARENT.match(creates[0].get("traceparent", ""))
+        assert match, creates[0]
+        assert int(match.group(1), 16) == server.context.trace_id
+    finally:
+        await client.close()
+        await admin_server.close()
+        provider.shutdown()
