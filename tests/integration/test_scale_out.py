@@ -37,7 +37,7 @@ import pytest
 from devstack.process import LOOPBACK, Service, free_port, spawn
 from devstack.providers import HydraProvider, KeycloakProvider, start_gateway
 from gateway.settings import Settings
-from tests.integration.conftest import keycloak_admin_headers
+from tests.integration.conftest import provider_client_ids
 from tests.integration.test_limits import RedisServer, redis_server
 from tests.integration.test_nginx_path_routing import NGINX
 
@@ -159,31 +159,6 @@ def _gateway_env(
     if "management" in Settings.model_fields:  # the management listener (its own port per instance)
         env["DCR_MANAGEMENT__PORT"] = str(free_port())
     return env
-
-
-async def provider_client_ids(provider: HydraProvider | KeycloakProvider, http: aiohttp.ClientSession) -> set[str]:
-    """Every client the provider holds, listed with its admin API (Hydra: following its pagination links)."""
-    ids: set[str] = set()
-    if isinstance(provider, HydraProvider):
-        url: str | None = f"{provider.admin_url}/admin/clients?page_size=500"
-        seen: set[str] = set()
-        while url is not None and url not in seen:
-            seen.add(url)
-            async with http.get(url) as response:
-                assert response.status == 200, await response.text()
-                page = await response.json()
-                ids |= {client["client_id"] for client in page}
-                following = response.links.get("next")
-                # Hydra links a next page as long as the page was full
-                url = str(response.url.join(following["url"])) if following and len(page) == 500 else None  # type: ignore[arg-type]
-        return ids
-    async with http.get(
-        f"{provider.admin_realm_url}/clients",
-        params={"max": "100000"},
-        headers=await keycloak_admin_headers(http, provider),
-    ) as response:
-        assert response.status == 200, await response.text()
-        return {client["clientId"] for client in await response.json()}
 
 
 @pytest.fixture(params=["hydra", "keycloak"])

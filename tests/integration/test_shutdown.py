@@ -21,7 +21,7 @@ import pytest
 from devstack.process import LOOPBACK, free_port
 from devstack.providers import HydraProvider, start_gateway
 from gateway.settings import Settings
-from tests.integration.test_scale_out import provider_client_ids
+from tests.integration.conftest import provider_client_ids
 
 pytestmark = pytest.mark.integration
 
