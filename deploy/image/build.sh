@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The dcr-gateway image: localhost/dcr-gateway:<project version> (the reference docker-compose.yml uses too).
+#
+#   deploy/image/build.sh deps    as root on Debian: podman, buildah, debootstrap from Debian's packages (once)
+#   deploy/image/build.sh build   build the image (prints its reference)
+#   deploy/image/build.sh base    only the local Debian base of a podman build (prints its reference)
+#   deploy/image/build.sh ref     print the image reference without building
+#
+# With a Docker engine (`docker info` answers) the image is built by Docker on the Dockerfile's default base, the
+# official Python slim image. Without one (this project's own machines: no engine, no registry), podman builds it
+# (`--isolation=chroot`) on a Debian bookworm base bootstrapped here with `debootstrap --variant=minbase` plus
+# Debian's python3 and python3-venv, imported with `podman import` as localhost/dcr-gateway-base:<tag>. The base is
+# cached twice: as that podman image and as a tarball in
+# ${DCR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dcr-gateway}/base-<tag>/rootfs.tar, so a second build neither
+# bootstraps nor imports again. <tag> is bookworm-<year><month>: a new month bootstraps a new base (Debian's
+# security updates), older ones are removed then.
+#
+# Environment: DCR_IMAGE_BUILDER=docker|podman (default: docker when `docker info` answers, else podman),
+# BASE_IMAGE (a base for either builder instead of the default), DCR_IMAGE_BASE_TAG (the local base's tag),
+# DEBIAN_MIRROR (default http://deb.debian.org/debian).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+cache_root="${DCR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dcr-gateway}"
+suite=bookworm
+base_tag="${DCR_IMAGE_BASE_TAG:-$suite-$(date -u +%Y%m)}"
+base_ref="localhost/dcr-gateway-base:$base_tag"
+base_dir="$cache_root/base-$base_tag"
+mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+security_mirror="${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
+image_packages=(podman buildah debootstrap fuse-overlayfs uidmap)
+
+log() { printf 'build.sh: %s\n' "$*" >&2; }
+
+version() {
+    sed -n 's/^version = "\(.*\)"$/\1/p' "$repo/pyproject.toml" | head -n1
+}
+
+image_ref() { echo "localhost/dcr-gateway:$(version)"; }
+
+revision() { git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown; }
+
+docker_answers() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
+
+builder() {
+    if [[ -n "${DCR_IMAGE_BUILDER:-}" ]]; then echo "$DCR_IMAGE_BUILDER"
+    elif docker_answers; then echo docker
+    else echo podman
+    fi
+}
+
+deps() {
+    local missing=()
+    command -v podman >/dev/null || missing+=(podman)
+    command -v buildah >/dev/null || missing+=(buildah)
+    command -v debootstrap >/dev/null || [[ -x /usr/sbin/debootstrap ]] || missing+=(debootstrap)
+    if [[ ${#missing[@]} -eq 0 ]]; then return; fi
+    if [[ "$(id -u)" != 0 ]] || ! command -v apt-get >/dev/null; then
+        log "missing ${missing[*]} and this is not root on Debian/Ubuntu (as root: apt-get install -y --no-install-recommends ${image_packages[*]})"
+        exit 1
+    fi
+    log "installing ${image_packages[*]} from Debian's packages"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${image_packages[@]}"
+}
+
+# A Debian base with python3 and python3-venv, bootstrapped into a tarball (root: debootstrap and chroot).
+bootstrap() {
+    local work rootfs
+    work="$(mktemp -d "$cache_root/.base-work.XXXXXX")"
+    # shellcheck disable=SC2064
+    trap "rm -rf '$work'" RETURN
+    rootfs="$work/rootfs"
+    log "bootstrapping Debian $suite (minbase + python3, python3-venv, ca-certificates) from $mirror"
+    local start=$SECONDS
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates "$suite" "$rootfs" "$mirror" >&2
+    # Debian's updates and security fixes on top of the release.
+    cat >"$rootfs/etc/apt/sources.list" <<EOF
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb $security_mirror $suite-security main
+EOF
+    chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+        sh -ec 'apt-get update -qq && apt-get upgrade -y -qq && apt-get clean' >&2
+    rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/log/*.log \
+        "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/lib/dpkg/*-old
+    # A runtime provides these: none of the host's values stay in the image.
+    : >"$rootfs/etc/resolv.conf"
+    : >"$rootfs/etc/hostname"
+    tar --numeric-owner --xattrs -C "$rootfs" -cf "$work/rootfs.tar" .
+    mkdir -p "$base_dir"
+    mv -f "$work/rootfs.tar" "$base_dir/rootfs.tar"
+    log "bootstrapped in $((SECONDS - start)) s: $base_dir/rootfs.tar"
+}
+
+base() {
+    if podman image exists "$base_ref"; then echo "$base_ref"; return; fi
+    mkdir -p "$cache_root"
+    exec 9>"$cache_root/.base-$base_tag.lock"
+    flock 9
+    if ! podman image exists "$base_ref"; then
+        [[ -f "$base_dir/rootfs.tar" ]] || bootstrap
+        log "importing $base_dir/rootfs.tar as $base_ref"
+        podman import \
+            --change 'ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            --change 'ENV=LANG=C.UTF-8' \
+            --change 'CMD=["/bin/bash"]' \
+            --message "debootstrap --variant=minbase $suite + python3 python3-venv ca-certificates" \
+            "$base_dir/rootfs.tar" "$base_ref" >/dev/null
+        # Older months' bases: no longer used.
+        local old
+        for old in "$cache_root"/base-"$suite"-*; do
+            [[ -d "$old" && "$old" != "$base_dir" ]] && rm -rf "$old"
+        done
+        podman images --format '{{.Repository}}:{{.Tag}}' localhost/dcr-gateway-base |
+            grep -vxF "$base_ref" | xargs -r podman rmi >/dev/null 2>&1 || true
+    fi
+    echo "$base_ref"
+}
+
+build() {
+    local ref tool old_id start=$SECONDS
+    ref="$(image_ref)"
+    tool="$(builder)"
+    local args=(--build-arg "VERSION=$(version)" --build-arg "REVISION=$(revision)" --tag "$ref" --file "$repo/Dockerfile")
+    case "$tool" in
+        docker)
+            [[ -n "${BASE_IMAGE:-}" ]] && args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+            log "docker build $ref"
+            docker build "${args[@]}" "$repo" >&2
+            ;;
+        podman)
+            deps
+            local base_image="${BASE_IMAGE:-}"
+            [[ -n "$base_image" ]] || base_image="$(base)"
+            log "podman build $ref on $base_image"
+            # chroot isolation: crun cannot start containers in every sandbox (RLIMIT_NOFILE), RUN steps still
+            # work. pip inside reaches PyPI through the host's network and trusts the host's CA bundle.
+            old_id="$(podman image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)"
+            podman build --isolation=chroot --network host --pull=never --layers \
+                --volume /etc/ssl/certs:/etc/ssl/certs:ro \
+                --build-arg "BASE_IMAGE=$base_image" "${args[@]}" "$repo" >&2
+            # The previous build's image, now untagged, would pile up build after build (the layer cache is kept).
+            if [[ -n "$old_id" && "$old_id" != "$(podman image inspect --format '{{.Id}}' "$ref")" ]]; then
+                podman rmi "$old_id" >/dev/null 2>&1 || true
+            fi
+            ;;
+        *) log "unknown builder $tool (docker or podman)"; exit 1 ;;
+    esac
+    log "built $ref with $tool in $((SECONDS - start)) s"
+    echo "$ref"
+}
+
+case "${1:-build}" in
+    deps) deps ;;
+    base) deps; base ;;
+    build) build ;;
+    ref) image_ref ;;
+    *) echo "usage: $0 [deps|base|build|ref]" >&2; exit 2 ;;
+esac
