@@ -65,16 +65,33 @@ deps() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${image_packages[@]}"
 }
 
+# A bootstrap's work directory: whatever debootstrap left mounted in it first, and never across a mount.
+remove_work() {
+    findmnt -rn -o TARGET | grep -F "$1/" | sort -r | xargs -r umount -l || true
+    rm -rf --one-file-system "$1"
+}
+
 # A Debian base with python3 and python3-venv, bootstrapped into a tarball (root: debootstrap and chroot).
 bootstrap() {
     local work rootfs
     work="$(mktemp -d "$cache_root/.base-work.XXXXXX")"
     # shellcheck disable=SC2064
-    trap "rm -rf '$work'" RETURN
+    trap "remove_work '$work'" RETURN
     rootfs="$work/rootfs"
     log "bootstrapping Debian $suite (minbase + python3, python3-venv, ca-certificates) from $mirror"
     local start=$SECONDS
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates "$suite" "$rootfs" "$mirror" >&2
+    # As Debian's slim images: no documentation but the copyright files, no manuals, no translations (dpkg
+    # leaves them out of later installs; what debootstrap put there goes below).
+    cat >"$rootfs/etc/dpkg/dpkg.cfg.d/dcr-gateway-slim" <<EOF
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/lintian/*
+EOF
     # Debian's updates and security fixes on top of the release.
     cat >"$rootfs/etc/apt/sources.list" <<EOF
 deb $mirror $suite main
@@ -84,7 +101,11 @@ EOF
     chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
         sh -ec 'apt-get update -qq && apt-get upgrade -y -qq && apt-get clean' >&2
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/log/*.log \
-        "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/lib/dpkg/*-old
+        "$rootfs"/var/cache/debconf/*-old "$rootfs"/var/lib/dpkg/*-old \
+        "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/lintian/*
+    find "$rootfs/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete
+    find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
+    find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
     # A runtime provides these: none of the host's values stay in the image.
     : >"$rootfs/etc/resolv.conf"
     : >"$rootfs/etc/hostname"

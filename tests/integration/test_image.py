@@ -41,6 +41,7 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 VERSION: str = PYPROJECT["project"]["version"]
 IMAGE = f"localhost/dcr-gateway:{VERSION}"
 IMAGE_USER = "10001:10001"
+pytestmark = pytest.mark.timeout(900)  # a missing image is built first (minutes when the base is bootstrapped too)
 WRITABLE = "/tmp"  # noqa: S108 (the image's only writable directory, a fresh tmpfs)
 
 
