@@ -19,13 +19,20 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     LANG=C.UTF-8
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# The pinned runtime dependencies first, from pyproject.toml alone: a change to the sources reuses this layer.
+COPY pyproject.toml ./
+RUN python3 -m venv /opt/dcr-gateway \
+    && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && /opt/dcr-gateway/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+COPY README.md ./
 COPY gateway ./gateway
 COPY adapters ./adapters
 # Byte code is compiled here (pip's default), so nothing is written at run time. pip and setuptools leave the
 # environment afterwards: the service does not use them.
-RUN python3 -m venv /opt/dcr-gateway \
-    && /opt/dcr-gateway/bin/pip install --no-cache-dir . \
+RUN /opt/dcr-gateway/bin/pip install --no-cache-dir --no-deps . \
+    && /opt/dcr-gateway/bin/pip check \
     && /opt/dcr-gateway/bin/pip uninstall --yes pip setuptools \
     && /opt/dcr-gateway/bin/dcr-gateway --help >/dev/null
 

@@ -38,6 +38,7 @@ version() {
 }
 
 image_ref() { echo "localhost/dcr-gateway:$(version)"; }
+build_cache_ref="localhost/dcr-gateway-build-cache:latest"
 
 revision() { git -C "$repo" rev-parse HEAD 2>/dev/null || echo unknown; }
 
@@ -141,7 +142,7 @@ base() {
 }
 
 build() {
-    local ref tool old_id start=$SECONDS
+    local ref tool start=$SECONDS
     ref="$(image_ref)"
     tool="$(builder)"
     local args=(--build-arg "VERSION=$(version)" --build-arg "REVISION=$(revision)" --tag "$ref" --file "$repo/Dockerfile")
@@ -158,14 +159,13 @@ build() {
             log "podman build $ref on $base_image"
             # chroot isolation: crun cannot start containers in every sandbox (RLIMIT_NOFILE), RUN steps still
             # work. pip inside reaches PyPI through the host's network and trusts the host's CA bundle.
-            old_id="$(podman image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)"
-            podman build --isolation=chroot --network host --pull=never --layers \
-                --volume /etc/ssl/certs:/etc/ssl/certs:ro \
-                --build-arg "BASE_IMAGE=$base_image" "${args[@]}" "$repo" >&2
-            # The previous build's image, now untagged, would pile up build after build (the layer cache is kept).
-            if [[ -n "$old_id" && "$old_id" != "$(podman image inspect --format '{{.Id}}' "$ref")" ]]; then
-                podman rmi "$old_id" >/dev/null 2>&1 || true
-            fi
+            local podman_build=(podman build --isolation=chroot --network host --pull=missing --layers
+                --volume /etc/ssl/certs:/etc/ssl/certs:ro --build-arg "BASE_IMAGE=$base_image")
+            # The builder stage gets a tag of its own, so that pruning the previous builds' untagged images keeps
+            # its layers (the dependencies' layer above all) for the next build.
+            "${podman_build[@]}" --target builder --tag "$build_cache_ref" --file "$repo/Dockerfile" "$repo" >&2
+            "${podman_build[@]}" "${args[@]}" "$repo" >&2
+            podman image prune --force >/dev/null
             ;;
         *) log "unknown builder $tool (docker or podman)"; exit 1 ;;
     esac
