@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,8 @@ def test_the_default_target_is_the_production_image_without_the_development_stac
         assert "devstack" not in re.sub(r"#.*", "", all_stages[name]), name
         assert not re.search(r"^COPY\s+(\.|tests|bench)\b", all_stages[name], re.M), name
     gateway = all_stages["gateway"]
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert re.search(rf"^ARG VERSION={re.escape(version)}$", gateway, re.M), "a plain build's label: the project's"
     assert re.search(r"^USER 10001:10001$", gateway, re.M)
     assert re.search(r'^ENTRYPOINT \["dcr-gateway"\]$', gateway, re.M)
     assert re.search(r'^CMD \["serve"\]$', gateway, re.M)
