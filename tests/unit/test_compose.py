@@ -63,6 +63,7 @@ def compose() -> dict[str, Any]:
 
 def test_the_compose_file_follows_the_compose_specification(compose_schema: dict[str, Any]) -> None:
     assert compose_schema["title"] == "Compose Specification"
+    jsonschema.Draft202012Validator.check_schema(compose_schema)
     assert compose_errors(compose_schema, COMPOSE_FILE) == []
 
 
