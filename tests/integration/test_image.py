@@ -6,9 +6,10 @@ image's own ENTRYPOINT + CMD, USER and Env read from ``podman image inspect``. T
 serves discovery with its registration endpoint and registers a client (RFC 7591) that Hydra then holds; nothing
 of the development stack or the test tooling is inside, and nothing outside /tmp is writable.
 
-CI (``CI`` set) builds the image first (``.ci/run``: ``make image`` before ``make test``) and a missing image
-fails here. Elsewhere, a missing image is built with podman (deploy/image/build.sh), and the module is skipped
-only where podman or root (a mount namespace, the rootful image store) is not available.
+CI (``CI`` set) builds the image first (``.ci/run``: ``make image`` before ``make test``) and a missing (or
+stale) image fails here. Elsewhere, a missing image, or one built from another commit or before uncommitted
+changes to its sources, is (re)built with podman (deploy/image/build.sh) first, and the module is skipped only
+where podman or root (a mount namespace, the rootful image store) is not available.
 """
 
 from __future__ import annotations
@@ -77,19 +78,46 @@ def _podman(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
 
 
+IMAGE_INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "gateway", "adapters")
+"""What the production image is built from: a change to any of them since the image was built makes it stale."""
+
+
+def _git(*args: str) -> str:
+    completed = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, check=False)
+    return completed.stdout.strip() if completed.returncode == 0 else ""
+
+
+def _image_problem() -> str | None:
+    """Why the image cannot be tested as this checkout's: missing, or built from another commit, or the checkout
+    has uncommitted changes to what the image is built from (None: it is this checkout's)."""
+    inspected = _podman(
+        "image", "inspect", "--format", '{{index .Config.Labels "org.opencontainers.image.revision"}}', IMAGE
+    )
+    if inspected.returncode != 0:
+        return "is missing"
+    head = _git("rev-parse", "HEAD") or "unknown"
+    if inspected.stdout.strip() != head:
+        return f"was built from revision {inspected.stdout.strip()}, not the checkout's {head}"
+    if _git("status", "--porcelain", "--", *IMAGE_INPUTS):
+        return f"may predate the checkout's uncommitted changes to {', '.join(IMAGE_INPUTS)}"
+    return None
+
+
 @pytest.fixture(scope="module")
 def image() -> Iterator[MountedImage]:
     if shutil.which("podman") is None:
         _unavailable("podman is not installed: `make image` installs it (as root on Debian) and builds the image")
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         _unavailable("running the image needs root and unshare(1): podman image mount, a private mount namespace")
-    if _podman("image", "exists", IMAGE).returncode != 0:
+    problem = _image_problem()
+    if problem is not None:
         if os.environ.get("CI"):
-            pytest.fail(f"{IMAGE} is missing: .ci/run runs `make image` before `make test`")
+            pytest.fail(f"{IMAGE} {problem}: .ci/run runs `make image` before `make test`")
         built = subprocess.run(
             [str(BUILD_SCRIPT), "build"], env={**os.environ, "DCR_IMAGE_BUILDER": "podman"}, check=False
         )
-        assert built.returncode == 0, f"deploy/image/build.sh build failed ({built.returncode})"
+        assert built.returncode == 0, f"{IMAGE} {problem}; deploy/image/build.sh build failed ({built.returncode})"
+        assert _image_problem() is None
     inspected = _podman("image", "inspect", IMAGE)
     assert inspected.returncode == 0, inspected.stderr
     (details,) = json.loads(inspected.stdout)
