@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The dcr-gateway image: localhost/dcr-gateway:<project version> (the reference docker-compose.yml uses too).
+# The dcr-gateway image: localhost/dcr-gateway:<project version>, the reference docker-compose.yml uses as well.
 #
 #   deploy/image/build.sh deps    as root on Debian: podman, buildah, debootstrap from Debian's packages (once)
 #   deploy/image/build.sh build   build the image (prints its reference)
@@ -17,7 +17,7 @@
 #
 # Environment: DCR_IMAGE_BUILDER=docker|podman (default: docker when `docker info` answers, else podman),
 # BASE_IMAGE (a base for either builder instead of the default), DCR_IMAGE_BASE_TAG (the local base's tag),
-# DEBIAN_MIRROR (default http://deb.debian.org/debian).
+# DEBIAN_MIRROR and DEBIAN_SECURITY_MIRROR (default http://deb.debian.org/debian and .../debian-security).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -62,8 +62,8 @@ deps() {
         exit 1
     fi
     log "installing ${image_packages[*]} from Debian's packages"
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${image_packages[@]}"
+    apt-get update >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${image_packages[@]}" >&2
 }
 
 # A bootstrap's work directory: whatever debootstrap left mounted in it first, and never across a mount.
@@ -75,6 +75,10 @@ remove_work() {
 # A Debian base with python3 and python3-venv, bootstrapped into a tarball (root: debootstrap and chroot).
 bootstrap() {
     local work rootfs
+    if [[ "$(id -u)" != 0 ]]; then
+        log "bootstrapping the Debian base needs root (debootstrap, chroot); or set BASE_IMAGE to an image you have"
+        exit 1
+    fi
     work="$(mktemp -d "$cache_root/.base-work.XXXXXX")"
     # shellcheck disable=SC2064
     trap "remove_work '$work'" RETURN
