@@ -5,9 +5,11 @@
 #   make system-deps nginx and redis from Debian's packages (path-routing test, shared rate limiter); as root, else a message
 #   make node-deps   npm ci of the TypeScript SDK client of the end-to-end test (tests/integration/mcp_e2e/ts); needs Node 20+
 #   make test        venv + providers + system-deps + node-deps, then the whole test suite (it starts its own providers)
+#   make image       the image localhost/dcr-gateway:<version> (Docker if an engine answers, else podman on a Debian
+#                    base bootstrapped locally and cached; deploy/image/build.sh); as root it installs podman first
 #   make bench       registration latency (gateway vs admin API, real providers) and discovery req/s benchmarks
 #   make lint        ruff check + ruff format --check + mypy --strict (the package and the example adapter) + lint-imports
-#                    (the layers in pyproject.toml)
+#                    (the layers in pyproject.toml) + hadolint (Dockerfile)
 #   make stack-up    Hydra :4444/:4445, dev login app :8090, Keycloak :8180, gateways :8080 (Hydra) and :8081
 #                    (Keycloak), CIMD documents https://localhost:8443 (.stack/cimd/docs); idempotent; logs and pids
 #                    in .stack/
@@ -26,6 +28,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .PHONY: help venv providers system-deps node-deps test lint bench stack-up stack-down stack-status run
+.PHONY: image image-deps
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -82,6 +85,15 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy --strict $(EXAMPLE_ADAPTER)/dcr_gateway_sqlite
+	$(VENV)/bin/hadolint Dockerfile
+
+# The image (tests/integration/test_image.py runs it). Without a Docker engine: podman, buildah and debootstrap from
+# Debian's packages (installed as root by image-deps), a Debian base bootstrapped once into the cache.
+image-deps:
+	@deploy/image/build.sh deps
+
+image:
+	@deploy/image/build.sh build
 
 BENCH_REGISTRATION_ARGS ?= --requests 200 --concurrency 8
 BENCH_DISCOVERY_ARGS ?=
