@@ -208,6 +208,28 @@ def test_management_port_is_never_public(tools: dict[str, Path]) -> None:
     assert backend == {"name": "rel-dcr-gateway", "port": {"name": "http"}}
 
 
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda path: path.name)
+def test_selectors_match_the_gateway_pods_and_never_the_test_pod(tools: dict[str, Path], values: Path) -> None:
+    """Every selector the chart renders (Services, PDB, NetworkPolicy, ServiceMonitor's Service, spread and
+    anti-affinity) selects the gateway's pods, and none selects the `helm test` Pod (which would make it an
+    endpoint of the Services or subject it to the gateway's NetworkPolicy egress)."""
+    docs = render(tools, "-f", values, *CRD_APIS)
+    pod_labels = only(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    test_labels = only(docs, "Pod")["metadata"]["labels"]
+    selectors = [only(docs, "Deployment")["spec"]["selector"]["matchLabels"]]
+    for doc in docs:
+        if doc["kind"] == "Service":
+            selectors.append(doc["spec"]["selector"])
+        elif doc["kind"] in ("PodDisruptionBudget",):
+            selectors.append(doc["spec"]["selector"]["matchLabels"])
+        elif doc["kind"] == "NetworkPolicy":
+            selectors.append(doc["spec"]["podSelector"]["matchLabels"])
+    assert len(selectors) >= 3
+    for selector in selectors:
+        assert selector.items() <= pod_labels.items(), selector
+        assert not selector.items() <= test_labels.items(), selector
+
+
 def test_chart_deploys_the_project_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

@@ -31,6 +31,14 @@ app.kubernetes.io/name: {{ include "dcr-gateway.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* The `helm test` Pod's labels: a name of its own, so that no selector of the chart (Services, PDB, NetworkPolicy,
+anti-affinity) ever matches it. */}}
+{{- define "dcr-gateway.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "dcr-gateway.name" . | trunc 58 | trimSuffix "-" }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+{{- end }}
+
 {{/* Standard labels (https://kubernetes.io/docs/concepts/overview/working-with-objects/common-labels/). */}}
 {{- define "dcr-gateway.labels" -}}
 {{ include "dcr-gateway.labelsWithoutComponent" . }}
