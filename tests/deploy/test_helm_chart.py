@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 import tomllib
 from collections.abc import Iterator
@@ -27,6 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
+from devstack.process import free_port
+from devstack.providers import HydraProvider, start_gateway
 from gateway.settings import load_settings, settings_class
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -241,6 +244,19 @@ def test_chart_deploys_the_project_version() -> None:
     assert values["image"]["tag"] == ""  # the appVersion
 
 
+def test_packaged_chart_keeps_the_test_hook_not_the_suites(tools: dict[str, Path], tmp_path: Path) -> None:
+    """``helm package`` honours .helmignore: the unit-test suites and the CI values stay in the repository, the
+    `helm test` Pod (templates/tests/) ships."""
+    result = run(tools["helm"], "package", CHART, "--destination", tmp_path)
+    assert result.returncode == 0, result.stderr
+    (archive,) = tmp_path.glob("dcr-gateway-*.tgz")
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    assert "dcr-gateway/templates/tests/test-connection.yaml" in names
+    assert "dcr-gateway/values.schema.json" in names
+    assert not [name for name in names if name.startswith(("dcr-gateway/tests/", "dcr-gateway/ci/"))]
+
+
 def test_kubernetes_older_than_supported_is_refused(tools: dict[str, Path]) -> None:
     result = helm_template(tools, "-f", CHART / "ci" / "default-values.yaml", version="1.28.9")
     assert result.returncode != 0
@@ -314,6 +330,58 @@ def test_helm_test_pod_script_checks_readiness_and_the_issuer(
     wrong = run_script(script, env)
     assert wrong.returncode != 0
     assert "FAIL issuer" in wrong.stderr
+
+
+@pytest.mark.integration
+def test_the_charts_environment_runs_a_gateway_in_front_of_hydra(
+    tools: dict[str, Path], hydra_provider: HydraProvider, tmp_path: Path
+) -> None:
+    """The pod's environment exactly as the chart renders it (only the listen addresses moved from 0.0.0.0 to
+    127.0.0.1) starts ``dcr-gateway serve`` in front of the real Hydra, and the `helm test` Pod's script passes
+    against it: readiness, then discovery whose issuer is the configured public origin."""
+    port, management_port = free_port(), free_port()
+    docs = render(
+        tools,
+        "-f",
+        CHART / "ci" / "hydra-values.yaml",
+        "--set",
+        f"config.publicUrl={hydra_provider.issuer}",
+        "--set",
+        f"config.providerUrl={hydra_provider.public_url}",
+        "--set",
+        f"config.hydra.adminUrl={hydra_provider.admin_url}",
+        "--set",
+        "config.hydra.issuerPath=",
+        "--set",
+        "auth.hydraAdminHeaders=null",
+        "--set",
+        f"service.containerPort={port}",
+        "--set",
+        f"management.port={management_port}",
+    )
+    env = _pod_env(docs)
+    fields = settings_class().model_fields
+    for section, prefix in PENDING_SECTIONS.items():
+        if section not in fields:
+            env = {name: value for name, value in env.items() if not name.startswith(prefix)}
+    env["DCR_HOST"] = "127.0.0.1"
+    if "DCR_MANAGEMENT__HOST" in env:
+        env["DCR_MANAGEMENT__HOST"] = "127.0.0.1"
+    service = start_gateway("gateway-chart-env", env=env, log_path=tmp_path / "gateway.log")
+    try:
+        service.wait_ready(60)
+        container = only(docs, "Pod")["spec"]["containers"][0]
+        test_env = {item["name"]: item["value"] for item in container["env"]}
+        readyz_port = management_port if "management" in fields else port
+        test_env["READYZ_URL"] = f"http://127.0.0.1:{readyz_port}/readyz"
+        # the public Service (rel-dcr-gateway:8080) forwards to the container port
+        test_env["DISCOVERY_URL"] = test_env["DISCOVERY_URL"].replace("rel-dcr-gateway:8080", f"127.0.0.1:{port}")
+        assert test_env["EXPECTED_ISSUER"] == hydra_provider.issuer
+        result = run_script(container["args"][0], test_env)
+        assert result.returncode == 0, result.stdout + result.stderr + (tmp_path / "gateway.log").read_text()[-3000:]
+        assert f"issuer {hydra_provider.issuer}" in result.stdout
+    finally:
+        service.stop()
 
 
 # ------------------------------------------------------------------------------- each check can fail
