@@ -9,7 +9,8 @@
 #   3. each rendering validated strictly (unknown fields are errors) against that version's Kubernetes schemas,
 #      and ServiceMonitor/HTTPRoute against the project's schemas (validate_manifests.py);
 #   4. each rendering's Pods and Pod templates checked against Pod Security Standards "restricted" (psacheck);
-#   5. helm-unittest --strict over dcr-gateway/tests/*_test.yaml.
+#   5. the chart README's values table is the one values.yaml's `# --` comments give (values_doc.py);
+#   6. helm-unittest --strict over dcr-gateway/tests/*_test.yaml.
 #
 #   deploy/helm/check.sh            (make chart-check)
 #   PYTHON=.venv/bin/python OUT=dir deploy/helm/check.sh
@@ -70,6 +71,9 @@ done
 
 step "Pod Security Standards: restricted (psacheck)"
 "${tool[psacheck]}" "${rendered[@]}"
+
+step "README values table (values_doc.py --check)"
+"$python" "$here/values_doc.py" --check && echo "ok"
 
 step "helm-unittest --strict"
 "${tool[helm-unittest]}" --strict -f 'tests/*_test.yaml' "$chart"

@@ -257,6 +257,15 @@ def test_packaged_chart_keeps_the_test_hook_not_the_suites(tools: dict[str, Path
     assert not [name for name in names if name.startswith(("dcr-gateway/tests/", "dcr-gateway/ci/"))]
 
 
+def test_chart_readme_values_table_is_current() -> None:
+    """deploy/helm/dcr-gateway/README.md's table is what values.yaml's ``# --`` comments give (helm-docs style)."""
+    result = run(sys.executable, HELM_DIR / "values_doc.py", "--check")
+    assert result.returncode == 0, result.stderr
+    readme = (CHART / "README.md").read_text()
+    for key in ("config.publicUrl", "auth.existingSecret", "redis.existingSecret", "networkPolicy.managementFrom"):
+        assert f"| `{key}` |" in readme
+
+
 def test_kubernetes_older_than_supported_is_refused(tools: dict[str, Path]) -> None:
     result = helm_template(tools, "-f", CHART / "ci" / "default-values.yaml", version="1.28.9")
     assert result.returncode != 0
