@@ -4,11 +4,11 @@
 #   make providers   build/fetch Hydra and Keycloak into the cache (~/.cache/dcr-gateway), once per version
 #   make system-deps nginx and redis from Debian's packages (path-routing test, shared rate limiter); as root, else a message
 #   make node-deps   npm ci of the TypeScript SDK client of the end-to-end test (tests/integration/mcp_e2e/ts); needs Node 20+
-#   make test        venv + providers + system-deps + node-deps, then the whole test suite (it starts its own providers)
 #   make chart-tools helm, helm-unittest and the Pod Security checker for the Helm chart, built from the Go module proxy
 #                    into the cache (~/.cache/dcr-gateway), once per version (deploy/helm/tools.sh); `make test` needs them
 #   make chart-check the Helm chart's checks alone: lint, render, Kubernetes schemas, Pod Security, unit tests
 #                    (deploy/helm/check.sh; tests/deploy/test_helm_chart.py runs the same checks in `make test`)
+#   make test        venv + providers + system-deps + node-deps, then the whole test suite (it starts its own providers)
 #   make bench       registration latency (gateway vs admin API, real providers) and discovery req/s benchmarks
 #   make lint        ruff check + ruff format --check + mypy --strict (the package and the example adapter) + lint-imports
 #                    (the layers in pyproject.toml)
