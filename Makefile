@@ -4,6 +4,10 @@
 #   make providers   build/fetch Hydra and Keycloak into the cache (~/.cache/dcr-gateway), once per version
 #   make system-deps nginx and redis from Debian's packages (path-routing test, shared rate limiter); as root, else a message
 #   make node-deps   npm ci of the TypeScript SDK client of the end-to-end test (tests/integration/mcp_e2e/ts); needs Node 20+
+#   make chart-tools helm, helm-unittest and the Pod Security checker for the Helm chart, built from the Go module proxy
+#                    into the cache (~/.cache/dcr-gateway), once per version (deploy/helm/tools.sh); `make test` needs them
+#   make chart-check the Helm chart's checks alone: lint, render, Kubernetes schemas, Pod Security, unit tests
+#                    (deploy/helm/check.sh; tests/deploy/test_helm_chart.py runs the same checks in `make test`)
 #   make test        venv + providers + system-deps + node-deps, then the whole test suite (it starts its own providers)
 #   make image       the image localhost/dcr-gateway:<version> (Docker if an engine answers, else podman on a Debian
 #                    base bootstrapped locally and cached; deploy/image/build.sh); as root it installs podman first
@@ -75,6 +79,17 @@ $(NODE_STAMP): $(NODE_E2E)/package.json $(NODE_E2E)/package-lock.json
 	else \
 		echo "node-deps: npm not found: the TypeScript SDK end-to-end test will be skipped"; \
 	fi
+
+# The Helm chart's validation tools (deploy/helm/tools.sh): helm, helm-unittest, psacheck.
+.PHONY: chart-tools chart-check
+chart-tools:
+	@deploy/helm/tools.sh ensure >/dev/null
+
+chart-check: venv chart-tools
+	@PYTHON=$(VPY) deploy/helm/check.sh
+
+# tests/deploy/test_helm_chart.py runs the chart's checks with these tools.
+test: chart-tools
 
 test: venv providers system-deps node-deps
 	$(VENV)/bin/pytest -q -ra --durations=10 $(PYTEST_ARGS)
