@@ -10,7 +10,8 @@ shaped JSON body that names what was wrong in general terms and repeats nothing 
 connection's framing cannot be trusted).
 
 :func:`run` replaces ``web.run_app`` for ``dcr-gateway serve``: the same runner, site and graceful shutdown on
-SIGINT/SIGTERM, with that connection handler.
+SIGINT/SIGTERM, with that connection handler; and, when given, the management listener's app (``/metrics``,
+``/healthz``, ``/readyz``) on its own runner and port.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from dataclasses import dataclass
 from http import HTTPStatus
 
 from aiohttp import hdrs, web
@@ -85,15 +87,37 @@ class GatewayRunner(web.AppRunner):
         )
 
 
-async def serve(app: web.Application, *, host: str, port: int, stop: asyncio.Event | None = None) -> None:
-    """Start ``app`` on ``host:port`` and serve until SIGINT/SIGTERM (or ``stop`` is set), then shut down
-    gracefully (connections drained, cleanup contexts closed). Start-up errors (a cleanup context raising, the
-    address in use) propagate before anything is served."""
+@dataclass(frozen=True)
+class Listener:
+    """A second app on its own address: the management listener (:mod:`gateway.observability.management`)."""
+
+    app: web.Application
+    host: str
+    port: int
+
+
+async def serve(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    stop: asyncio.Event | None = None,
+    management: Listener | None = None,
+) -> None:
+    """Start ``app`` on ``host:port`` (and ``management`` on its own address, after ``app`` started) and serve
+    until SIGINT/SIGTERM (or ``stop`` is set), then shut down gracefully (connections drained, cleanup contexts
+    closed). Start-up errors (a cleanup context raising, the address in use) propagate before anything is
+    served."""
     runner = GatewayRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
+    management_runner: web.AppRunner | None = None
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
+        if management is not None:
+            management_runner = web.AppRunner(management.app, access_log=None, handle_signals=False)
+            await management_runner.setup()
+            await web.TCPSite(management_runner, management.host, management.port).start()
         stopping = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -104,9 +128,11 @@ async def serve(app: web.Application, *, host: str, port: int, stop: asyncio.Eve
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
     finally:
+        if management_runner is not None:
+            await management_runner.cleanup()
         await runner.cleanup()
 
 
-def run(app: web.Application, *, host: str, port: int) -> None:
+def run(app: web.Application, *, host: str, port: int, management: Listener | None = None) -> None:
     """``dcr-gateway serve``'s event loop: :func:`serve` until a signal."""
-    asyncio.run(serve(app, host=host, port=port))
+    asyncio.run(serve(app, host=host, port=port, management=management))
