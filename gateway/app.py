@@ -283,7 +283,7 @@ def create_app(settings: Settings, *, adapter: ProviderAdapter | None = None) ->
 
     readyz = readiness(caches, admin_api)  # one readiness logic, on both listeners
     route_classes.add([app.router.add_get("/healthz", healthz), app.router.add_get("/readyz", readyz)], "health")
-    app[MANAGEMENT_APP] = management_app(metrics=metrics, healthz=healthz, readyz=readyz)
+    app[MANAGEMENT_APP] = management_app(metrics=metrics, healthz=healthz, readyz=readyz, gateway=app)
     route_classes.add(
         app.router.add_routes(discovery_routes(caches, cors=cors, issuer_paths=[i.path for i in issuers])),
         "discovery",

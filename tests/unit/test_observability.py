@@ -508,3 +508,16 @@ def test_serve_help_names_the_management_listener(capsys: pytest.CaptureFixture[
     assert "--management-port" in out
     assert "http://127.0.0.1:9180" in out
     assert "/metrics" in out
+
+
+async def test_management_app_shares_the_gateway_apps_state(make_gateway: Factory) -> None:
+    """A readiness handler that reads ``request.app[...]`` (the draining state of the shutdown sequence, say) reads
+    the same object on the management listener."""
+    client, _ = await make_gateway()
+    management = TestClient(TestServer(client.server.app[MANAGEMENT_APP], host="127.0.0.1"))
+    await management.start_server()
+    try:
+        assert management.server.app[METRICS] is client.server.app[METRICS]
+        assert management.server.app[SETTINGS] is client.server.app[SETTINGS]
+    finally:
+        await management.close()
