@@ -110,17 +110,7 @@ def _configured_app(args: argparse.Namespace) -> tuple[Settings, web.Application
         raise _Stop([f"dcr-gateway: {exc}"]) from None
 
 
-def management_url(settings: Settings) -> str | None:
-    """``http://host:port`` of the management listener (``/metrics``, ``/healthz``, ``/readyz``), if it is on."""
-    if not settings.management.enabled:
-        return None
-    host = settings.management.host
-    return f"http://{f'[{host}]' if ':' in host else host}:{settings.management.port}"
-
-
 def _serve(args: argparse.Namespace) -> int:
-    import structlog
-
     from gateway import server
     from gateway.app import MANAGEMENT_APP, StartupRefused
 
@@ -129,9 +119,6 @@ def _serve(args: argparse.Namespace) -> int:
         management = None
         if settings.management.enabled:
             management = server.Listener(app[MANAGEMENT_APP], settings.management.host, settings.management.port)
-            structlog.get_logger("gateway.cli").info(
-                "management.listening", url=management_url(settings), paths=["/metrics", "/healthz", "/readyz"]
-            )
         try:
             server.run(app, host=settings.host, port=settings.port, management=management)
         except StartupRefused as exc:  # the provider refuses the configuration: one line, before serving

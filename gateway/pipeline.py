@@ -131,6 +131,9 @@ class RegistrationPipeline:
             except web.HTTPException as exc:
                 status = exc.status
                 raise
+            except asyncio.CancelledError:
+                status = CLIENT_CLOSED_REQUEST
+                raise
             finally:
                 audit.end(token)
                 if self.metrics is not None:
@@ -177,6 +180,10 @@ class RegistrationPipeline:
         self.cors.apply(request, response)
         return response
 
+
+CLIENT_CLOSED_REQUEST = 499
+"""The status recorded (nothing is sent) for a request whose handler was cancelled: the client went away (nginx's
+convention)."""
 
 _ERROR_CODE = web.ResponseKey("dcr_gateway_error_code", str)
 """Where an error answer keeps its ``error`` code (a response is a mapping for such state) for metrics and audit."""

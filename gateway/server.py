@@ -22,6 +22,7 @@ import signal
 from dataclasses import dataclass
 from http import HTTPStatus
 
+import structlog
 from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
@@ -118,6 +119,12 @@ async def serve(
             management_runner = web.AppRunner(management.app, access_log=None, handle_signals=False)
             await management_runner.setup()
             await web.TCPSite(management_runner, management.host, management.port).start()
+            host = f"[{management.host}]" if ":" in management.host else management.host
+            structlog.get_logger(__name__).info(
+                "management.listening",
+                url=f"http://{host}:{management.port}",
+                paths=["/metrics", "/healthz", "/readyz"],
+            )
         stopping = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
