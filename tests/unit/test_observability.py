@@ -521,3 +521,21 @@ async def test_management_app_shares_the_gateway_apps_state(make_gateway: Factor
         assert management.server.app[SETTINGS] is client.server.app[SETTINGS]
     finally:
         await management.close()
+
+
+def test_local_stack_and_test_gateways_management_ports() -> None:
+    """The stack's gateways: 9180 (Hydra) and 9181 (Keycloak); gateways started by tests: a free port each."""
+    from devstack import stack
+    from devstack.providers import hydra_gateway_env, keycloak_gateway_env
+
+    assert stack.GATEWAY_HYDRA.management_url == "http://127.0.0.1:9180"
+    assert stack.GATEWAY_KEYCLOAK.management_url == "http://127.0.0.1:9181"
+    assert 9180 in stack.GATEWAY_HYDRA.ports
+    assert 9181 in stack.GATEWAY_KEYCLOAK.ports
+    ports = {
+        hydra_gateway_env(port=1, hydra_public_url="http://h:1", hydra_admin_url="http://h:2")["DCR_MANAGEMENT__PORT"],
+        keycloak_gateway_env(port=2, keycloak_url="http://k:1")["DCR_MANAGEMENT__PORT"],
+    }
+    assert len(ports) == 2
+    assert not ports & {"9180", "9181"}
+    Settings.model_validate({"management": {"port": int(next(iter(ports)))}})
