@@ -265,6 +265,8 @@ async def run(
             return EXIT_USAGE
         finally:
             await adapter.close()
+            if context.audit_log is not None:
+                context.audit_log.close()
 
 
 @dataclass
