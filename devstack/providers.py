@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.process import LOOPBACK, Service, spawn
+from devstack.process import LOOPBACK, Service, free_port, spawn
 from gateway.access.tokens import hash_initial_access_token
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,13 +53,17 @@ class HydraProvider:
     """The subject the dev login app (and the headless helper, by default) signs in."""
     log_path: Path
 
-    def gateway_env(self, port: int | None = None, documents: DocumentTrust | None = None) -> dict[str, str]:
-        """Environment of a gateway fronting this Hydra (on ``gateway_port`` unless told otherwise)."""
+    def gateway_env(
+        self, port: int | None = None, documents: DocumentTrust | None = None, *, management_port: int | None = None
+    ) -> dict[str, str]:
+        """Environment of a gateway fronting this Hydra (on ``gateway_port`` unless told otherwise; its management
+        listener on ``management_port``, a free port by default)."""
         return hydra_gateway_env(
             port=self.gateway_port if port is None else port,
             hydra_public_url=self.public_url,
             hydra_admin_url=self.admin_url,
             documents=documents,
+            management_port=management_port,
         )
 
 
@@ -82,9 +86,13 @@ class KeycloakProvider:
     """Master-realm admin (username, password) from ``KC_BOOTSTRAP_ADMIN_*``."""
     log_path: Path
 
-    def gateway_env(self, port: int, documents: DocumentTrust | None = None) -> dict[str, str]:
-        """Environment of a gateway on ``port`` fronting this Keycloak with its service-account credentials."""
+    def gateway_env(
+        self, port: int, documents: DocumentTrust | None = None, *, management_port: int | None = None
+    ) -> dict[str, str]:
+        """Environment of a gateway on ``port`` fronting this Keycloak with its service-account credentials (its
+        management listener on ``management_port``, a free port by default)."""
         return keycloak_gateway_env(
+            management_port=management_port,
             port=port,
             keycloak_url=self.base_url,
             realm=self.realm,
@@ -375,13 +383,31 @@ class DocumentTrust:
         return env
 
 
+def management_env(management_port: int | None) -> dict[str, str]:
+    """The management listener of a development gateway: on ``127.0.0.1:{management_port}``, or on a free port
+    (``None``), so gateways started side by side (tests) never collide on the default 9180."""
+    return {"DCR_MANAGEMENT__PORT": str(free_port() if management_port is None else management_port)}
+
+
+def management_url(env: Mapping[str, str]) -> str:
+    """``http://host:port`` of the management listener of a gateway started with ``env``."""
+    return f"http://{env.get('DCR_MANAGEMENT__HOST', LOOPBACK)}:{env.get('DCR_MANAGEMENT__PORT', '9180')}"
+
+
 def hydra_gateway_env(
-    *, port: int, hydra_public_url: str, hydra_admin_url: str, documents: DocumentTrust | None = None
+    *,
+    port: int,
+    hydra_public_url: str,
+    hydra_admin_url: str,
+    documents: DocumentTrust | None = None,
+    management_port: int | None = None,
 ) -> dict[str, str]:
     """Environment of a gateway fronting Hydra at ``http://127.0.0.1:{port}`` (Hydra's issuer); ``documents``: its
-    CIMD development trust and protected resources (none: the gateway's defaults)."""
+    CIMD development trust and protected resources (none: the gateway's defaults); ``management_port``: its
+    management listener's (a free one by default)."""
     return {
         "DCR_PORT": str(port),
+        **management_env(management_port),
         "DCR_PUBLIC_URL": f"http://{LOOPBACK}:{port}",
         "DCR_PROVIDER": "hydra",
         "DCR_PROVIDER_URL": hydra_public_url,
@@ -400,11 +426,14 @@ def keycloak_gateway_env(
     client_id: str = KEYCLOAK_ADMIN_CLIENT_ID,
     client_secret: str = KEYCLOAK_ADMIN_CLIENT_SECRET,
     documents: DocumentTrust | None = None,
+    management_port: int | None = None,
 ) -> dict[str, str]:
     """Environment of a gateway fronting Keycloak at ``http://127.0.0.1:{port}`` (issuer ``.../realms/{realm}``);
-    ``documents``: its CIMD development trust and protected resources (none: the gateway's defaults)."""
+    ``documents``: its CIMD development trust and protected resources (none: the gateway's defaults);
+    ``management_port``: its management listener's (a free one by default)."""
     return {
         "DCR_PORT": str(port),
+        **management_env(management_port),
         "DCR_PUBLIC_URL": f"http://{LOOPBACK}:{port}",
         "DCR_PROVIDER": "keycloak",
         "DCR_PROVIDER_URL": keycloak_url,

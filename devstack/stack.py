@@ -10,8 +10,8 @@ The stack (fixed ports, loopback only):
     Hydra              public http://127.0.0.1:4444, admin http://127.0.0.1:4445, issuer http://127.0.0.1:8080
     dev login app      http://127.0.0.1:8090 (Hydra's login & consent URLs; DEVELOPMENT ONLY)
     Keycloak           http://127.0.0.1:8180, realm mcp, user alice/alice
-    gateway (Hydra)    http://127.0.0.1:8080
-    gateway (Keycloak) http://127.0.0.1:8081, issuer http://127.0.0.1:8081/realms/mcp
+    gateway (Hydra)    http://127.0.0.1:8080, management (/metrics, /healthz, /readyz) http://127.0.0.1:9180
+    gateway (Keycloak) http://127.0.0.1:8081, issuer http://127.0.0.1:8081/realms/mcp, management http://127.0.0.1:9181
     CIMD documents     https://localhost:8443/NAME.json for each NAME.json in .stack/cimd/docs/ (CA .stack/cimd/ca.pem)
 
 Both gateways trust that CA and that one loopback origin as a Client ID Metadata Document host (DEVELOPMENT ONLY),
@@ -63,6 +63,8 @@ HYDRA_PUBLIC_PORT = 4444
 HYDRA_ADMIN_PORT = 4445
 HYDRA_GATEWAY_PORT = 8080
 KEYCLOAK_GATEWAY_PORT = 8081
+HYDRA_GATEWAY_MANAGEMENT_PORT = 9180
+KEYCLOAK_GATEWAY_MANAGEMENT_PORT = 9181
 LOGIN_PORT = 8090
 KEYCLOAK_PORT = 8180
 CIMD_PORT = 8443
@@ -125,12 +127,18 @@ def _gateway_hydra(log: Path | None) -> Service:
         hydra_public_url=HYDRA_PUBLIC_URL,
         hydra_admin_url=HYDRA_ADMIN_URL,
         documents=DOCUMENT_TRUST,
+        management_port=HYDRA_GATEWAY_MANAGEMENT_PORT,
     )
     return start_gateway("gateway-hydra", env=env, log_path=log)
 
 
 def _gateway_keycloak(log: Path | None) -> Service:
-    env = keycloak_gateway_env(port=KEYCLOAK_GATEWAY_PORT, keycloak_url=KEYCLOAK_URL, documents=DOCUMENT_TRUST)
+    env = keycloak_gateway_env(
+        port=KEYCLOAK_GATEWAY_PORT,
+        keycloak_url=KEYCLOAK_URL,
+        documents=DOCUMENT_TRUST,
+        management_port=KEYCLOAK_GATEWAY_MANAGEMENT_PORT,
+    )
     return start_gateway("gateway-keycloak", env=env, log_path=log)
 
 
@@ -145,6 +153,8 @@ class Component:
     gateway: bool = False
     ready_check: Callable[[], bool] | None = None
     """Replaces ``GET ready_url`` as the readiness test (the document host: a TLS handshake with its CA)."""
+    management_url: str | None = None
+    """A gateway's management listener (``/metrics``, ``/healthz``, ``/readyz``)."""
 
     def is_ready(self) -> bool:
         return self.ready_check() if self.ready_check is not None else http_ok(self.ready_url)
@@ -174,14 +184,20 @@ CIMD = Component(
     ready_check=lambda: tls_ready(CIMD_PORT, ca_file(CIMD_ROOT)),
 )
 GATEWAY_HYDRA = Component(
-    "gateway-hydra", (HYDRA_GATEWAY_PORT,), f"{HYDRA_ISSUER}/healthz", _gateway_hydra, gateway=True
+    "gateway-hydra",
+    (HYDRA_GATEWAY_PORT, HYDRA_GATEWAY_MANAGEMENT_PORT),
+    f"{HYDRA_ISSUER}/healthz",
+    _gateway_hydra,
+    gateway=True,
+    management_url=f"http://{LOOPBACK}:{HYDRA_GATEWAY_MANAGEMENT_PORT}",
 )
 GATEWAY_KEYCLOAK = Component(
     "gateway-keycloak",
-    (KEYCLOAK_GATEWAY_PORT,),
+    (KEYCLOAK_GATEWAY_PORT, KEYCLOAK_GATEWAY_MANAGEMENT_PORT),
     f"http://{LOOPBACK}:{KEYCLOAK_GATEWAY_PORT}/healthz",
     _gateway_keycloak,
     gateway=True,
+    management_url=f"http://{LOOPBACK}:{KEYCLOAK_GATEWAY_MANAGEMENT_PORT}",
 )
 # Start order: Keycloak first (slowest), gateways after the providers they front and the document host (its CA).
 COMPONENTS = (KEYCLOAK, HYDRA, LOGIN, CIMD, GATEWAY_HYDRA, GATEWAY_KEYCLOAK)
@@ -296,6 +312,8 @@ def status() -> int:
         pid = _running_pid(component)
         state = "ready" if pid and component.is_ready() else ("starting" if pid else "down")
         print(f"  {component.name:<17} {state:<9} {component.ready_url}  pid={pid or '-'}")
+        if component.management_url is not None:
+            print(f"  {'':<17} {'':<9} management {component.management_url}/metrics /healthz /readyz")
     print(f"  CIMD documents: {CIMD_ROOT / 'docs'}/NAME.json -> {CIMD_URL}/NAME.json (CA {ca_file(CIMD_ROOT)})")
     return 0
 
@@ -306,8 +324,8 @@ def _print_summary(with_gateways: bool) -> None:
     print(f"  Keycloak         {KEYCLOAK_URL}  realm mcp, user alice/alice, admin console admin/admin")
     print(f"  CIMD documents   {CIMD_URL}/NAME.json for NAME.json in {CIMD_ROOT / 'docs'} (CA {ca_file(CIMD_ROOT)})")
     if with_gateways:
-        print(f"  gateway (Hydra)    issuer {HYDRA_ISSUER}")
-        print(f"  gateway (Keycloak) issuer {KEYCLOAK_ISSUER}")
+        print(f"  gateway (Hydra)    issuer {HYDRA_ISSUER}  metrics {GATEWAY_HYDRA.management_url}/metrics")
+        print(f"  gateway (Keycloak) issuer {KEYCLOAK_ISSUER}  metrics {GATEWAY_KEYCLOAK.management_url}/metrics")
         print(f"  protected resource {PROTECTED_RESOURCE} (RFC 8707 resource of both gateways)")
     print(f"  logs and pids in {STACK_DIR}; `make stack-down` stops everything")
 

@@ -6,7 +6,9 @@ Routes, for every issuer the adapter serves (``{p}`` is the issuer's path, ``""`
   rewritten to advertise the gateway's registration endpoint;
 - ``POST {p}{registration_path}``: RFC 7591 registration (with a CORS preflight);
 - ``/healthz`` (alive) and ``/readyz`` (every issuer has a discovery document and the provider's admin API works
-  with the gateway's configuration: see :class:`AdminApiHealth`);
+  with the gateway's configuration: see :class:`AdminApiHealth`); the same two handlers, with ``/metrics``, make
+  the management listener's app (:data:`MANAGEMENT_APP`, :mod:`gateway.observability.management`); the public
+  listener never serves ``/metrics`` (in front-door mode that path is the provider's like any other);
 - front-door mode: what clients and browsers need of the provider (the allow-list) is reverse-proxied, the rest is
   404; path-routing mode: 404.
 
@@ -37,6 +39,7 @@ from aiohttp.typedefs import Middleware
 
 from adapters.base import AdapterError, AdminApiCheck, DocumentClients, Issuer, ProviderAdapter, ProviderMisconfigured
 from adapters.registry import get_factory
+from gateway import __version__
 from gateway.access.control import RegistrationAccess
 from gateway.access.settings import AccessMode
 from gateway.authorization.documents import DocumentClientResolver
@@ -47,6 +50,10 @@ from gateway.cors import CorsPolicy
 from gateway.lifecycle import LIFECYCLE, Lifecycle
 from gateway.limits.guard import Limits, open_counter_store
 from gateway.oauth.errors import OAuthError, ServerError
+from gateway.observability.adapter import instrument_adapter
+from gateway.observability.audit import AuditLog
+from gateway.observability.management import management_app
+from gateway.observability.metrics import GatewayMetrics
 from gateway.pipeline import RegistrationPipeline, Step, error_response, not_found
 from gateway.proxy import (
     FrontDoorProxy,
@@ -124,6 +131,12 @@ ADMIN_API = web.AppKey("admin_api_health", AdminApiHealth)
 LIMITS = web.AppKey("limits", Limits)
 """Rate limits, the managed-client quota and the counter store (``LIMITS.store``, shared through Redis when
 configured). Kept on the app for operators and tests: handlers get what they use when they are built."""
+METRICS = web.AppKey("metrics", GatewayMetrics)
+"""This app's Prometheus metrics (its own registry)."""
+AUDIT = web.AppKey("audit", AuditLog)
+MANAGEMENT_APP = web.AppKey("management_app", web.Application)
+"""The management listener's app (``/metrics``, ``/healthz``, ``/readyz``), served by :func:`gateway.server.serve`
+on ``management.host:management.port`` when ``management.enabled``."""
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -149,15 +162,24 @@ def new_request_id() -> str:
     return f"{_REQUEST_ID_PREFIX}{next(_request_counter):x}"
 
 
-def build_middlewares(*, access_log: bool = True) -> list[Middleware]:
+def build_middlewares(
+    *, access_log: bool = True, metrics: GatewayMetrics | None = None, route_classes: Mapping[object, str] | None = None
+) -> list[Middleware]:
     """One middleware for the cross-cutting parts (a single layer keeps the per-request cost low). The
     registration endpoints answer their own errors, with CORS (:mod:`gateway.pipeline`); this catches the rest.
 
     ``access_log``: one ``http.request`` line per request; off when the log level filters INFO out anyway, so
-    its arguments are not even built.
+    its arguments are not even built. ``metrics``: every request counted and timed by its route's class
+    (``route_classes``, filled as routes are added; never the path).
     """
+    classes = route_classes if route_classes is not None else {}
 
     def log_request(request: web.Request, status: int, started: float) -> None:
+        if metrics is not None:
+            route = request.match_info.route.resource if request.match_info.route is not None else None
+            metrics.http_request(
+                route=classes.get(route, "other"), status=status, seconds=time.perf_counter() - started
+            )
         if access_log:
             # Path only: query strings carry authorization codes and state.
             log.info(
@@ -209,6 +231,17 @@ def build_middlewares(*, access_log: bool = True) -> list[Middleware]:
     return [gateway_middleware]
 
 
+def check_issuer_overrides(settings: Settings, issuers: list[Issuer]) -> None:
+    """Refuse per-issuer overrides that name no served issuer: a typo would leave that issuer open without a word."""
+    served = [(issuer.key, issuer.path) for issuer in issuers]
+    for section, unknown in (
+        ("access", settings.access.unknown_overrides(served)),
+        ("resources", settings.resources.unknown_overrides(served)),
+    ):
+        if unknown:
+            raise ValueError(f"{section}.issuers names no served issuer: {', '.join(unknown)}")
+
+
 def create_app(
     settings: Settings, *, adapter: ProviderAdapter | None = None, tracing: Tracing | None = None
 ) -> web.Application:
@@ -220,24 +253,20 @@ def create_app(
     sessions, starts them, and closes them."""
     if adapter is None:
         adapter = get_factory(settings.provider)(settings)
+    metrics, audit_log = observability(settings, adapter)
     cors = CorsPolicy(allowed_origins=tuple(settings.cors_allowed_origins))
     issuers = adapter.issuers()
-    unknown = settings.access.unknown_overrides([(issuer.key, issuer.path) for issuer in issuers])
-    if unknown:  # a typo in an override would leave that issuer open without a word
-        raise ValueError(f"access.issuers names no served issuer: {', '.join(unknown)}")
-    unknown = settings.resources.unknown_overrides([(issuer.key, issuer.path) for issuer in issuers])
-    if unknown:
-        raise ValueError(f"resources.issuers names no served issuer: {', '.join(unknown)}")
+    check_issuer_overrides(settings, issuers)
     registration_paths = {issuer.key: f"{issuer.path}{settings.registration_path}" for issuer in issuers}
 
     access_log = logging.getLevelName(settings.log_level.upper()) in (logging.DEBUG, logging.INFO)
     own_tracing = tracing is None
     if tracing is None:
         tracing = tracing_for(settings.tracing)  # None when off: nothing of OpenTelemetry is imported
+    route_classes = RouteClasses()
+    middlewares = build_middlewares(access_log=access_log, metrics=metrics, route_classes=route_classes)
     app = web.Application(
-        middlewares=[tracing.middleware(), *build_middlewares(access_log=access_log)]
-        if tracing is not None
-        else build_middlewares(access_log=access_log),
+        middlewares=[tracing.middleware(), *middlewares] if tracing is not None else middlewares,
         # request bodies reach handlers as sent: never inflated by the server (an encoded body gets 415)
         handler_args={"auto_decompress": False},
     )
@@ -254,6 +283,7 @@ def create_app(
     app[ADMIN_API] = admin_api
     app[LIMITS] = limits
     lifecycle = app[LIFECYCLE] = Lifecycle.of(app)  # draining on SIGTERM (gateway.lifecycle, gateway.server)
+    app[METRICS], app[AUDIT] = metrics, audit_log
 
     contexts = issuer_contexts(settings, adapter, issuers)
     caches = {context.path: context.discovery for context in contexts.values()}
@@ -267,17 +297,20 @@ def create_app(
     )
     fetcher, documents = document_clients(settings, adapter, issuers, reg_settings, limits, tracing=tracing)
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readiness(caches, admin_api, lifecycle=lifecycle))
-    app.router.add_routes(discovery_routes(caches, cors=cors, issuer_paths=[i.path for i in issuers]))
+    readyz = readiness(caches, admin_api, lifecycle=lifecycle)  # one readiness logic, on both listeners
+    route_classes.add([app.router.add_get("/healthz", healthz), app.router.add_get("/readyz", readyz)], "health")
+    app[MANAGEMENT_APP] = management_app(metrics=metrics, healthz=healthz, readyz=readyz, gateway=app)
+    route_classes.add(
+        app.router.add_routes(discovery_routes(caches, cors=cors, issuer_paths=[i.path for i in issuers])),
+        "discovery",
+    )
 
     for issuer in issuers:
         path = registration_paths[issuer.key]
         context = contexts[issuer.key]
-        pipeline = RegistrationPipeline(issuer_key=issuer.key, cors=cors, limits=limits)
+        pipeline = RegistrationPipeline(
+            issuer_key=issuer.key, cors=cors, limits=limits, issuer=context.issuer, metrics=metrics, audit=audit_log
+        )
         access = RegistrationAccess(
             settings.access.for_issuer(key=issuer.key, path=issuer.path),
             issuer=context.issuer,
@@ -287,7 +320,10 @@ def create_app(
         register = registration_handler(
             issuer=context, adapter=adapter, settings=reg_settings, access=access, limits=limits, lifecycle=lifecycle
         )
-        app.router.add_routes(pipeline.routes(path, {hdrs.METH_POST: Step(register, rate_limit="register")}))
+        route_classes.add(
+            app.router.add_routes(pipeline.routes(path, {hdrs.METH_POST: Step(register, rate_limit="register")})),
+            "registration",
+        )
         configuration = ClientConfigurationEndpoint(  # RFC 7592: {issuer path}{registration_path}/{client_id}
             issuer=context,
             adapter=adapter,
@@ -295,7 +331,9 @@ def create_app(
             limits=limits,
             rotate_registration_access_token=settings.rotate_registration_access_token,
         )
-        app.router.add_routes(configuration.routes(pipeline, path + "/{client_id}"))
+        route_classes.add(
+            app.router.add_routes(configuration.routes(pipeline, path + "/{client_id}")), "client_configuration"
+        )
 
     async def nothing_here(request: web.Request) -> web.Response:
         return not_found()
@@ -303,6 +341,7 @@ def create_app(
     # The provider's authorization, PAR, token and revocation endpoints go through the gateway's checks in both
     # modes (in path-routing mode the ingress routes those paths here, see deploy/nginx).
     proxy = front_door_proxy(settings, limits)
+    observe(metrics, contexts, limits, proxy=proxy, fetcher=fetcher)
     for issuer in issuers:
         endpoints = AuthorizationEndpoints(
             issuer=contexts[issuer.key],
@@ -313,12 +352,12 @@ def create_app(
             proxy=proxy,
             limits=limits,
         )
-        app.router.add_routes(endpoints.routes())
+        route_classes.add(app.router.add_routes(endpoints.routes()), endpoint_class)
     if settings.mode is Mode.FRONT_DOOR:
         front_door = front_door_handler(settings, issuers, list(registration_paths.values()), proxy)
-        app.router.add_route("*", "/{tail:.*}", front_door)
+        route_classes.add([app.router.add_route("*", "/{tail:.*}", front_door)], "proxied")
     else:
-        app.router.add_route("*", "/{tail:.*}", nothing_here)
+        route_classes.add([app.router.add_route("*", "/{tail:.*}", nothing_here)], "not_found")
 
     app.cleanup_ctx.append(
         functools.partial(
@@ -332,9 +371,78 @@ def create_app(
             fetcher=fetcher,
             tracing=tracing,
             own_tracing=own_tracing,
+            audit_log=audit_log,
         )
     )
     return app
+
+
+_ENDPOINT_CLASSES = {
+    "authorization": "authorization",
+    "pushed_authorization": "par",
+    "token": "token",
+    "revocation": "revocation",
+}
+
+
+def endpoint_class(route: web.AbstractRoute) -> str:
+    """The route class of one of :class:`AuthorizationEndpoints`' routes, from the handler that serves it."""
+    return _ENDPOINT_CLASSES.get(getattr(route.handler, "__name__", ""), "other")
+
+
+def observability(settings: Settings, adapter: ProviderAdapter) -> tuple[GatewayMetrics, AuditLog]:
+    """This app's metrics (its own registry) and audit log; ``adapter`` instrumented in place, so every admin
+    call is counted and timed in one place whatever the adapter."""
+    metrics = GatewayMetrics(version=__version__)
+    instrument_adapter(adapter, metrics)
+    return metrics, AuditLog(enabled=settings.audit.enabled, path=settings.audit.path)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """``/healthz``: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+class RouteClasses(dict[object, str]):
+    """Resource -> route class (:data:`gateway.observability.metrics.ROUTE_CLASSES`): what the request metrics
+    label a request with, never its path."""
+
+    def add(self, routes: list[web.AbstractRoute], route_class: str | Callable[[web.AbstractRoute], str]) -> None:
+        for route in routes:
+            self[route.resource] = route_class if isinstance(route_class, str) else route_class(route)
+
+
+def _fetched_at(cache: DiscoveryCache) -> float | None:
+    document = cache.current()
+    return None if document is None else document.fetched_at
+
+
+def observe(
+    metrics: GatewayMetrics,
+    contexts: Mapping[str, IssuerContext],
+    limits: Limits,
+    *,
+    proxy: FrontDoorProxy,
+    fetcher: DocumentFetcher | None,
+) -> None:
+    """Connect what the metrics read or are told: each issuer's discovery document age and refresh failures
+    (RFC 8414), the managed-client quota per issuer, the limits' and the proxy's refusals, the CIMD fetches.
+    Issuer labels are the configured issuers' URLs."""
+    metrics.initialize(context.issuer for context in contexts.values())
+    for key, context in contexts.items():
+        cache = context.discovery
+        metrics.watch_discovery(context.issuer, functools.partial(_fetched_at, cache))
+        cache.on_refresh_failure = functools.partial(metrics.discovery_refresh_failed, context.issuer)
+        metrics.watch_quota(
+            context.issuer,
+            count=functools.partial(limits.quota.known, key),
+            maximum=limits.quota.max_clients,
+        )
+    limits.rate.on_rejected = metrics.limit_rejected
+    limits.quota.on_rejected = metrics.limit_rejected
+    proxy.on_rejected = metrics.limit_rejected
+    if fetcher is not None:
+        fetcher.on_fetch = metrics.cimd_fetch
 
 
 def document_clients(
@@ -539,6 +647,7 @@ async def _resources(
     fetcher: DocumentFetcher | None = None,
     tracing: Tracing | None = None,
     own_tracing: bool = False,
+    audit_log: AuditLog | None = None,
 ) -> AsyncIterator[None]:
     """Open the HTTP sessions and start what ``create_app`` built; close all of it (what opened) on the way out."""
     timeout = aiohttp.ClientTimeout(total=settings.provider_timeout)
@@ -601,3 +710,5 @@ async def _resources(
         await session.close()
         if tracing is not None and own_tracing:
             await tracing.shutdown()
+        if audit_log is not None:
+            audit_log.close()

@@ -36,12 +36,18 @@ configuration:
 """
 
 
-def listen_problem(host: str, port: int) -> str | None:
+LISTEN_SETTINGS = "DCR_HOST/DCR_PORT (TOML host/port, --host/--port)"
+MANAGEMENT_LISTEN_SETTINGS = (
+    "DCR_MANAGEMENT__HOST/DCR_MANAGEMENT__PORT (TOML [management] host/port, --management-port; "
+    "DCR_MANAGEMENT__ENABLED=false turns it off)"
+)
+
+
+def listen_problem(host: str, port: int, where: str = LISTEN_SETTINGS) -> str | None:
     """Why ``host:port`` cannot be listened on (address in use, not a local address, not permitted), or ``None``.
 
     Probed with the options asyncio's server uses (``SO_REUSEADDR``; IPv6 only on IPv6 sockets), on every address
     the host resolves to, so ``serve`` can say so in one line before it starts anything."""
-    where = "DCR_HOST/DCR_PORT (TOML host/port, --host/--port)"
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (socket.gaierror, UnicodeError) as exc:
@@ -55,12 +61,11 @@ def listen_problem(host: str, port: int) -> str | None:
                     probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 probe.bind(address)
         except OSError as exc:
-            return _listen_error(host, port, exc)
+            return _listen_error(host, port, exc, where)
     return None
 
 
-def _listen_error(host: str, port: int, exc: OSError) -> str:
-    where = "DCR_HOST/DCR_PORT (TOML host/port, --host/--port)"
+def _listen_error(host: str, port: int, exc: OSError, where: str = LISTEN_SETTINGS) -> str:
     reason = {
         errno.EADDRINUSE: "address already in use (another process listens there; choose another port)",
         errno.EADDRNOTAVAIL: "not an address of this machine",
@@ -83,12 +88,17 @@ def _configured_app(args: argparse.Namespace) -> tuple[Settings, web.Application
     from gateway.logging import configure_logging
     from gateway.settings import ConfigurationError, load_settings
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    overrides: dict[str, object] = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if getattr(args, "management_port", None) is not None:
+        overrides["management"] = {"port": args.management_port}
     try:
         settings = load_settings(args.config, **overrides)
     except ConfigurationError as exc:
         raise _Stop([f"dcr-gateway: invalid configuration: {problem}" for problem in exc.problems]) from None
     problem = listen_problem(settings.host, settings.port)
+    if problem is None and settings.management.enabled:
+        management = settings.management
+        problem = listen_problem(management.host, management.port, MANAGEMENT_LISTEN_SETTINGS)
     if problem:
         raise _Stop([f"dcr-gateway: {problem}"])
     configure_logging(settings.log_level, settings.log_format)
@@ -102,12 +112,15 @@ def _configured_app(args: argparse.Namespace) -> tuple[Settings, web.Application
 
 def _serve(args: argparse.Namespace) -> int:
     from gateway import server
-    from gateway.app import StartupRefused
+    from gateway.app import MANAGEMENT_APP, StartupRefused
 
     try:
         settings, app = _configured_app(args)
+        management = None
+        if settings.management.enabled:
+            management = server.Listener(app[MANAGEMENT_APP], settings.management.host, settings.management.port)
         try:
-            server.run(app, host=settings.host, port=settings.port)
+            server.run(app, host=settings.host, port=settings.port, management=management)
         except StartupRefused as exc:  # the provider refuses the configuration: one line, before serving
             raise _Stop([f"dcr-gateway: {exc}"]) from None
         except OSError as exc:  # the listen address was taken between the probe and the bind
@@ -154,13 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the gateway",
         description="Run the gateway. It checks the provider's admin API first: a configuration the provider "
         "refuses stops it (exit status 2, one line naming the setting); an unreachable provider is retried "
-        "while /readyz answers 503.",
+        "while /readyz answers 503. A management listener (default http://127.0.0.1:9180; DCR_MANAGEMENT__HOST, "
+        "DCR_MANAGEMENT__PORT, DCR_MANAGEMENT__ENABLED) serves /metrics (Prometheus), /healthz and /readyz.",
         epilog=ENVIRONMENT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--config", help="TOML settings file (default: $DCR_CONFIG_FILE; DCR_* variables win)")
     serve.add_argument("--host", help="listen address (DCR_HOST)")
     serve.add_argument("--port", type=int, help="listen port (DCR_PORT)")
+    serve.add_argument(
+        "--management-port",
+        type=int,
+        help="the management listener's port: /metrics, /healthz, /readyz (DCR_MANAGEMENT__PORT, default 9180)",
+    )
     serve.set_defaults(func=_serve)
     adapters = sub.add_parser("adapters", help="list loadable provider adapters")
     adapters.set_defaults(func=_adapters)

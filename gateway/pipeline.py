@@ -23,6 +23,9 @@ from aiohttp import hdrs, web
 from gateway.cors import CorsPolicy
 from gateway.limits.guard import Limits
 from gateway.oauth.errors import InvalidClientMetadata, OAuthError, RequestTimeout, RequestTooLarge, ServerError
+from gateway.observability import audit
+from gateway.observability.audit import AuditLog, AuditRecord
+from gateway.observability.metrics import GatewayMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -72,13 +75,26 @@ class Step:
     rate_limit: str
 
 
+OPERATIONS = {
+    hdrs.METH_POST: "register",
+    hdrs.METH_GET: "read",
+    hdrs.METH_PUT: "update",
+    hdrs.METH_DELETE: "delete",
+}
+"""RFC 7591 section 3 registration; RFC 7592 sections 2.1, 2.2, 2.3: what a method of these endpoints does."""
+
+
 @dataclass(frozen=True)
 class RegistrationPipeline:
-    """The pipeline of one issuer's registration endpoints (built once, in ``create_app``)."""
+    """The pipeline of one issuer's registration endpoints (built once, in ``create_app``): every answer of a
+    step is counted (``metrics``) and audited (``audit``) under the issuer's URL (``issuer``)."""
 
     issuer_key: str
     cors: CorsPolicy
     limits: Limits
+    issuer: str = ""
+    metrics: GatewayMetrics | None = None
+    audit: AuditLog | None = None
 
     def routes(self, path: str, steps: Mapping[str, Step]) -> list[web.RouteDef]:
         """The routes of ``path``: each method of ``steps``, an ``OPTIONS`` preflight, 405 for the rest."""
@@ -97,26 +113,80 @@ class RegistrationPipeline:
         ]
 
     def wrap(self, handler: Handler, rate_limit: str | None = None) -> Handler:
-        """Rate limits before any work, errors as JSON, ``no-store`` and CORS on every answer."""
+        """Rate limits before any work, errors as JSON, ``no-store`` and CORS on every answer; the answer of a
+        step (a method with a rate limit) counted and audited."""
 
         async def entry(request: web.Request) -> web.StreamResponse:
+            operation = OPERATIONS.get(request.method) if rate_limit is not None else None
+            if operation is None:
+                return await self._answer(request, handler, rate_limit)
+            record = self._audit_record(request, operation)
+            token = audit.begin(record)
+            status, error = 500, None
             try:
-                if rate_limit is not None:
-                    await self.limits.admit(request, issuer=self.issuer_key, operation=rate_limit)
-                response = await handler(request)
-            except OAuthError as exc:
-                response = error_response(exc)
-            except web.HTTPException:
+                response = await self._answer(request, handler, rate_limit)
+                status = response.status
+                error = response.get(_ERROR_CODE)
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
                 raise
-            except Exception:
-                log.exception("http.unhandled_error", path=request.path)
-                response = error_response(ServerError("an internal error occurred"))
-            for name, value in NO_STORE.items():
-                response.headers.setdefault(name, value)
-            self.cors.apply(request, response)
-            return response
+            except asyncio.CancelledError:
+                status = CLIENT_CLOSED_REQUEST
+                raise
+            finally:
+                audit.end(token)
+                if self.metrics is not None:
+                    self.metrics.registration_request(
+                        issuer=self.issuer, operation=operation, status=status, error=error
+                    )
+                if self.audit is not None:
+                    self.audit.emit_record(
+                        record, status=status, error=error or ("server_error" if status >= 500 else None)
+                    )
 
         return entry
+
+    def _audit_record(self, request: web.Request, operation: str) -> AuditRecord:
+        """The request's audit facts known before the handler runs; the handler adds the rest (:func:`audit.note`)."""
+        return AuditRecord(
+            operation=operation,
+            issuer=self.issuer,
+            source=self.limits.rate.source_of(request),
+            user_agent=request.headers.get(hdrs.USER_AGENT),
+            request_id=structlog.contextvars.get_contextvars().get("request_id"),
+            # RFC 7591 section 3: a registration's Bearer token is an initial access token; RFC 7592 section 2:
+            # the configuration endpoint's is the registration access token
+            initial_access_token=operation == "register" and hdrs.AUTHORIZATION in request.headers,
+            registration_access_token=operation != "register",
+        )
+
+    async def _answer(self, request: web.Request, handler: Handler, rate_limit: str | None) -> web.StreamResponse:
+        try:
+            if rate_limit is not None:
+                await self.limits.admit(request, issuer=self.issuer_key, operation=rate_limit)
+            response = await handler(request)
+        except OAuthError as exc:
+            response = error_response(exc)
+            response[_ERROR_CODE] = exc.error
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("http.unhandled_error", path=request.path)
+            response = error_response(ServerError("an internal error occurred"))
+            response[_ERROR_CODE] = ServerError.error
+        for name, value in NO_STORE.items():
+            response.headers.setdefault(name, value)
+        self.cors.apply(request, response)
+        return response
+
+
+CLIENT_CLOSED_REQUEST = 499
+"""The status recorded (nothing is sent) for a request whose handler was cancelled: the client went away (nginx's
+convention)."""
+
+_ERROR_CODE = web.ResponseKey("dcr_gateway_error_code", str)
+"""Where an error answer keeps its ``error`` code (a response is a mapping for such state) for metrics and audit."""
 
 
 async def read_json_object(request: web.Request, max_bytes: int, deadline_seconds: float) -> Mapping[str, Any]:

@@ -373,6 +373,8 @@ class FrontDoorProxy:
         self.limits = limits or ProxyLimits()
         self._source_of = source_of
         self._in_flight: dict[str, int] = {}
+        self.on_rejected: Callable[[str], None] = lambda limit: None
+        """Told ``proxy_concurrency`` when a source is past its in-flight bound (metrics)."""
         self._pool = asyncio.Semaphore(self.limits.pool_size)
         if session is not None:
             self.attach(session)
@@ -440,6 +442,7 @@ class FrontDoorProxy:
         source = self._source_of(request)
         per_source = self.limits.max_concurrent_per_source
         if per_source and self._in_flight.get(source, 0) >= per_source:
+            self.on_rejected("proxy_concurrency")
             log.warning("proxy.source_busy", method=request.method, path=request.path, source=source)
             return _error_response(429, "too many requests in progress from this address")
         self._in_flight[source] = self._in_flight.get(source, 0) + 1

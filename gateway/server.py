@@ -10,7 +10,8 @@ shaped JSON body that names what was wrong in general terms and repeats nothing 
 connection's framing cannot be trusted).
 
 :func:`run` replaces ``web.run_app`` for ``dcr-gateway serve``: the same runner, site and graceful shutdown on
-SIGINT/SIGTERM, with that connection handler.
+SIGINT/SIGTERM, with that connection handler; and, when given, the management listener's app (``/metrics``,
+``/healthz``, ``/readyz``) on its own runner and port.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from dataclasses import dataclass
 from http import HTTPStatus
 
+import structlog
 from aiohttp import hdrs, web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
@@ -88,6 +91,15 @@ class GatewayRunner(web.AppRunner):
         )
 
 
+@dataclass(frozen=True)
+class Listener:
+    """A second app on its own address: the management listener (:mod:`gateway.observability.management`)."""
+
+    app: web.Application
+    host: str
+    port: int
+
+
 async def serve(
     app: web.Application,
     *,
@@ -95,12 +107,14 @@ async def serve(
     port: int,
     stop: asyncio.Event | None = None,
     shutdown: ShutdownSettings | None = None,
+    management: Listener | None = None,
 ) -> None:
-    """Start ``app`` on ``host:port`` and serve until SIGINT/SIGTERM (or ``stop`` is set), then shut down
-    gracefully (:func:`gateway.lifecycle.shut_down`: readiness 503, drain, listeners closed, requests in flight
-    finished within the bound, cleanup contexts closed). ``shutdown`` defaults to the app's settings
-    (``DCR_SHUTDOWN__*``). Start-up errors (a cleanup context raising, the address in use) propagate before
-    anything is served."""
+    """Start ``app`` on ``host:port`` (and ``management`` on its own address, after ``app`` started) and serve
+    until SIGINT/SIGTERM (or ``stop`` is set), then shut down gracefully (:func:`gateway.lifecycle.shut_down`:
+    readiness 503 on both listeners, drain, the public listener closed, requests in flight finished within the
+    bound, cleanup contexts closed; the management listener closes last, so probes see the 503 throughout).
+    ``shutdown`` defaults to the app's settings (``DCR_SHUTDOWN__*``). Start-up errors (a cleanup context
+    raising, the address in use) propagate before anything is served."""
     settings = app.get(SETTINGS)
     if shutdown is None:
         shutdown = settings.shutdown if settings is not None else ShutdownSettings()
@@ -108,10 +122,21 @@ async def serve(
     settle = 3 * settings.provider_timeout if settings is not None else 30.0
     runner = GatewayRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
+    management_runner: web.AppRunner | None = None
     try:
         sites: list[web.BaseSite] = [web.TCPSite(runner, host, port)]
         for site in sites:
             await site.start()
+        if management is not None:
+            management_runner = web.AppRunner(management.app, access_log=None, handle_signals=False)
+            await management_runner.setup()
+            await web.TCPSite(management_runner, management.host, management.port).start()
+            shown = f"[{management.host}]" if ":" in management.host else management.host
+            structlog.get_logger(__name__).info(
+                "management.listening",
+                url=f"http://{shown}:{management.port}",
+                paths=["/metrics", "/healthz", "/readyz"],
+            )
         stopping = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -126,8 +151,10 @@ async def serve(
                 loop.remove_signal_handler(signum)
     finally:
         await runner.cleanup()
+        if management_runner is not None:
+            await management_runner.cleanup()
 
 
-def run(app: web.Application, *, host: str, port: int) -> None:
+def run(app: web.Application, *, host: str, port: int, management: Listener | None = None) -> None:
     """``dcr-gateway serve``'s event loop: :func:`serve` until a signal."""
-    asyncio.run(serve(app, host=host, port=port))
+    asyncio.run(serve(app, host=host, port=port, management=management))

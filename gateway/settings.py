@@ -45,6 +45,7 @@ from gateway.access.settings import AccessSettings
 from gateway.cimd.settings import CimdSettings
 from gateway.lifecycle import ShutdownSettings
 from gateway.limits.settings import LimitSettings
+from gateway.observability.settings import AuditSettings, ManagementSettings
 from gateway.policy.settings import PolicySettings
 from gateway.rfc8707.resources import ResourceSettings
 from gateway.tracing import TracingSettings
@@ -203,6 +204,12 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
+    # operations: the management listener (metrics, probes) and the audit log
+    management: ManagementSettings = Field(default_factory=ManagementSettings)
+    """``[management]`` / ``DCR_MANAGEMENT__*``: ``GET /metrics``, ``/healthz``, ``/readyz`` on their own port."""
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    """``[audit]`` / ``DCR_AUDIT__*``: the audit log (logger ``dcr_gateway.audit``), on by default."""
+
     @field_validator("public_url")
     @classmethod
     def _public_origin(cls, value: str) -> str:
@@ -248,6 +255,12 @@ class Settings(BaseSettings):
         if not isinstance(value, model):
             raise TypeError(f"settings section {name!r} holds {type(value).__name__}, not {model.__name__}")
         return value
+
+    @model_validator(mode="after")
+    def _management_port_apart(self) -> Settings:
+        if self.management.enabled and self.management.port == self.port:
+            raise ValueError("management.port must differ from port (the public listener's)")
+        return self
 
     @model_validator(mode="after")
     def _keycloak_admin_default(self) -> Settings:

@@ -30,7 +30,7 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -186,6 +186,8 @@ class DocumentFetcher:
         self._trace_configs = list(trace_configs) if trace_configs else None
         self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
+        self.on_fetch: Callable[[str], None] = lambda outcome: None
+        """Told every fetch's outcome: ``fetched``, ``not_modified``, ``refused_{stage}`` (metrics)."""
 
     async def start(self) -> None:
         """Open the HTTP session: TLS trusting the system's CAs and :attr:`CimdSettings.ca_file`, the pinned
@@ -223,15 +225,20 @@ class DocumentFetcher:
         if self._session is None:
             raise RuntimeError("DocumentFetcher.start() was not called")
         try:
-            async with asyncio.timeout(self._settings.timeout_seconds):
-                return await self._fetch(self._session, url, etag)
-        except TimeoutError:
-            self._refuse(url, "fetch", self._timed_out(), detail="total timeout")
-        except _Logged:
+            try:
+                async with asyncio.timeout(self._settings.timeout_seconds):
+                    result = await self._fetch(self._session, url, etag)
+            except TimeoutError:
+                self._refuse(url, "fetch", self._timed_out(), detail="total timeout")
+        except _Logged as refused:
+            self.on_fetch(f"refused_{refused.stage}")
             raise
         except DocumentRefused as refused:
+            self.on_fetch(f"refused_{refused.stage}")
             log.info("cimd.fetch_refused", url=url, stage=refused.stage, reason=refused.reason)
             raise
+        self.on_fetch("not_modified" if isinstance(result, NotModified) else "fetched")
+        return result
 
     def _connect_addresses(self, host: str, addresses: list[str]) -> list[str]:
         """The addresses the connection may use, given the checked ``addresses`` of ``host``: exactly those."""

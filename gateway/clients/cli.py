@@ -55,6 +55,7 @@ from gateway.clients.operations import (
     parse_label,
     plan_adoption,
 )
+from gateway.observability.audit import OPERATOR, AuditLog
 from gateway.registration.records import registration_client_uri
 
 if TYPE_CHECKING:
@@ -264,6 +265,8 @@ async def run(
             return EXIT_USAGE
         finally:
             await adapter.close()
+            if context.audit_log is not None:
+                context.audit_log.close()
 
 
 @dataclass
@@ -276,6 +279,25 @@ class Context:
     now: int
     confirm: Confirm
     issuers: list[Issuer] | None = None
+    audit_log: AuditLog | None = None
+
+    def audit(
+        self, operation: str, *, success: bool, issuer_key: str, client_id: str, error: str | None = None
+    ) -> None:
+        """The audit event (:mod:`gateway.observability.audit`) of one client this command changed or failed to:
+        ``CLIENT_ADOPT``, ``CLIENT_GC``, ``CLIENT_DELETE`` (``*_ERROR``), caller ``operator``."""
+        if self.audit_log is None:
+            self.audit_log = AuditLog(enabled=self.settings.audit.enabled, path=self.settings.audit.path)
+        path = next((issuer.path for issuer in self.issuers or [] if issuer.key == issuer_key), "")
+        self.audit_log.emit(
+            operation,
+            success=success,
+            issuer=f"{self.settings.public_url}{path}",
+            client_id=client_id,
+            caller=OPERATOR,
+            deployment=self.settings.deployment,
+            error=error,
+        )
 
     @property
     def issuer_keys(self) -> list[str]:
@@ -463,8 +485,12 @@ async def delete_action(context: Context) -> int:
     try:
         await context.adapter.delete_client(record.issuer, record.client.client_id)
     except ClientNotFound:
+        context.audit(
+            "delete", success=False, issuer_key=record.issuer, client_id=record.client.client_id, error="not_found"
+        )
         context.error(f"{label} was deleted meanwhile")
         return EXIT_NOTHING
+    context.audit("delete", success=True, issuer_key=record.issuer, client_id=record.client.client_id)
     context.say(f"deleted {label}")
     return EXIT_OK
 
@@ -491,6 +517,14 @@ async def gc_action(context: Context) -> int:
     stale = [o for o in outcomes if o.decision.stale]
     for outcome in outcomes:
         label = _label_of(outcome.issuer, outcome.client.client_id, outcome.client.metadata.client_name)
+        if outcome.deleted or outcome.error:
+            context.audit(
+                "gc",
+                success=outcome.deleted,
+                issuer_key=outcome.issuer,
+                client_id=outcome.client.client_id,
+                error=None if outcome.deleted else "not_deleted",
+            )
         if outcome.error:
             verb = "not deleted"
             reason = f"{outcome.decision.reason}; {outcome.error}"
@@ -563,6 +597,7 @@ async def adopt_action(context: Context) -> int:
         }
         sink.write(json.dumps(line) + "\n")
         sink.flush()
+        context.audit("adopt", success=True, issuer_key=result.issuer, client_id=result.client.client_id)
         adopted.append(result)
         report(
             f"{'adopted':<13}{_label_of(result.issuer, result.client.client_id, result.client.metadata.client_name)}"
@@ -583,6 +618,9 @@ async def adopt_action(context: Context) -> int:
         if sink is not context.out:
             sink.close()
     for failure in failures:
+        context.audit(
+            "adopt", success=False, issuer_key=failure.issuer, client_id=failure.client_id, error="not_adopted"
+        )
         report(f"{'failed':<13}{printable(failure.issuer)} {printable(failure.client_id)}: {printable(failure.error)}")
     where = f" (registration access tokens in {args.tokens_out})" if args.tokens_out else ""
     report(f"{len(adopted)} adopted, {len(failures)} failed{where}")

@@ -79,6 +79,8 @@ class ClientQuota:
         self._clock = clock
         self._counts: dict[str, _Count] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.on_rejected: Callable[[str], None] = lambda limit: None
+        """Told ``quota`` on every refusal (metrics)."""
 
     @property
     def active(self) -> bool:
@@ -149,6 +151,7 @@ class ClientQuota:
             return
         current = await self._current(issuer)
         if current is not None and current >= self.max_clients:
+            self.on_rejected("quota")
             log.warning("limits.quota_exceeded", issuer=issuer, managed_clients=current, max_clients=self.max_clients)
             raise QuotaExceeded(
                 f"this authorization server holds its maximum of {self.max_clients} registered clients; "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -138,6 +139,8 @@ class RateLimiter:
         self.trust_forwarded_for = trust_forwarded_for
         self.trusted_hops = trusted_hops
         self.ipv6_prefix_length = ipv6_prefix_length
+        self.on_rejected: Callable[[str], None] = _ignore
+        """Told the limit of every refusal (``per_source``, ``global``, ``store_unavailable``): metrics."""
 
     @property
     def active(self) -> bool:
@@ -172,6 +175,7 @@ class RateLimiter:
             retry_after = retry_after_seconds(admission.reset_seconds)
             # The source address is personal data, but it is what an operator needs to see an abuser.
             log.warning("limits.rate_limited", scope=scope, source=source, limit=limit.limit, retry_after=retry_after)
+            self.on_rejected("per_source" if scope == "source" else "global")
             who = "this address" if scope == "source" else "all clients together"
             raise RateLimited(
                 f"too many registration requests from {who}: at most {limit.limit} per "
@@ -186,12 +190,17 @@ class RateLimiter:
             if self.on_failure is BackendFailure.OPEN:
                 return None
             if self.on_failure is BackendFailure.CLOSED:
+                self.on_rejected("store_unavailable")
                 raise TemporarilyUnavailable(
                     "registration is temporarily unavailable; retry later",
                     headers={hdrs.RETRY_AFTER: str(retry_after_seconds(self.retry_seconds))},
                 ) from exc
             count, reset = await self.fallback.incr(key, window_seconds=limit.window_seconds)
         return Admission(scope=scope, count=count, limit=limit.limit, reset_seconds=reset)
+
+
+def _ignore(limit: str) -> None:
+    return None
 
 
 def _seconds(value: float) -> str:

@@ -23,6 +23,7 @@ from gateway.lifecycle import HandedOverResponse, Lifecycle
 from gateway.limits.guard import Limits
 from gateway.oauth.errors import ServerError
 from gateway.oauth.metadata import ClientMetadata
+from gateway.observability import audit
 from gateway.pipeline import NO_STORE, Handler, read_json_object
 from gateway.registration.records import registration_client_uri
 from gateway.registration.service import (
@@ -85,6 +86,7 @@ def registration_handler(
         # it is kept only on 201.
         token = access.authenticate(request)  # RFC 7591 section 3: initial access token, before the body is read
         document = await read_json_object(request, settings.max_body_bytes, settings.body_timeout)
+        audit.note(software_statement="software_statement" in document)  # presented, verified or not
         admission = access.admit(document, token)  # section 2.3: software statement verified, claims merged; mode
         caller = Caller(
             source=limits.rate.source_of(request),
@@ -115,6 +117,7 @@ def registration_handler(
         registration_access_token, token_hash = mint_registration_access_token()
         issued = issue_credentials(metadata, settings, registration_access_token_hash=token_hash, caller=caller)
         managed = await create(adapter, issuer, issued)
+        audit.note(client_id=managed.client_id)
         try:
             body = registered_response(managed, issued, issuer, registration_access_token)
             response = CreatedResponse(

@@ -42,6 +42,7 @@ from gateway.limits.guard import Limits
 from gateway.oauth.bearer import bearer_token
 from gateway.oauth.errors import InvalidClientMetadata, InvalidToken
 from gateway.oauth.metadata import SECRET_AUTH_METHODS, ClientInformation, ClientMetadata
+from gateway.observability import audit
 from gateway.pipeline import NO_STORE, RegistrationPipeline, Step, read_json_object
 from gateway.registration.records import (
     client_secret_matches,
@@ -228,6 +229,7 @@ class ClientConfigurationEndpoint:
         if not verify_registration_access_token(token, stored) or client is None:
             log.info("client_configuration.unauthorized", issuer=issuer.issuer, known_client=client is not None)
             raise InvalidToken(_NOT_AUTHORIZED)
+        audit.note(client_id=client.client_id)  # only once authorized: the path is the caller's text until then
         return client, token
 
     # ---------------------------------------------------------------------------------------- methods

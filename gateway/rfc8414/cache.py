@@ -134,6 +134,8 @@ class DiscoveryCache:
         self._refresher: asyncio.Task[None] | None = None
         self._last_failure: float | None = None
         self._failures = 0
+        self.on_refresh_failure: Callable[[], None] = lambda: None
+        """Told of every failed fetch (metrics)."""
 
     @property
     def metadata_url(self) -> str:
@@ -283,6 +285,7 @@ class DiscoveryCache:
         return json.loads(body)
 
     def _record_failure(self, exc: BaseException, *, unexpected: bool = False) -> None:
+        self.on_refresh_failure()
         self._failures += 1
         self._last_failure = time.monotonic()
         fields: dict[str, Any] = {

@@ -40,6 +40,7 @@ from devstack.providers import (
     DocumentTrust,
     HydraProvider,
     KeycloakProvider,
+    management_url,
     start_gateway,
 )
 from gateway.app import create_app
@@ -75,6 +76,8 @@ class GatewayProcess:
     """The gateway's origin (its ``DCR_PUBLIC_URL``)."""
     issuer: str
     log_path: Path
+    management_url: str = ""
+    """Its management listener (``/metrics``, ``/healthz``, ``/readyz``), on a free port."""
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,12 @@ def hydra_gateway(
     service = start_gateway("gateway-hydra", env=env, log_path=log_path)
     try:
         service.wait_ready(GATEWAY_READY_TIMEOUT)
-        yield GatewayProcess(url=env["DCR_PUBLIC_URL"], issuer=hydra_provider.issuer, log_path=log_path)
+        yield GatewayProcess(
+            url=env["DCR_PUBLIC_URL"],
+            issuer=hydra_provider.issuer,
+            log_path=log_path,
+            management_url=management_url(env),
+        )
     finally:
         service.stop()
 
@@ -178,7 +186,12 @@ def keycloak_gateway(
     url = env["DCR_PUBLIC_URL"]
     try:
         service.wait_ready(GATEWAY_READY_TIMEOUT)
-        yield GatewayProcess(url=url, issuer=f"{url}/realms/{keycloak_provider.realm}", log_path=log_path)
+        yield GatewayProcess(
+            url=url,
+            issuer=f"{url}/realms/{keycloak_provider.realm}",
+            log_path=log_path,
+            management_url=management_url(env),
+        )
     finally:
         service.stop()
 

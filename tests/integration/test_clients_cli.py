@@ -89,6 +89,12 @@ def public_client(client_id: str, name: str) -> NewClient:
     )
 
 
+def audit_lines(text: str, event: str) -> dict[str, dict[str, Any]]:
+    """The audit events named ``event`` (``dcr_gateway.audit``, on standard error) by client id."""
+    found = [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"audience": "audit"' in line]
+    return {entry["client_id"]: entry for entry in found if entry["event"] == event}
+
+
 def token_lines(text: str) -> dict[str, dict[str, str]]:
     lines = [json.loads(line) for line in text.splitlines()]
     for line in lines:
@@ -271,6 +277,11 @@ async def test_hydra_gc_deletes_only_stale_managed_clients(
     assert applied.code == 0, applied.err
     assert applied.lines[-1] == "2 managed clients, 1 stale: 1 deleted"
     assert f'deleted      {HYDRA} {p}old "old one"' in applied.out
+    gc_events = audit_lines(applied.err, "CLIENT_GC")  # the audit log: one event per deleted client
+    assert list(gc_events) == [old.client_id]
+    assert gc_events[old.client_id]["caller"] == "operator"
+    assert gc_events[old.client_id]["outcome"] == "success"
+    assert gc_events[old.client_id]["issuer"] == hydra_env["DCR_PUBLIC_URL"]
     kept = next(line for line in applied.lines if line.startswith(f'keep         {HYDRA} {p}new "new one": '))
     assert kept.endswith("0s ago, less than 5s"), "judged as of a time before it existed: idle 0s"
     assert await hydra_admin.get(old.client_id) is None
@@ -357,6 +368,11 @@ async def test_hydra_adopt_by_prefix_issues_working_rfc7592_tokens(
     tokens = token_lines(applied.out)
     assert sorted(tokens) == [p + "conf", p + "pub"]
     assert "2 adopted, 0 failed" in applied.err
+    adopted = audit_lines(applied.err, "CLIENT_ADOPT")  # the audit log: one event per adopted client, no token
+    assert sorted(adopted) == [p + "conf", p + "pub"]
+    assert {event["caller"] for event in adopted.values()} == {"operator"}
+    for line in tokens.values():
+        assert line["registration_access_token"] not in applied.err
     conf = await hydra_admin.get(p + "conf")
     assert conf is not None
     assert conf["metadata"]["origin"] == origin and conf["metadata"]["team"] == "blue", "the shim's metadata stays"

@@ -1,0 +1,246 @@
+"""The gateway's Prometheus metrics (text exposition format 0.0.4, served on the management listener).
+
+Conventions (prometheus.io/docs/practices/naming): prefix ``dcr_gateway_``, counters end ``_total``, durations
+are ``_seconds`` histograms, one ``dcr_gateway_build_info{version}`` gauge at 1. Every label value is from a fixed
+set (operations, outcomes, route classes, RFC 7591 / RFC 7592 / RFC 6749 error codes, limit kinds) or a
+configured issuer: nothing a request chooses reaches a label.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+PREFIX = "dcr_gateway"
+
+REGISTRATION_OPERATIONS = ("register", "read", "update", "delete")
+"""RFC 7591 section 3 registration and RFC 7592 sections 2.1-2.3 read, update, delete."""
+
+ERROR_CODES = frozenset(
+    {
+        # RFC 7591 section 3.2.2
+        "invalid_redirect_uri",
+        "invalid_client_metadata",
+        "invalid_software_statement",
+        "unapproved_software_statement",
+        # RFC 6750 section 3.1 (RFC 7592 section 2: the registration access token)
+        "invalid_token",
+        "invalid_request",
+        "insufficient_scope",
+        # RFC 6749 codes the gateway answers with (rate limits, quota, provider trouble)
+        "access_denied",
+        "temporarily_unavailable",
+        "server_error",
+        "invalid_client",
+        "invalid_target",
+        "not_found",
+    }
+)
+"""Error codes used as label values; anything else is counted as ``other``."""
+
+ROUTE_CLASSES = (
+    "authorization",
+    "par",
+    "token",
+    "revocation",
+    "discovery",
+    "registration",
+    "client_configuration",
+    "health",
+    "proxied",
+    "not_found",
+    "other",
+)
+"""What a front-door request was for: a fixed set, never a path."""
+
+LIMIT_KINDS = ("per_source", "global", "store_unavailable", "quota", "proxy_concurrency")
+"""``dcr_gateway_limit_rejections_total{limit}``: the per-source and global rate limits (429), the counter store
+down with ``on_backend_failure=closed`` (503), the managed-client quota (403), the front door's in-flight bound per
+source (429)."""
+
+CIMD_OUTCOMES = ("fetched", "not_modified", "refused_url", "refused_policy", "refused_fetch", "refused_document")
+
+PROVIDER_OUTCOMES = (
+    "success",
+    "not_found",
+    "conflict",
+    "rejected",
+    "unavailable",
+    "auth_error",
+    "misconfigured",
+    "error",
+)
+
+_LABEL_TEXT = re.compile(r"^[a-z_]{1,48}$")
+
+
+def error_label(error: str | None) -> str:
+    """The ``error`` label of an answer: ``""`` for none, a known code, or ``other``."""
+    if not error:
+        return ""
+    return error if error in ERROR_CODES and _LABEL_TEXT.match(error) else "other"
+
+
+def status_outcome(status: int) -> str:
+    """``success`` (2xx/3xx), ``refused`` (4xx: the client's request or a limit), ``error`` (5xx)."""
+    if status < 400:
+        return "success"
+    return "refused" if status < 500 else "error"
+
+
+@dataclass(frozen=True)
+class _Watched:
+    issuer: str
+    read: Callable[[], float | None]
+
+
+class _ScrapeTimeGauges(Collector):
+    """Gauges read when scraped: discovery document age, managed clients per issuer and the quota's maximum."""
+
+    def __init__(self) -> None:
+        self.discovery_age: list[_Watched] = []
+        self.managed_clients: list[_Watched] = []
+        self.managed_clients_max: list[_Watched] = []
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc, watched in (
+            (
+                f"{PREFIX}_discovery_document_age_seconds",
+                "Seconds since the served discovery document (RFC 8414) of an issuer was fetched from the provider "
+                "(absent until the first fetch)",
+                self.discovery_age,
+            ),
+            (
+                f"{PREFIX}_managed_clients",
+                "Managed clients of an issuer as the quota counts them (absent until the first listing)",
+                self.managed_clients,
+            ),
+            (
+                f"{PREFIX}_managed_clients_max",
+                "The quota of managed clients per issuer (limits.max_clients_per_issuer; absent when off)",
+                self.managed_clients_max,
+            ),
+        ):
+            family = GaugeMetricFamily(name, doc, labels=["issuer"])
+            for entry in watched:
+                value = entry.read()
+                if value is not None:
+                    family.add_metric([entry.issuer], value)
+            yield family
+
+
+class GatewayMetrics:
+    """Every metric of one gateway app, in its own registry (``registry``)."""
+
+    def __init__(self, *, version: str) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.registration_requests = Counter(
+            f"{PREFIX}_registration_requests_total",
+            "RFC 7591 registrations and RFC 7592 read/update/delete requests by issuer, operation, outcome "
+            "(success, refused, error) and error code",
+            ["issuer", "operation", "outcome", "error"],
+            registry=registry,
+        )
+        self.provider_requests = Counter(
+            f"{PREFIX}_provider_requests_total",
+            "Calls to the provider's admin API (adapter operations) by provider, operation and outcome",
+            ["provider", "operation", "outcome"],
+            registry=registry,
+        )
+        self.provider_duration = Histogram(
+            f"{PREFIX}_provider_request_duration_seconds",
+            "Duration of calls to the provider's admin API (adapter operations)",
+            ["provider", "operation"],
+            registry=registry,
+        )
+        self.discovery_refresh_failures = Counter(
+            f"{PREFIX}_discovery_refresh_failures_total",
+            "Failed fetches of an issuer's discovery document from the provider (RFC 8414)",
+            ["issuer"],
+            registry=registry,
+        )
+        self.http_requests = Counter(
+            f"{PREFIX}_http_requests_total",
+            "Requests on the public listener by route class and status code",
+            ["route", "code"],
+            registry=registry,
+        )
+        self.http_duration = Histogram(
+            f"{PREFIX}_http_request_duration_seconds",
+            "Duration of requests on the public listener by route class (proxied: until the answer is relayed)",
+            ["route"],
+            registry=registry,
+        )
+        self.limit_rejections = Counter(
+            f"{PREFIX}_limit_rejections_total",
+            "Requests refused by a limit: per_source, global, store_unavailable, quota, proxy_concurrency",
+            ["limit"],
+            registry=registry,
+        )
+        self.cimd_fetches = Counter(
+            f"{PREFIX}_cimd_fetches_total",
+            "Client ID Metadata Document fetches by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self.build_info = Gauge(
+            f"{PREFIX}_build_info", "The running dcr-gateway's version (always 1)", ["version"], registry=registry
+        )
+        self.build_info.labels(version).set(1)
+        self._gauges = _ScrapeTimeGauges()
+        registry.register(self._gauges)
+
+    # ------------------------------------------------------------------------------------- recorders
+
+    def registration_request(self, *, issuer: str, operation: str, status: int, error: str | None) -> None:
+        """One answer of the registration or client configuration endpoint."""
+        self.registration_requests.labels(issuer, operation, status_outcome(status), error_label(error)).inc()
+
+    def provider_request(self, *, provider: str, operation: str, outcome: str, seconds: float) -> None:
+        self.provider_requests.labels(provider, operation, outcome).inc()
+        self.provider_duration.labels(provider, operation).observe(seconds)
+
+    def http_request(self, *, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route if route in ROUTE_CLASSES else "other", str(status)).inc()
+        self.http_duration.labels(route if route in ROUTE_CLASSES else "other").observe(seconds)
+
+    def limit_rejected(self, limit: str) -> None:
+        self.limit_rejections.labels(limit if limit in LIMIT_KINDS else "other").inc()
+
+    def cimd_fetch(self, outcome: str) -> None:
+        self.cimd_fetches.labels(outcome if outcome in CIMD_OUTCOMES else "other").inc()
+
+    def discovery_refresh_failed(self, issuer: str) -> None:
+        self.discovery_refresh_failures.labels(issuer).inc()
+
+    # ------------------------------------------------------------------------------ scrape-time gauges
+
+    def watch_discovery(self, issuer: str, fetched_at: Callable[[], float | None]) -> None:
+        """``fetched_at``: the ``time.time()`` of the served document's fetch, ``None`` while there is none."""
+
+        def age() -> float | None:
+            at = fetched_at()
+            return None if at is None else max(0.0, time.time() - at)
+
+        self.discovery_refresh_failures.labels(issuer)  # the series exists (at 0) from the start
+        self._gauges.discovery_age.append(_Watched(issuer, age))
+
+    def watch_quota(self, issuer: str, *, count: Callable[[], int | None], maximum: int) -> None:
+        self._gauges.managed_clients.append(_Watched(issuer, lambda: None if (n := count()) is None else float(n)))
+        if maximum > 0:
+            self._gauges.managed_clients_max.append(_Watched(issuer, lambda: float(maximum)))
+
+    def initialize(self, issuers: Iterable[str]) -> None:
+        """Series that exist at 0 before anything happened, so ``rate()`` and ``increase()`` see the first one."""
+        for issuer in issuers:
+            for operation in REGISTRATION_OPERATIONS:
+                self.registration_requests.labels(issuer, operation, "success", "")
+        for kind in LIMIT_KINDS:
+            self.limit_rejections.labels(kind)
