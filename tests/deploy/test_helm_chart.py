@@ -12,6 +12,8 @@ skip locally (run ``make chart-tools``) and fail under CI (``CI`` set), where ``
 from __future__ import annotations
 
 import base64
+import ipaddress
+import json
 import os
 import re
 import shutil
@@ -23,14 +25,16 @@ import tomllib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
+from pydantic import SecretStr
 
 from devstack.process import free_port
 from devstack.providers import HydraProvider, start_gateway
-from gateway.settings import load_settings, settings_class
+from gateway.policy.uris import _SPECIAL_USE_NETWORKS, is_public_address
+from gateway.settings import _env_candidates, _Node, _node, load_settings, settings_class
 
 ROOT = Path(__file__).resolve().parents[2]
 HELM_DIR = ROOT / "deploy" / "helm"
@@ -512,3 +516,165 @@ def test_ci_values_cover_the_matrix() -> None:
         "keycloak",
         "hydra",
     }
+
+
+# ------------------------------------------------------------------ secrets, shutdown grace, CIMD egress
+
+
+def _holds_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or any(_holds_secret(arg) for arg in get_args(annotation))
+
+
+def _secret_paths(annotation: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Paths of the settings that carry a secret (``SecretStr``, or a mapping of them such as header maps), with
+    a mapping's key written as a sample name."""
+    node = _node(annotation)
+    if node.kind == "model" and node.model is not None:
+        for name, info in node.model.model_fields.items():
+            yield from _secret_paths(info.annotation, (*path, name))
+    elif node.kind == "mapping":
+        if _holds_secret(node.item):
+            yield path
+            yield (*path, "default")  # the placeholder of the names check
+            yield (*path, "Authorization")
+        else:
+            yield from _secret_paths(node.item, (*path, "default"))
+    elif _holds_secret(annotation):
+        yield path
+
+
+def _env(path: tuple[str, ...]) -> str:
+    return "DCR_" + "__".join(part.upper() for part in path)
+
+
+def test_every_secret_setting_is_refused_in_config_env(tools: dict[str, Path], tmp_path: Path) -> None:
+    """``config.env`` lands in a plain ConfigMap: each secret-bearing setting of the gateway's models (nested and
+    per-key forms included), a whole section given as JSON that carries one, and the OTLP exporter's headers are
+    refused at render time with what to do instead; every other setting passes."""
+    paths = sorted(set(_secret_paths(settings_class())))
+    assert {"DCR_KEYCLOAK__CLIENT_SECRET", "DCR_LIMITS__REDIS_URL", "DCR_HYDRA__ADMIN_HEADERS__AUTHORIZATION"} <= {
+        _env(path) for path in paths
+    }
+    cases: dict[str, str] = {_env(path): "leaked" for path in paths}
+    for path in paths:  # the same secret inside its section's JSON: DCR_LIMITS='{"redis_url": ...}'
+        for cut in range(1, len(path)):
+            value: Any = "leaked"
+            for part in reversed(path[cut:]):
+                value = {part: value}
+            cases.setdefault(_env(path[:cut]), json.dumps(value))
+    for prefix in ("", "TRACES_", "METRICS_", "LOGS_"):
+        cases[f"OTEL_EXPORTER_OTLP_{prefix}HEADERS"] = "authorization=Bearer leaked"
+    for name, value in cases.items():
+        values = tmp_path / "env.yaml"
+        values.write_text(yaml.safe_dump({"config": {"env": {name: value}}}))
+        result = helm_template(tools, "-f", CHART / "ci" / "default-values.yaml", "-f", values)
+        assert result.returncode != 0, f"config.env.{name}={value} rendered into the ConfigMap"
+        assert "extraEnv" in result.stderr and "secretKeyRef" in result.stderr, (name, result.stderr)
+        assert "leaked" not in result.stderr, (name, result.stderr)
+    secret_names = {_env(path[:cut]) for path in paths for cut in range(1, len(path) + 1)}
+    others = {
+        "DCR_" + "__".join((part or "default").upper() for part in path)
+        for path in _env_candidates(_Node("model", model=settings_class()))
+    } - secret_names
+    values = tmp_path / "others.yaml"
+    values.write_text(yaml.safe_dump({"config": {"env": dict.fromkeys(sorted(others), "x")}}))
+    configmap = only(render(tools, "-f", CHART / "ci" / "default-values.yaml", "-f", values), "ConfigMap")
+    assert others <= set(configmap["data"])
+
+
+@pytest.mark.parametrize(
+    ("sets", "provider_timeout"),
+    [
+        ((), None),
+        (("--set-string", "config.env.DCR_PROVIDER_TIMEOUT=4"), 4.0),
+        (("--set-string", "config.env.DCR_PROVIDER_TIMEOUT=12.5", "--set", "shutdown.drainSeconds=0"), 12.5),
+    ],
+)
+def test_the_grace_period_covers_the_gateways_worst_shutdown(
+    tools: dict[str, Path], sets: tuple[str, ...], provider_timeout: float | None
+) -> None:
+    """Kubernetes sends SIGKILL after ``terminationGracePeriodSeconds``: by default it covers the drain, the bound
+    on in-flight requests, and 3 x the provider timeout the gateway then waits for a cut create to be rolled back
+    (gateway/server.py), from the ConfigMap the pod reads and the gateway's defaults."""
+    docs = render(tools, "-f", CHART / "ci" / "default-values.yaml", *sets)
+    data = only(docs, "ConfigMap")["data"]
+    grace = only(docs, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    default = settings_class().model_fields["provider_timeout"].default
+    timeout = float(data.get("DCR_PROVIDER_TIMEOUT", default))
+    assert timeout == (provider_timeout or default)
+    worst = float(data["DCR_SHUTDOWN__DRAIN_SECONDS"]) + float(data["DCR_SHUTDOWN__TIMEOUT_SECONDS"]) + 3 * timeout
+    assert grace >= worst
+
+
+_SPECIAL_USE_SAMPLES = (
+    *(
+        ipaddress.ip_network(network)
+        for network in (
+            "0.0.0.0/8",
+            "10.0.0.0/8",
+            "100.64.0.0/10",
+            "127.0.0.0/8",
+            "169.254.0.0/16",
+            "172.16.0.0/12",
+            "192.0.0.0/24",
+            "192.0.2.0/24",
+            "192.88.99.0/24",
+            "192.168.0.0/16",
+            "198.18.0.0/15",
+            "198.51.100.0/24",
+            "203.0.113.0/24",
+            "224.0.0.0/4",
+            "240.0.0.0/4",
+            "::/128",
+            "::1/128",
+            "::/96",
+            "::ffff:0:0/96",
+            "64:ff9b:1::/48",
+            "100::/64",
+            "2001::/23",
+            "2001:db8::/32",
+            "2001:2::/48",
+            "2001:10::/28",
+            "fc00::/7",
+            "fe80::/10",
+            "ff00::/8",
+        )
+    ),
+    *_SPECIAL_USE_NETWORKS,
+)
+"""IANA's special-purpose registries (RFC 6890) and the ranges the gateway's own check adds."""
+
+
+def _allowed(rule: dict[str, Any], address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    for peer in rule.get("to", []):
+        block = peer.get("ipBlock")
+        if block is None:
+            continue
+        cidr = ipaddress.ip_network(block["cidr"])
+        if cidr.version == address.version and address in cidr:
+            excepted = (ipaddress.ip_network(e) for e in block.get("except", []))
+            if not any(e.version == address.version and address in e for e in excepted):
+                return True
+    return False
+
+
+def test_cimd_egress_reaches_public_addresses_only_over_both_families(tools: dict[str, Path]) -> None:
+    """The CIMD rule of the NetworkPolicy lets through no address the gateway's own check
+    (:func:`gateway.policy.uris.is_public_address`) refuses, IPv4 and IPv6 (embedded IPv4 forms included), and
+    public addresses of both families (dual-stack clusters) pass."""
+    policy = only(render(tools, "-f", CHART / "ci" / "networkpolicy-values.yaml"), "NetworkPolicy")
+    [rule] = [rule for rule in policy["spec"]["egress"] if rule["ports"] == [{"port": 443, "protocol": "TCP"}]]
+    samples: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for network in _SPECIAL_USE_SAMPLES:
+        samples += [network.network_address, network.broadcast_address, network[network.num_addresses // 2]]
+    samples += [
+        ipaddress.ip_address(text)
+        for text in ("::ffff:10.0.0.1", "64:ff9b::a00:1", "64:ff9b::7f00:1", "2002:a00:1::1", "::ffff:0:a00:1")
+    ]
+    let_through = [
+        str(address) for address in samples if not is_public_address(str(address)) and _allowed(rule, address)
+    ]
+    assert not let_through, f"special-use addresses reachable for CIMD fetches: {let_through}"
+    for public in ("93.184.215.14", "8.8.8.8", "2606:4700:4700::1111", "2a00:1450:4001:82a::200e"):
+        assert is_public_address(public)
+        assert _allowed(rule, ipaddress.ip_address(public)), public

@@ -214,3 +214,30 @@ def test_the_gateway_healthcheck_probes_the_management_listener(
     assert exit_status(health_server(200)) == 0
     assert exit_status(health_server(503)) != 0
     assert exit_status(free_port()) != 0  # nothing listening
+
+
+def _seconds(duration: str) -> float:
+    """A Compose duration (``1m30s``, ``60s``, ``500ms``) in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    assert parts and "".join(number + unit for number, unit in parts) == duration, duration
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def test_the_gateways_get_the_time_their_shutdown_may_take(
+    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``docker compose stop`` sends SIGKILL after ``stop_grace_period`` (10 s by default). The gateway may take the
+    drain, the bound on in-flight requests, and then up to 3 x the provider timeout to settle a cut create (roll it
+    back, gateway/server.py): the grace period covers all of it, with the service's environment and the gateway's
+    defaults."""
+    services = compose["services"]
+    for name in GATEWAYS:
+        for variable in [key for key in os.environ if key.startswith("DCR_")]:
+            monkeypatch.delenv(variable)
+        for key, value in services[name]["environment"].items():
+            monkeypatch.setenv(key, str(value))
+        settings = load_settings()
+        worst = settings.shutdown.drain_seconds + settings.shutdown.timeout_seconds + 3 * settings.provider_timeout
+        assert "stop_grace_period" in services[name], f"{name}: Docker's default 10 s is below {worst} s"
+        assert _seconds(services[name]["stop_grace_period"]) >= worst, name

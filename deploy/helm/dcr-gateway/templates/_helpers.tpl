@@ -134,6 +134,19 @@ annotations:
 {{- toJson ($ports | uniq | sortAlpha) }}
 {{- end }}
 
+{{/* Ports of the OTLP endpoints the gateway exports to (tracing.otlpEndpoint, and OTEL_EXPORTER_OTLP_ENDPOINT /
+OTEL_EXPORTER_OTLP_TRACES_ENDPOINT given in config.env), as a sorted unique list; empty when none is set. */}}
+{{- define "dcr-gateway.otlpPorts" -}}
+{{- $urls := list }}
+{{- with .Values.tracing.otlpEndpoint }}{{ $urls = append $urls . }}{{ end }}
+{{- range $name := list "OTEL_EXPORTER_OTLP_ENDPOINT" "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" }}
+{{- with get $.Values.config.env $name }}{{ $urls = append $urls (toString .) }}{{ end }}
+{{- end }}
+{{- $ports := list }}
+{{- range $urls }}{{ $ports = append $ports (include "dcr-gateway.urlPort" . | atoi) }}{{ end }}
+{{- toJson ($ports | uniq | sortAlpha) }}
+{{- end }}
+
 {{/* The discovery path the helm test fetches (RFC 8414 section 3.1 path insertion for the first issuer). */}}
 {{- define "dcr-gateway.testDiscoveryPath" -}}
 {{- if .Values.tests.discoveryPath }}{{ .Values.tests.discoveryPath }}
@@ -153,11 +166,32 @@ annotations:
 {{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.minReplicas }}{{ else }}{{ .Values.replicaCount }}{{ end }}
 {{- end }}
 
+{{/* The gateway's worst shutdown after SIGTERM: the drain, the bound on in-flight requests, then up to 3 x the
+provider timeout for a create cut by the bound to finish and be rolled back (gateway/server.py `settle`), plus a
+margin. The provider timeout is config.env.DCR_PROVIDER_TIMEOUT, else the gateway's default (10 s). */}}
+{{- define "dcr-gateway.settleSeconds" -}}
+{{- $timeout := get .Values.config.env "DCR_PROVIDER_TIMEOUT" | default 10 }}
+{{- toString $timeout | float64 | mulf 3 | ceil | int }}
+{{- end }}
+
 {{- define "dcr-gateway.terminationGracePeriodSeconds" -}}
 {{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
-{{- add .Values.shutdown.drainSeconds .Values.shutdown.timeoutSeconds 5 }}
+{{- add .Values.shutdown.drainSeconds .Values.shutdown.timeoutSeconds (include "dcr-gateway.settleSeconds" . | int) 5 }}
 {{- else }}
 {{- .Values.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/* config.env is rendered into a plain ConfigMap. values.schema.json refuses secret-bearing names (SECRET, HEADERS,
+REDIS_URL, PASSWORD: the nested and per-key forms pydantic-settings accepts, and OTEL_EXPORTER_OTLP_*HEADERS); this
+refuses a whole section given as JSON that carries one (DCR_LIMITS='{"redis_url": ...}',
+DCR_ACCESS__ISSUERS='{"/realms/mcp": {"initial_access_tokens": {"hs256_secret": ...}}}'). The value is never echoed. */}}
+{{- define "dcr-gateway.checkConfigEnv" -}}
+{{- range $name, $value := .Values.config.env }}
+{{- $found := regexFind "(?i)\"(client_secret|admin_headers|hs256_secret|redis_url|password)\"\\s*:" (toString $value) }}
+{{- if $found }}
+{{- fail (printf "config.env.%s carries a secret (%s) and config.env is rendered into a plain ConfigMap: give it from a Secret, with auth.existingSecret and auth.existingSecretKeys (Keycloak client secret, Hydra admin headers, HS256 initial access token secret), redis.existingSecret (the Redis URL), or extraEnv: [{name: %s, valueFrom: {secretKeyRef: {name: <Secret>, key: <key>}}}]" $name (regexFind "(?i)[a-z0-9_]+" $found | lower) $name) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
