@@ -547,6 +547,16 @@ def _env(path: tuple[str, ...]) -> str:
     return "DCR_" + "__".join(part.upper() for part in path)
 
 
+def _chart_own_names(tools: dict[str, Path]) -> set[str]:
+    """The names the chart's ConfigMap renders from its own values, over every ci values file."""
+    own: set[str] = set()
+    for values in CI_VALUES:
+        document = yaml.safe_load(values.read_text()) or {}
+        given = set((document.get("config") or {}).get("env") or {})
+        own |= set(only(render(tools, "-f", values), "ConfigMap", "rel-dcr-gateway")["data"]) - given
+    return own
+
+
 def test_every_secret_setting_is_refused_in_config_env(tools: dict[str, Path], tmp_path: Path) -> None:
     """``config.env`` lands in a plain ConfigMap: each secret-bearing setting of the gateway's models (nested and
     per-key forms included), a whole section given as JSON that carries one, and the OTLP exporter's headers are
@@ -576,6 +586,7 @@ def test_every_secret_setting_is_refused_in_config_env(tools: dict[str, Path], t
         "DCR_" + "__".join((part or "default").upper() for part in path)
         for path in _env_candidates(_Node("model", model=settings_class()))
     } - secret_names
+    others -= _chart_own_names(tools) | {"DCR_SHUTDOWN"}  # refused: the chart sets those (next test)
     values = tmp_path / "others.yaml"
     values.write_text(yaml.safe_dump({"config": {"env": dict.fromkeys(sorted(others), "x")}}))
     configmap = only(render(tools, "-f", CHART / "ci" / "default-values.yaml", "-f", values), "ConfigMap")
@@ -604,6 +615,21 @@ def test_the_grace_period_covers_the_gateways_worst_shutdown(
     assert timeout == (provider_timeout or default)
     worst = float(data["DCR_SHUTDOWN__DRAIN_SECONDS"]) + float(data["DCR_SHUTDOWN__TIMEOUT_SECONDS"]) + 3 * timeout
     assert grace >= worst
+
+
+def test_config_env_cannot_override_what_the_chart_sets(tools: dict[str, Path], tmp_path: Path) -> None:
+    """A name the chart renders from a value (``DCR_SHUTDOWN__TIMEOUT_SECONDS`` from ``shutdown.timeoutSeconds``, which
+    the grace period is computed from, ``DCR_PORT``, ...) is refused in ``config.env``, naming that value: a second
+    copy would make a duplicate key in the ConfigMap and let the grace period fall behind the gateway's settings."""
+    own = _chart_own_names(tools)
+    assert {"DCR_SHUTDOWN__TIMEOUT_SECONDS", "DCR_SHUTDOWN__DRAIN_SECONDS", "DCR_PORT", "DCR_LIMITS__BACKEND"} <= own
+    for name in sorted(own | {"DCR_SHUTDOWN"}):  # the section as JSON, too
+        values = tmp_path / "env.yaml"
+        values.write_text(yaml.safe_dump({"config": {"env": {name: "1"}}}))
+        extra = ("--set", "tracing.otlpEndpoint=http://collector:4318") if name.startswith("OTEL_") else ()
+        result = helm_template(tools, "-f", CHART / "ci" / "default-values.yaml", "-f", values, *extra)
+        assert result.returncode != 0, f"config.env.{name} rendered next to the chart's own"
+        assert f"config.env.{name} " in result.stderr and " instead" in result.stderr, result.stderr
 
 
 _SPECIAL_USE_SAMPLES = (

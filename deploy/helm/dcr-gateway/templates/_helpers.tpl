@@ -187,7 +187,24 @@ REDIS_URL, PASSWORD: the nested and per-key forms pydantic-settings accepts, and
 refuses a whole section given as JSON that carries one (DCR_LIMITS='{"redis_url": ...}',
 DCR_ACCESS__ISSUERS='{"/realms/mcp": {"initial_access_tokens": {"hs256_secret": ...}}}'). The value is never echoed. */}}
 {{- define "dcr-gateway.checkConfigEnv" -}}
+{{- /* Names the ConfigMap renders from values: a second copy in config.env would be a duplicate key, and the
+grace period is computed from shutdown.* (DCR_PROVIDER_TIMEOUT alone is read from config.env). */}}
+{{- $own := dict "DCR_HOST" "nothing (the chart listens on 0.0.0.0)" "DCR_PORT" "service.containerPort"
+  "DCR_MANAGEMENT__HOST" "nothing (the chart listens on 0.0.0.0)" "DCR_MANAGEMENT__PORT" "management.port"
+  "DCR_SHUTDOWN__DRAIN_SECONDS" "shutdown.drainSeconds" "DCR_SHUTDOWN__TIMEOUT_SECONDS" "shutdown.timeoutSeconds"
+  "DCR_SHUTDOWN" "shutdown.drainSeconds and shutdown.timeoutSeconds"
+  "DCR_DEPLOYMENT" "config.deployment" "DCR_PUBLIC_URL" "config.publicUrl" "DCR_PROVIDER" "config.provider"
+  "DCR_PROVIDER_URL" "config.providerUrl" "DCR_TRUST_FORWARDED_FOR" "config.trustForwardedFor"
+  "DCR_LOG_LEVEL" "config.logLevel" "DCR_LOG_FORMAT" "config.logFormat"
+  "DCR_HYDRA__ADMIN_URL" "config.hydra.adminUrl" "DCR_HYDRA__ISSUER_PATH" "config.hydra.issuerPath"
+  "DCR_KEYCLOAK__ADMIN_URL" "config.keycloak.adminUrl" "DCR_KEYCLOAK__REALMS" "config.keycloak.realms"
+  "DCR_KEYCLOAK__CLIENT_ID" "config.keycloak.clientId" "DCR_KEYCLOAK__VERIFY_TLS" "config.keycloak.verifyTls"
+  "DCR_LIMITS__BACKEND" "redis.enabled" "DCR_LIMITS__KEY_PREFIX" "redis.keyPrefix" }}
+{{- if .Values.tracing.otlpEndpoint }}{{ $_ := set $own "OTEL_EXPORTER_OTLP_ENDPOINT" "tracing.otlpEndpoint alone" }}{{ end }}
 {{- range $name, $value := .Values.config.env }}
+{{- with get $own $name }}
+{{- fail (printf "config.env.%s is set by the chart from its values: set %s instead" $name .) }}
+{{- end }}
 {{- $found := regexFind "(?i)\"(client_secret|admin_headers|hs256_secret|redis_url|password)\"\\s*:" (toString $value) }}
 {{- if $found }}
 {{- fail (printf "config.env.%s carries a secret (%s) and config.env is rendered into a plain ConfigMap: give it from a Secret, with auth.existingSecret and auth.existingSecretKeys (Keycloak client secret, Hydra admin headers, HS256 initial access token secret), redis.existingSecret (the Redis URL), or extraEnv: [{name: %s, valueFrom: {secretKeyRef: {name: <Secret>, key: <key>}}}]" $name (regexFind "(?i)[a-z0-9_]+" $found | lower) $name) }}
