@@ -395,7 +395,11 @@ def observability(settings: Settings, adapter: ProviderAdapter) -> tuple[Gateway
     call is counted and timed in one place whatever the adapter."""
     metrics = GatewayMetrics(version=__version__)
     instrument_adapter(adapter, metrics)
-    return metrics, AuditLog(enabled=settings.audit.enabled, path=settings.audit.path)
+    audit_log = AuditLog(
+        enabled=settings.audit.enabled, path=settings.audit.path, on_write_failure=metrics.audit_write_failed
+    )
+    audit_log.check()  # an audit path that cannot be opened stops the start (AuditPathUnusable: serve exits 2)
+    return metrics, audit_log
 
 
 async def healthz(request: web.Request) -> web.Response:
