@@ -318,7 +318,14 @@ def create_app(
             store=limits.store,
         )
         register = registration_handler(
-            issuer=context, adapter=adapter, settings=reg_settings, access=access, limits=limits, lifecycle=lifecycle
+            issuer=context,
+            adapter=adapter,
+            settings=reg_settings,
+            access=access,
+            limits=limits,
+            lifecycle=lifecycle,
+            audit_log=audit_log,
+            metrics=metrics,
         )
         route_classes.add(
             app.router.add_routes(pipeline.routes(path, {hdrs.METH_POST: Step(register, rate_limit="register")})),

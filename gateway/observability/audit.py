@@ -55,6 +55,7 @@ FIELDS = (
     "error",
     "status",
     "deployment",
+    "reason",
 )
 
 ANONYMOUS = "anonymous"
@@ -62,8 +63,18 @@ INITIAL_ACCESS_TOKEN = "initial_access_token"
 SOFTWARE_STATEMENT = "software_statement"
 REGISTRATION_ACCESS_TOKEN = "registration_access_token"
 OPERATOR = "operator"
+GATEWAY = "gateway"
 """Caller kinds: RFC 7591 section 3 anonymous or initial access token, section 2.3 software statement (both, joined
-by ``+``), RFC 7592 registration access token, and the operator's ``dcr-gateway clients`` command."""
+by ``+``), RFC 7592 registration access token, the operator's ``dcr-gateway clients`` command, and the gateway
+itself (undoing what a request it could not answer had changed: see :data:`NOT_HANDED_OVER`)."""
+
+NOT_HANDED_OVER = "not_handed_over"
+"""``reason`` of the events the gateway writes when an answer carrying credentials could not be handed over (the
+request was cancelled: the client went away, or the shutdown's bound cut it; or its bytes could not be written):
+``CLIENT_DELETE`` for a registration whose client was deleted again (RFC 7591 section 3.2.1 hands the credentials
+over once, in that 201), ``CLIENT_UPDATE`` for an RFC 7592 update whose previous registration was restored (section
+2.2). Their ``request_id``, ``source`` and ``user_agent`` are the original request's, ``caller`` is ``gateway``;
+``*_ERROR`` when the provider refused the undo."""
 
 
 def event_name(operation: str, *, success: bool) -> str:
@@ -117,6 +128,11 @@ def begin(record: AuditRecord) -> Any:
 
 def end(token: Any) -> None:
     _CURRENT.reset(token)
+
+
+def current() -> AuditRecord | None:
+    """The current request's audit record (``None`` outside a request)."""
+    return _CURRENT.get()
 
 
 def note(
@@ -229,6 +245,23 @@ class AuditLog:
             outcome="success" if success else "failure",
             error=error,
             status=status,
+        )
+
+    def emit_not_handed_over(
+        self, record: AuditRecord | None, operation: str, *, issuer: str, client_id: str, undone: bool
+    ) -> None:
+        """The event of an answer that could not be handed over and was undone (:data:`NOT_HANDED_OVER`)."""
+        self.emit(
+            operation,
+            success=undone,
+            issuer=issuer,
+            client_id=client_id,
+            source=record.source if record else None,
+            caller=GATEWAY,
+            user_agent=record.user_agent if record else None,
+            request_id=record.request_id if record else None,
+            error=None if undone else "server_error",
+            reason=NOT_HANDED_OVER,
         )
 
     def _target(self) -> TextIO:

@@ -17,6 +17,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from aiohttp.test_utils import TestServer
 from adapters.base import ManagedClient, NewClient
 from adapters.memory.adapter import MemoryAdapter
 from devstack.process import free_port
-from gateway.app import create_app
+from gateway.app import METRICS, create_app
 from gateway.lifecycle import ShutdownSettings
 from gateway.server import serve
 from gateway.settings import Settings
@@ -108,16 +109,25 @@ READYZ = "GET /readyz HTTP/1.1\r\nHost: gateway.test\r\n\r\n"
 
 
 async def _start(upstream: str, adapter: MemoryAdapter, shutdown: ShutdownSettings) -> tuple[int, asyncio.Task[None]]:
-    settings = Settings(public_url="http://gateway.test", provider="memory", provider_url=upstream)
-    port = free_port()
-    task = asyncio.create_task(
-        serve(create_app(settings, adapter=adapter), host="127.0.0.1", port=port, shutdown=shutdown)
+    port, task, _ = await _start_app(upstream, adapter, shutdown)
+    return port, task
+
+
+async def _start_app(
+    upstream: str, adapter: MemoryAdapter, shutdown: ShutdownSettings, **settings: Any
+) -> tuple[int, asyncio.Task[None], web.Application]:
+    """:func:`_start` with more ``settings``, giving the app as well (its metrics, its audit log)."""
+    app = create_app(
+        Settings(public_url="http://gateway.test", provider="memory", provider_url=upstream, **settings),
+        adapter=adapter,
     )
+    port = free_port()
+    task = asyncio.create_task(serve(app, host="127.0.0.1", port=port, shutdown=shutdown))
     for _ in range(200):
         try:
             status, _, _ = await _request(port, READYZ)
             if status == 200:
-                return port, task
+                return port, task, app
         except OSError:
             pass
         await asyncio.sleep(0.05)
@@ -221,3 +231,76 @@ async def test_a_request_whose_body_is_still_arriving_at_sigterm_is_answered(ups
     assert json.loads(body)["client_id"] in adapter.clients["default"]
     async with asyncio.timeout(5):
         await server
+
+
+# ------------------------------------------------------------------- a rolled-back registration is recorded as one
+
+
+def _rolled_back(app: web.Application, reason: str) -> float:
+    value = app[METRICS].registry.get_sample_value(
+        "dcr_gateway_registrations_rolled_back_total", {"issuer": "http://gateway.test", "reason": reason}
+    )
+    return value or 0.0
+
+
+def _audit_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def test_a_client_that_left_is_audited_counted_and_frees_its_quota_slot(upstream: str, tmp_path: Path) -> None:
+    adapter = SlowMemoryAdapter(public_url=upstream)
+    adapter.create_delay = 0.5
+    audit_path = tmp_path / "audit.log"
+    port, server, app = await _start_app(
+        upstream,
+        adapter,
+        ShutdownSettings(timeout_seconds=5),
+        audit={"path": str(audit_path)},
+        limits={"max_clients_per_issuer": 1},
+    )
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(_post(len(REGISTRATION)).encode() + REGISTRATION)
+    await writer.drain()
+    await asyncio.wait_for(adapter.create_started.wait(), 5)
+    writer.close()  # the client goes away while the provider creates: its 201 cannot be written
+    for _ in range(100):
+        if adapter.deleted and _rolled_back(app, "answer_not_written"):
+            break
+        await asyncio.sleep(0.05)
+    assert len(adapter.deleted) == 1
+    assert _rolled_back(app, "answer_not_written") == 1
+    deleted = [event for event in _audit_events(audit_path) if event["event"] == "CLIENT_DELETE"]
+    assert len(deleted) == 1
+    assert deleted[0]["client_id"] == adapter.deleted[0]
+    assert deleted[0]["reason"] == "not_handed_over"
+    assert deleted[0]["outcome"] == "success"
+    # the quota's slot was freed: the issuer holds no client, so the one allowed registration succeeds
+    adapter.create_delay = 0.0
+    status, _, body = await _request(port, _post(len(REGISTRATION)), REGISTRATION)
+    assert status == 201, body
+    os.kill(os.getpid(), signal.SIGTERM)
+    async with asyncio.timeout(5):
+        await server
+
+
+async def test_a_registration_cut_by_the_bound_is_audited_and_counted(upstream: str, tmp_path: Path) -> None:
+    adapter = SlowMemoryAdapter(public_url=upstream)
+    adapter.create_delay = 1.0
+    audit_path = tmp_path / "audit.log"
+    port, server, app = await _start_app(
+        upstream, adapter, ShutdownSettings(drain_seconds=0, timeout_seconds=0.3), audit={"path": str(audit_path)}
+    )
+    registration = asyncio.create_task(_request(port, _post(len(REGISTRATION)), REGISTRATION))
+    await asyncio.wait_for(adapter.create_started.wait(), 5)
+    os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
+        await registration
+    async with asyncio.timeout(5):
+        await server
+    assert adapter.clients["default"] == {}
+    assert _rolled_back(app, "request_cancelled") == 1
+    events = _audit_events(audit_path)
+    deleted = [event for event in events if event["event"] == "CLIENT_DELETE"]
+    assert [event["client_id"] for event in deleted] == adapter.deleted
+    assert deleted[0]["reason"] == "not_handed_over"
+    assert not [event for event in events if event["event"] == "CLIENT_REGISTER"]  # never recorded as a success
