@@ -137,7 +137,15 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 class HandedOverResponse(web.Response):
     """A response whose content exists once (a 201 with new credentials): if it cannot be written to the client
     (the connection is gone, or the request is cancelled while it is written), ``on_undelivered`` rolls back what
-    it hands over. Written means given to the transport; a client that vanishes after that is beyond reach."""
+    it hands over.
+
+    Written means given to the transport: aiohttp's ``write_eof`` hands the head and body to the transport in one
+    synchronous call, then awaits ``drain`` while the transport's buffer is above its high-water mark (a client
+    that reads slowly or not at all). The answer counts as handed over as soon as those bytes are with the
+    transport, before that ``drain``: asyncio flushes them on its own, also after a cancellation (the shutdown's
+    bound) lands in the ``drain`` and the connection is closed (``close``, not ``abort``, keeps the buffer), so
+    rolling back there would delete a client whose credentials are on their way. A write that fails before
+    (the transport is closing) still rolls back; a client that vanishes after it is beyond reach."""
 
     def __init__(self, *, on_undelivered: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -159,6 +167,16 @@ class HandedOverResponse(web.Response):
             raise
 
     async def write_eof(self, data: bytes = b"") -> None:
+        writer = self._payload_writer
+        # bytes only: a streamed payload drains between its chunks, before all of it is with the transport
+        if writer is not None and not self._eof_sent and isinstance(self._body, bytes | bytearray):
+            drain = writer.drain
+
+            async def handed_over_then_drain() -> None:
+                self._on_undelivered = None  # the whole answer is with the transport: handed over
+                await drain()
+
+            writer.drain = handed_over_then_drain  # type: ignore[method-assign]
         try:
             await super().write_eof(data)
         except BaseException:

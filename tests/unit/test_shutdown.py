@@ -28,7 +28,7 @@ from adapters.base import ManagedClient, NewClient
 from adapters.memory.adapter import MemoryAdapter
 from devstack.process import free_port
 from gateway.app import METRICS, create_app
-from gateway.lifecycle import ShutdownSettings
+from gateway.lifecycle import HandedOverResponse, ShutdownSettings
 from gateway.server import serve
 from gateway.settings import Settings
 
@@ -304,3 +304,50 @@ async def test_a_registration_cut_by_the_bound_is_audited_and_counted(upstream: 
     assert [event["client_id"] for event in deleted] == adapter.deleted
     assert deleted[0]["reason"] == "not_handed_over"
     assert not [event for event in events if event["event"] == "CLIENT_REGISTER"]  # never recorded as a success
+
+
+# ------------------------------------------------------------ an answer given to the transport is handed over
+
+
+async def test_an_answer_whose_bytes_reached_the_transport_is_not_rolled_back_when_cut_in_drain() -> None:
+    """A client that does not read: the 201's bytes are all given to the transport (asyncio flushes them on its
+    own), then ``write_eof`` waits in ``drain`` for the paused protocol; the shutdown's bound cancels it there.
+    Those bytes are the client's: the answer was handed over, so nothing is rolled back."""
+    body = b"x" * (32 * 1024 * 1024)  # far more than the socket buffers: the protocol pauses, drain waits
+    lost: list[str] = []
+    written = asyncio.Event()
+
+    class Watched(HandedOverResponse):
+        async def write_eof(self, data: bytes = b"") -> None:
+            written.set()
+            await super().write_eof(data)
+
+    async def handler(_: web.Request) -> web.StreamResponse:
+        return Watched(on_undelivered=lambda: lost.append("rolled back"), body=body, status=201)
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(written.wait(), 5)
+        await asyncio.sleep(0.3)  # in drain: the client reads nothing
+        await site.stop()
+        assert runner.server is not None
+        await runner.server.shutdown(0.1)  # the bound: the request's task is cancelled
+        await asyncio.sleep(0.1)
+        assert lost == []
+        async with asyncio.timeout(30):  # and the bytes do reach the client
+            received = await reader.read()
+        assert received.startswith(b"HTTP/1.1 201")
+        assert received.endswith(body[-1024:])
+        assert len(received) > len(body)
+    finally:
+        writer.close()
+        await runner.cleanup()
