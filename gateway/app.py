@@ -337,6 +337,9 @@ def create_app(
             settings=reg_settings,
             limits=limits,
             rotate_registration_access_token=settings.rotate_registration_access_token,
+            lifecycle=lifecycle,
+            audit_log=audit_log,
+            metrics=metrics,
         )
         route_classes.add(
             app.router.add_routes(configuration.routes(pipeline, path + "/{client_id}")), "client_configuration"

@@ -21,6 +21,10 @@ failed), the created client is deleted again (rolled back), and the shutdown wai
 adapter. Rolling back rather than answering late: once the request is cancelled its connection is closed, so a
 late 201 could not be delivered, and a client nobody holds credentials for must not be left in the provider
 (RFC 7591 section 3.2.1 hands the credentials over once, in that answer).
+
+An RFC 7592 section 2.2 update goes through the same section (it may rotate the registration access token or
+issue a client secret that only its 200 carries): one not handed over is undone by writing back the registration
+as it was before (:meth:`gateway.rfc7592.handler.ClientConfigurationEndpoint.update`).
 """
 
 from __future__ import annotations

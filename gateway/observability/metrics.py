@@ -77,9 +77,10 @@ PROVIDER_OUTCOMES = (
     "error",
 )
 
-ROLLBACK_REASONS = ("request_cancelled", "answer_not_written")
+ROLLBACK_REASONS = ("request_cancelled", "answer_not_written", "response_failed")
 """Why an answer that hands credentials over was not: the request was cancelled (the client went away, the
-shutdown's bound) or its bytes could not be given to the connection."""
+shutdown's bound), its bytes could not be given to the connection, or it could not be built (an update only: a
+registration's is answered 500 and counted there)."""
 
 _LABEL_TEXT = re.compile(r"^[a-z_]{1,48}$")
 
@@ -210,7 +211,8 @@ class GatewayMetrics:
         self.updates_restored = Counter(
             f"{PREFIX}_client_updates_restored_total",
             "RFC 7592 updates applied in the provider but whose 200 could not be handed over, so the client's "
-            "previous registration was restored, by issuer and reason (request_cancelled, answer_not_written)",
+            "previous registration was restored, by issuer and reason (request_cancelled, answer_not_written, "
+            "response_failed)",
             ["issuer", "reason"],
             registry=registry,
         )

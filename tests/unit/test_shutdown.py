@@ -29,6 +29,7 @@ from adapters.memory.adapter import MemoryAdapter
 from devstack.process import free_port
 from gateway.app import METRICS, create_app
 from gateway.lifecycle import HandedOverResponse, ShutdownSettings
+from gateway.registration.tokens import TOKEN_HASH_KEY, verify_registration_access_token
 from gateway.server import serve
 from gateway.settings import Settings
 
@@ -351,3 +352,133 @@ async def test_an_answer_whose_bytes_reached_the_transport_is_not_rolled_back_wh
     finally:
         writer.close()
         await runner.cleanup()
+
+
+# ---------------------------------------------- an RFC 7592 update that cannot be answered leaves the client as it was
+
+
+class SlowUpdateAdapter(SlowMemoryAdapter):
+    """:class:`SlowMemoryAdapter` whose update is stored at once and answered ``update_delay`` seconds later (a
+    provider that committed the change while its answer is still on its way)."""
+
+    update_delay = 0.0
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.update_started = asyncio.Event()
+        self.updates = 0
+
+    async def update_client(self, issuer: str, client: NewClient) -> ManagedClient:
+        self.updates += 1
+        self.update_started.set()
+        updated = await super().update_client(issuer, client)
+        await asyncio.sleep(self.update_delay)
+        return updated
+
+
+def _put(path: str, token: str, length: int) -> str:
+    return (
+        f"PUT {path} HTTP/1.1\r\nHost: gateway.test\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Length: {length}\r\n\r\n"
+    )
+
+
+async def _registered(port: int) -> dict[str, Any]:
+    status, _, body = await _request(port, _post(len(REGISTRATION)), REGISTRATION)
+    assert status == 201, body
+    registered: dict[str, Any] = json.loads(body)
+    return registered
+
+
+def _update(registered: dict[str, Any]) -> bytes:
+    """A name and a confidential auth method: the update issues a client secret and (rotation on) a new token."""
+    return json.dumps(
+        {
+            "client_id": registered["client_id"],
+            "redirect_uris": ["http://127.0.0.1:3000/cb"],
+            "token_endpoint_auth_method": "client_secret_basic",
+            "client_name": "Renamed",
+        }
+    ).encode()
+
+
+async def _still_held(port: int, registered: dict[str, Any]) -> dict[str, Any]:
+    """What the client still holds works: its registration access token reads its unchanged registration."""
+    path = registered["registration_client_uri"][len("http://gateway.test") :]
+    status, _, body = await _request(
+        port,
+        f"GET {path} HTTP/1.1\r\nHost: gateway.test\r\nAuthorization: Bearer {registered['registration_access_token']}"
+        "\r\n\r\n",
+    )
+    assert status == 200, body
+    information: dict[str, Any] = json.loads(body)
+    return information
+
+
+async def test_an_update_whose_client_left_is_undone(upstream: str, tmp_path: Path) -> None:
+    adapter = SlowUpdateAdapter(public_url=upstream)
+    audit_path = tmp_path / "audit.log"
+    port, server, app = await _start_app(
+        upstream,
+        adapter,
+        ShutdownSettings(timeout_seconds=5),
+        rotate_registration_access_token=True,
+        audit={"path": str(audit_path)},
+    )
+    registered = await _registered(port)
+    adapter.update_delay = 0.5
+    update = _update(registered)
+    path = registered["registration_client_uri"][len("http://gateway.test") :]
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(_put(path, registered["registration_access_token"], len(update)).encode() + update)
+    await writer.drain()
+    await asyncio.wait_for(adapter.update_started.wait(), 5)
+    writer.close()  # the client goes away: the new token and secret of the 200 never reach it
+    for _ in range(100):
+        if adapter.updates >= 2:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.7)  # the restoring update is slow as well
+    adapter.update_delay = 0.0
+    information = await _still_held(port, registered)
+    assert information["token_endpoint_auth_method"] == "none"
+    assert "client_name" not in information
+    stored = adapter.clients["default"][registered["client_id"]]
+    assert stored.metadata.token_endpoint_auth_method == "none"
+    value = app[METRICS].registry.get_sample_value(
+        "dcr_gateway_client_updates_restored_total", {"issuer": "http://gateway.test", "reason": "answer_not_written"}
+    )
+    assert value == 1
+    restored = [e for e in _audit_events(audit_path) if e["event"] == "CLIENT_UPDATE" and e.get("reason")]
+    assert [(e["client_id"], e["reason"], e["caller"]) for e in restored] == [
+        (registered["client_id"], "not_handed_over", "gateway")
+    ]
+    os.kill(os.getpid(), signal.SIGTERM)
+    async with asyncio.timeout(5):
+        await server
+
+
+async def test_an_update_cut_by_the_bound_is_undone_before_the_process_stops(upstream: str) -> None:
+    adapter = SlowUpdateAdapter(public_url=upstream)
+    port, server, _ = await _start_app(
+        upstream, adapter, ShutdownSettings(drain_seconds=0, timeout_seconds=0.3), rotate_registration_access_token=True
+    )
+    registered = await _registered(port)
+    adapter.update_delay = 1.0
+    update = _update(registered)
+    path = registered["registration_client_uri"][len("http://gateway.test") :]
+    request = asyncio.create_task(
+        _request(port, _put(path, registered["registration_access_token"], len(update)), update)
+    )
+    await asyncio.wait_for(adapter.update_started.wait(), 5)
+    os.kill(os.getpid(), signal.SIGTERM)
+    with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):  # cut at the bound: no answer
+        await request
+    async with asyncio.timeout(8):
+        await server  # returns once the registration was restored
+    stored = adapter.clients["default"][registered["client_id"]]
+    assert verify_registration_access_token(
+        registered["registration_access_token"], stored.gateway_data[TOKEN_HASH_KEY]
+    )
+    assert stored.metadata.token_endpoint_auth_method == "none"
+    assert stored.metadata.client_name is None
