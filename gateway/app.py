@@ -261,8 +261,7 @@ def create_app(
 
     access_log = logging.getLevelName(settings.log_level.upper()) in (logging.DEBUG, logging.INFO)
     own_tracing = tracing is None
-    if tracing is None:
-        tracing = tracing_for(settings.tracing)  # None when off: nothing of OpenTelemetry is imported
+    tracing = configured_tracing(settings, tracing)
     route_classes = RouteClasses()
     middlewares = build_middlewares(access_log=access_log, metrics=metrics, route_classes=route_classes)
     app = web.Application(
@@ -398,6 +397,16 @@ _ENDPOINT_CLASSES = {
 def endpoint_class(route: web.AbstractRoute) -> str:
     """The route class of one of :class:`AuthorizationEndpoints`' routes, from the handler that serves it."""
     return _ENDPOINT_CLASSES.get(getattr(route.handler, "__name__", ""), "other")
+
+
+def configured_tracing(settings: Settings, tracing: Tracing | None) -> Tracing | None:
+    """``tracing``, or the one ``settings.tracing`` configures (``None`` when off: nothing of OpenTelemetry is
+    imported); the configured admin headers are redacted whenever captured (:mod:`gateway.tracing`)."""
+    if tracing is None:
+        tracing = tracing_for(settings.tracing)
+    if tracing is not None:
+        tracing.redact_headers(settings.hydra.admin_headers)
+    return tracing
 
 
 def observability(settings: Settings, adapter: ProviderAdapter) -> tuple[GatewayMetrics, AuditLog]:
