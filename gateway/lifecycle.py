@@ -30,6 +30,8 @@ as it was before (:meth:`gateway.rfc7592.handler.ClientConfigurationEndpoint.upd
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
@@ -189,17 +191,65 @@ class HandedOverResponse(web.Response):
         self._on_undelivered = None
 
 
-def close_idle_connections(server: web.Server) -> None:
+FRESH_GRACE_SECONDS = 1.0
+"""How long a connection that has not sent its first request yet is left open while draining (its request is
+usually on its way: closing it would reset a request that reached the gateway)."""
+
+
+def close_idle_connections(server: web.Server, fresh: dict[int, float] | None = None) -> None:
     """Close the keep-alive connections that wait for their next request, now: a proxy would reuse them after
     this process stopped. Busy connections are left alone: their response carries ``Connection: close`` (see
     :meth:`Lifecycle.on_response_prepare`) and the connection closes after it. (aiohttp's ``pre_shutdown`` would
     mark every connection closing, which makes aiohttp drop the rest of a request body still arriving, and leaves
     an idle connection's transport open, dropping what a proxy sends on it unanswered.) Idle is what aiohttp's
-    own keep-alive timer checks: the connection waits for a message and none is queued."""
+    own keep-alive timer checks: the connection waits for a message and none is queued.
+
+    A connection that has not had a request yet (just accepted; its client's request is in flight) is not a
+    keep-alive one: it is left alone for :data:`FRESH_GRACE_SECONDS` from when ``fresh`` (kept by the caller
+    across calls: connection id -> first seen) first saw it, then closed like an idle one."""
+    now = asyncio.get_running_loop().time()
+    fresh = {} if fresh is None else fresh
     for connection in server.connections:
         waiter = getattr(connection, "_waiter", None)
-        if waiter is not None and not waiter.done() and not getattr(connection, "_messages", None):
-            connection.force_close()
+        if waiter is None or waiter.done() or getattr(connection, "_messages", None):
+            continue
+        if getattr(connection, "_request_count", 1) == 0 and now - fresh.setdefault(id(connection), now) < (
+            FRESH_GRACE_SECONDS
+        ):
+            continue
+        connection.force_close()
+    for known in set(fresh) - {id(connection) for connection in server.connections}:
+        del fresh[known]  # gone: its id may be reused
+
+
+def accept_pending(site: web.BaseSite, server: web.Server) -> list[asyncio.Task[Any]]:
+    """Accept, now, every connection the kernel completed on ``site``'s listening sockets that the event loop has
+    not accepted yet, and hand each to ``server``; the caller closes the sockets right after, in the same step.
+
+    A connection still in the listen backlog when its socket closes is reset by the kernel: its client saw the
+    connect succeed, sent its request, and gets a connection reset instead of a refused connect (which a proxy
+    retries elsewhere) or an answer. Under load the event loop accepts only once per turn, so a few are always
+    waiting; accepting them here leaves a window of microseconds instead of a loop turn."""
+    listening = getattr(site, "_server", None)  # the asyncio.Server of a TCPSite / UnixSite
+    if listening is None:
+        return []
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[Any]] = []
+    for transport_socket in listening.sockets or ():
+        descriptor = transport_socket.fileno()
+        if descriptor < 0:
+            continue
+        loop.remove_reader(descriptor)  # the loop accepts no more on it
+        with socket.socket(fileno=os.dup(descriptor)) as listener:
+            listener.setblocking(False)
+            while True:
+                try:
+                    connection, _ = listener.accept()
+                except OSError:  # nothing pending (EAGAIN), or the socket is no longer listening
+                    break
+                connection.setblocking(False)
+                tasks.append(asyncio.ensure_future(loop.connect_accepted_socket(server, sock=connection)))
+    return tasks
 
 
 async def shut_down(
@@ -218,19 +268,25 @@ async def shut_down(
     server = runner.server
     for lifecycle in lifecycles:
         lifecycle.begin_draining()
+    fresh: dict[int, float] = {}
     if server is not None:
-        close_idle_connections(server)
+        close_idle_connections(server, fresh)
     if settings.drain_seconds:
         await asyncio.sleep(settings.drain_seconds)
+    accepted: list[asyncio.Task[Any]] = []
     for site in list(sites):
-        await site.stop()  # the listening sockets close: new connections are refused
+        if server is not None:
+            accepted += accept_pending(site, server)
+        await site.stop()  # the listening sockets close (in the same step): new connections are refused
+    if accepted:
+        await asyncio.gather(*accepted, return_exceptions=True)
     if server is None:
         return
     await asyncio.sleep(0)  # connections accepted just before are handled (as runner.cleanup does)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.timeout_seconds
     while server.connections and loop.time() < deadline:  # aiohttp offers no event for it
-        close_idle_connections(server)  # those accepted during the drain, once answered
+        close_idle_connections(server, fresh)  # those accepted during the drain, once answered
         await asyncio.sleep(0.05)
     if server.connections:
         log.warning("gateway.shutdown_timeout", connections=len(server.connections))

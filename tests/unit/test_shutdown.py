@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from adapters.base import ManagedClient, NewClient
 from adapters.memory.adapter import MemoryAdapter
 from devstack.process import free_port
 from gateway.app import METRICS, create_app
-from gateway.lifecycle import HandedOverResponse, ShutdownSettings
+from gateway.lifecycle import HandedOverResponse, ShutdownSettings, shut_down
 from gateway.registration.tokens import TOKEN_HASH_KEY, verify_registration_access_token
 from gateway.server import serve
 from gateway.settings import Settings
@@ -482,3 +483,54 @@ async def test_an_update_cut_by_the_bound_is_undone_before_the_process_stops(ups
     )
     assert stored.metadata.token_endpoint_auth_method == "none"
     assert stored.metadata.client_name is None
+
+
+# ----------------------------------------------- connections accepted just before the listener closes are answered
+
+
+async def test_a_connection_whose_first_request_is_on_its_way_at_sigterm_is_answered(upstream: str) -> None:
+    """A connection accepted without its request yet is not an idle keep-alive one: closing it at SIGTERM would
+    reset a request that reached the gateway."""
+    adapter = SlowMemoryAdapter(public_url=upstream)
+    port, server = await _start(upstream, adapter, ShutdownSettings(drain_seconds=0, timeout_seconds=5))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await asyncio.sleep(0.1)  # accepted, its request not sent yet
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.sleep(0.2)
+    writer.write(READYZ.encode())
+    await writer.drain()
+    status, headers, _ = await _response(reader)
+    writer.close()
+    assert (status, headers["connection"].lower()) == (503, "close")
+    async with asyncio.timeout(5):
+        await server
+
+
+async def test_a_connection_in_the_listen_backlog_when_the_listener_closes_is_answered() -> None:
+    """A connection the kernel completed but the event loop had not accepted yet when the listening socket closes
+    would be reset by the kernel: it is accepted and answered instead."""
+
+    async def hello(_: web.Request) -> web.Response:
+        return web.Response(text="answered")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        # a blocking connect from the loop's own thread: the loop does not turn, so the connection stays in the
+        # backlog until shut_down closes the listener (it does not yield before that with no drain)
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        client.sendall(b"GET / HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+        await shut_down(runner, [site], [], ShutdownSettings(drain_seconds=0, timeout_seconds=2))
+        received = b""
+        with client:
+            while chunk := await asyncio.to_thread(client.recv, 65536):
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200"), received
+        assert received.endswith(b"answered")
+    finally:
+        await runner.cleanup()
