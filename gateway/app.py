@@ -261,8 +261,7 @@ def create_app(
 
     access_log = logging.getLevelName(settings.log_level.upper()) in (logging.DEBUG, logging.INFO)
     own_tracing = tracing is None
-    if tracing is None:
-        tracing = tracing_for(settings.tracing)  # None when off: nothing of OpenTelemetry is imported
+    tracing = configured_tracing(settings, tracing)
     route_classes = RouteClasses()
     middlewares = build_middlewares(access_log=access_log, metrics=metrics, route_classes=route_classes)
     app = web.Application(
@@ -318,7 +317,14 @@ def create_app(
             store=limits.store,
         )
         register = registration_handler(
-            issuer=context, adapter=adapter, settings=reg_settings, access=access, limits=limits, lifecycle=lifecycle
+            issuer=context,
+            adapter=adapter,
+            settings=reg_settings,
+            access=access,
+            limits=limits,
+            lifecycle=lifecycle,
+            audit_log=audit_log,
+            metrics=metrics,
         )
         route_classes.add(
             app.router.add_routes(pipeline.routes(path, {hdrs.METH_POST: Step(register, rate_limit="register")})),
@@ -330,6 +336,9 @@ def create_app(
             settings=reg_settings,
             limits=limits,
             rotate_registration_access_token=settings.rotate_registration_access_token,
+            lifecycle=lifecycle,
+            audit_log=audit_log,
+            metrics=metrics,
         )
         route_classes.add(
             app.router.add_routes(configuration.routes(pipeline, path + "/{client_id}")), "client_configuration"
@@ -390,12 +399,26 @@ def endpoint_class(route: web.AbstractRoute) -> str:
     return _ENDPOINT_CLASSES.get(getattr(route.handler, "__name__", ""), "other")
 
 
+def configured_tracing(settings: Settings, tracing: Tracing | None) -> Tracing | None:
+    """``tracing``, or the one ``settings.tracing`` configures (``None`` when off: nothing of OpenTelemetry is
+    imported); the configured admin headers are redacted whenever captured (:mod:`gateway.tracing`)."""
+    if tracing is None:
+        tracing = tracing_for(settings.tracing)
+    if tracing is not None:
+        tracing.redact_headers(settings.hydra.admin_headers)
+    return tracing
+
+
 def observability(settings: Settings, adapter: ProviderAdapter) -> tuple[GatewayMetrics, AuditLog]:
     """This app's metrics (its own registry) and audit log; ``adapter`` instrumented in place, so every admin
     call is counted and timed in one place whatever the adapter."""
     metrics = GatewayMetrics(version=__version__)
     instrument_adapter(adapter, metrics)
-    return metrics, AuditLog(enabled=settings.audit.enabled, path=settings.audit.path)
+    audit_log = AuditLog(
+        enabled=settings.audit.enabled, path=settings.audit.path, on_write_failure=metrics.audit_write_failed
+    )
+    audit_log.check()  # an audit path that cannot be opened stops the start (AuditPathUnusable: serve exits 2)
+    return metrics, audit_log
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -21,11 +21,17 @@ failed), the created client is deleted again (rolled back), and the shutdown wai
 adapter. Rolling back rather than answering late: once the request is cancelled its connection is closed, so a
 late 201 could not be delivered, and a client nobody holds credentials for must not be left in the provider
 (RFC 7591 section 3.2.1 hands the credentials over once, in that answer).
+
+An RFC 7592 section 2.2 update goes through the same section (it may rotate the registration access token or
+issue a client secret that only its 200 carries): one not handed over is undone by writing back the registration
+as it was before (:meth:`gateway.rfc7592.handler.ClientConfigurationEndpoint.update`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, TypeVar
 
@@ -137,7 +143,15 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 class HandedOverResponse(web.Response):
     """A response whose content exists once (a 201 with new credentials): if it cannot be written to the client
     (the connection is gone, or the request is cancelled while it is written), ``on_undelivered`` rolls back what
-    it hands over. Written means given to the transport; a client that vanishes after that is beyond reach."""
+    it hands over.
+
+    Written means given to the transport: aiohttp's ``write_eof`` hands the head and body to the transport in one
+    synchronous call, then awaits ``drain`` while the transport's buffer is above its high-water mark (a client
+    that reads slowly or not at all). The answer counts as handed over as soon as those bytes are with the
+    transport, before that ``drain``: asyncio flushes them on its own, also after a cancellation (the shutdown's
+    bound) lands in the ``drain`` and the connection is closed (``close``, not ``abort``, keeps the buffer), so
+    rolling back there would delete a client whose credentials are on their way. A write that fails before
+    (the transport is closing) still rolls back; a client that vanishes after it is beyond reach."""
 
     def __init__(self, *, on_undelivered: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -159,6 +173,16 @@ class HandedOverResponse(web.Response):
             raise
 
     async def write_eof(self, data: bytes = b"") -> None:
+        writer = self._payload_writer
+        # bytes only: a streamed payload drains between its chunks, before all of it is with the transport
+        if writer is not None and not self._eof_sent and isinstance(self._body, bytes | bytearray):
+            drain = writer.drain
+
+            async def handed_over_then_drain() -> None:
+                self._on_undelivered = None  # the whole answer is with the transport: handed over
+                await drain()
+
+            writer.drain = handed_over_then_drain  # type: ignore[method-assign]
         try:
             await super().write_eof(data)
         except BaseException:
@@ -167,17 +191,65 @@ class HandedOverResponse(web.Response):
         self._on_undelivered = None
 
 
-def close_idle_connections(server: web.Server) -> None:
+FRESH_GRACE_SECONDS = 1.0
+"""How long a connection that has not sent its first request yet is left open while draining (its request is
+usually on its way: closing it would reset a request that reached the gateway)."""
+
+
+def close_idle_connections(server: web.Server, fresh: dict[int, float] | None = None) -> None:
     """Close the keep-alive connections that wait for their next request, now: a proxy would reuse them after
     this process stopped. Busy connections are left alone: their response carries ``Connection: close`` (see
     :meth:`Lifecycle.on_response_prepare`) and the connection closes after it. (aiohttp's ``pre_shutdown`` would
     mark every connection closing, which makes aiohttp drop the rest of a request body still arriving, and leaves
     an idle connection's transport open, dropping what a proxy sends on it unanswered.) Idle is what aiohttp's
-    own keep-alive timer checks: the connection waits for a message and none is queued."""
+    own keep-alive timer checks: the connection waits for a message and none is queued.
+
+    A connection that has not had a request yet (just accepted; its client's request is in flight) is not a
+    keep-alive one: it is left alone for :data:`FRESH_GRACE_SECONDS` from when ``fresh`` (kept by the caller
+    across calls: connection id -> first seen) first saw it, then closed like an idle one."""
+    now = asyncio.get_running_loop().time()
+    fresh = {} if fresh is None else fresh
     for connection in server.connections:
         waiter = getattr(connection, "_waiter", None)
-        if waiter is not None and not waiter.done() and not getattr(connection, "_messages", None):
-            connection.force_close()
+        if waiter is None or waiter.done() or getattr(connection, "_messages", None):
+            continue
+        if getattr(connection, "_request_count", 1) == 0 and now - fresh.setdefault(id(connection), now) < (
+            FRESH_GRACE_SECONDS
+        ):
+            continue
+        connection.force_close()
+    for known in set(fresh) - {id(connection) for connection in server.connections}:
+        del fresh[known]  # gone: its id may be reused
+
+
+def accept_pending(site: web.BaseSite, server: web.Server) -> list[asyncio.Task[Any]]:
+    """Accept, now, every connection the kernel completed on ``site``'s listening sockets that the event loop has
+    not accepted yet, and hand each to ``server``; the caller closes the sockets right after, in the same step.
+
+    A connection still in the listen backlog when its socket closes is reset by the kernel: its client saw the
+    connect succeed, sent its request, and gets a connection reset instead of a refused connect (which a proxy
+    retries elsewhere) or an answer. Under load the event loop accepts only once per turn, so a few are always
+    waiting; accepting them here leaves a window of microseconds instead of a loop turn."""
+    listening = getattr(site, "_server", None)  # the asyncio.Server of a TCPSite / UnixSite
+    if listening is None:
+        return []
+    loop = asyncio.get_running_loop()
+    tasks: list[asyncio.Task[Any]] = []
+    for transport_socket in listening.sockets or ():
+        descriptor = transport_socket.fileno()
+        if descriptor < 0:
+            continue
+        loop.remove_reader(descriptor)  # the loop accepts no more on it
+        with socket.socket(fileno=os.dup(descriptor)) as listener:
+            listener.setblocking(False)
+            while True:
+                try:
+                    connection, _ = listener.accept()
+                except OSError:  # nothing pending (EAGAIN), or the socket is no longer listening
+                    break
+                connection.setblocking(False)
+                tasks.append(asyncio.ensure_future(loop.connect_accepted_socket(server, sock=connection)))
+    return tasks
 
 
 async def shut_down(
@@ -196,19 +268,25 @@ async def shut_down(
     server = runner.server
     for lifecycle in lifecycles:
         lifecycle.begin_draining()
+    fresh: dict[int, float] = {}
     if server is not None:
-        close_idle_connections(server)
+        close_idle_connections(server, fresh)
     if settings.drain_seconds:
         await asyncio.sleep(settings.drain_seconds)
+    accepted: list[asyncio.Task[Any]] = []
     for site in list(sites):
-        await site.stop()  # the listening sockets close: new connections are refused
+        if server is not None:
+            accepted += accept_pending(site, server)
+        await site.stop()  # the listening sockets close (in the same step): new connections are refused
+    if accepted:
+        await asyncio.gather(*accepted, return_exceptions=True)
     if server is None:
         return
     await asyncio.sleep(0)  # connections accepted just before are handled (as runner.cleanup does)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.timeout_seconds
     while server.connections and loop.time() < deadline:  # aiohttp offers no event for it
-        close_idle_connections(server)  # those accepted during the drain, once answered
+        close_idle_connections(server, fresh)  # those accepted during the drain, once answered
         await asyncio.sleep(0.05)
     if server.connections:
         log.warning("gateway.shutdown_timeout", connections=len(server.connections))

@@ -55,7 +55,7 @@ from gateway.clients.operations import (
     parse_label,
     plan_adoption,
 )
-from gateway.observability.audit import OPERATOR, AuditLog
+from gateway.observability.audit import OPERATOR, AuditLog, AuditPathUnusable
 from gateway.registration.records import registration_client_uri
 
 if TYPE_CHECKING:
@@ -220,6 +220,10 @@ def main(args: argparse.Namespace) -> int:
     return asyncio.run(run(args, settings, adapter))
 
 
+AUDITED_COMMANDS = frozenset({"adopt", "gc", "delete"})
+"""The subcommands that change clients, and so write audit events."""
+
+
 async def run(
     args: argparse.Namespace,
     settings: Settings,
@@ -245,6 +249,8 @@ async def run(
     timeout = aiohttp.ClientTimeout(total=settings.provider_timeout)
     async with aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session:
         try:
+            if args.clients_command in AUDITED_COMMANDS:
+                context.open_audit_log()
             await adapter.start(session)
             context.issuers = select_issuers(adapter.issuers(), settings.public_url, args.issuer)
             return await ACTIONS[args.clients_command](context)
@@ -280,6 +286,16 @@ class Context:
     confirm: Confirm
     issuers: list[Issuer] | None = None
     audit_log: AuditLog | None = None
+
+    def open_audit_log(self) -> None:
+        """Open the audit file before any change: a path that cannot be opened stops the command here
+        (:class:`UsageError`, exit 2), not half-way; a write that fails later is logged and counted
+        (:meth:`AuditLog.emit` never raises)."""
+        self.audit_log = AuditLog(enabled=self.settings.audit.enabled, path=self.settings.audit.path)
+        try:
+            self.audit_log.check()
+        except AuditPathUnusable as exc:
+            raise UsageError(str(exc)) from None
 
     def audit(
         self, operation: str, *, success: bool, issuer_key: str, client_id: str, error: str | None = None

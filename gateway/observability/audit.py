@@ -14,15 +14,21 @@ token or ``Authorization`` header can reach it; :func:`gateway.logging.redact` r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import structlog
+
 from gateway.logging import redact
+
+log = structlog.get_logger(__name__)
 
 AUDIT_LOGGER = "dcr_gateway.audit"
 USER_AGENT_MAX = 256
@@ -49,6 +55,7 @@ FIELDS = (
     "error",
     "status",
     "deployment",
+    "reason",
 )
 
 ANONYMOUS = "anonymous"
@@ -56,8 +63,18 @@ INITIAL_ACCESS_TOKEN = "initial_access_token"
 SOFTWARE_STATEMENT = "software_statement"
 REGISTRATION_ACCESS_TOKEN = "registration_access_token"
 OPERATOR = "operator"
+GATEWAY = "gateway"
 """Caller kinds: RFC 7591 section 3 anonymous or initial access token, section 2.3 software statement (both, joined
-by ``+``), RFC 7592 registration access token, and the operator's ``dcr-gateway clients`` command."""
+by ``+``), RFC 7592 registration access token, the operator's ``dcr-gateway clients`` command, and the gateway
+itself (undoing what a request it could not answer had changed: see :data:`NOT_HANDED_OVER`)."""
+
+NOT_HANDED_OVER = "not_handed_over"
+"""``reason`` of the events the gateway writes when an answer carrying credentials could not be handed over (the
+request was cancelled: the client went away, or the shutdown's bound cut it; or its bytes could not be written):
+``CLIENT_DELETE`` for a registration whose client was deleted again (RFC 7591 section 3.2.1 hands the credentials
+over once, in that 201), ``CLIENT_UPDATE`` for an RFC 7592 update whose previous registration was restored (section
+2.2). Their ``request_id``, ``source`` and ``user_agent`` are the original request's, ``caller`` is ``gateway``;
+``*_ERROR`` when the provider refused the undo."""
 
 
 def event_name(operation: str, *, success: bool) -> str:
@@ -113,6 +130,11 @@ def end(token: Any) -> None:
     _CURRENT.reset(token)
 
 
+def current() -> AuditRecord | None:
+    """The current request's audit record (``None`` outside a request)."""
+    return _CURRENT.get()
+
+
 def note(
     *,
     client_id: str | None = None,
@@ -131,18 +153,54 @@ def note(
         record.software_statement = software_statement
 
 
+class AuditPathUnusable(ValueError):
+    """``audit.path`` (``DCR_AUDIT__PATH``) cannot be opened for appending: the start stops (``serve``: exit 2)."""
+
+
 class AuditLog:
     """Where audit events go: standard error (with the other log lines) by default, a file with ``path``."""
 
-    def __init__(self, *, enabled: bool = True, stream: TextIO | None = None, path: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        path: str | None = None,
+        on_write_failure: Callable[[], None] | None = None,
+    ) -> None:
         self.enabled = enabled
         self._stream = stream
         self._path = path
         self._file: TextIO | None = None
         self._lock = threading.Lock()
+        self.on_write_failure: Callable[[], None] = on_write_failure or (lambda: None)
+        """Told once per event that could not be written (metrics: ``dcr_gateway_audit_write_failures_total``)."""
+
+    def check(self) -> None:
+        """Open ``path`` for appending now, at start, rather than at the first event: a path that cannot be opened
+        (no such directory, not permitted, a directory) raises :class:`AuditPathUnusable` naming the setting, so
+        ``serve`` and ``dcr-gateway clients`` stop before anything happens that would go unaudited."""
+        if not self.enabled or self._path is None:
+            return
+        with self._lock:
+            if self._file is not None:
+                return
+            try:
+                self._file = open(self._path, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                raise AuditPathUnusable(
+                    f"invalid configuration: DCR_AUDIT__PATH (TOML [audit] path): cannot open {self._path} "
+                    f"for appending: {reason}"
+                ) from None
 
     def emit(self, operation: str, *, success: bool, **fields: Any) -> None:
-        """One event: ``operation`` (see :data:`EVENTS`) and the :data:`FIELDS` given (others are refused)."""
+        """One event: ``operation`` (see :data:`EVENTS`) and the :data:`FIELDS` given (others are refused).
+
+        Never raises for the output's sake: an event that cannot be written (full disk, a file gone) is logged as
+        one ``audit.write_failed`` line without its content and counted (:attr:`on_write_failure`); the operation
+        it records has happened and its answer stands (a registration whose 201 turned into a 500 would leave a
+        client nobody holds credentials for)."""
         if not self.enabled:
             return
         unknown = set(fields) - set(FIELDS)
@@ -160,10 +218,17 @@ class AuditLog:
             event["user_agent"] = bounded_user_agent(str(event["user_agent"]))
         event.setdefault("outcome", "success" if success else "failure")
         line = json.dumps(redact(None, "", event), default=str, ensure_ascii=False) + "\n"
-        with self._lock:
-            stream = self._target()
-            stream.write(line)
-            stream.flush()
+        try:
+            with self._lock:
+                stream = self._target()
+                stream.write(line)
+                stream.flush()
+        except (OSError, ValueError) as exc:  # a full disk, a closed or vanished file: never the operation's failure
+            # Neither the event nor the exception's text (a path, maybe more): its type and errno only.
+            log.error("audit.write_failed", cause=type(exc).__name__, errno=getattr(exc, "errno", None))
+            self.on_write_failure()
+            with self._lock:
+                self._discard_file()  # what it still buffers is lost; the next event opens the path again
 
     def emit_record(self, record: AuditRecord, *, status: int, error: str | None) -> None:
         """The event of one answered request of the registration or client configuration endpoint."""
@@ -182,6 +247,23 @@ class AuditLog:
             status=status,
         )
 
+    def emit_not_handed_over(
+        self, record: AuditRecord | None, operation: str, *, issuer: str, client_id: str, undone: bool
+    ) -> None:
+        """The event of an answer that could not be handed over and was undone (:data:`NOT_HANDED_OVER`)."""
+        self.emit(
+            operation,
+            success=undone,
+            issuer=issuer,
+            client_id=client_id,
+            source=record.source if record else None,
+            caller=GATEWAY,
+            user_agent=record.user_agent if record else None,
+            request_id=record.request_id if record else None,
+            error=None if undone else "server_error",
+            reason=NOT_HANDED_OVER,
+        )
+
     def _target(self) -> TextIO:
         if self._path is not None:
             if self._file is None:
@@ -189,8 +271,12 @@ class AuditLog:
             return self._file
         return self._stream or sys.stderr
 
+    def _discard_file(self) -> None:
+        file, self._file = self._file, None
+        if file is not None:
+            with contextlib.suppress(OSError, ValueError):
+                file.close()
+
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            self._discard_file()

@@ -77,6 +77,11 @@ PROVIDER_OUTCOMES = (
     "error",
 )
 
+ROLLBACK_REASONS = ("request_cancelled", "answer_not_written", "response_failed")
+"""Why an answer that hands credentials over was not: the request was cancelled (the client went away, the
+shutdown's bound), its bytes could not be given to the connection, or it could not be built (an update only: a
+registration's is answered 500 and counted there)."""
+
 _LABEL_TEXT = re.compile(r"^[a-z_]{1,48}$")
 
 
@@ -190,6 +195,27 @@ class GatewayMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.audit_write_failures = Counter(
+            f"{PREFIX}_audit_write_failures_total",
+            "Audit events that could not be written (the operation they record stands; see the log's "
+            "audit.write_failed lines)",
+            registry=registry,
+        )
+        self.registrations_rolled_back = Counter(
+            f"{PREFIX}_registrations_rolled_back_total",
+            "Registrations whose client was created but whose 201 could not be handed over, so the client was "
+            "deleted again, by issuer and reason (request_cancelled, answer_not_written)",
+            ["issuer", "reason"],
+            registry=registry,
+        )
+        self.updates_restored = Counter(
+            f"{PREFIX}_client_updates_restored_total",
+            "RFC 7592 updates applied in the provider but whose 200 could not be handed over, so the client's "
+            "previous registration was restored, by issuer and reason (request_cancelled, answer_not_written, "
+            "response_failed)",
+            ["issuer", "reason"],
+            registry=registry,
+        )
         self.build_info = Gauge(
             f"{PREFIX}_build_info", "The running dcr-gateway's version (always 1)", ["version"], registry=registry
         )
@@ -202,6 +228,15 @@ class GatewayMetrics:
     def registration_request(self, *, issuer: str, operation: str, status: int, error: str | None) -> None:
         """One answer of the registration or client configuration endpoint."""
         self.registration_requests.labels(issuer, operation, status_outcome(status), error_label(error)).inc()
+
+    def audit_write_failed(self) -> None:
+        self.audit_write_failures.inc()
+
+    def registration_rolled_back(self, *, issuer: str, reason: str) -> None:
+        self.registrations_rolled_back.labels(issuer, reason if reason in ROLLBACK_REASONS else "other").inc()
+
+    def update_restored(self, *, issuer: str, reason: str) -> None:
+        self.updates_restored.labels(issuer, reason if reason in ROLLBACK_REASONS else "other").inc()
 
     def provider_request(self, *, provider: str, operation: str, outcome: str, seconds: float) -> None:
         self.provider_requests.labels(provider, operation, outcome).inc()

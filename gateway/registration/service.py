@@ -203,20 +203,22 @@ async def create(adapter: ProviderAdapter, issuer: IssuerContext, client: NewCli
 
 async def remove_client(
     adapter: ProviderAdapter, issuer: IssuerContext, client_id: str, *, reason: str, created: bool
-) -> None:
+) -> bool:
     """Delete a client the gateway created (``created``) or may have created but cannot hand over: no
     half-created clients. Never raises, the caller is already answering an error; a client known to exist
-    that could not be removed is logged as an error for an operator (``dcr-gateway clients``)."""
+    that could not be removed is logged as an error for an operator (``dcr-gateway clients``). ``True`` when the
+    client is gone (removed, or it was not there)."""
     try:
         await adapter.delete_client(issuer.key, client_id)
     except ClientNotFound:
         log.info("client.rollback_not_needed", issuer=issuer.issuer, client_id=client_id, reason=reason)
-        return
+        return True
     except Exception as exc:
         level = log.error if created else log.warning
         level("client.rollback_failed", issuer=issuer.issuer, client_id=client_id, reason=reason, cause=repr(exc))
-        return
+        return False
     log.warning("client.rolled_back", issuer=issuer.issuer, client_id=client_id, reason=reason)
+    return True
 
 
 def client_information(

@@ -24,6 +24,8 @@ from gateway.limits.guard import Limits
 from gateway.oauth.errors import ServerError
 from gateway.oauth.metadata import ClientMetadata
 from gateway.observability import audit
+from gateway.observability.audit import AuditLog, AuditRecord
+from gateway.observability.metrics import GatewayMetrics
 from gateway.pipeline import NO_STORE, Handler, read_json_object
 from gateway.registration.records import registration_client_uri
 from gateway.registration.service import (
@@ -60,6 +62,9 @@ class CreatedResponse(HandedOverResponse):
     def __init__(self, *, client_id: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.client_id = client_id
+        self.quota_counted = False
+        """The quota counted this client (:meth:`~gateway.limits.quota.Reservation.created`): a roll-back frees
+        its slot."""
 
 
 def registration_handler(
@@ -70,6 +75,8 @@ def registration_handler(
     access: RegistrationAccess,
     limits: Limits,
     lifecycle: Lifecycle | None = None,
+    audit_log: AuditLog | None = None,
+    metrics: GatewayMetrics | None = None,
 ) -> Handler:
     """``POST {issuer path}{registration path}`` for one issuer; everything it uses is handed over here, when
     the app is built.
@@ -77,7 +84,14 @@ def registration_handler(
     The provider's create and the 201 that hands its credentials over are one section
     (:meth:`gateway.lifecycle.Lifecycle.create_and_answer`): a cancelled request (the shutdown's bound) does not
     interrupt it, and a client whose 201 could not be written (the request was cancelled, the client went away)
-    is deleted again, so none is kept that nobody holds credentials for (RFC 7591 section 3.2.1)."""
+    is deleted again, so none is kept that nobody holds credentials for (RFC 7591 section 3.2.1).
+
+    Such a roll-back is recorded as what it is: the audit event ``CLIENT_DELETE`` with ``reason:
+    "not_handed_over"`` and caller ``gateway`` (:data:`gateway.observability.audit.NOT_HANDED_OVER`; the
+    request's own event says ``CLIENT_REGISTER`` 201 when the 201 was built but could not be written, or
+    ``CLIENT_REGISTER_ERROR`` 499 when the request was cancelled first),
+    ``dcr_gateway_registrations_rolled_back_total{reason}`` counts it, and the quota slot the 201 had kept is
+    freed (:meth:`~gateway.limits.quota.ClientQuota.client_deleted`)."""
     lifecycle = lifecycle or Lifecycle()
 
     async def register(request: web.Request) -> web.StreamResponse:
@@ -94,24 +108,34 @@ def registration_handler(
             software_statement=admission.software_statement,
         )
         metadata = await validate_registration(admission.document, issuer=issuer, settings=settings, caller=caller)
+        record = audit.current()  # the request's: a roll-back may run after the request's context ended
         async with limits.quota.reserve(issuer.key) as slot:
             response = await lifecycle.create_and_answer(
-                registration(metadata, token, caller),
+                registration(metadata, token, caller, record),
                 answered=lambda answer: answer.status == 201,
-                roll_back=lambda answer: roll_back(answer, "request_cancelled"),
+                roll_back=lambda answer: roll_back(answer, "request_cancelled", record),
             )
             if response.status == 201:
                 slot.created()
+                if isinstance(response, CreatedResponse):
+                    response.quota_counted = True
         return response
 
-    async def roll_back(response: web.StreamResponse, reason: str) -> None:
+    async def roll_back(response: web.StreamResponse, reason: str, record: AuditRecord | None) -> None:
         client_id = getattr(response, "client_id", None)
-        if client_id is not None:
-            log.warning("client.not_handed_over", issuer=issuer.issuer, client_id=client_id, reason=reason)
-            await remove_client(adapter, issuer, client_id, reason=reason, created=True)
+        if client_id is None:
+            return
+        log.warning("client.not_handed_over", issuer=issuer.issuer, client_id=client_id, reason=reason)
+        removed = await remove_client(adapter, issuer, client_id, reason=reason, created=True)
+        if removed and getattr(response, "quota_counted", False):
+            limits.quota.client_deleted(issuer.key)
+        if metrics is not None:
+            metrics.registration_rolled_back(issuer=issuer.issuer, reason=reason)
+        if audit_log is not None:
+            audit_log.emit_not_handed_over(record, "delete", issuer=issuer.issuer, client_id=client_id, undone=removed)
 
     async def registration(
-        metadata: ClientMetadata, token: InitialAccessToken | None, caller: Caller
+        metadata: ClientMetadata, token: InitialAccessToken | None, caller: Caller, record: AuditRecord | None
     ) -> web.StreamResponse:
         await access.redeem(token)  # a use of a max_uses token counts once the metadata passed and a slot is held
         registration_access_token, token_hash = mint_registration_access_token()
@@ -122,7 +146,7 @@ def registration_handler(
             body = registered_response(managed, issued, issuer, registration_access_token)
             response = CreatedResponse(
                 client_id=managed.client_id,
-                on_undelivered=lambda: lifecycle.undelivered(lambda: roll_back(response, "answer_not_written")),
+                on_undelivered=lambda: lifecycle.undelivered(lambda: roll_back(response, "answer_not_written", record)),
                 text=json.dumps(body),
                 status=201,
                 headers=NO_STORE,

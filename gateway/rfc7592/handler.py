@@ -20,6 +20,7 @@ given at registration (or by the update that issued it).
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,11 +39,14 @@ from adapters.base import (
     addressable_client_id,
 )
 from gateway.access.software_statement import merge_software_statement
+from gateway.lifecycle import HandedOverResponse, Lifecycle
 from gateway.limits.guard import Limits
 from gateway.oauth.bearer import bearer_token
-from gateway.oauth.errors import InvalidClientMetadata, InvalidToken
+from gateway.oauth.errors import InvalidClientMetadata, InvalidToken, ServerError
 from gateway.oauth.metadata import SECRET_AUTH_METHODS, ClientInformation, ClientMetadata
 from gateway.observability import audit
+from gateway.observability.audit import AuditLog, AuditRecord
+from gateway.observability.metrics import GatewayMetrics
 from gateway.pipeline import NO_STORE, RegistrationPipeline, Step, read_json_object
 from gateway.registration.records import (
     client_secret_matches,
@@ -177,6 +181,10 @@ def configuration_response(
 # ----------------------------------------------------------------------------------------- endpoint
 
 
+class UpdatedResponse(HandedOverResponse):
+    """The 200 of an RFC 7592 update: if it cannot be written, the previous registration is restored."""
+
+
 @dataclass(frozen=True)
 class ClientConfigurationEndpoint:
     """RFC 7592 client configuration endpoint for one issuer; :meth:`routes` gives its aiohttp routes. Everything
@@ -189,6 +197,11 @@ class ClientConfigurationEndpoint:
     """Every method counts against the rate limits (operation ``manage``, in the pipeline); a DELETE frees a slot
     of the managed-client quota."""
     rotate_registration_access_token: bool = False
+    lifecycle: Lifecycle | None = None
+    """The app's (:mod:`gateway.lifecycle`): an update runs to its answer even when the request is cancelled, and
+    the shutdown waits for a restore (see :meth:`update`)."""
+    audit_log: AuditLog | None = None
+    metrics: GatewayMetrics | None = None
 
     def routes(self, pipeline: RegistrationPipeline, path: str) -> list[web.RouteDef]:
         """``path`` ends with ``{client_id}``: GET, PUT, DELETE, through the registration pipeline."""
@@ -247,7 +260,20 @@ class ClientConfigurationEndpoint:
         return web.json_response(body, headers=NO_STORE)
 
     async def update(self, request: web.Request) -> web.StreamResponse:
-        """RFC 7592 section 2.2, client update request: a full replacement, validated like a registration."""
+        """RFC 7592 section 2.2, client update request: a full replacement, validated like a registration.
+
+        The client never loses access because its answer did not arrive: the update may issue credentials that
+        exist only in this 200 (a rotated registration access token, section 2.2 / 3; a new client secret) and
+        invalidate the ones the client holds. So, as a registration's create
+        (:meth:`gateway.lifecycle.Lifecycle.create_and_answer`), the provider's update and the building of the 200
+        are one section that a cancelled request (a client that went away, the shutdown's bound) does not
+        interrupt; if the 200 then cannot be handed over (the request was cancelled, or its bytes could not be
+        given to the connection: :class:`~gateway.lifecycle.HandedOverResponse`), the registration as read
+        before the update is written back (:meth:`_restore`), so the token and secret the client holds work
+        again. The shutdown waits for that restore before it closes the adapter. Recorded as the audit event
+        ``CLIENT_UPDATE`` with ``reason: "not_handed_over"`` and counted in
+        ``dcr_gateway_client_updates_restored_total``. (Refusing updates while draining would not be enough: a
+        client can go away at any time, and an update started before the drain can still be cut.)"""
         issuer = self.issuer
         current, token = await self.authorize(request, issuer)
         document = await read_json_object(request, self.settings.max_body_bytes, self.settings.body_timeout)
@@ -267,11 +293,51 @@ class ClientConfigurationEndpoint:
             metadata,
             rotate_registration_access_token=self.rotate_registration_access_token,
         )
+        lifecycle = self.lifecycle or Lifecycle()
+        record = audit.current()  # the request's: a restore may run after the request's context ended
+        return await lifecycle.create_and_answer(
+            self._replace(current, planned, token, lifecycle, record),
+            answered=lambda answer: answer.status == 200,
+            roll_back=lambda _: self._restore(current, "request_cancelled", record),
+        )
+
+    async def _replace(
+        self,
+        current: ManagedClient,
+        planned: Replacement,
+        token: str,
+        lifecycle: Lifecycle,
+        record: AuditRecord | None,
+    ) -> web.StreamResponse:
+        """The provider's update and the 200 that hands its credentials over (one section, see :meth:`update`)."""
+        issuer = self.issuer
         try:
             with provider_errors(issuer):
                 updated = await self.adapter.update_client(issuer.key, planned.client)
         except ClientNotFound:  # deleted since it was authorized
             raise InvalidToken(_NOT_AUTHORIZED) from None
+        try:
+            body = configuration_response(
+                updated,
+                client_uri=registration_client_uri(issuer.registration_endpoint, updated.client_id),
+                registration_access_token=planned.registration_access_token or token,
+                issued_client_secret=planned.client_secret,
+            )
+            response = UpdatedResponse(
+                on_undelivered=lambda: lifecycle.undelivered(
+                    lambda: self._restore(current, "answer_not_written", record)
+                ),
+                text=json.dumps(body),
+                status=200,
+                headers=NO_STORE,
+                content_type="application/json",
+            )
+        except Exception as exc:  # applied but not answerable: put the registration back as the client holds it
+            log.error(
+                "client.response_failed", issuer=issuer.issuer, client_id=current.client_id, cause=type(exc).__name__
+            )
+            await self._restore(current, "response_failed", record)
+            raise ServerError("the update could not be completed; the registration is unchanged") from exc
         log.info(
             "client.updated",
             issuer=issuer.issuer,
@@ -281,13 +347,39 @@ class ClientConfigurationEndpoint:
             client_secret_issued=planned.client_secret is not None,
             registration_access_token_rotated=planned.registration_access_token is not None,
         )
-        body = configuration_response(
-            updated,
-            client_uri=registration_client_uri(issuer.registration_endpoint, updated.client_id),
-            registration_access_token=planned.registration_access_token or token,
-            issued_client_secret=planned.client_secret,
+        return response
+
+    async def _restore(self, current: ManagedClient, reason: str, record: AuditRecord | None) -> None:
+        """Put back the registration ``current`` (as read before the update) whose update's answer was not handed
+        over: its metadata, its gateway record (the registration access token hash the client still holds, the
+        secret hash) and its secret where the provider returned it (Keycloak; Hydra keeps only a hash, and an
+        update without a secret keeps the one it holds). Never raises; a failure is logged for an operator."""
+        issuer = self.issuer
+        previous = NewClient(
+            client_id=current.client_id,
+            client_secret=current.client_secret if uses_secret(current) else None,
+            client_id_issued_at=current.client_id_issued_at,
+            client_secret_expires_at=current.client_secret_expires_at,
+            metadata=current.metadata,
+            gateway_data=dict(current.gateway_data),
         )
-        return web.json_response(body, headers=NO_STORE)
+        log.warning("client.update_not_handed_over", issuer=issuer.issuer, client_id=current.client_id, reason=reason)
+        try:
+            await self.adapter.update_client(issuer.key, previous)
+        except Exception as exc:
+            restored = False
+            log.error(
+                "client.restore_failed", issuer=issuer.issuer, client_id=current.client_id, cause=type(exc).__name__
+            )
+        else:
+            restored = True
+            log.warning("client.restored", issuer=issuer.issuer, client_id=current.client_id, reason=reason)
+        if self.metrics is not None:
+            self.metrics.update_restored(issuer=issuer.issuer, reason=reason)
+        if self.audit_log is not None:
+            self.audit_log.emit_not_handed_over(
+                record, "update", issuer=issuer.issuer, client_id=current.client_id, undone=restored
+            )
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
         """RFC 7592 section 2.3, client delete request: 204; the client and its token stop working."""

@@ -208,3 +208,75 @@ async def test_keycloak_admin_calls_carry_the_trace_context(
         await client.close()
         await admin_server.close()
         provider.shutdown()
+
+
+INITIAL_ACCESS_TOKEN = "iat-never-in-a-span-5d1c"
+ADMIN_HEADER_VALUE = "admin-header-never-in-a-span-8e2b"
+
+
+async def test_captured_headers_never_carry_credentials(
+    hydra_provider: HydraProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Header capture switched on for everything (``.*``, server and client side): the initial access token, the
+    registration access tokens and the configured Hydra admin header are in no exported span attribute, while
+    other captured headers are (the capture itself works)."""
+    from gateway.access.tokens import hash_initial_access_token
+
+    for variable in ("SERVER_REQUEST", "SERVER_RESPONSE", "CLIENT_REQUEST", "CLIENT_RESPONSE"):
+        monkeypatch.setenv(f"OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_{variable}", ".*")
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS", raising=False)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    tracing = Tracing.with_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    options = hydra_options(hydra_provider)
+    options["hydra"] = {**options.get("hydra", {}), "admin_headers": {"X-Admin-Key": ADMIN_HEADER_VALUE}}
+    options["access"] = {
+        "mode": "initial_access_token",
+        "initial_access_tokens": {"static_token_hashes": [hash_initial_access_token(INITIAL_ACCESS_TOKEN)]},
+    }
+    options["rotate_registration_access_token"] = True
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(create_app(Settings(**options), tracing=tracing), host="127.0.0.1")
+    )
+    await client.start_server()
+    try:
+        metadata = {"redirect_uris": ["http://127.0.0.1:3000/cb"], "token_endpoint_auth_method": "none"}
+        response = await client.post(
+            "/register",
+            json=metadata,
+            headers={"Authorization": f"Bearer {INITIAL_ACCESS_TOKEN}", "X-Probe": "captured"},
+        )
+        assert response.status == 201, await response.text()
+        registered = await response.json()
+        path = registered["registration_client_uri"][len(options["public_url"]) :]
+        token = registered["registration_access_token"]
+        read = await client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert read.status == 200, await read.text()
+        updated = await client.put(
+            path,
+            json={**metadata, "client_id": registered["client_id"], "client_name": "Renamed"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert updated.status == 200, await updated.text()
+        rotated = (await updated.json())["registration_access_token"]
+        deleted = await client.delete(path, headers={"Authorization": f"Bearer {rotated}"})
+        assert deleted.status == 204, await deleted.text()
+    finally:
+        await client.close()
+        provider.shutdown()
+
+    spans = exporter.get_finished_spans()
+    values = _attribute_values(spans)
+    for secret in (INITIAL_ACCESS_TOKEN, token, rotated, ADMIN_HEADER_VALUE):
+        assert not [value for value in values if secret in value], secret
+    assert any("captured" in value for value in values), "header capture is on: X-Probe is recorded"
+    clients = [s for s in spans if s.kind is SpanKind.CLIENT]
+    assert any(k.startswith("http.request.header.") for s in clients for k in (s.attributes or {})), "client capture"
+    authorization = [
+        (s.attributes or {}).get("http.request.header.authorization")
+        for s in spans
+        if "http.request.header.authorization" in (s.attributes or {})
+    ]
+    assert authorization, "the Authorization header's presence is still recorded"
+    assert all(value == ("[REDACTED]",) for value in authorization), authorization

@@ -121,3 +121,43 @@ def test_enabled_with_the_extra_builds_an_app_with_a_server_span_middleware() ->
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "tracing_middleware"
+
+
+def test_header_attributes_set_after_the_span_started_are_redacted_before_export(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The redaction works on ended spans: a header attribute an instrumentation sets late (as the aiohttp server
+    instrumentation does) is exported as ``[REDACTED]`` when its name may carry a credential, configured admin
+    headers and ``..._SANITIZE_FIELDS`` included; other headers are kept."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gateway.tracing import Tracing
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SANITIZE_FIELDS", "x-tenant-.*")
+    provider = TracerProvider()
+    tracing = Tracing.with_provider(provider)
+    tracing.redact_headers(["X-Sidecar"])
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    headers = {
+        "authorization": "Bearer rat-1",
+        "proxy_authorization": "Basic p-1",
+        "cookie": "sid=c-1",
+        "x_api_key": "k-1",
+        "x_sidecar": "s-1",
+        "x_tenant_secretless": "t-1",
+        "content_type": "application/json",
+    }
+    with provider.get_tracer("test").start_as_current_span("POST") as span:
+        for name, value in headers.items():
+            span.set_attribute(f"http.request.header.{name}", (value,))
+        span.set_attribute("http.response.header.set_cookie", ("sid=c-2",))
+    (exported,) = exporter.get_finished_spans()
+    attributes = dict(exported.attributes or {})
+    assert attributes.pop("http.request.header.content_type") == ("application/json",)
+    assert set(attributes.values()) == {("[REDACTED]",)}
+    assert len(attributes) == len(headers)  # the rest: redacted, not dropped
+    provider.shutdown()
