@@ -1,0 +1,423 @@
+"""Scale: the gateway and its client tooling with N managed and N unmanaged clients in each provider.
+
+Starts a fresh Hydra and a fresh Keycloak and a ``dcr-gateway serve`` in front of each, exactly as
+``bench/registration_latency.py`` does (its :func:`start_stack`, which uses ``devstack.providers``; the gateways run
+with the development limits, so the quota of managed clients per issuer is on and counts by listing). Then, per
+provider:
+
+1. **empty**: ``--requests`` sequential registrations through the gateway (public native body, after
+   ``--warmup``), p50/p99;
+2. **seed**: N managed clients registered through the gateway itself (``POST /register``, ``--seed-concurrency``
+   in flight: created exactly as the gateway creates them) and N unmanaged ones through the admin API
+   (a plain confidential client without the managed marker);
+3. **seeded**: the same registration run again, now with N managed + N unmanaged clients; the gateway's RSS
+   (``VmRSS``/``VmHWM`` from /proc) after all of them;
+4. with a recording pass-through proxy (``bench/scale_proxy.py``) in front of the admin API, each in its own
+   process under ``/usr/bin/time`` (wall time, peak RSS): ``dcr-gateway clients list --json``,
+   ``dcr-gateway clients gc --unused-for 30d`` (dry run) and the quota recount
+   (:meth:`gateway.limits.quota.ClientQuota.refresh`, what every instance runs every ``refresh_seconds``), each
+   with the number of admin calls per ``METHOD /path/template``.
+
+Before/after on one provider, not two providers side by side: two Keycloaks on a 2-core machine would each get
+less CPU than one and be measured under each other's load; the order (empty first) favours the empty figure by at
+most the provider's warm-up, which the warm-up requests absorb. The providers are fresh and thrown away at the
+end (nothing is deleted one by one).
+
+    PYTHONPATH=. .venv/bin/python bench/scale.py --clients 500
+    PYTHONPATH=. .venv/bin/python bench/scale.py --clients 2000 --providers keycloak
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from registration_latency import (
+    BODIES,
+    JSON_HEADERS,
+    BenchError,
+    HydraBench,
+    KeycloakBench,
+    ProviderBench,
+    Samples,
+    Stack,
+    _interrupt,
+    start_stack,
+)
+from scale_proxy import RecordingProxy
+
+from devstack.process import Service
+from devstack.providers import DEVELOPMENT_LIMITS_ENV, HydraProvider, KeycloakProvider
+
+BODY = BODIES["public native"]
+CLI_TIMEOUT = 1800.0
+SCRIPT = str(Path(__file__).resolve())
+
+
+# ------------------------------------------------------------------------------------------------- seeding
+
+
+async def _retrying(what: str, attempt: Any, tries: int = 5) -> None:
+    """Hydra's in-memory SQLite answers some concurrent writes with a serialization error: try again."""
+    for n in range(tries):
+        status, text = await attempt()
+        if status == 201:
+            return
+        if n == tries - 1 or status not in (400, 409, 500, 503):
+            raise BenchError(f"{what}: HTTP {status}: {text[:300]}")
+        await asyncio.sleep(0.05 * (n + 1))
+
+
+async def seed_managed(bench: ProviderBench, count: int, concurrency: int) -> float:
+    """``count`` registrations through the gateway; returns seconds."""
+    body = json.dumps(BODY).encode()
+
+    async def one() -> tuple[int, str]:
+        async with bench.http.post(bench.registration_endpoint, data=body, headers=JSON_HEADERS) as response:
+            return response.status, await response.text()
+
+    started = time.perf_counter()
+    await _run_bounded(count, concurrency, lambda: _retrying("seed managed", one))
+    return time.perf_counter() - started
+
+
+def _unmanaged_representation(provider: str) -> dict[str, Any]:
+    """A client someone else made: confidential, no managed marker."""
+    client_id = f"legacy-{uuid.uuid4().hex}"
+    if provider == "hydra":
+        return {
+            "client_id": client_id,
+            "client_name": "legacy app",
+            "redirect_uris": ["https://legacy.example.com/cb"],
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }
+    return {
+        "clientId": client_id,
+        "name": "legacy app",
+        "protocol": "openid-connect",
+        "publicClient": False,
+        "redirectUris": ["https://legacy.example.com/cb"],
+        "standardFlowEnabled": True,
+    }
+
+
+async def seed_unmanaged(bench: ProviderBench, count: int, concurrency: int) -> float:
+    """``count`` unmanaged clients through the admin API; returns seconds."""
+
+    async def one() -> tuple[int, str]:
+        body = json.dumps(_unmanaged_representation(bench.name)).encode()
+        headers = await bench.admin_headers()
+        async with bench.http.post(bench.admin_url(), data=body, headers=headers) as response:
+            return response.status, await response.text()
+
+    started = time.perf_counter()
+    await _run_bounded(count, concurrency, lambda: _retrying("seed unmanaged", one))
+    return time.perf_counter() - started
+
+
+async def _run_bounded(count: int, concurrency: int, job: Any) -> None:
+    remaining = iter(range(count))
+
+    async def worker() -> None:
+        for _ in remaining:
+            await job()
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, count)))))
+
+
+async def registration_latency(bench: ProviderBench, requests: int, warmup: int) -> dict[str, float]:
+    samples = Samples()
+    for index in range(warmup + requests):
+        elapsed = await bench.send("gateway", bench.gateway_request(BODY))
+        if index >= warmup:
+            samples.latencies.append(elapsed)
+    return samples.row()
+
+
+# ------------------------------------------------------------------------------------------- measuring
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of ``pid`` in KiB."""
+    values = {"VmRSS": 0, "VmHWM": 0}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in values:
+            values[key] = int(rest.split()[0])
+    return values["VmRSS"], values["VmHWM"]
+
+
+@dataclass
+class Measured:
+    what: str
+    seconds: float
+    peak_rss_kib: int
+    calls: dict[str, int] = field(default_factory=dict)
+    output: str = ""
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+
+async def measured_process(what: str, argv: Sequence[str], env: dict[str, str], proxy: RecordingProxy) -> Measured:
+    """Run ``argv`` under ``/usr/bin/time`` (wall seconds, peak RSS) while ``proxy`` counts its admin calls."""
+    proxy.reset()
+    with tempfile.NamedTemporaryFile(prefix="dcr-scale-time-", suffix=".txt", delete=False) as handle:
+        time_file = handle.name
+    try:
+        process = await asyncio.create_subprocess_exec(
+            "/usr/bin/time",
+            "-o",
+            time_file,
+            "-f",
+            "%e %M",
+            *argv,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), CLI_TIMEOUT)
+        if process.returncode != 0:
+            raise BenchError(f"{what}: exit {process.returncode}: {err.decode(errors='replace')[-1000:]}")
+        elapsed, peak = _read_text(time_file).split()[-2:]
+    finally:
+        os.unlink(time_file)
+    return Measured(what, float(elapsed), int(peak), dict(proxy.counts), out.decode(errors="replace"))
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def cli_env(gateway_env: dict[str, str], provider: str, proxy_url: str) -> dict[str, str]:
+    """The gateway's settings with the admin API reached through ``proxy_url``; quiet logs."""
+    env = {**os.environ, **DEVELOPMENT_LIMITS_ENV, **gateway_env, "DCR_LOG_LEVEL": "WARNING"}
+    if provider == "hydra":
+        env["DCR_HYDRA__ADMIN_URL"] = proxy_url
+    else:
+        env["DCR_KEYCLOAK__ADMIN_URL"] = proxy_url
+    return env
+
+
+def dcr_gateway() -> list[str]:
+    script = Path(sys.executable).parent / "dcr-gateway"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "gateway"]
+
+
+# ------------------------------------------------------------------------------------------------ recount
+
+
+async def _recount() -> int:
+    """The quota's recount (:meth:`ClientQuota.refresh`) of the first issuer, with the ``DCR_*`` settings."""
+    from adapters.registry import get_factory
+    from gateway.limits.quota import ClientQuota
+    from gateway.settings import load_settings
+
+    settings = load_settings(None)
+    adapter = get_factory(settings.provider)(settings)
+    timeout = aiohttp.ClientTimeout(total=settings.provider_timeout)
+    async with aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()) as session:
+        await adapter.start(session)
+        try:
+            issuer = adapter.issuers()[0].key
+            count = await ClientQuota(adapter, max_clients=1_000_000).refresh(issuer)
+        finally:
+            await adapter.close()
+    print(count)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- run
+
+
+@dataclass
+class ProviderResult:
+    name: str
+    empty: dict[str, float] = field(default_factory=dict)
+    seeded: dict[str, float] = field(default_factory=dict)
+    seed_managed_s: float = 0.0
+    seed_unmanaged_s: float = 0.0
+    gateway_rss_kib: tuple[int, int] = (0, 0)
+    registrations: int = 0
+    tools: list[Measured] = field(default_factory=list)
+    listed: int = 0
+
+
+async def measure_provider(
+    args: argparse.Namespace, bench: ProviderBench, gateway: Service, gateway_env: dict[str, str], admin_upstream: str
+) -> ProviderResult:
+    result = ProviderResult(bench.name)
+    await bench.setup()
+    result.empty = await registration_latency(bench, args.requests, args.warmup)
+    print(f"{bench.name}: empty p50 {result.empty['p50']:.2f} ms", flush=True)
+    result.seed_managed_s = await seed_managed(bench, args.clients, args.seed_concurrency)
+    result.seed_unmanaged_s = await seed_unmanaged(bench, args.clients, args.seed_concurrency)
+    print(
+        f"{bench.name}: seeded {args.clients} managed in {result.seed_managed_s:.1f} s, "
+        f"{args.clients} unmanaged in {result.seed_unmanaged_s:.1f} s",
+        flush=True,
+    )
+    result.seeded = await registration_latency(bench, args.requests, args.warmup)
+    result.registrations = 2 * (args.requests + args.warmup) + args.clients
+    result.gateway_rss_kib = rss_kib(gateway.pid)
+    print(f"{bench.name}: seeded p50 {result.seeded['p50']:.2f} ms", flush=True)
+
+    proxy = RecordingProxy(admin_upstream)
+    proxy_url = await proxy.start()
+    env = cli_env(gateway_env, bench.name, proxy_url)
+    try:
+        listing = await measured_process("clients list", [*dcr_gateway(), "clients", "list", "--json"], env, proxy)
+        result.listed = len(json.loads(listing.output))
+        result.tools.append(listing)
+        result.tools.append(
+            await measured_process(
+                "clients gc --unused-for 30d", [*dcr_gateway(), "clients", "gc", "--unused-for", "30d"], env, proxy
+            )
+        )
+        recount = await measured_process("quota recount", [sys.executable, SCRIPT, "--recount"], env, proxy)
+        result.tools.append(recount)
+        for tool in result.tools:
+            print(f"{bench.name}: {tool.what}: {tool.seconds:.2f} s, {tool.total_calls} admin calls", flush=True)
+    finally:
+        await proxy.stop()
+    return result
+
+
+def print_results(args: argparse.Namespace, results: Sequence[ProviderResult]) -> None:
+    n = args.clients
+    print(f"\nscale: {n} managed + {n} unmanaged clients per provider; {args.requests} sequential registrations")
+    header = f"{'provider':<10}{'phase':<10}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}"
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        for phase, row in (("empty", result.empty), ("seeded", result.seeded)):
+            print(f"{result.name:<10}{phase:<10}{row['p50']:>9.2f}{row['p99']:>9.2f}{row['mean']:>9.2f}")
+        ratio = result.seeded["p50"] / result.empty["p50"]
+        print(f"{result.name:<10}{'ratio':<10}{ratio:>9.2f}")
+    print("\ngateway after its registrations (VmRSS / VmHWM)")
+    for result in results:
+        rss, hwm = result.gateway_rss_kib
+        print(f"{result.name:<10}{result.registrations:>7} registrations  {rss / 1024:.1f} MiB / {hwm / 1024:.1f} MiB")
+    print("\nclient tooling through a recording proxy in front of the admin API")
+    header = f"{'provider':<10}{'what':<30}{'wall s':>8}{'peak MiB':>10}{'calls':>8}{'calls/client':>14}"
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        for tool in result.tools:
+            per_client = tool.total_calls / (2 * n) if n else 0.0
+            print(
+                f"{result.name:<10}{tool.what:<30}{tool.seconds:>8.2f}{tool.peak_rss_kib / 1024:>10.1f}"
+                f"{tool.total_calls:>8}{per_client:>14.2f}"
+            )
+            for key, count in sorted(tool.calls.items(), key=lambda item: -item[1]):
+                print(f"{'':<12}{count:>7}  {key}")
+        print(f"{result.name:<10}clients list showed {result.listed} managed clients")
+
+
+async def run(
+    args: argparse.Namespace,
+    *,
+    hydra: HydraProvider | None,
+    hydra_url: str,
+    keycloak: KeycloakProvider | None,
+    keycloak_url: str,
+    stack: Stack,
+    envs: dict[str, dict[str, str]],
+) -> int:
+    gateways = {
+        service.name.removeprefix("gateway-"): service
+        for service in stack.services
+        if service.name.startswith("gateway-")
+    }
+    connector = aiohttp.TCPConnector(limit=max(8, args.seed_concurrency))
+    timeout = aiohttp.ClientTimeout(total=60)
+    results: list[ProviderResult] = []
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        if hydra is not None:
+            bench: ProviderBench = HydraBench(http, hydra, hydra_url)
+            results.append(await measure_provider(args, bench, gateways["hydra"], envs["hydra"], hydra.admin_url))
+        if keycloak is not None:
+            bench = KeycloakBench(http, keycloak, keycloak_url)
+            results.append(
+                await measure_provider(args, bench, gateways["keycloak"], envs["keycloak"], keycloak.base_url)
+            )
+    print_results(args, results)
+    return 0
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--clients", type=int, default=500, help="managed clients to seed, and as many unmanaged")
+    parser.add_argument("--requests", type=int, default=200, help="measured sequential registrations per phase")
+    parser.add_argument("--warmup", type=int, default=20, help="unmeasured registrations before each phase")
+    parser.add_argument("--seed-concurrency", type=int, default=4, help="seeding requests in flight")
+    parser.add_argument("--providers", default="hydra,keycloak", help="comma-separated: hydra, keycloak")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the run directory (provider/gateway logs)")
+    parser.add_argument("--recount", action="store_true", help=argparse.SUPPRESS)  # the measured child process
+    args = parser.parse_args(argv)
+    args.providers = [p.strip() for p in args.providers.split(",") if p.strip()]
+    if not set(args.providers) <= {"hydra", "keycloak"} or not args.providers:
+        parser.error("--providers takes hydra and/or keycloak")
+    if args.clients < 0 or args.requests < 1 or args.warmup < 0 or args.seed_concurrency < 1:
+        parser.error("counts must be positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.recount:
+        return asyncio.run(_recount())
+    signal.signal(signal.SIGTERM, _interrupt)  # a terminated run still stops its providers
+    run_dir = Path(tempfile.mkdtemp(prefix="dcr-bench-scale-"))
+    stack = Stack()
+    failed = True
+    started = time.perf_counter()
+    try:
+        hydra, hydra_url, keycloak, keycloak_url = start_stack(stack, run_dir, args.providers)
+        envs: dict[str, dict[str, str]] = {}
+        if hydra is not None:
+            envs["hydra"] = hydra.gateway_env()
+        if keycloak is not None:
+            envs["keycloak"] = keycloak.gateway_env(int(keycloak_url.rsplit(":", 1)[1]))
+        print(f"providers ready in {time.perf_counter() - started:.1f} s; {os.cpu_count()} CPUs", flush=True)
+        code = asyncio.run(
+            run(
+                args,
+                hydra=hydra,
+                hydra_url=hydra_url,
+                keycloak=keycloak,
+                keycloak_url=keycloak_url,
+                stack=stack,
+                envs=envs,
+            )
+        )
+        failed = code != 0
+        return code
+    finally:
+        stack.stop()
+        if args.keep_logs or failed:
+            print(f"logs: {run_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        print(f"total {time.perf_counter() - started:.1f} s", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
