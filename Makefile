@@ -19,6 +19,7 @@
 #                    in .stack/
 #   make stack-down  stop the stack
 #   make stack-status
+#   make bench-scale registration p50, clients list/gc and the quota recount with N clients per provider (bench/scale.py)
 #   make run         Hydra + dev login app + a gateway on http://127.0.0.1:8080 in the foreground (Ctrl-C stops)
 
 SHELL := bash
@@ -128,3 +129,10 @@ stack-status: venv
 
 run: venv providers
 	@$(VPY) -m devstack.stack run
+
+# make bench-scale: N managed + N unmanaged clients per provider (bench/scale.py; the issue's targets are
+# --clients 10000 and 100000; BENCH_SCALE_ARGS overrides the small default)
+BENCH_SCALE_ARGS ?= --clients 500
+.PHONY: bench-scale
+bench-scale: venv providers
+	PYTHONPATH=. $(VPY) bench/scale.py $(BENCH_SCALE_ARGS)

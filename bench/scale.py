@@ -59,12 +59,18 @@ from registration_latency import (
 )
 from scale_proxy import RecordingProxy
 
+from adapters.hydra.adapter import _next_page_token
+from adapters.hydra.mapping import is_managed as hydra_managed
+from adapters.keycloak.mapping import is_managed as keycloak_managed
 from devstack.process import Service
 from devstack.providers import DEVELOPMENT_LIMITS_ENV, HydraProvider, KeycloakProvider
 
 BODY = BODIES["public native"]
 CLI_TIMEOUT = 1800.0
 SCRIPT = str(Path(__file__).resolve())
+SEARCHABLE_ENV = "KC_SPI_CLIENT__JPA__SEARCHABLE_ATTRIBUTES"
+SEARCHABLE_MARKER = "dcr.gateway.managed"
+"""Keycloak searches clients by attribute (``GET /clients?q=key:value``) only for attributes listed here."""
 
 
 # ------------------------------------------------------------------------------------------------- seeding
@@ -244,6 +250,119 @@ async def _recount() -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------- probes
+
+
+@dataclass
+class Probe:
+    """One provider API that would make a per-client call per-page, tried once on the seeded provider."""
+
+    what: str
+    calls: int
+    seconds: float
+    items: int
+    note: str = ""
+
+
+async def _paged(
+    bench: ProviderBench, url: str, params: dict[str, str], page_size: int
+) -> tuple[list[Any], int, int, str]:
+    """Keycloak ``first``/``max`` paging of ``url``: (items, calls, last status, error body)."""
+    items: list[Any] = []
+    calls = first = 0
+    while True:
+        query = {**params, "first": str(first), "max": str(page_size)}
+        async with bench.http.get(url, params=query, headers=await bench.admin_headers()) as response:
+            calls += 1
+            if response.status != 200:
+                return items, calls, response.status, (await response.text())[:120]
+            page = await response.json()
+        items.extend(page)
+        if len(page) < page_size:
+            return items, calls, 200, ""
+        first += page_size
+
+
+async def keycloak_probes(bench: KeycloakBench) -> list[Probe]:
+    from adapters.keycloak.adapter import PAGE_SIZE
+    from adapters.keycloak.mapping import MANAGED_ATTRIBUTE
+
+    base = bench.provider.admin_realm_url
+    probes: list[Probe] = []
+    for what, params in (
+        ("GET /clients (full, as the adapter pages today)", {}),
+        ("GET /clients?briefRepresentation=true", {"briefRepresentation": "true"}),
+        (f"GET /clients?q={MANAGED_ATTRIBUTE}:true", {"q": f"{MANAGED_ATTRIBUTE}:true"}),
+    ):
+        started = time.perf_counter()
+        items, calls, status, error = await _paged(bench, f"{base}/clients", params, PAGE_SIZE)
+        seconds = time.perf_counter() - started
+        managed = sum(1 for item in items if keycloak_managed(item))
+        with_attributes = sum(1 for item in items if item.get("attributes"))
+        note = f"HTTP {status} {error}".strip() + f"; {managed} managed; {with_attributes} carry attributes"
+        probes.append(Probe(what, calls, seconds, len(items), note))
+    started = time.perf_counter()
+    async with bench.http.get(f"{base}/client-session-stats", headers=await bench.admin_headers()) as response:
+        status = response.status
+        payload = await response.json() if status == 200 else await response.text()
+    seconds = time.perf_counter() - started
+    count = len(payload) if isinstance(payload, list) else 0
+    note = f"HTTP {status}" + ("" if status == 200 else f": {str(payload)[:120]}")
+    probes.append(Probe("GET /client-session-stats (gateway's account)", 1, seconds, count, note))
+    # The same call with the master realm's admin (view-realm): what it returns and costs when allowed.
+    form = {
+        "grant_type": "password",
+        "client_id": "admin-cli",
+        "username": bench.provider.bootstrap_admin[0],
+        "password": bench.provider.bootstrap_admin[1],
+    }
+    async with bench.http.post(
+        f"{bench.provider.base_url}/realms/master/protocol/openid-connect/token", data=form
+    ) as r:
+        token = (await r.json()).get("access_token", "")
+    started = time.perf_counter()
+    async with bench.http.get(f"{base}/client-session-stats", headers={"Authorization": f"Bearer {token}"}) as r:
+        status = r.status
+        payload = await r.json() if status == 200 else await r.text()
+    seconds = time.perf_counter() - started
+    count = len(payload) if isinstance(payload, list) else 0
+    note = f"HTTP {status}; one entry per client holding sessions (id, clientId, active, offline)"
+    probes.append(Probe("GET /client-session-stats (realm admin)", 1, seconds, count, note))
+    return probes
+
+
+async def hydra_probes(bench: HydraBench) -> list[Probe]:
+    from adapters.hydra.adapter import PAGE_SIZE
+
+    probes: list[Probe] = []
+    url = f"{bench.provider.admin_url}/admin/clients"
+    for what, extra in (
+        ("GET /admin/clients (as the adapter pages today)", {}),
+        (f"GET /admin/clients?client_name={BODY['client_name']}", {"client_name": str(BODY["client_name"])}),
+        ("GET /admin/clients?owner=dcr-gateway", {"owner": "dcr-gateway"}),
+    ):
+        items: list[Any] = []
+        calls = 0
+        token: str | None = None
+        started = time.perf_counter()
+        while True:
+            params = {"page_size": str(PAGE_SIZE), **extra}
+            if token:
+                params["page_token"] = token
+            async with bench.http.get(url, params=params) as response:
+                calls += 1
+                payload = await response.json() if response.status == 200 else []
+                link = response.headers.get("Link", "")
+            items.extend(payload or [])
+            token = _next_page_token(link) if payload else None
+            if not token:
+                break
+        seconds = time.perf_counter() - started
+        managed = sum(1 for item in items if hydra_managed(item))
+        probes.append(Probe(what, calls, seconds, len(items), f"{managed} managed"))
+    return probes
+
+
 # ---------------------------------------------------------------------------------------------------- run
 
 
@@ -257,6 +376,7 @@ class ProviderResult:
     gateway_rss_kib: tuple[int, int] = (0, 0)
     registrations: int = 0
     tools: list[Measured] = field(default_factory=list)
+    probes: list[Probe] = field(default_factory=list)
     listed: int = 0
 
 
@@ -297,6 +417,10 @@ async def measure_provider(
             print(f"{bench.name}: {tool.what}: {tool.seconds:.2f} s, {tool.total_calls} admin calls", flush=True)
     finally:
         await proxy.stop()
+    if isinstance(bench, KeycloakBench):
+        result.probes = await keycloak_probes(bench)
+    elif isinstance(bench, HydraBench):
+        result.probes = await hydra_probes(bench)
     return result
 
 
@@ -329,6 +453,15 @@ def print_results(args: argparse.Namespace, results: Sequence[ProviderResult]) -
             for key, count in sorted(tool.calls.items(), key=lambda item: -item[1]):
                 print(f"{'':<12}{count:>7}  {key}")
         print(f"{result.name:<10}clients list showed {result.listed} managed clients")
+    print("\nper-page provider APIs, tried once on the seeded provider (direct, not through the proxy)")
+    header = f"{'provider':<10}{'what':<52}{'calls':>6}{'wall s':>8}{'items':>7}  note"
+    print(header)
+    print("-" * len(header))
+    for result in results:
+        for probe in result.probes:
+            print(
+                f"{result.name:<10}{probe.what:<52}{probe.calls:>6}{probe.seconds:>8.2f}{probe.items:>7}  {probe.note}"
+            )
 
 
 async def run(
@@ -366,9 +499,14 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--clients", type=int, default=500, help="managed clients to seed, and as many unmanaged")
     parser.add_argument("--requests", type=int, default=200, help="measured sequential registrations per phase")
-    parser.add_argument("--warmup", type=int, default=20, help="unmeasured registrations before each phase")
+    parser.add_argument("--warmup", type=int, default=100, help="unmeasured registrations before each phase")
     parser.add_argument("--seed-concurrency", type=int, default=4, help="seeding requests in flight")
     parser.add_argument("--providers", default="hydra,keycloak", help="comma-separated: hydra, keycloak")
+    parser.add_argument(
+        "--keycloak-searchable-marker",
+        action="store_true",
+        help=f"start Keycloak with {SEARCHABLE_ENV}={SEARCHABLE_MARKER} (server-side filtering on the marker)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the run directory (provider/gateway logs)")
     parser.add_argument("--recount", action="store_true", help=argparse.SUPPRESS)  # the measured child process
     args = parser.parse_args(argv)
@@ -385,6 +523,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.recount:
         return asyncio.run(_recount())
     signal.signal(signal.SIGTERM, _interrupt)  # a terminated run still stops its providers
+    if args.keycloak_searchable_marker:
+        os.environ[SEARCHABLE_ENV] = SEARCHABLE_MARKER  # devstack's spawn passes the environment on
     run_dir = Path(tempfile.mkdtemp(prefix="dcr-bench-scale-"))
     stack = Stack()
     failed = True
