@@ -5,6 +5,7 @@ Starts a fresh Hydra and a fresh Keycloak and a ``dcr-gateway serve`` in front o
 with the development limits, so the quota of managed clients per issuer is on and counts by listing). Then, per
 provider:
 
+0. **pre-warm**: ``--prewarm`` registrations through the gateway, deleted again (the provider is warm and empty);
 1. **empty**: ``--requests`` sequential registrations through the gateway (public native body, after
    ``--warmup``), p50/p99;
 2. **seed**: N managed clients registered through the gateway itself (``POST /register``, ``--seed-concurrency``
@@ -16,12 +17,15 @@ provider:
    process under ``/usr/bin/time`` (wall time, peak RSS): ``dcr-gateway clients list --json``,
    ``dcr-gateway clients gc --unused-for 30d`` (dry run) and the quota recount
    (:meth:`gateway.limits.quota.ClientQuota.refresh`, what every instance runs every ``refresh_seconds``), each
-   with the number of admin calls per ``METHOD /path/template``.
+   with the number of admin calls per ``METHOD /path/template``;
+5. **probes**: once, directly, the provider APIs that would make per-client calls per-page (Keycloak
+   ``briefRepresentation``, ``q=`` attribute search, ``client-session-stats``; Hydra's ``client_name``/``owner``
+   list filters).
 
 Before/after on one provider, not two providers side by side: two Keycloaks on a 2-core machine would each get
-less CPU than one and be measured under each other's load; the order (empty first) favours the empty figure by at
-most the provider's warm-up, which the warm-up requests absorb. The providers are fresh and thrown away at the
-end (nothing is deleted one by one).
+less CPU than one and be measured under each other's load. The order (empty first) puts the provider's warm-up
+(Keycloak's JIT) on the empty figure; the pre-warm absorbs part of it, not all at N <= 2,000 (bench/README.md).
+The providers are fresh and thrown away at the end (nothing is deleted one by one).
 
     PYTHONPATH=. .venv/bin/python bench/scale.py --clients 500
     PYTHONPATH=. .venv/bin/python bench/scale.py --clients 2000 --providers keycloak
