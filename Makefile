@@ -12,7 +12,9 @@
 #   make image       the image localhost/dcr-gateway:<version> (Docker if an engine answers, else podman on a Debian
 #                    base bootstrapped locally and cached; deploy/image/build.sh); as root it installs podman first
 #   make bench       registration latency (gateway vs admin API, real providers) and discovery req/s benchmarks,
-#                    then make bench-throughput (registration sweep and front door, JSON + PNG in bench/results/)
+#                    then make bench-throughput
+#   make bench-throughput  registration/s at concurrency 1/8/32/64 and the front door (token, authorize, JWKS),
+#                    gateway vs provider, both providers; JSON + PNG in bench/results/ (BENCH_THROUGHPUT_ARGS=--profile)
 #   make lint        ruff check + ruff format --check + mypy --strict (the package and the example adapter) + lint-imports
 #                    (the layers in pyproject.toml) + hadolint (Dockerfile)
 #   make stack-up    Hydra :4444/:4445, dev login app :8090, Keycloak :8180, gateways :8080 (Hydra) and :8081
@@ -123,7 +125,8 @@ bench: venv providers
 # Registration throughput at concurrency 1/8/32/64 and the front door (token, authorize redirect, JWKS), both
 # providers; JSON and PNG into bench/results/ (matplotlib and py-spy: the bench extra).
 bench-throughput: venv providers
-	$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	@$(VPY) -c 'import matplotlib' 2>/dev/null && [ -x $(VENV)/bin/py-spy ] || \
+		$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	PYTHONPATH=. $(VPY) bench/throughput.py $(BENCH_THROUGHPUT_ARGS)
 
 stack-up: venv providers
