@@ -11,7 +11,10 @@
 #   make test        venv + providers + system-deps + node-deps, then the whole test suite (it starts its own providers)
 #   make image       the image localhost/dcr-gateway:<version> (Docker if an engine answers, else podman on a Debian
 #                    base bootstrapped locally and cached; deploy/image/build.sh); as root it installs podman first
-#   make bench       registration latency (gateway vs admin API, real providers) and discovery req/s benchmarks
+#   make bench       registration latency (gateway vs admin API, real providers) and discovery req/s benchmarks,
+#                    then make bench-throughput
+#   make bench-throughput  registration/s at concurrency 1/8/32/64 and the front door (token, authorize, JWKS),
+#                    gateway vs provider, both providers; JSON + PNG in bench/results/ (BENCH_THROUGHPUT_ARGS=--profile)
 #   make lint        ruff check + ruff format --check + mypy --strict (the package and the example adapter) + lint-imports
 #                    (the layers in pyproject.toml) + hadolint (Dockerfile)
 #   make stack-up    Hydra :4444/:4445, dev login app :8090, Keycloak :8180, gateways :8080 (Hydra) and :8081
@@ -32,7 +35,7 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv providers system-deps node-deps test lint bench stack-up stack-down stack-status run
+.PHONY: help venv providers system-deps node-deps test lint bench bench-throughput stack-up stack-down stack-status run
 .PHONY: image image-deps
 
 help:
@@ -113,10 +116,19 @@ image:
 
 BENCH_REGISTRATION_ARGS ?= --requests 200 --concurrency 8
 BENCH_DISCOVERY_ARGS ?=
+BENCH_THROUGHPUT_ARGS ?=
 
 bench: venv providers
 	PYTHONPATH=. $(VPY) bench/registration_latency.py $(BENCH_REGISTRATION_ARGS)
 	PYTHONPATH=. $(VPY) bench/discovery_rps.py $(BENCH_DISCOVERY_ARGS)
+	$(MAKE) bench-throughput
+
+# Registration throughput at concurrency 1/8/32/64 and the front door (token, authorize redirect, JWKS), both
+# providers; JSON and PNG into bench/results/ (matplotlib and py-spy: the bench extra).
+bench-throughput: venv providers
+	@$(VPY) -c 'import matplotlib' 2>/dev/null && [ -x $(VENV)/bin/py-spy ] || \
+		$(VPY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	PYTHONPATH=. $(VPY) bench/throughput.py $(BENCH_THROUGHPUT_ARGS)
 
 stack-up: venv providers
 	@$(VPY) -m devstack.stack up

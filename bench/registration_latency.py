@@ -360,10 +360,16 @@ async def _drain(bench: ProviderBench, side: str, queue: Iterator[Prepared], sam
         samples.latencies.append(await bench.send(side, item))
 
 
-async def concurrent(bench: ProviderBench, requests: int, concurrency: int, results: dict[Key, Samples]) -> None:
-    """Blocks of ``requests`` per side and body with ``concurrency`` requests in flight; two rounds per side in
-    the order A, B, B, A so both sides see the same drift."""
-    for body_name, body in BODIES.items():
+async def concurrent(
+    bench: ProviderBench,
+    requests: int,
+    concurrency: int,
+    results: dict[Key, Samples],
+    bodies: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Blocks of ``requests`` per side and body (``bodies``, default all of :data:`BODIES`) with ``concurrency``
+    requests in flight; two rounds per side in the order A, B, B, A so both sides see the same drift."""
+    for body_name, body in (BODIES if bodies is None else bodies).items():
         halves = (requests + 1) // 2, requests // 2
         for side, share in (("gateway", halves[0]), ("admin", halves[0]), ("admin", halves[1]), ("gateway", halves[1])):
             if share == 0:
