@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import json
 import math
@@ -535,31 +536,46 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+@dataclass
+class BenchRun:
+    """One benchmark run's providers (``stack``) and their log directory; set ``ok`` once the run succeeded."""
+
+    stack: Stack
+    run_dir: Path
+    started: float
+    ok: bool = False
+
+
+@contextlib.contextmanager
+def bench_run(name: str, *, keep_logs: bool = False) -> Iterator[BenchRun]:
+    """Providers started into ``run.stack`` are stopped on the way out, on SIGTERM too; their logs are kept (and
+    named) when the run did not set ``ok`` or with ``keep_logs``, else removed."""
+    signal.signal(signal.SIGTERM, _interrupt)  # a terminated run still stops its providers
+    run = BenchRun(Stack(), Path(tempfile.mkdtemp(prefix=f"dcr-bench-{name}-")), time.perf_counter())
+    try:
+        yield run
+    finally:
+        run.stack.stop()
+        if keep_logs or not run.ok:
+            print(f"logs: {run.run_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(run.run_dir, ignore_errors=True)
+        print(f"total {time.perf_counter() - run.started:.1f} s", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # a terminated run still stops its providers
-    run_dir = Path(tempfile.mkdtemp(prefix="dcr-bench-registration-"))
-    stack = Stack()
-    failed = True
-    started = time.perf_counter()
-    try:
-        hydra, hydra_url, keycloak, keycloak_url = start_stack(stack, run_dir, args.providers)
+    with bench_run("registration", keep_logs=args.keep_logs) as bench:
+        hydra, hydra_url, keycloak, keycloak_url = start_stack(bench.stack, bench.run_dir, args.providers)
         print(
-            f"providers ready in {time.perf_counter() - started:.1f} s ({', '.join(args.providers)}); "
+            f"providers ready in {time.perf_counter() - bench.started:.1f} s ({', '.join(args.providers)}); "
             f"{os.cpu_count()} CPUs; {args.requests} measured + {args.warmup} warm-up sequential requests per "
             f"side and body; bodies: {', '.join(BODIES)}",
             flush=True,
         )
         code = asyncio.run(run(args, hydra, hydra_url, keycloak, keycloak_url))
-        failed = code != 0
+        bench.ok = code == 0
         return code
-    finally:
-        stack.stop()
-        if args.keep_logs or failed:
-            print(f"logs: {run_dir}", file=sys.stderr)
-        else:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        print(f"total {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,6 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -58,7 +56,7 @@ from registration_latency import (
     ProviderBench,
     Samples,
     Stack,
-    _interrupt,
+    bench_run,
     start_stack,
 )
 from scale_proxy import RecordingProxy
@@ -544,21 +542,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     if args.recount:
         return asyncio.run(_recount())
-    signal.signal(signal.SIGTERM, _interrupt)  # a terminated run still stops its providers
     if args.keycloak_searchable_marker:
         os.environ[SEARCHABLE_ENV] = SEARCHABLE_MARKER  # devstack's spawn passes the environment on
-    run_dir = Path(tempfile.mkdtemp(prefix="dcr-bench-scale-"))
-    stack = Stack()
-    failed = True
-    started = time.perf_counter()
-    try:
-        hydra, hydra_url, keycloak, keycloak_url = start_stack(stack, run_dir, args.providers)
+    with bench_run("scale", keep_logs=args.keep_logs) as bench:
+        hydra, hydra_url, keycloak, keycloak_url = start_stack(bench.stack, bench.run_dir, args.providers)
         envs: dict[str, dict[str, str]] = {}
         if hydra is not None:
             envs["hydra"] = hydra.gateway_env()
         if keycloak is not None:
             envs["keycloak"] = keycloak.gateway_env(int(keycloak_url.rsplit(":", 1)[1]))
-        print(f"providers ready in {time.perf_counter() - started:.1f} s; {os.cpu_count()} CPUs", flush=True)
+        print(f"providers ready in {time.perf_counter() - bench.started:.1f} s; {os.cpu_count()} CPUs", flush=True)
         code = asyncio.run(
             run(
                 args,
@@ -566,19 +559,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 hydra_url=hydra_url,
                 keycloak=keycloak,
                 keycloak_url=keycloak_url,
-                stack=stack,
+                stack=bench.stack,
                 envs=envs,
             )
         )
-        failed = code != 0
+        bench.ok = code == 0
         return code
-    finally:
-        stack.stop()
-        if args.keep_logs or failed:
-            print(f"logs: {run_dir}", file=sys.stderr)
-        else:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        print(f"total {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
 
 if __name__ == "__main__":

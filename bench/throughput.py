@@ -33,7 +33,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -52,7 +51,7 @@ from registration_latency import (
     ProviderBench,
     Samples,
     Stack,
-    _interrupt,
+    bench_run,
     concurrent,
     start_stack,
 )
@@ -432,20 +431,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # a terminated run still stops its providers
-    run_dir = Path(tempfile.mkdtemp(prefix="dcr-bench-throughput-"))
-    stack = Stack()
-    started = time.perf_counter()
-    failed = True
-    try:
-        report = asyncio.run(run(args, stack, run_dir))
-        failed = False
-    finally:
-        stack.stop()
-        print(f"logs: {run_dir}" if failed else "", file=sys.stderr)
-        if not failed:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        print(f"total {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    with bench_run("throughput") as bench:
+        report = asyncio.run(run(args, bench.stack, bench.run_dir))
+        bench.ok = True
     if report["registration"]:
         print_rows(f"registration ({SWEEP_BODY} body), gateway vs admin API, ms", report["registration"])
     if report["frontdoor"]:

@@ -8,7 +8,9 @@ tests, not captured from a running Keycloak.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,34 @@ from multidict import CIMultiDictProxy
 KEYCLOAK_DOCUMENT_PATH = Path(__file__).parent / "data" / "keycloak-openid-configuration.json"
 KEYCLOAK_ISSUER = "https://auth.example.com/realms/mcp"
 METADATA_PATH = "/realms/mcp/.well-known/openid-configuration"
+
+
+GATEWAY_ORIGIN_DOCUMENT: dict[str, Any] = {
+    "issuer": "http://gateway.test",
+    "authorization_endpoint": "http://gateway.test/auth",
+    "token_endpoint": "http://gateway.test/token",
+    "response_types_supported": ["code"],
+}
+"""A minimal OpenID discovery document whose issuer is the gateway's public origin ``http://gateway.test``."""
+
+
+@contextlib.asynccontextmanager
+async def openid_configuration_server(
+    document: dict[str, Any] = GATEWAY_ORIGIN_DOCUMENT,
+) -> AsyncIterator[str]:
+    """A provider answering ``GET /.well-known/openid-configuration`` with ``document``; yields its origin."""
+    app = web.Application()
+
+    async def metadata(_: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get("/.well-known/openid-configuration", metadata)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
 
 
 def keycloak_document(issuer: str = KEYCLOAK_ISSUER) -> dict[str, Any]:

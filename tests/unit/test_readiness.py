@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from rfc8414_fakes import openid_configuration_server
 
 from adapters.base import CredentialsRefused, IssuerMissing, ProviderMisconfigured, ProviderUnavailable, RoleMissing
 from adapters.memory.adapter import MemoryAdapter
@@ -18,27 +18,13 @@ from gateway.app import StartupRefused, create_app
 from gateway.settings import Settings
 
 Client = TestClient[Any, Any]
-DOCUMENT = {
-    "issuer": "http://gateway.test",
-    "authorization_endpoint": "http://gateway.test/auth",
-    "token_endpoint": "http://gateway.test/token",
-    "response_types_supported": ["code"],
-}
 INTERVAL = 0.1
 
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[str]:
-    app = web.Application()
-
-    async def metadata(_: web.Request) -> web.Response:
-        return web.json_response(DOCUMENT)
-
-    app.router.add_get("/.well-known/openid-configuration", metadata)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
+    async with openid_configuration_server() as origin:
+        yield origin
 
 
 Start = Callable[[MemoryAdapter], Awaitable[Client]]

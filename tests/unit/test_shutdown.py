@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from rfc8414_fakes import openid_configuration_server
 
 from adapters.base import ManagedClient, NewClient
 from adapters.memory.adapter import MemoryAdapter
@@ -34,12 +34,6 @@ from gateway.registration.tokens import TOKEN_HASH_KEY, verify_registration_acce
 from gateway.server import serve
 from gateway.settings import Settings
 
-DOCUMENT = {
-    "issuer": "http://gateway.test",
-    "authorization_endpoint": "http://gateway.test/auth",
-    "token_endpoint": "http://gateway.test/token",
-    "response_types_supported": ["code"],
-}
 REGISTRATION = json.dumps(
     {"redirect_uris": ["http://127.0.0.1:3000/cb"], "token_endpoint_auth_method": "none"}
 ).encode()
@@ -68,16 +62,8 @@ class SlowMemoryAdapter(MemoryAdapter):
 
 @pytest.fixture
 async def upstream() -> AsyncIterator[str]:
-    app = web.Application()
-
-    async def metadata(_: web.Request) -> web.Response:
-        return web.json_response(DOCUMENT)
-
-    app.router.add_get("/.well-known/openid-configuration", metadata)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield str(server.make_url("")).rstrip("/")
-    await server.close()
+    async with openid_configuration_server() as origin:
+        yield origin
 
 
 async def _request(port: int, head: str, body: bytes = b"") -> tuple[int, dict[str, str], bytes]:
