@@ -306,6 +306,10 @@ class KeycloakAdapter:
         if status == 404 and realm_missing(body):
             raise IssuerMissing(f"Keycloak has no realm {realm!r}; set {_REALMS}", setting="DCR_KEYCLOAK__REALMS")
         if status in (400, 401) and "error" in payload:
+            # A realm being deleted loses its clients before it disappears, and a token request racing that
+            # deletion is refused as ``invalid_client``: only a realm that still answers has refused the secret.
+            if await self._realm_gone(realm):
+                raise IssuerMissing(f"Keycloak has no realm {realm!r}; set {_REALMS}", setting="DCR_KEYCLOAK__REALMS")
             error = str(payload.get("error"))[:80]
             description = str(payload.get("error_description") or "")[:160]
             raise CredentialsRefused(
@@ -318,6 +322,12 @@ class KeycloakAdapter:
             f"token); set {_ADMIN_URL} to Keycloak's base URL",
             setting="DCR_KEYCLOAK__ADMIN_URL",
         )
+
+    async def _realm_gone(self, realm: str) -> bool:
+        """Whether Keycloak answers ``Realm does not exist`` for the realm's public document ``/realms/{realm}``."""
+        url = f"{self._server_url}/realms/{quote(realm, safe='')}"
+        status, body = await self._check_request("GET", url, realm, headers={"Accept": "application/json"})
+        return status == 404 and realm_missing(body)
 
     async def _check_admin_api(self, realm: str, token: str) -> None:
         url = f"{self._server_url}/admin/realms/{quote(realm, safe='')}/clients"

@@ -3,7 +3,11 @@ missing role, and "Realm does not exist" is a missing realm (503), never an unkn
 
 from __future__ import annotations
 
+from typing import Any
+
+import aiohttp
 import pytest
+from aiohttp import web
 from keycloak.exceptions import KeycloakAuthenticationError, KeycloakGetError, KeycloakPostError
 
 from adapters.base import (
@@ -56,3 +60,45 @@ def test_a_missing_realm_is_issuer_missing_a_temporary_unavailability(body: byte
 def test_a_missing_client_stays_client_not_found() -> None:
     error = translate(KeycloakGetError(error_message=b'{"error":"Could not find client"}', response_code=404))
     assert isinstance(error, ClientNotFound)
+
+
+@pytest.mark.parametrize(
+    ("realm_status", "realm_body", "expected"),
+    [
+        (404, b'{"error":"Realm does not exist"}', IssuerMissing),
+        (200, b'{"realm":"mcp","public_key":"..."}', CredentialsRefused),
+    ],
+)
+async def test_a_refused_token_is_credentials_refused_only_while_the_realm_still_answers(
+    aiohttp_server: Any, realm_status: int, realm_body: bytes, expected: type[AdapterError]
+) -> None:
+    """A token request racing a realm's deletion is refused ``invalid_client`` (its clients go first): readiness
+    must name the missing realm, not blame the secret (a CI run reported "credentials refused" for a deleted realm)."""
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response(
+            {"error": "invalid_client", "error_description": "Invalid client or Invalid client credentials"},
+            status=401,
+        )
+
+    async def realm(request: web.Request) -> web.Response:
+        return web.Response(body=realm_body, status=realm_status, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/realms/mcp/protocol/openid-connect/token", token)
+    app.router.add_get("/realms/mcp", realm)
+    server = await aiohttp_server(app)
+    base = str(server.make_url("")).rstrip("/")
+    adapter = KeycloakAdapter(
+        server_url=base, public_url=base, realms=["mcp"], client_id="dcr-gateway", client_secret="s3cret-value"
+    )
+    async with aiohttp.ClientSession() as session:
+        await adapter.start(session)
+        try:
+            with pytest.raises(expected) as raised:
+                await adapter.check()
+        finally:
+            await adapter.close()
+    assert type(raised.value) is expected
+    assert "s3cret-value" not in str(raised.value)
+    assert "'mcp'" in str(raised.value)
