@@ -1,0 +1,190 @@
+"""The Keycloak adapter's admin transport when Keycloak misbehaves (issue 12, helper K): a small aiohttp server on
+127.0.0.1 plays the realm's token endpoint and admin API, answering as the real one does when it redirects, is
+down, or refuses the gateway's client. The real Keycloak: tests/integration/test_keycloak_admin_transport.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from adapters.base import CredentialsRefused, NewClient, ProviderUnavailable
+from adapters.keycloak.adapter import KeycloakAdapter
+from gateway.oauth.metadata import ClientMetadata
+
+SECRET = "s3cret-never-in-an-error"
+REALM = "mcp"
+TOKEN = f"/realms/{REALM}/protocol/openid-connect/token"
+Answer = Callable[[], Awaitable[web.StreamResponse]]
+AdminHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def issued(value: str) -> Answer:
+    async def answer() -> web.StreamResponse:
+        return web.json_response({"access_token": value, "expires_in": 300, "token_type": "Bearer"})
+
+    return answer
+
+
+def failing(status: int, body: dict[str, str], delay: float = 0.0) -> Answer:
+    async def answer() -> web.StreamResponse:
+        await asyncio.sleep(delay)
+        return web.json_response(body, status=status)
+
+    return answer
+
+
+@dataclass
+class FakeKeycloak:
+    """Serves ``token_answers`` in turn (the last one repeats); the admin API refuses a request without a bearer
+    token (401), answers the realm's scope lists (empty) for the adapter's cache and hands the rest to ``admin``.
+    Counts what it was sent."""
+
+    token_answers: list[Answer]
+    admin: AdminHandler
+    token_requests: int = 0
+    admin_requests: list[tuple[str, str]] = field(default_factory=list)
+
+    async def token(self, request: web.Request) -> web.StreamResponse:
+        answer = self.token_answers[min(self.token_requests, len(self.token_answers) - 1)]
+        self.token_requests += 1
+        return await answer()
+
+    async def admin_api(self, request: web.Request) -> web.StreamResponse:
+        self.admin_requests.append((request.method, request.path_qs))
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return await refused(request)
+        if request.method == "GET" and request.path.endswith("client-scopes"):
+            return web.json_response([])
+        return await self.admin(request)
+
+
+@pytest.fixture
+async def serve(aiohttp_server: Any) -> AsyncIterator[Callable[[FakeKeycloak], Awaitable[KeycloakAdapter]]]:
+    """``await serve(fake)``: a started Keycloak adapter whose Keycloak is ``fake``."""
+    opened: list[tuple[KeycloakAdapter, aiohttp.ClientSession]] = []
+
+    async def start(fake: FakeKeycloak) -> KeycloakAdapter:
+        app = web.Application()
+        app.router.add_post(TOKEN, fake.token)
+        app.router.add_route("*", "/admin/{tail:.*}", fake.admin_api)
+        server = await aiohttp_server(app)
+        base = str(server.make_url("")).rstrip("/")
+        adapter = KeycloakAdapter(
+            server_url=base, public_url=base, realms=[REALM], client_id="dcr-gateway", client_secret=SECRET
+        )
+        session = aiohttp.ClientSession()
+        opened.append((adapter, session))
+        await adapter.start(session)
+        return adapter
+
+    yield start
+    for adapter, session in opened:
+        await adapter.close()
+        await session.close()
+
+
+def new_client() -> NewClient:
+    return NewClient(
+        client_id=f"unit-{time.monotonic_ns()}",
+        client_secret=None,
+        client_id_issued_at=int(time.time()),
+        client_secret_expires_at=0,
+        metadata=ClientMetadata.model_validate(
+            {
+                "redirect_uris": ["http://127.0.0.1:3000/callback"],
+                "token_endpoint_auth_method": "none",
+                "grant_types": ["authorization_code"],
+                "response_types": ["code"],
+            }
+        ),
+    )
+
+
+async def refused(request: web.Request) -> web.StreamResponse:
+    """The admin API refusing the token (RFC 6750 section 3.1)."""
+    return web.json_response({"error": "HTTP 401 Unauthorized"}, status=401)
+
+
+# ---------------------------------------------------------------------------------------------- redirects
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        pytest.param(lambda adapter: adapter.read_document_client(REALM, "https://app.example/client.json"), id="find"),
+        pytest.param(lambda adapter: adapter.list_clients(REALM).__anext__(), id="list"),
+        pytest.param(lambda adapter: adapter.read_client(REALM, "some-client"), id="read"),
+    ],
+)
+async def test_a_redirect_from_the_admin_api_is_provider_trouble_and_never_followed(
+    serve: Callable[[FakeKeycloak], Awaitable[KeycloakAdapter]], operation: Callable[[KeycloakAdapter], Any]
+) -> None:
+    """The admin API does not redirect; one that does (a misrouted ingress, a path cleaned) is not followed, so the
+    bearer token never goes where it points, and it is ``ProviderUnavailable`` on every path, never a JSON error
+    (a redirect answering a listing or a lookup by ``clientId`` was read as JSON: a 500)."""
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        if request.path.startswith(f"/admin/realms/{REALM}/elsewhere"):
+            return web.json_response([])
+        raise web.HTTPFound(f"/admin/realms/{REALM}/elsewhere")
+
+    fake = FakeKeycloak([issued("t1")], redirect)
+    adapter = await serve(fake)
+    with pytest.raises(ProviderUnavailable):
+        await operation(adapter)
+    assert fake.admin_requests, "the admin API was asked"
+    assert not [path for _, path in fake.admin_requests if "/elsewhere" in path], "the redirect was followed"
+
+
+# ---------------------------------------------------------------------------------------------- the token
+
+
+async def test_keycloak_down_when_the_token_is_refused_is_one_token_request_and_nothing_sent(
+    serve: Callable[[FakeKeycloak], Awaitable[KeycloakAdapter]],
+) -> None:
+    """64 concurrent creates whose token the admin API refuses (401), while the token endpoint answers 503
+    slowly: one token request for all of them (single flight, its failure shared), and each create is
+    ``ProviderUnavailable`` with ``request_sent`` false: a 401 changed nothing, and the second try never went out,
+    so the gateway has nothing to roll back."""
+    fake = FakeKeycloak([issued("t1"), failing(503, {"error": "unavailable"}, delay=0.2)], refused)
+    adapter = await serve(fake)
+    await adapter.realm_scopes(REALM)
+    assert fake.token_requests == 1
+    results = await asyncio.gather(
+        *(adapter.create_client(REALM, new_client()) for _ in range(64)), return_exceptions=True
+    )
+    assert all(isinstance(r, ProviderUnavailable) for r in results), results[:3]
+    assert [r.request_sent for r in results if isinstance(r, ProviderUnavailable)] == [False] * 64
+    assert fake.token_requests == 2, fake.token_requests
+    creates = [path for method, path in fake.admin_requests if method == "POST"]
+    assert len(creates) == 64  # each sent once with the refused token, none again
+    assert not [r for r in results if SECRET in str(r)]
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(401, "invalid_client"), (400, "unauthorized_client")],
+)
+async def test_the_token_endpoint_refusing_the_client_is_credentials_refused_never_the_registrants_fault(
+    serve: Callable[[FakeKeycloak], Awaitable[KeycloakAdapter]], status: int, error: str
+) -> None:
+    """RFC 6749 section 5.2: a wrong secret (401 ``invalid_client``) or a client without a service account
+    (400 ``unauthorized_client``) is the gateway's configuration (503 and the setting named), not a rejection of
+    the registered metadata (a 400 was ``ProviderRejected``: ``invalid_client_metadata`` to the registrant)."""
+    description = "Invalid client or Invalid client credentials"
+    fake = FakeKeycloak([failing(status, {"error": error, "error_description": description})], refused)
+    adapter = await serve(fake)
+    with pytest.raises(CredentialsRefused) as raised:
+        await adapter.create_client(REALM, new_client())
+    assert "DCR_KEYCLOAK__CLIENT_SECRET" in str(raised.value)
+    assert SECRET not in str(raised.value)
+    assert fake.token_requests == 1
+    assert [method for method, _ in fake.admin_requests if method == "POST"] == []
