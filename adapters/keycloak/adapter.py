@@ -413,11 +413,14 @@ class KeycloakAdapter:
             raise ProviderUnavailable(f"keycloak {action}: {type(exc).__name__}") from exc
 
     async def realm_scopes(self, realm: str) -> RealmScopes:
-        """The realm's client scopes, cached for :data:`REALM_SCOPES_TTL` seconds."""
+        """The realm's client scopes, cached for :data:`REALM_SCOPES_TTL` seconds. One caller refreshes them;
+        meanwhile the others go on with the previous value instead of queueing behind the refresh (three admin
+        round trips). Without any value yet, everyone waits for the first read."""
         cached = self._scopes.get(realm)
-        if cached and time.monotonic() - cached[0] < REALM_SCOPES_TTL:
+        lock = self._scope_locks[realm]
+        if cached and (time.monotonic() - cached[0] < REALM_SCOPES_TTL or lock.locked()):
             return cached[1]
-        async with self._scope_locks[realm]:
+        async with lock:
             cached = self._scopes.get(realm)
             if cached and time.monotonic() - cached[0] < REALM_SCOPES_TTL:
                 return cached[1]

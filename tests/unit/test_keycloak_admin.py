@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from adapters.base import CredentialsRefused, NewClient, ProviderUnavailable
-from adapters.keycloak.adapter import KeycloakAdapter
+from adapters.keycloak.adapter import REALM_SCOPES_TTL, KeycloakAdapter
 from gateway.oauth.metadata import ClientMetadata
 
 SECRET = "s3cret-never-in-an-error"
@@ -51,6 +51,9 @@ class FakeKeycloak:
     admin: AdminHandler
     token_requests: int = 0
     admin_requests: list[tuple[str, str]] = field(default_factory=list)
+    scopes_gate: asyncio.Event | None = None
+    """When set, the scope lists wait for it (a slow refresh)."""
+    scopes_asked: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def token(self, request: web.Request) -> web.StreamResponse:
         answer = self.token_answers[min(self.token_requests, len(self.token_answers) - 1)]
@@ -62,6 +65,9 @@ class FakeKeycloak:
         if not request.headers.get("Authorization", "").startswith("Bearer "):
             return await refused(request)
         if request.method == "GET" and request.path.endswith("client-scopes"):
+            self.scopes_asked.set()
+            if self.scopes_gate is not None:
+                await self.scopes_gate.wait()
             return web.json_response([])
         return await self.admin(request)
 
@@ -188,3 +194,38 @@ async def test_the_token_endpoint_refusing_the_client_is_credentials_refused_nev
     assert SECRET not in str(raised.value)
     assert fake.token_requests == 1
     assert [method for method, _ in fake.admin_requests if method == "POST"] == []
+
+
+# ------------------------------------------------------------------------------------------ realm scopes
+
+
+async def created(request: web.Request) -> web.StreamResponse:
+    """``POST .../clients``: 201 with the new client's ``Location``."""
+    await request.read()
+    return web.Response(status=201, headers={"Location": f"{request.url}/00000000-0000-0000-0000-000000000001"})
+
+
+async def test_registrations_do_not_queue_behind_a_refresh_of_the_realm_scopes(
+    serve: Callable[[FakeKeycloak], Awaitable[KeycloakAdapter]],
+) -> None:
+    """Every :data:`REALM_SCOPES_TTL` seconds one registration refreshes the realm's scope lists; the others meanwhile
+    use the previous lists (they used to wait for its three admin round trips): a registration completes while the
+    refresh is held at Keycloak."""
+    fake = FakeKeycloak([issued("t1")], created)
+    adapter = await serve(fake)
+    first = await adapter.realm_scopes(REALM)
+    stamp, value = adapter._scopes[REALM]
+    adapter._scopes[REALM] = (stamp - REALM_SCOPES_TTL - 1, value)  # the lists are due for a refresh
+    fake.scopes_gate = asyncio.Event()
+    fake.scopes_asked.clear()
+    refreshing = asyncio.create_task(adapter.create_client(REALM, new_client()))
+    try:
+        await asyncio.wait_for(fake.scopes_asked.wait(), 5)
+        await asyncio.wait_for(adapter.create_client(REALM, new_client()), 5)  # not behind the refresh
+        assert not refreshing.done()
+        assert [m for m, path in fake.admin_requests if m == "POST"] == ["POST"]
+    finally:
+        fake.scopes_gate.set()
+        await refreshing
+    assert await adapter.realm_scopes(REALM) == first
+    assert len([m for m, _ in fake.admin_requests if m == "POST"]) == 2
