@@ -247,7 +247,7 @@ async def test_keycloak_odd_client_ids_answer_401_without_any_client_lookup(
 
     # positive control: the real client with a wrong token is looked up (and counted)
     await assert_uniform_401(http, "GET", URL(f"{registration_endpoint}/{client_id}"), "wrong-token")
-    assert [url.params.get("clientId") for url in keycloak_requests.client_lookups()] == [client_id]
+    assert [url.query.get("clientId") for url in keycloak_requests.client_lookups()] == [client_id]
     assert await client_record(keycloak_provider, http, client_id) is not None
 
 
