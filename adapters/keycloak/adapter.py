@@ -483,8 +483,9 @@ class KeycloakAdapter:
             raise
         representation = to_keycloak(client, realm_scopes)
         await self._call("create client", self._admin(issuer).a_create_client(representation))
-        # One round trip: Keycloak takes the gateway's secret as given, so the answer is what we sent.
-        return registered_view(client, realm_scopes)
+        # One round trip: Keycloak takes the gateway's secret as given, so the answer is what we sent (read from the
+        # representation sent, not mapped a second time: registered_view's work, halved).
+        return from_keycloak(representation, client_secret=client.client_secret)
 
     async def read_client(self, issuer: str, client_id: str) -> ManagedClient:
         return from_keycloak(await self._find(issuer, client_id))
