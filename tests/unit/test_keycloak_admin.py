@@ -229,3 +229,32 @@ async def test_registrations_do_not_queue_behind_a_refresh_of_the_realm_scopes(
         await refreshing
     assert await adapter.realm_scopes(REALM) == first
     assert len([m for m, _ in fake.admin_requests if m == "POST"]) == 2
+
+
+# ------------------------------------------------------------------------------------------ trace context
+
+
+async def test_a_session_without_instrumentation_still_sends_the_current_trace_context(
+    serve: Callable[[FakeKeycloak], Awaitable[KeycloakAdapter]],
+) -> None:
+    """The app's session, when the gateway traces, makes a client span per admin call and sends its context; on a
+    session without OpenTelemetry's instrumentation (the CLI's, a test's) the adapter sends the current span's
+    ``traceparent`` itself, when OpenTelemetry is loaded at all."""
+    sdk = pytest.importorskip("opentelemetry.sdk.trace", reason="the 'tracing' extra is not installed")
+    import opentelemetry.propagate  # noqa: F401  (what the gateway's tracing loads)
+
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers.get("traceparent", ""))
+        return await created(request)
+
+    fake = FakeKeycloak([issued("t1")], record)
+    adapter = await serve(fake)
+    tracer = sdk.TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("registration") as span:
+        await adapter.create_client(REALM, new_client())
+    trace_id = f"{span.get_span_context().trace_id:032x}"
+    assert len(seen) == 1 and seen[0].startswith(f"00-{trace_id}-"), seen
+    await adapter.create_client(REALM, new_client())  # no current span: nothing to send
+    assert seen[1] == ""
