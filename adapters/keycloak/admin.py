@@ -28,8 +28,11 @@ from typing import Any
 import aiohttp
 
 TOKEN_REFRESH_MARGIN = 30.0
-"""Seconds before a token's expiry at which it is renewed (at most a tenth of its lifetime for short-lived ones),
-so that no admin call carries a token that expires on its way."""
+"""Seconds before a token's expiry at which a new one is asked for in the background (at most a tenth of its
+lifetime for short-lived ones); admin calls go on with the current one meanwhile."""
+TOKEN_EXPIRY_MARGIN = 5.0
+"""Seconds before a token's expiry after which it is not sent any more (at most a twentieth of its lifetime): an
+admin call then waits for the new one, so none carries a token that expires on its way."""
 DEFAULT_TOKEN_LIFETIME = 60.0
 """Seconds a token is kept when the token response names no ``expires_in`` (RFC 6749 section 5.1: RECOMMENDED)."""
 
@@ -159,10 +162,12 @@ def _propagate_trace_context(headers: MutableMapping[str, str]) -> None:
 class ServiceAccountToken:
     """The access token of the gateway's client in one realm (client credentials grant, RFC 6749 section 4.4).
 
-    Kept until :data:`TOKEN_REFRESH_MARGIN` seconds before ``expires_in`` runs out (counted from when it was asked
-    for); :meth:`renew` after the admin API refused it. Single flight: while a token request is under way every
-    caller waits for that one, and a failure is every waiter's failure (64 registrations arriving with an expired
-    token make one token request, and one refused request when Keycloak is down, not 64)."""
+    ``expires_in`` is counted from when it was asked for. :data:`TOKEN_REFRESH_MARGIN` seconds before it runs out, a
+    new token is asked for while admin calls go on with the current one; :data:`TOKEN_EXPIRY_MARGIN` seconds before,
+    calls wait for the new one. :meth:`renew` after the admin API refused it. Single flight: while a token request
+    is under way every caller that needs it waits for that one, and a failure is every waiter's failure (64
+    registrations arriving with an expired token make one token request, and one refused request when Keycloak is
+    down, not 64)."""
 
     def __init__(
         self,
@@ -183,16 +188,25 @@ class ServiceAccountToken:
         self.clock = clock
         self._value: str | None = None
         self._renew_at = 0.0
+        self._expires_at = 0.0
+        self._ahead_after = 0.0
+        """No request ahead of expiry before this (one second after one failed: Keycloak down is not hammered)."""
         self._pending: asyncio.Task[str] | None = None
         self.requests = 0
         """Token requests made (a structural figure for tests and benchmarks)."""
 
     async def get(self) -> str:
-        """A token good for at least :data:`TOKEN_REFRESH_MARGIN` more seconds (or a tenth of its lifetime)."""
+        """A token good for at least :data:`TOKEN_EXPIRY_MARGIN` more seconds (or a twentieth of its lifetime)."""
         value = self._value
-        if value is not None and self.clock() < self._renew_at:
-            return value
-        return await self._single_flight()
+        if value is not None:
+            now = self.clock()
+            if now < self._renew_at:
+                return value
+            if now < self._expires_at:
+                if now >= self._ahead_after:
+                    self._start()  # ahead of expiry: nobody waits for it
+                return value
+        return await asyncio.shield(self._start())
 
     async def renew(self, refused: str) -> str:
         """A new token after the admin API refused ``refused`` (HTTP 401): callers that saw the same token refused
@@ -201,19 +215,20 @@ class ServiceAccountToken:
             self._value = None
         return await self.get()
 
-    def _single_flight(self) -> asyncio.Future[str]:
+    def _start(self) -> asyncio.Task[str]:
+        """The token request under way, or a new one (single flight)."""
         task = self._pending
         if task is None:
             task = asyncio.get_running_loop().create_task(self._request())
             self._pending = task
             task.add_done_callback(self._settled)
-        return asyncio.shield(task)
+        return task
 
     def _settled(self, task: asyncio.Task[str]) -> None:
         if self._pending is task:
             self._pending = None
-        if not task.cancelled():
-            task.exception()  # retrieved: the waiters (if any are left) raise it themselves
+        if not task.cancelled() and task.exception() is not None:  # retrieved: any waiters raise it themselves
+            self._ahead_after = self.clock() + 1.0
 
     async def _request(self) -> str:
         asked_at = self.clock()
@@ -237,6 +252,7 @@ class ServiceAccountToken:
             seconds = float(lifetime) if isinstance(lifetime, (int, float)) and lifetime > 0 else DEFAULT_TOKEN_LIFETIME
             self._value = token
             self._renew_at = asked_at + seconds - min(TOKEN_REFRESH_MARGIN, seconds / 10)
+            self._expires_at = asked_at + seconds - min(TOKEN_EXPIRY_MARGIN, seconds / 20)
             return token
         if status in (400, 401) and "error" in payload:
             # RFC 6749 section 5.2: invalid_client (401) or unauthorized_client (400, no service account)

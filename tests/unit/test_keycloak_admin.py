@@ -258,3 +258,45 @@ async def test_a_session_without_instrumentation_still_sends_the_current_trace_c
     assert len(seen) == 1 and seen[0].startswith(f"00-{trace_id}-"), seen
     await adapter.create_client(REALM, new_client())  # no current span: nothing to send
     assert seen[1] == ""
+
+
+async def test_a_token_near_its_expiry_is_renewed_ahead_while_admin_calls_go_on(
+    serve: Callable[[FakeKeycloak], Awaitable[KeycloakAdapter]],
+) -> None:
+    """Past the renewal point (``expires_in`` 300 s: after 270 s) but before the token expires, one token request
+    goes out and registrations keep using the current token instead of waiting for it; once it answers, the new
+    token is used. Only an expired token makes callers wait (tests/integration/test_keycloak_admin_transport.py)."""
+    gate = asyncio.Event()
+
+    async def late_t2() -> web.StreamResponse:
+        await gate.wait()
+        return await issued("t2")()
+
+    sent: list[str] = []
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        sent.append(request.headers["Authorization"])
+        return await created(request)
+
+    fake = FakeKeycloak([issued("t1"), late_t2], record)
+    adapter = await serve(fake)
+    await adapter.realm_scopes(REALM)
+    token = adapter._admin(REALM).token
+    real_clock = token.clock
+    token.clock = lambda: real_clock() + 280.0
+    try:
+        for _ in range(3):
+            await asyncio.wait_for(adapter.create_client(REALM, new_client()), 5)  # never behind the token request
+        assert sent == ["Bearer t1"] * 3
+        assert fake.token_requests == 2  # one request ahead, not one per call
+        gate.set()
+        for _ in range(100):
+            if token._pending is None:
+                break
+            await asyncio.sleep(0.02)
+        await adapter.create_client(REALM, new_client())
+        assert sent[-1] == "Bearer t2"
+        assert fake.token_requests == 2
+    finally:
+        gate.set()
+        token.clock = real_clock
