@@ -370,6 +370,9 @@ class KeycloakAdapter:
         being unavailable. Nothing was sent when the connection was never established, or when the step before
         the request failed (no token could be had: :class:`~adapters.keycloak.admin.ServiceAccountToken`)."""
         code = exc.response_code
+        if code == 404 and not exc.request_sent and not realm_missing(exc.error_message):
+            # no token endpoint there (a wrong admin URL): not a missing client
+            return ProviderUnavailable(f"keycloak {action}: token endpoint not found (HTTP 404)", request_sent=False)
         if not (isinstance(exc, KeycloakConnectionError) or code is None or code >= 500 or 300 <= code < 400):
             return None
         if isinstance(exc.__cause__, _NOT_SENT) or not exc.request_sent:

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters.base import CredentialsRefused, NewClient, ProviderUnavailable
+from adapters.base import ClientNotFound, CredentialsRefused, NewClient, ProviderUnavailable
 from adapters.keycloak.adapter import REALM_SCOPES_TTL, KeycloakAdapter
 from gateway.oauth.metadata import ClientMetadata
 
@@ -300,3 +300,21 @@ async def test_a_token_near_its_expiry_is_renewed_ahead_while_admin_calls_go_on(
     finally:
         gate.set()
         token.clock = real_clock
+
+
+async def test_no_token_endpoint_is_provider_trouble_not_a_missing_client(
+    serve: Callable[[FakeKeycloak], Awaitable[KeycloakAdapter]],
+) -> None:
+    """A 404 from the token endpoint that does not name a missing realm (the admin URL points at something else):
+    Keycloak is unusable and nothing was sent, never "client not found" (a create answered that as a 500)."""
+
+    async def not_found() -> web.StreamResponse:
+        return web.Response(status=404, text="Not Found")
+
+    fake = FakeKeycloak([not_found], created)
+    adapter = await serve(fake)
+    with pytest.raises(ProviderUnavailable) as raised:
+        await adapter.create_client(REALM, new_client())
+    assert not isinstance(raised.value, ClientNotFound)
+    assert raised.value.request_sent is False
+    assert fake.admin_requests == []
