@@ -283,6 +283,8 @@ class KeycloakAdapter:
     async def _check_token(self, realm: str) -> str:
         url = f"{self._server_url}/realms/{quote(realm, safe='')}/protocol/openid-connect/token"
         form = {"grant_type": "client_credentials", "client_id": self._client_id, "client_secret": self._client_secret}
+        cache = self._admins.get(realm)
+        asked_at = cache.token.clock() if cache is not None else 0.0
         status, body = await self._check_request("POST", url, realm, data=form)
         try:
             payload = json.loads(body)
@@ -291,6 +293,8 @@ class KeycloakAdapter:
         payload = payload if isinstance(payload, dict) else {}
         if status == 200 and isinstance(payload.get("access_token"), str):
             token: str = payload["access_token"]
+            if cache is not None:  # the admin calls' token, too: the first registration asks for none
+                cache.token.accept(payload, asked_at)
             return token
         if status == 404 and realm_missing(body):
             raise IssuerMissing(f"Keycloak has no realm {realm!r}; set {_REALMS}", setting="DCR_KEYCLOAK__REALMS")

@@ -215,6 +215,23 @@ class ServiceAccountToken:
             self._value = None
         return await self.get()
 
+    def accept(self, payload: Mapping[str, Any], asked_at: float) -> str | None:
+        """Keep the access token of a successful token response (RFC 6749 section 5.1) asked for at ``asked_at``
+        (by :attr:`clock`), unless a newer one is kept; the token, or ``None`` when the response holds none. The
+        readiness check's own token request (:meth:`~adapters.keycloak.adapter.KeycloakAdapter.check`) hands its
+        token over here, so the first registration after it needs no token request."""
+        token = payload.get("access_token")
+        if not isinstance(token, str) or not token:
+            return None
+        lifetime = payload.get("expires_in")
+        seconds = float(lifetime) if isinstance(lifetime, (int, float)) and lifetime > 0 else DEFAULT_TOKEN_LIFETIME
+        renew_at = asked_at + seconds - min(TOKEN_REFRESH_MARGIN, seconds / 10)
+        if self._value is None or renew_at >= self._renew_at:
+            self._value = token
+            self._renew_at = renew_at
+            self._expires_at = asked_at + seconds - min(TOKEN_EXPIRY_MARGIN, seconds / 20)
+        return token
+
     def _start(self) -> asyncio.Task[str]:
         """The token request under way, or a new one (single flight)."""
         task = self._pending
@@ -246,13 +263,8 @@ class ServiceAccountToken:
         except ValueError:
             payload = None
         payload = payload if isinstance(payload, dict) else {}
-        token = payload.get("access_token")
-        if status == 200 and isinstance(token, str) and token:
-            lifetime = payload.get("expires_in")
-            seconds = float(lifetime) if isinstance(lifetime, (int, float)) and lifetime > 0 else DEFAULT_TOKEN_LIFETIME
-            self._value = token
-            self._renew_at = asked_at + seconds - min(TOKEN_REFRESH_MARGIN, seconds / 10)
-            self._expires_at = asked_at + seconds - min(TOKEN_EXPIRY_MARGIN, seconds / 20)
+        token = self.accept(payload, asked_at) if status == 200 else None
+        if token is not None:
             return token
         if status in (400, 401) and "error" in payload:
             # RFC 6749 section 5.2: invalid_client (401) or unauthorized_client (400, no service account)

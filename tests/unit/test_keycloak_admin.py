@@ -318,3 +318,22 @@ async def test_no_token_endpoint_is_provider_trouble_not_a_missing_client(
     assert not isinstance(raised.value, ClientNotFound)
     assert raised.value.request_sent is False
     assert fake.admin_requests == []
+
+
+async def test_the_readiness_checks_token_serves_the_admin_calls(
+    serve: Callable[[FakeKeycloak], Awaitable[KeycloakAdapter]],
+) -> None:
+    """The start-up check (and ``/readyz``) asks the token endpoint itself, to prove the credentials; the admin
+    calls then use that token instead of asking again: check plus the first registration is one token request."""
+
+    async def admin(request: web.Request) -> web.StreamResponse:
+        if request.method == "GET":  # the check's page of clients
+            return web.json_response([])
+        return await created(request)
+
+    fake = FakeKeycloak([issued("t1"), issued("t2")], admin)
+    adapter = await serve(fake)
+    await adapter.check()
+    assert fake.token_requests == 1
+    await adapter.create_client(REALM, new_client())
+    assert fake.token_requests == 1
