@@ -1,4 +1,5 @@
-"""Keycloak adapter: python-keycloak's async admin API, one ``KeycloakAdmin`` per realm.
+"""Keycloak adapter: the admin REST API over the app's aiohttp session (:mod:`adapters.keycloak.admin`), one
+:class:`~adapters.keycloak.admin.KeycloakAdminClient` per realm.
 
 Credentials: a confidential client in each served realm whose service account holds only
 ``realm-management`` ``manage-clients`` (plus ``view-clients`` to list the realm's client scopes).
@@ -13,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
@@ -22,10 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-import httpx
 import structlog
-from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
-from keycloak.exceptions import KeycloakAuthenticationError, KeycloakConnectionError, KeycloakError
 
 from adapters.base import (
     DEFAULT_DEPLOYMENT,
@@ -55,6 +51,14 @@ from adapters.bindings import (
     admitted_after,
     document_url_syntax,
     resource_scope_name,
+)
+from adapters.keycloak.admin import (
+    NOT_SENT,
+    KeycloakAdminClient,
+    KeycloakAuthenticationError,
+    KeycloakConnectionError,
+    KeycloakError,
+    ServiceAccountToken,
 )
 from adapters.keycloak.mapping import (
     ADMITTED_ATTRIBUTE,
@@ -145,17 +149,8 @@ STORED_LENGTHS = {
 Keycloak 20: no limit. A longer value is "Uncaught server error" inside Keycloak, so it is refused first."""
 
 
-async def _propagate_trace_context(request: httpx.Request) -> None:
-    """W3C Trace Context (``traceparent``) on the admin calls python-keycloak makes with httpx, when the gateway
-    traces (:mod:`gateway.tracing`, the ``tracing`` extra): the current span's context, if there is a valid one
-    (without tracing there is none and nothing is added). OpenTelemetry is never imported here."""
-    propagate = sys.modules.get("opentelemetry.propagate")
-    if propagate is not None:
-        propagate.inject(request.headers)
-
-
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
-"""httpx failures before a request went out: the connection was never established."""
+_NOT_SENT = NOT_SENT
+"""aiohttp failures before a request went out: the connection was never established."""
 
 
 class KeycloakAdapter:
@@ -188,7 +183,7 @@ class KeycloakAdapter:
         self._client_secret = client_secret
         self._verify = verify_tls
         self._timeout = timeout
-        self._admins: dict[str, KeycloakAdmin] = {}
+        self._admins: dict[str, KeycloakAdminClient] = {}
         self._session: aiohttp.ClientSession | None = None
         self._scopes: dict[str, tuple[float, RealmScopes]] = {}
         self._scope_locks: dict[str, asyncio.Lock] = {}
@@ -226,37 +221,31 @@ class KeycloakAdapter:
         ]
 
     async def start(self, session: aiohttp.ClientSession) -> None:
-        """One admin connection per realm; python-keycloak brings its own httpx transport (the app's ``session``
-        serves :meth:`check`)."""
+        """One admin client per realm on the app's ``session`` (its keep-alive pool, bounded by its connector; the
+        same session serves :meth:`check`), each with the realm's service-account token
+        (:class:`~adapters.keycloak.admin.ServiceAccountToken`: client credentials, RFC 6749 section 4.4)."""
         self._session = session
+        ssl = bool(self._verify)
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
         for realm in self._realms:
-            connection = KeycloakOpenIDConnection(
-                server_url=self._server_url + "/",
-                realm_name=realm,
-                user_realm_name=realm,
+            token = ServiceAccountToken(
+                session,
+                token_url=f"{self._server_url}/realms/{quote(realm, safe='')}/protocol/openid-connect/token",
                 client_id=self._client_id,
-                client_secret_key=self._client_secret,
-                verify=self._verify,
-                timeout=int(self._timeout),
+                client_secret=self._client_secret,
+                ssl=ssl,
+                timeout=timeout,
             )
-            # python-keycloak's own httpx client sends small requests without TCP_NODELAY, which costs a
-            # millisecond or more per admin call on loopback (bench/registration_latency.py); same pool, faster.
-            await connection.async_s.aclose()
-            connection.async_s = httpx.AsyncClient(
-                transport=httpx.AsyncHTTPTransport(
-                    verify=self._verify,
-                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-                    limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-                ),
-                event_hooks={"request": [_propagate_trace_context]},
+            self._admins[realm] = KeycloakAdminClient(
+                session, server_url=self._server_url, realm=realm, token=token, ssl=ssl, timeout=timeout
             )
-            self._admins[realm] = KeycloakAdmin(connection=connection)
             self._scope_locks[realm] = asyncio.Lock()
 
     async def close(self) -> None:
+        """Forget the tokens (a token request under way is cancelled); the session is the app's to close."""
         for admin in self._admins.values():
             try:
-                await admin.connection.aclose()
+                await admin.aclose()
             except Exception as exc:  # closing must not mask the shutdown reason
                 log.debug("keycloak.close_failed", error=type(exc).__name__)
         self._admins.clear()
@@ -294,6 +283,8 @@ class KeycloakAdapter:
     async def _check_token(self, realm: str) -> str:
         url = f"{self._server_url}/realms/{quote(realm, safe='')}/protocol/openid-connect/token"
         form = {"grant_type": "client_credentials", "client_id": self._client_id, "client_secret": self._client_secret}
+        cache = self._admins.get(realm)
+        asked_at = cache.token.clock() if cache is not None else 0.0
         status, body = await self._check_request("POST", url, realm, data=form)
         try:
             payload = json.loads(body)
@@ -302,6 +293,8 @@ class KeycloakAdapter:
         payload = payload if isinstance(payload, dict) else {}
         if status == 200 and isinstance(payload.get("access_token"), str):
             token: str = payload["access_token"]
+            if cache is not None:  # the admin calls' token, too: the first registration asks for none
+                cache.token.accept(payload, asked_at)
             return token
         if status == 404 and realm_missing(body):
             raise IssuerMissing(f"Keycloak has no realm {realm!r}; set {_REALMS}", setting="DCR_KEYCLOAK__REALMS")
@@ -369,7 +362,7 @@ class KeycloakAdapter:
 
     # ------------------------------------------------------------------------------------- helpers
 
-    def _admin(self, realm: str) -> KeycloakAdmin:
+    def _admin(self, realm: str) -> KeycloakAdminClient:
         try:
             return self._admins[realm]
         except KeyError:
@@ -377,17 +370,21 @@ class KeycloakAdapter:
 
     @staticmethod
     def _unavailable(exc: KeycloakError, action: str) -> ProviderUnavailable | None:
-        """Transport failures, 5xx and redirects (never followed: httpx's default, kept; the admin API does not
-        redirect) are the provider being unavailable; a connection never established sent nothing."""
-        code = getattr(exc, "response_code", None)
-        if isinstance(exc, KeycloakConnectionError) and isinstance(exc.__cause__, _NOT_SENT):
-            # python-keycloak wraps every transport error
+        """Transport failures, 5xx and redirects (never followed; the admin API does not redirect) are the provider
+        being unavailable. Nothing was sent when the connection was never established, or when the step before
+        the request failed (no token could be had: :class:`~adapters.keycloak.admin.ServiceAccountToken`)."""
+        code = exc.response_code
+        if code == 404 and not exc.request_sent and not realm_missing(exc.error_message):
+            # no token endpoint there (a wrong admin URL): not a missing client
+            return ProviderUnavailable(f"keycloak {action}: token endpoint not found (HTTP 404)", request_sent=False)
+        if not (isinstance(exc, KeycloakConnectionError) or code is None or code >= 500 or 300 <= code < 400):
+            return None
+        if isinstance(exc.__cause__, _NOT_SENT) or not exc.request_sent:
+            # the transport's own words (no body, no credential): "ClientConnectorError", "token request: ..."
             return ProviderUnavailable(
-                f"keycloak {action}: {type(exc.__cause__).__name__}, nothing was sent", request_sent=False
+                f"keycloak {action}: {exc.error_message!s}, nothing was sent", request_sent=False
             )
-        if isinstance(exc, KeycloakConnectionError) or code is None or code >= 500 or 300 <= code < 400:
-            return ProviderUnavailable(f"keycloak {action}: {type(exc).__name__} (HTTP {code})")
-        return None
+        return ProviderUnavailable(f"keycloak {action}: {type(exc).__name__} (HTTP {code})")
 
     @classmethod
     def _translate(cls, exc: KeycloakError, action: str) -> AdapterError:
@@ -401,10 +398,12 @@ class KeycloakAdapter:
             return ClientConflict(f"keycloak {action}: conflict")
         if code == 404:
             # A deleted (or never created) realm is a server-side fault, never the client's (issue 8 item 11).
-            if realm_missing(getattr(exc, "error_message", None)):
-                return IssuerMissing(
+            if realm_missing(exc.error_message):
+                missing = IssuerMissing(
                     f"keycloak {action}: the realm does not exist; set {_REALMS}", setting="DCR_KEYCLOAK__REALMS"
                 )
+                missing.request_sent = exc.request_sent  # False when the token request found no realm
+                return missing
             return ClientNotFound(f"keycloak {action}: not found")
         return ProviderRejected(f"keycloak {action}: rejected (HTTP {code})")
 
@@ -417,15 +416,18 @@ class KeycloakAdapter:
             raise ProviderUnavailable(f"keycloak {action}: {type(exc).__name__}", request_sent=False) from exc
         except ConnectionRefusedError as exc:
             raise ProviderUnavailable(f"keycloak {action}: {type(exc).__name__}", request_sent=False) from exc
-        except (TimeoutError, OSError, httpx.TransportError) as exc:
+        except (TimeoutError, OSError, aiohttp.ClientError) as exc:
             raise ProviderUnavailable(f"keycloak {action}: {type(exc).__name__}") from exc
 
     async def realm_scopes(self, realm: str) -> RealmScopes:
-        """The realm's client scopes, cached for :data:`REALM_SCOPES_TTL` seconds."""
+        """The realm's client scopes, cached for :data:`REALM_SCOPES_TTL` seconds. One caller refreshes them;
+        meanwhile the others go on with the previous value instead of queueing behind the refresh (three admin
+        round trips). Without any value yet, everyone waits for the first read."""
         cached = self._scopes.get(realm)
-        if cached and time.monotonic() - cached[0] < REALM_SCOPES_TTL:
+        lock = self._scope_locks[realm]
+        if cached and (time.monotonic() - cached[0] < REALM_SCOPES_TTL or lock.locked()):
             return cached[1]
-        async with self._scope_locks[realm]:
+        async with lock:
             cached = self._scopes.get(realm)
             if cached and time.monotonic() - cached[0] < REALM_SCOPES_TTL:
                 return cached[1]
@@ -488,8 +490,9 @@ class KeycloakAdapter:
             raise
         representation = to_keycloak(client, realm_scopes)
         await self._call("create client", self._admin(issuer).a_create_client(representation))
-        # One round trip: Keycloak takes the gateway's secret as given, so the answer is what we sent.
-        return registered_view(client, realm_scopes)
+        # One round trip: Keycloak takes the gateway's secret as given, so the answer is what we sent (read from the
+        # representation sent, not mapped a second time: registered_view's work, halved).
+        return from_keycloak(representation, client_secret=client.client_secret)
 
     async def read_client(self, issuer: str, client_id: str) -> ManagedClient:
         return from_keycloak(await self._find(issuer, client_id))
@@ -863,7 +866,7 @@ def _role_names(roles: Any) -> list[str]:
 
 @adapter_settings(KeycloakSettings)
 def create_adapter(settings: Settings) -> KeycloakAdapter:
-    """Built-in factory (see :mod:`adapters.registry`). python-keycloak brings its own httpx client."""
+    """Built-in factory (see :mod:`adapters.registry`). The admin calls use the app's aiohttp session."""
     section = settings.section("keycloak", KeycloakSettings)
     return KeycloakAdapter(
         server_url=section.admin_url or settings.provider_url,

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import httpx
 import pytest
 from yarl import URL
 
 from adapters.base import ProviderUnavailable
 from adapters.hydra.adapter import HydraAdapter
+from adapters.keycloak.admin import AdminResponse, KeycloakAdminClient
 from devstack.process import free_port
 from devstack.providers import HydraProvider, KeycloakProvider
 from gateway.settings import Settings
@@ -198,25 +198,26 @@ async def test_hydra_admin_calls_never_follow_redirects(
 
 
 class AdminRequests:
-    """Every HTTP request the Keycloak adapter's httpx clients send, recorded (the real requests still go out)."""
+    """Every admin request the Keycloak adapter sends, recorded (the real requests still go out)."""
 
     def __init__(self) -> None:
-        self.urls: list[httpx.URL] = []
+        self.urls: list[URL] = []
 
-    def client_lookups(self) -> list[httpx.URL]:
+    def client_lookups(self) -> list[URL]:
         return [url for url in self.urls if url.path.endswith("/clients") or "/clients/" in url.path]
 
 
 @pytest.fixture
 def keycloak_requests(monkeypatch: pytest.MonkeyPatch) -> Iterator[AdminRequests]:
     recorded = AdminRequests()
-    original = httpx.AsyncClient.send
+    original = KeycloakAdminClient.request
 
-    async def send(self: httpx.AsyncClient, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-        recorded.urls.append(request.url)
-        return await original(self, request, **kwargs)
+    async def request(self: KeycloakAdminClient, method: str, path: str, **kwargs: Any) -> AdminResponse:
+        params = {k: str(v) for k, v in (kwargs.get("params") or {}).items() if v is not None}
+        recorded.urls.append(URL(self.base_url + path).with_query(params))
+        return await original(self, method, path, **kwargs)
 
-    monkeypatch.setattr(httpx.AsyncClient, "send", send)
+    monkeypatch.setattr(KeycloakAdminClient, "request", request)
     yield recorded
 
 
@@ -246,7 +247,7 @@ async def test_keycloak_odd_client_ids_answer_401_without_any_client_lookup(
 
     # positive control: the real client with a wrong token is looked up (and counted)
     await assert_uniform_401(http, "GET", URL(f"{registration_endpoint}/{client_id}"), "wrong-token")
-    assert [url.params.get("clientId") for url in keycloak_requests.client_lookups()] == [client_id]
+    assert [url.query.get("clientId") for url in keycloak_requests.client_lookups()] == [client_id]
     assert await client_record(keycloak_provider, http, client_id) is not None
 
 

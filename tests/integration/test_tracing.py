@@ -173,7 +173,8 @@ async def test_probes_make_no_spans(
 async def test_keycloak_admin_calls_carry_the_trace_context(
     keycloak_provider: KeycloakProvider, http: aiohttp.ClientSession
 ) -> None:
-    """python-keycloak's httpx calls make no client span, but they carry the server span's ``traceparent``."""
+    """The Keycloak admin calls go through the app's instrumented aiohttp session: a client span each, whose
+    context (in the server span's trace) is the ``traceparent`` Keycloak receives."""
     admin, admin_server = await _recording(keycloak_provider.base_url)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -204,6 +205,9 @@ async def test_keycloak_admin_calls_carry_the_trace_context(
         match = TRACEPARENT.match(creates[0].get("traceparent", ""))
         assert match, creates[0]
         assert int(match.group(1), 16) == server.context.trace_id
+        assert int(match.group(2), 16) in {
+            s.context.span_id for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT
+        }
     finally:
         await client.close()
         await admin_server.close()

@@ -8,7 +8,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from keycloak.exceptions import KeycloakAuthenticationError, KeycloakGetError, KeycloakPostError
 
 from adapters.base import (
     AdapterError,
@@ -20,6 +19,7 @@ from adapters.base import (
     RoleMissing,
 )
 from adapters.keycloak.adapter import KeycloakAdapter, realm_missing
+from adapters.keycloak.admin import KeycloakAuthenticationError, KeycloakGetError, KeycloakPostError
 
 
 def translate(exc: Exception) -> AdapterError:
