@@ -21,6 +21,7 @@ cell (connection reuse: a keep-alive pool opens at most as many as requests are 
 
     PYTHONPATH=. .venv/bin/python bench/frontdoor_overhead.py
     PYTHONPATH=. .venv/bin/python bench/frontdoor_overhead.py --requests 2000 --rounds 1 --sides proxy,gateway
+    PYTHONPATH=. .venv/bin/python bench/frontdoor_overhead.py --sides direct,proxy --proxy-at main   # before/after
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ import multiprocessing as mp
 import os
 import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -197,11 +200,22 @@ async def _serve_app(app: Any, ready: Queue[int]) -> None:
     await asyncio.Event().wait()
 
 
-def _run_proxy(ready: Queue[int], cpus: Sequence[int] | None, upstream_port: int) -> None:
+def _run_proxy(ready: Queue[int], cpus: Sequence[int] | None, upstream_port: int, source: str | None = None) -> None:
+    """The proxy alone; ``source``: another version of ``gateway/proxy.py`` (a file) instead of this checkout's."""
     _pin(cpus)
     from aiohttp import web
 
-    from gateway.proxy import FrontDoorProxy
+    if source is None:
+        from gateway import proxy as module
+    else:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("proxy_under_test", source)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    FrontDoorProxy = module.FrontDoorProxy
 
     proxy = FrontDoorProxy(None, f"http://{HOST}:{upstream_port}", PUBLIC_URL)
 
@@ -411,13 +425,13 @@ async def measure(args: argparse.Namespace, sides: list[Side], upstream_port: in
 
 def print_rows(rows: list[dict[str, Any]]) -> None:
     print(
-        f"\n{'endpoint':<20}{'side':<10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}"
+        f"\n{'endpoint':<20}{'side':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU us/req':>12}"
         f"{'requests':>10}{'upstream conns':>16}"
     )
     for row in rows:
         cpu = "-" if row["cpu_us"] != row["cpu_us"] else f"{row['cpu_us']:.0f}"
         print(
-            f"{row['endpoint']:<20}{row['side']:<10}{row['rps']:>9,.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+            f"{row['endpoint']:<20}{row['side']:<16}{row['rps']:>9,.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
             f"{cpu:>12}{row['requests']:>10}{row['upstream_connections']:>16}"
         )
 
@@ -432,6 +446,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--gateway-log-level", default="WARNING", help="INFO: one access-log line per request")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the servers to CPU 0, the generator to 1")
+    parser.add_argument(
+        "--proxy-at", metavar="REV", help="also the proxy alone as gateway/proxy.py was at git revision REV"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     args.sides = [s.strip() for s in args.sides.split(",") if s.strip()]
@@ -467,6 +484,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             process, port = _start(_run_gateway, server_cpus, upstream_port, args.gateway_log_level)
             processes.append(process)
             sides.append(Side("gateway", port, process.pid))
+        if args.proxy_at:  # gateway/proxy.py as it was at a git revision, side by side with this checkout's
+            source = Path(tempfile.mkdtemp()) / "proxy.py"
+            revision = subprocess.run(
+                ["git", "-C", str(ROOT), "show", f"{args.proxy_at}:gateway/proxy.py"],
+                capture_output=True,
+                check=True,
+            )
+            source.write_bytes(revision.stdout)
+            process, port = _start(_run_proxy, server_cpus, upstream_port, str(source))
+            processes.append(process)
+            sides.append(Side(f"proxy@{args.proxy_at}"[:16], port, process.pid))
         print(
             f"{args.connections} in flight, {args.rounds} round(s) of at most {args.requests} requests and "
             f"{args.duration:g} s per cell; servers on CPU {server_cpus or 'any'}, generator on "
