@@ -24,6 +24,7 @@ an answer that has arrived whole by the time its fields are sent leaves in one w
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -257,11 +258,15 @@ def path_in_normal_form(path: str) -> bool:
     clients only send such paths (RFC 3986 section 5.2.4 removes dot segments before sending); what else
     arrives is an attempt to reach past an allowed prefix (``/realms/mcp/protocol/../../master``, Java's ``..;``
     path parameters, ``%252e%252e``)."""
-    if not path.startswith("/") or "//" in path or any(char in path for char in "\\;%"):
+    if not path.startswith("/") or "//" in path or _NOT_IN_NORMAL_FORM.search(path):
         return False
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in path):
-        return False
-    return not any(segment in (".", "..") for segment in path.split("/"))
+    segments = path + "/"  # a "." or ".." segment, also the last one, is "/./" or "/../" in it
+    return "/./" not in segments and "/../" not in segments
+
+
+_NOT_IN_NORMAL_FORM = re.compile(r"[\x00-\x1f\x7f\\;%]")
+"""Characters a path in normal form never has (:func:`path_in_normal_form`): control characters, backslash, ``;``
+and ``%``; one search in C instead of a loop over the path's characters per request."""
 
 
 class PathAllowList:
@@ -277,12 +282,14 @@ class PathAllowList:
             if prefix and not prefix.startswith("/"):
                 raise ValueError(f"an allowed path prefix must start with '/': {prefix!r}")
         self.prefixes = tuple(sorted(normalized))
+        self._exact = frozenset(self.prefixes)
+        self._below = tuple(prefix + "/" for prefix in self.prefixes)  # one C-level startswith per request
 
     def __bool__(self) -> bool:
         return bool(self.prefixes)
 
     def allows(self, path: str) -> bool:
-        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.prefixes)
+        return path in self._exact or path.startswith(self._below)
 
 
 def _rewritable_html(upstream: aiohttp.ClientResponse) -> bool:
