@@ -85,8 +85,11 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
 def merge_request_context(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """``structlog.contextvars.merge_contextvars``, reading the variables ``bind_contextvars`` made (structlog
     keeps them by name) instead of iterating over every variable of the current context: a key bound and not
-    cleared (cleared: ``...``) is added unless the call gave it."""
-    for name, var in structlog.contextvars._CONTEXT_VARS.items():
+    cleared (cleared: ``...``) is added unless the call gave it. Keys come in the order they were first bound
+    anywhere (structlog's came in the context's hash order; the gateway binds one, ``request_id``). structlog is
+    pinned: tests/unit/test_log_line_cost.py compares the two on every structlog upgrade."""
+    # a copy: another thread binding a new key must not change the dict under this loop
+    for name, var in tuple(structlog.contextvars._CONTEXT_VARS.items()):
         value = var.get(Ellipsis)
         if value is not Ellipsis:
             event_dict.setdefault(name[_PREFIX_LENGTH:], value)
