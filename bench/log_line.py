@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(request_id="06c0b4fc6b6d1837")
 
-            def line() -> None:
+            def line(log: Any = log) -> None:
                 log.info(
                     "http.request",
                     method="GET",
