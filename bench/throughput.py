@@ -230,14 +230,25 @@ async def frontdoor(
     endpoints: list[Endpoint],
     requests: int,
     level: int,
+    gateway_pid: int | None = None,
 ) -> list[dict[str, Any]]:
     rows = []
     for endpoint in endpoints:
         await frontdoor_cell(http, origins, endpoint, 20, 4)  # warm-up: connections, caches
+        cpu_before = cpu_seconds(gateway_pid) if gateway_pid else 0.0
         gateway, direct = await frontdoor_cell(http, origins, endpoint, requests, level)
-        rows.append(_row(name, endpoint.name, level, gateway.row(), direct.row()))
+        row = _row(name, endpoint.name, level, gateway.row(), direct.row())
+        if gateway_pid:  # the gateway process's CPU (user + system) per request it proxied: least hurt by noise
+            row["gateway_cpu_us_per_request"] = round(1e6 * (cpu_seconds(gateway_pid) - cpu_before) / requests, 1)
+        rows.append(row)
         print(f"{name}: front door {endpoint.name} done", flush=True)
     return rows
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (``/proc/<pid>/stat`` fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------------------------------------------------ profile
@@ -393,6 +404,7 @@ async def run(args: argparse.Namespace, stack: Stack, run_dir: Path) -> dict[str
                         endpoints=endpoints,
                         requests=args.frontdoor_requests,
                         level=args.frontdoor_concurrency,
+                        gateway_pid=pids.get(f"gateway-{bench.name}"),
                     )
                 if args.profile:
                     out = (run_dir if args.no_write else args.out_dir) / f"py-spy-{bench.name}.txt"
@@ -438,6 +450,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_rows(f"registration ({SWEEP_BODY} body), gateway vs admin API, ms", report["registration"])
     if report["frontdoor"]:
         print_rows("front door, gateway vs direct to the provider, ms", report["frontdoor"])
+        for r in report["frontdoor"]:
+            if "gateway_cpu_us_per_request" in r:
+                print(
+                    f"  {r['provider']} {r['what']}: gateway CPU {r['gateway_cpu_us_per_request']:.0f} us per request"
+                )
     for profile in report["profile"]:
         print(f"\npy-spy, gateway-{profile['provider']}, {profile['requests']} registrations, 8 in flight")
         for kind in ("self", "self_by_caller", "inclusive"):

@@ -626,9 +626,9 @@ def front_door_handler(
         provider's own registration endpoints are closed on top of it."""
         if is_discovery_path(request.path):
             return not_found()  # an issuer we do not serve: 404, never the provider's 5xx
-        if not path_in_normal_form(request.path or "/"):
+        path = request.path or "/"
+        if not path_in_normal_form(path):  # no empty or dot segment: the path is its own normalized_path()
             return not_found()
-        path = normalized_path(request.path or "/")
         if blocked_prefixes and path.startswith(blocked_prefixes):
             return not_found()
         if registration_prefixes and path.startswith(registration_prefixes):

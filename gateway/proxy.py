@@ -14,11 +14,17 @@ a client.
 Request bodies are read whole, within a size limit and a deadline, before an upstream connection is taken
 (the small endpoints behind the front door, token, login forms, consent, PAR, need no streaming); responses
 are streamed.
+
+What one exchange costs (issue 12): upstream connections are persistent (RFC 9112 section 9.3) in one
+keep-alive pool per gateway with ``TCP_NODELAY``; nothing is built per request that could be built once (the
+fields never forwarded, the public origin's ``X-Forwarded-*``); a timer is armed only where a wait can happen;
+an answer that has arrived whole by the time its fields are sent leaves in one write with them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -107,17 +113,27 @@ def forwarded_headers(public_url: str) -> dict[str, str]:
 def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
     """Field names listed in ``Connection``: hop-by-hop for this message (RFC 9110 section 7.6.1)."""
     tokens: set[str] = set()
-    for value in headers.getall(hdrs.CONNECTION, []):
+    for value in headers.getall(hdrs.CONNECTION, ()):
         tokens.update(token.strip().lower() for token in value.split(",") if token.strip())
     return tokens
+
+
+def _without(headers: CIMultiDictProxy[str], excluded: frozenset[str] | set[str]) -> CIMultiDict[str]:
+    """``headers`` without the fields named in ``excluded`` (lowercase) or in ``Connection``, in order."""
+    if hdrs.CONNECTION in headers:
+        excluded = excluded | _connection_tokens(headers)
+    return CIMultiDict([(name, value) for name, value in headers.items() if name.lower() not in excluded])
 
 
 def end_to_end(headers: CIMultiDictProxy[str], *, drop: Iterable[str] = ()) -> CIMultiDict[str]:
     """``headers`` without hop-by-hop fields, those named in ``Connection``, and ``drop`` (lowercase names).
 
     Repeated fields (several ``Set-Cookie``) stay separate and in order."""
-    excluded = HOP_BY_HOP | _connection_tokens(headers) | set(drop)
-    return CIMultiDict((name, value) for name, value in headers.items() if name.lower() not in excluded)
+    return _without(headers, HOP_BY_HOP.union(drop) if drop else HOP_BY_HOP)
+
+
+_NOT_FORWARDED_REQUEST = HOP_BY_HOP | _NOT_FORWARDED
+"""What :func:`upstream_request_headers` leaves out of a client's request, computed once."""
 
 
 def upstream_request_headers(
@@ -130,14 +146,14 @@ def upstream_request_headers(
     """The request fields sent to the provider: end-to-end fields of the client's request, the public
     origin's ``X-Forwarded-Proto/Host/Port``, and ``X-Forwarded-For`` with the client's address appended
     (or, when ``append_forwarded_for`` is false, replaced by it)."""
-    result = end_to_end(headers, drop=_NOT_FORWARDED)
-    previous = result.popall(X_FORWARDED_FOR, [])
+    result = _without(headers, _NOT_FORWARDED_REQUEST)
+    previous = result.popall(X_FORWARDED_FOR, ()) if X_FORWARDED_FOR in result else ()
     chain = [*previous] if append_forwarded_for else []
     if peer is not None:
         chain.append(peer)
     if chain:
         result[X_FORWARDED_FOR] = ", ".join(chain)
-    result.update(forwarded)
+    result.extend(forwarded)  # never among the client's fields: they are in _NOT_FORWARDED
     return result
 
 
@@ -242,11 +258,15 @@ def path_in_normal_form(path: str) -> bool:
     clients only send such paths (RFC 3986 section 5.2.4 removes dot segments before sending); what else
     arrives is an attempt to reach past an allowed prefix (``/realms/mcp/protocol/../../master``, Java's ``..;``
     path parameters, ``%252e%252e``)."""
-    if not path.startswith("/") or "//" in path or any(char in path for char in "\\;%"):
+    if not path.startswith("/") or "//" in path or _NOT_IN_NORMAL_FORM.search(path):
         return False
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in path):
-        return False
-    return not any(segment in (".", "..") for segment in path.split("/"))
+    segments = path + "/"  # a "." or ".." segment, also the last one, is "/./" or "/../" in it
+    return "/./" not in segments and "/../" not in segments
+
+
+_NOT_IN_NORMAL_FORM = re.compile(r"[\x00-\x1f\x7f\\;%]")
+"""Characters a path in normal form never has (:func:`path_in_normal_form`): control characters, backslash, ``;``
+and ``%``; one search in C instead of a loop over the path's characters per request."""
 
 
 class PathAllowList:
@@ -262,12 +282,14 @@ class PathAllowList:
             if prefix and not prefix.startswith("/"):
                 raise ValueError(f"an allowed path prefix must start with '/': {prefix!r}")
         self.prefixes = tuple(sorted(normalized))
+        self._exact = frozenset(self.prefixes)
+        self._below = tuple(prefix + "/" for prefix in self.prefixes)  # one C-level startswith per request
 
     def __bool__(self) -> bool:
         return bool(self.prefixes)
 
     def allows(self, path: str) -> bool:
-        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.prefixes)
+        return path in self._exact or path.startswith(self._below)
 
 
 def _rewritable_html(upstream: aiohttp.ClientResponse) -> bool:
@@ -320,6 +342,15 @@ class Rewrite:
     the form-post response mode page."""
 
 
+class ProxiedResponse(web.StreamResponse):
+    """A streamed answer whose status line and fields leave with the first write of its body (as a
+    ``web.Response``'s do) instead of in a write of their own: for an answer that has arrived whole, one write
+    and one segment to the client instead of two. The proxy writes right after :meth:`prepare`, so the fields
+    never wait for the upstream."""
+
+    _send_headers_immediately = False
+
+
 MAX_REWRITTEN_BODY = 256 * 1024
 """Largest response body :attr:`Rewrite.html` is applied to; larger ones stream through unchanged."""
 
@@ -365,6 +396,7 @@ class FrontDoorProxy:
         if not upstream.absolute or upstream.query_string or upstream.fragment:
             raise ValueError(f"upstream URL must be absolute, without query or fragment: {upstream_url!r}")
         self._session: aiohttp.ClientSession | None = None
+        self._skip_auto_headers: tuple[str, ...] | None = _SKIP_AUTO_HEADERS
         self._pool_wait = 10.0
         self._upstream_base = upstream_url.rstrip("/")
         self._log_upstream = str(upstream.with_user(None))
@@ -387,6 +419,9 @@ class FrontDoorProxy:
         if not isinstance(session.cookie_jar, aiohttp.DummyCookieJar):
             raise TypeError("the proxy session must be created with cookie_jar=aiohttp.DummyCookieJar()")
         self._session = session
+        # what the session skips already (new_session's do) is not handed over again with every request
+        covered = {name.lower() for name in session.skip_auto_headers} >= {name.lower() for name in _SKIP_AUTO_HEADERS}
+        self._skip_auto_headers = None if covered else _SKIP_AUTO_HEADERS
         connect = session.timeout.connect
         self._pool_wait = connect if connect is not None else 10.0
 
@@ -400,7 +435,10 @@ class FrontDoorProxy:
     ) -> aiohttp.ClientSession:
         """A client session fit for the proxy. A number ``timeout`` bounds each wait for data (and connecting,
         unless ``connect_timeout`` is given), not the whole exchange, so long downloads are not cut. ``limit``:
-        the connection pool's size. Call it with a running event loop."""
+        the connection pool's size: persistent connections (RFC 9112 section 9.3), an idle one kept 15 s, with
+        ``TCP_NODELAY`` (aiohttp sets it on every connection), a host name's addresses cached 10 s (no lookup per
+        request). The headers aiohttp would add on its own are skipped once here, not per request. Call it with
+        a running event loop."""
         if not isinstance(timeout, aiohttp.ClientTimeout):
             connect = timeout if connect_timeout is None else connect_timeout
             timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=timeout)
@@ -408,6 +446,7 @@ class FrontDoorProxy:
             timeout=timeout,
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_SKIP_AUTO_HEADERS,
             connector=aiohttp.TCPConnector(limit=limit),
             trace_configs=list(trace_configs) if trace_configs else None,
         )
@@ -447,12 +486,15 @@ class FrontDoorProxy:
             return _error_response(429, "too many requests in progress from this address")
         self._in_flight[source] = self._in_flight.get(source, 0) + 1
         try:
-            try:
-                async with asyncio.timeout(self._pool_wait):
-                    await self._pool.acquire()
-            except TimeoutError:
-                log.warning("proxy.pool_exhausted", method=request.method, path=request.path)
-                return _error_response(503, "the authorization server is busy; retry shortly")
+            if self._pool.locked():  # a turn must be waited for: within the connect timeout
+                try:
+                    async with asyncio.timeout(self._pool_wait):
+                        await self._pool.acquire()
+                except TimeoutError:
+                    log.warning("proxy.pool_exhausted", method=request.method, path=request.path)
+                    return _error_response(503, "the authorization server is busy; retry shortly")
+            else:
+                await self._pool.acquire()  # a free turn: taken at once, no timer
             try:
                 return await self._exchange(request, body, rewrite)
             finally:
@@ -473,6 +515,8 @@ class FrontDoorProxy:
         declared = request.content_length
         if declared is not None and declared > limit:
             return _refusal(413, f"the request body is larger than {limit} bytes", close=True)
+        if declared is not None and request.content.is_eof():
+            return request.content.read_nowait()  # arrived whole with the head (within its length): no wait, no timer
         parts: list[bytes] = []
         size = 0
         try:
@@ -515,21 +559,18 @@ class FrontDoorProxy:
                 headers=headers,
                 data=body,
                 allow_redirects=False,
-                skip_auto_headers=_SKIP_AUTO_HEADERS,
+                skip_auto_headers=self._skip_auto_headers,
             ) as upstream:
-                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-                response.headers.extend(end_to_end(upstream.headers))
+                response = ProxiedResponse(
+                    status=upstream.status, reason=upstream.reason, headers=_without(upstream.headers, HOP_BY_HOP)
+                )
                 if rewrite.location is not None and hdrs.LOCATION in response.headers:
                     changed = rewrite.location(response.headers[hdrs.LOCATION])
                     if changed is not None:
                         response.headers[hdrs.LOCATION] = changed
                 if rewrite.html is not None and _rewritable_html(upstream):
                     return await self._rewritten(request, upstream, response, rewrite.html)
-                try:
-                    async with asyncio.timeout(self.limits.send_timeout):
-                        await response.prepare(request)
-                except TimeoutError:
-                    return self._client_stalled(request, response)
+                await response.prepare(request)  # the fields are kept for the first write: this cannot wait
                 return await self._relay_body(request, upstream, response)
         except TimeoutError as exc:
             self._log_failure(request, 504, exc)
@@ -564,28 +605,34 @@ class FrontDoorProxy:
             return _error_response(502, "the authorization server could not be reached")
         body = b"".join(parts)
         if not complete:  # too large to change: passed through as it is
-            try:
-                async with asyncio.timeout(self.limits.send_timeout):
-                    await response.prepare(request)
-                    await response.write(body)
-            except ConnectionResetError:
-                log.debug("proxy.client_gone", method=request.method, path=request.path)
-                return response
-            except TimeoutError:
-                return self._client_stalled(request, response)
-            return await self._relay_body(request, upstream, response)
+            await response.prepare(request)
+            if await self._send(request, response, body):
+                return await self._relay_body(request, upstream, response)
+            return response
         body = change(body) or body
         response.headers[hdrs.CONTENT_LENGTH] = str(len(body))
+        await response.prepare(request)
+        await self._send(request, response, body, eof=True)  # with the status line and fields: one write
+        return response
+
+    async def _send(
+        self, request: web.Request, response: web.StreamResponse, data: bytes, *, eof: bool = False
+    ) -> bool:
+        """Write ``data`` to the client (and end the answer, with ``eof``) within the send timeout; False when the
+        client is gone or stopped taking the answer (its connection is then dropped, freeing the upstream one)."""
         try:
             async with asyncio.timeout(self.limits.send_timeout):
-                await response.prepare(request)
-                await response.write(body)
-                await response.write_eof()
-        except ConnectionResetError:
+                if eof:
+                    await response.write_eof(data)
+                else:
+                    await response.write(data)
+        except ConnectionResetError:  # the client went away; leaving closes the upstream connection
             log.debug("proxy.client_gone", method=request.method, path=request.path)
-        except TimeoutError:
-            return self._client_stalled(request, response)
-        return response
+            return False
+        except TimeoutError:  # the client stopped reading: free the upstream connection
+            self._client_stalled(request, response)
+            return False
+        return True
 
     def _client_stalled(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
         log.info("proxy.client_stalled", method=request.method, path=request.path)
@@ -593,33 +640,35 @@ class FrontDoorProxy:
             request.transport.abort()
         return response
 
+    def _upstream_broke(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, response: web.StreamResponse, exc: BaseException
+    ) -> web.StreamResponse:
+        self._log_failure(request, upstream.status, exc, after_headers=True)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+
     async def _relay_body(
         self, request: web.Request, upstream: aiohttp.ClientResponse, response: web.StreamResponse
     ) -> web.StreamResponse:
-        """Copy the body as it arrives. Once the status line is out, an upstream failure can only be reported
-        by breaking the connection, so the client sees a truncated message rather than a complete one."""
+        """Copy the body as it arrives: the status line and fields go out at once with what of the body has
+        arrived (all of it, for a small answer: one write), the rest as it comes. Once the status line is out,
+        an upstream failure can only be reported by breaking the connection, so the client sees a truncated
+        message rather than a complete one."""
         try:
-            async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
-                try:
-                    async with asyncio.timeout(self.limits.send_timeout):
-                        await response.write(chunk)
-                except ConnectionResetError:  # the client went away; leaving closes the upstream connection
-                    log.debug("proxy.client_gone", method=request.method, path=request.path)
-                    return response
-                except TimeoutError:  # the client stopped reading: free the upstream connection
-                    return self._client_stalled(request, response)
+            arrived = upstream.content.read_nowait()  # never waits: the fields are not held back for the body
+            whole = upstream.content.is_eof()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self._log_failure(request, upstream.status, exc, after_headers=True)
-            if request.transport is not None:
-                request.transport.abort()
+            return self._upstream_broke(request, upstream, response, exc)
+        if not await self._send(request, response, arrived, eof=whole) or whole:
             return response
         try:
-            async with asyncio.timeout(self.limits.send_timeout):  # the last chunk waits for the client too
-                await response.write_eof()
-        except ConnectionResetError:
-            log.debug("proxy.client_gone", method=request.method, path=request.path)
-        except TimeoutError:
-            return self._client_stalled(request, response)
+            async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
+                if not await self._send(request, response, chunk):
+                    return response
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return self._upstream_broke(request, upstream, response, exc)
+        await self._send(request, response, b"", eof=True)  # the last chunk waits for the client too
         return response
 
     def _log_failure(

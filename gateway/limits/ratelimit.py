@@ -13,6 +13,7 @@ bounded and small next to what the limits exist for (unbounded client creation).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from collections.abc import Callable
@@ -64,9 +65,13 @@ def retry_after_seconds(reset_seconds: float) -> int:
     return max(1, math.ceil(reset_seconds))
 
 
+@functools.lru_cache(maxsize=4096)
 def source_key(address: str, *, ipv6_prefix_length: int = 64) -> str:
     """The counter key part for a client address: an IPv4 address as is, an IPv6 address by its prefix (a
-    host usually holds a whole /64 and could rotate through it), an IPv4-mapped IPv6 address as IPv4."""
+    host usually holds a whole /64 and could rotate through it), an IPv4-mapped IPv6 address as IPv4.
+
+    Remembered for the last 4,096 addresses: the front door asks it for every proxied request (its per-source
+    bound), and parsing an address costs more than the rest of that bookkeeping."""
     try:
         ip = ipaddress.ip_address(address.strip().split("%", 1)[0])
     except ValueError:

@@ -15,18 +15,17 @@ token or ``Authorization`` header can reach it; :func:`gateway.logging.redact` r
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from time import time_ns
 from typing import Any, TextIO
 
 import structlog
 
-from gateway.logging import redact
+from gateway.logging import iso_utc, json_line_encoder, redact
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +56,10 @@ FIELDS = (
     "deployment",
     "reason",
 )
+_FIELD_SET = frozenset(FIELDS)
+
+_encode = json_line_encoder(ensure_ascii=False, default=str)
+"""``json.dumps(event, default=str, ensure_ascii=False)``, the encoder built once (not per event)."""
 
 ANONYMOUS = "anonymous"
 INITIAL_ACCESS_TOKEN = "initial_access_token"
@@ -86,7 +89,7 @@ def bounded_user_agent(value: str | None) -> str | None:
     """``value`` without control characters, at most :data:`USER_AGENT_MAX` characters."""
     if not value:
         return None
-    printable = "".join(char for char in value if char.isprintable())
+    printable = value if value.isprintable() else "".join(char for char in value if char.isprintable())
     return printable[:USER_AGENT_MAX] or None
 
 
@@ -203,7 +206,7 @@ class AuditLog:
         client nobody holds credentials for)."""
         if not self.enabled:
             return
-        unknown = set(fields) - set(FIELDS)
+        unknown = fields.keys() - _FIELD_SET
         if unknown:
             raise TypeError(f"not audit fields: {', '.join(sorted(unknown))}")
         event: dict[str, Any] = {
@@ -211,13 +214,13 @@ class AuditLog:
             "audience": "audit",
             "logger": AUDIT_LOGGER,
             "level": "info" if success else "warning",
-            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "timestamp": iso_utc(time_ns()),
         }
         event.update({name: value for name, value in fields.items() if value is not None and value != ""})
         if "user_agent" in event:
             event["user_agent"] = bounded_user_agent(str(event["user_agent"]))
         event.setdefault("outcome", "success" if success else "failure")
-        line = json.dumps(redact(None, "", event), default=str, ensure_ascii=False) + "\n"
+        line = _encode(redact(None, "", event)) + "\n"
         try:
             with self._lock:
                 stream = self._target()
