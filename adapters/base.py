@@ -38,7 +38,8 @@ The rules (each one is checked by the adapter contract suite, :mod:`gateway.test
 The gateway reads from :class:`Capabilities` only ``stored_lengths`` and ``message_template_fields`` (the
 registration policy). Optional capabilities are separate protocols, detected with ``isinstance``:
 :class:`AdminApiCheck` (start-up check and ``/readyz``), :class:`RegistrableScopes` (discovery's
-``scopes_supported``) and :class:`ClientHygiene` (``dcr-gateway clients gc`` and ``adopt``).
+``scopes_supported``), :class:`ClientHygiene` (``dcr-gateway clients gc`` and ``adopt``), and for scale
+:class:`UsageListing` (``clients list``/``gc`` page by page) and :class:`ClientCount` (the quota's recount).
 """
 
 from __future__ import annotations
@@ -405,6 +406,40 @@ class ClientHygiene(Protocol):
         ...
 
 
+UsagePage = list[tuple[ManagedClient, ClientUsage]]
+"""One page of :meth:`UsageListing.list_with_usage`: managed clients with what the listing told of their use."""
+
+
+@runtime_checkable
+class UsageListing(Protocol):
+    """Optional adapter capability: managed clients with their usage a provider page at a time, so that
+    ``dcr-gateway clients list`` and ``gc`` make a number of admin calls that grows with pages, not with clients
+    (issue 12), and hold one page at a time. Without it they list with :meth:`ProviderAdapter.list_clients` and
+    ask :meth:`ClientHygiene.usage` per client."""
+
+    def list_with_usage(self, issuer: str) -> AsyncIterator[UsagePage]:
+        """Every managed DCR client of the issuer (as :meth:`ProviderAdapter.list_clients`: each once, no document
+        client, never an unmanaged one), one list per provider page, each with its :class:`ClientUsage` read from
+        that page (and, where the provider has one, from one realm-wide call per listing, e.g. Keycloak's
+        ``client-session-stats``). A session count the listing could not read is ``None`` (unknown) even where
+        :meth:`ClientHygiene.usage` can read it per client: ``gc`` asks ``usage`` before it judges such a client
+        stale."""
+        ...
+
+
+@runtime_checkable
+class ClientCount(Protocol):
+    """Optional adapter capability behind the managed-client quota (``limits.max_clients_per_issuer``): how many
+    managed clients (registered and made from metadata documents) the issuer holds, in one pass over the
+    provider's listing, filtered on the managed marker by the provider where it can (issue 12). Without it the quota
+    counts :meth:`ProviderAdapter.list_clients` and :meth:`DocumentClients.list_document_clients`."""
+
+    async def count_managed(self, issuer: str) -> int:
+        """Managed clients of ``issuer``, DCR and document clients together; :class:`AdapterError` when the
+        provider cannot list them."""
+        ...
+
+
 # -------------------------------------------------------------------------------- registrable scopes
 # What a registration through the gateway can obtain, so discovery advertises only that (RFC 8414 section 2
 # ``scopes_supported``). Optional: an adapter without it puts no provider-side limit on scopes.
@@ -533,6 +568,7 @@ __all__ = [
     "AdoptionRefused",
     "Capabilities",
     "ClientConflict",
+    "ClientCount",
     "ClientHygiene",
     "ClientMetadata",
     "ClientNotFound",
@@ -555,6 +591,8 @@ __all__ = [
     "RoleMissing",
     "SettingDifference",
     "UnmanagedClient",
+    "UsageListing",
+    "UsagePage",
     "addressable_client_id",
     "deployment_of",
     "with_deployment",

@@ -8,19 +8,27 @@ provider:
 0. **pre-warm**: ``--prewarm`` registrations through the gateway, deleted again (the provider is warm and empty);
 1. **empty**: ``--requests`` sequential registrations through the gateway (public native body, after
    ``--warmup``), p50/p99;
-2. **seed**: N managed clients registered through the gateway itself (``POST /register``, ``--seed-concurrency``
-   in flight: created exactly as the gateway creates them) and N unmanaged ones through the admin API
-   (a plain confidential client without the managed marker);
+2. **seed**: N managed and N unmanaged clients through the admin API (``--seed-via admin``, the default): the
+   managed ones with exactly the representation the adapter's ``create_client`` sends for the bench body
+   (:func:`~adapters.hydra.mapping.to_hydra` / :func:`~adapters.keycloak.mapping.to_keycloak`, deployment
+   recorded), the unmanaged ones public clients without the marker (a confidential one would cost Hydra a bcrypt
+   hash each); Hydra one ``POST /admin/clients`` each, ``--seed-concurrency`` in flight, Keycloak
+   ``POST /admin/realms/{realm}/partialImport`` in batches of 100 (the master administrator's token). With
+   ``--seed-via gateway`` the managed ones are registered through the gateway (``POST /register``) instead;
 3. **seeded**: the same registration run again, now with N managed + N unmanaged clients; the gateway's RSS
    (``VmRSS``/``VmHWM`` from /proc) after all of them;
 4. with a recording pass-through proxy (``bench/scale_proxy.py``) in front of the admin API, each in its own
    process under ``/usr/bin/time`` (wall time, peak RSS): ``dcr-gateway clients list --json``,
    ``dcr-gateway clients gc --unused-for 30d`` (dry run) and the quota recount
    (:meth:`gateway.limits.quota.ClientQuota.refresh`, what every instance runs every ``refresh_seconds``), each
-   with the number of admin calls per ``METHOD /path/template``;
+   with the number of admin calls per ``METHOD /path/template``; on Keycloak ``list`` and ``gc`` once more after
+   granting the gateway's service account ``realm-management/view-realm`` (session counts in one call);
 5. **probes**: once, directly, the provider APIs that would make per-client calls per-page (Keycloak
    ``briefRepresentation``, ``q=`` attribute search, ``client-session-stats``; Hydra's ``client_name``/``owner``
-   list filters).
+   list filters);
+6. with ``--rss-registrations M``: M registrations created and deleted (RFC 7592) through the gateway,
+   ``--seed-concurrency`` in flight, the gateway's VmRSS/VmHWM sampled every tenth (goal: under 100 MB after
+   100,000).
 
 Before/after on one provider, not two providers side by side: two Keycloaks on a 2-core machine would each get
 less CPU than one and be measured under each other's load. The order (empty first) puts the provider's warm-up
@@ -28,7 +36,8 @@ less CPU than one and be measured under each other's load. The order (empty firs
 The providers are fresh and thrown away at the end (nothing is deleted one by one).
 
     PYTHONPATH=. .venv/bin/python bench/scale.py --clients 500
-    PYTHONPATH=. .venv/bin/python bench/scale.py --clients 2000 --providers keycloak
+    PYTHONPATH=. .venv/bin/python bench/scale.py --clients 10000 --rss-registrations 10000
+    PYTHONPATH=. .venv/bin/python bench/scale.py --clients 2000 --providers keycloak --keycloak-stock
 """
 
 from __future__ import annotations
@@ -56,19 +65,27 @@ from registration_latency import (
     ProviderBench,
     Samples,
     Stack,
+    _new_client,
     bench_run,
     start_stack,
 )
 from scale_proxy import RecordingProxy
 
+import devstack.providers
+from adapters.base import with_deployment
 from adapters.hydra.adapter import _next_page_token
 from adapters.hydra.mapping import is_managed as hydra_managed
+from adapters.hydra.mapping import to_hydra
 from adapters.keycloak.mapping import is_managed as keycloak_managed
+from adapters.keycloak.mapping import to_keycloak
 from devstack.process import Service
 from devstack.providers import DEVELOPMENT_LIMITS_ENV, HydraProvider, KeycloakProvider
 
 BODY = BODIES["public native"]
 CLI_TIMEOUT = 1800.0
+IMPORT_BATCH = 100
+"""Clients per Keycloak ``partialImport`` call when seeding (500 took over 60 s on the loaded 2-core machine)."""
+IMPORT_TIMEOUT = aiohttp.ClientTimeout(total=600)
 SCRIPT = str(Path(__file__).resolve())
 SEARCHABLE_ENV = "KC_SPI_CLIENT__JPA__SEARCHABLE_ATTRIBUTES"
 SEARCHABLE_MARKER = "dcr.gateway.managed"
@@ -103,7 +120,8 @@ async def seed_managed(bench: ProviderBench, count: int, concurrency: int) -> fl
 
 
 def _unmanaged_representation(provider: str) -> dict[str, Any]:
-    """A client someone else made: confidential, no managed marker."""
+    """A client someone else made: public (Hydra would hash a confidential secret with bcrypt, which is what
+    slows a seeding of 100,000 down, not what is measured), no managed marker."""
     client_id = f"legacy-{uuid.uuid4().hex}"
     if provider == "hydra":
         return {
@@ -112,30 +130,114 @@ def _unmanaged_representation(provider: str) -> dict[str, Any]:
             "redirect_uris": ["https://legacy.example.com/cb"],
             "grant_types": ["authorization_code"],
             "response_types": ["code"],
-            "token_endpoint_auth_method": "client_secret_basic",
+            "token_endpoint_auth_method": "none",
         }
     return {
         "clientId": client_id,
         "name": "legacy app",
         "protocol": "openid-connect",
-        "publicClient": False,
+        "publicClient": True,
         "redirectUris": ["https://legacy.example.com/cb"],
         "standardFlowEnabled": True,
     }
 
 
+def _managed_representation(bench: ProviderBench) -> dict[str, Any]:
+    """Exactly what the adapter's ``create_client`` sends for the bench body (the same parsing, policy and
+    credentials as the gateway, the deployment recorded), for seeding without the gateway."""
+    client = with_deployment(_new_client(BODY, bench.policy), "default")
+    if isinstance(bench, KeycloakBench):
+        return to_keycloak(client, bench.realm_scopes)
+    return to_hydra(client)
+
+
 async def seed_unmanaged(bench: ProviderBench, count: int, concurrency: int) -> float:
     """``count`` unmanaged clients through the admin API; returns seconds."""
+    return await seed_admin(bench, count, concurrency, lambda: _unmanaged_representation(bench.name))
+
+
+async def seed_admin(bench: ProviderBench, count: int, concurrency: int, representation: Any) -> float:
+    """``count`` clients made by ``representation()`` through the provider's admin API: Hydra one ``POST
+    /admin/clients`` each (``concurrency`` in flight), Keycloak ``POST /admin/realms/{realm}/partialImport`` in
+    batches of :data:`IMPORT_BATCH` (the master realm's administrator: partial import needs ``manage-realm``).
+    Returns seconds."""
+    started = time.perf_counter()
+    if isinstance(bench, KeycloakBench):
+        batches = [min(IMPORT_BATCH, count - first) for first in range(0, count, IMPORT_BATCH)]
+        url = f"{bench.provider.admin_realm_url}/partialImport"
+
+        imported = 0
+
+        async def one_batch(size: int) -> None:
+            nonlocal imported
+            body = json.dumps({"ifResourceExists": "FAIL", "clients": [representation() for _ in range(size)]})
+            headers = {**JSON_HEADERS, **await master_headers(bench)}
+            async with bench.http.post(url, data=body, headers=headers, timeout=IMPORT_TIMEOUT) as response:
+                if response.status != 200:
+                    raise BenchError(f"keycloak partialImport: HTTP {response.status}: {(await response.text())[:300]}")
+            imported += size
+            if imported % (10 * IMPORT_BATCH) == 0:
+                print(f"keycloak: {imported} imported in {time.perf_counter() - started:.0f} s", flush=True)
+
+        pending = iter(batches)
+
+        async def importer() -> None:
+            for size in pending:
+                await one_batch(size)
+
+        await asyncio.gather(*(importer() for _ in range(max(1, min(2, len(batches))))))
+        return time.perf_counter() - started
 
     async def one() -> tuple[int, str]:
-        body = json.dumps(_unmanaged_representation(bench.name)).encode()
-        headers = await bench.admin_headers()
-        async with bench.http.post(bench.admin_url(), data=body, headers=headers) as response:
+        body = json.dumps(representation()).encode()
+        async with bench.http.post(bench.admin_url(), data=body, headers=JSON_HEADERS) as response:
             return response.status, await response.text()
 
-    started = time.perf_counter()
-    await _run_bounded(count, concurrency, lambda: _retrying("seed unmanaged", one))
+    await _run_bounded(count, concurrency, lambda: _retrying("seed", one))
     return time.perf_counter() - started
+
+
+_MASTER: dict[str, Any] = {"token": "", "expires": 0.0}
+
+
+async def master_headers(bench: KeycloakBench) -> dict[str, str]:
+    """The master realm administrator's token (what an operator seeds a realm with), renewed before it expires."""
+    if time.monotonic() > _MASTER["expires"] - 15:
+        username, password = bench.provider.bootstrap_admin
+        form = {"grant_type": "password", "client_id": "admin-cli", "username": username, "password": password}
+        async with bench.http.post(
+            f"{bench.provider.base_url}/realms/master/protocol/openid-connect/token", data=form
+        ) as response:
+            payload = await response.json()
+            if response.status != 200:
+                raise BenchError(f"keycloak master token: HTTP {response.status}")
+        _MASTER["token"] = payload["access_token"]
+        _MASTER["expires"] = time.monotonic() + float(payload.get("expires_in", 60))
+    return {"Authorization": f"Bearer {_MASTER['token']}"}
+
+
+async def grant_view_realm(bench: KeycloakBench) -> None:
+    """Give the gateway's service account ``realm-management/view-realm`` (README, Keycloak: session counts of a
+    whole realm in one ``client-session-stats`` call)."""
+    base = bench.provider.admin_realm_url
+
+    async def get(path: str, **params: str) -> Any:
+        async with bench.http.get(f"{base}{path}", params=params, headers=await master_headers(bench)) as response:
+            if response.status != 200:
+                raise BenchError(f"keycloak GET {path}: HTTP {response.status}")
+            return await response.json()
+
+    internal = (await get("/clients", clientId=bench.provider.admin_client_id, search="false"))[0]["id"]
+    user = await get(f"/clients/{internal}/service-account-user")
+    management = (await get("/clients", clientId="realm-management", search="false"))[0]["id"]
+    role = await get(f"/clients/{management}/roles/view-realm")
+    async with bench.http.post(
+        f"{base}/users/{user['id']}/role-mappings/clients/{management}",
+        json=[role],
+        headers=await master_headers(bench),
+    ) as response:
+        if response.status != 204:
+            raise BenchError(f"keycloak: granting view-realm: HTTP {response.status}")
 
 
 async def _run_bounded(count: int, concurrency: int, job: Any) -> None:
@@ -380,6 +482,9 @@ class ProviderResult:
     tools: list[Measured] = field(default_factory=list)
     probes: list[Probe] = field(default_factory=list)
     listed: int = 0
+    churn: list[tuple[int, int, int]] = field(default_factory=list)
+    """(registrations so far, VmRSS KiB, VmHWM KiB) during the ``--rss-registrations`` phase."""
+    churn_seconds: float = 0.0
 
 
 async def measure_provider(
@@ -401,15 +506,21 @@ async def measure_provider(
         )
     result.empty = await registration_latency(bench, args.requests, args.warmup)
     print(f"{bench.name}: empty p50 {result.empty['p50']:.2f} ms", flush=True)
-    result.seed_managed_s = await seed_managed(bench, args.clients, args.seed_concurrency)
+    if args.seed_via == "gateway":
+        result.seed_managed_s = await seed_managed(bench, args.clients, args.seed_concurrency)
+    else:
+        result.seed_managed_s = await seed_admin(
+            bench, args.clients, args.seed_concurrency, lambda: _managed_representation(bench)
+        )
     result.seed_unmanaged_s = await seed_unmanaged(bench, args.clients, args.seed_concurrency)
     print(
-        f"{bench.name}: seeded {args.clients} managed in {result.seed_managed_s:.1f} s, "
+        f"{bench.name}: seeded {args.clients} managed ({args.seed_via}) in {result.seed_managed_s:.1f} s, "
         f"{args.clients} unmanaged in {result.seed_unmanaged_s:.1f} s",
         flush=True,
     )
     result.seeded = await registration_latency(bench, args.requests, args.warmup)
-    result.registrations = args.prewarm + 2 * (args.requests + args.warmup) + args.clients
+    through_gateway = args.clients if args.seed_via == "gateway" else 0
+    result.registrations = args.prewarm + 2 * (args.requests + args.warmup) + through_gateway
     result.gateway_rss_kib = rss_kib(gateway.pid)
     print(f"{bench.name}: seeded p50 {result.seeded['p50']:.2f} ms", flush=True)
 
@@ -427,15 +538,92 @@ async def measure_provider(
         )
         recount = await measured_process("quota recount", [sys.executable, SCRIPT, "--recount"], env, proxy)
         result.tools.append(recount)
+        if isinstance(bench, KeycloakBench):
+            # the same two commands once the service account may read client-session-stats (README, Keycloak)
+            await grant_view_realm(bench)
+            listing = await measured_process(
+                "clients list (view-realm)", [*dcr_gateway(), "clients", "list", "--json"], env, proxy
+            )
+            result.tools.append(listing)
+            result.tools.append(
+                await measured_process(
+                    "clients gc 30d (view-realm)",
+                    [*dcr_gateway(), "clients", "gc", "--unused-for", "30d"],
+                    env,
+                    proxy,
+                )
+            )
         for tool in result.tools:
-            print(f"{bench.name}: {tool.what}: {tool.seconds:.2f} s, {tool.total_calls} admin calls", flush=True)
+            print(
+                f"{bench.name}: {tool.what}: {tool.seconds:.2f} s, {tool.peak_rss_kib / 1024:.1f} MiB peak, "
+                f"{tool.total_calls} admin calls",
+                flush=True,
+            )
     finally:
         await proxy.stop()
     if isinstance(bench, KeycloakBench):
         result.probes = await keycloak_probes(bench)
     elif isinstance(bench, HydraBench):
         result.probes = await hydra_probes(bench)
+    if args.rss_registrations:
+        started = time.perf_counter()
+        result.churn = await registration_churn(bench, gateway, args.rss_registrations, args.seed_concurrency)
+        result.churn_seconds = time.perf_counter() - started
+        rss, hwm = result.churn[-1][1:]
+        print(
+            f"{bench.name}: {args.rss_registrations} registrations created and deleted through the gateway in "
+            f"{result.churn_seconds:.0f} s: VmRSS {rss / 1024:.1f} MiB, VmHWM {hwm / 1024:.1f} MiB",
+            flush=True,
+        )
     return result
+
+
+async def registration_churn(
+    bench: ProviderBench, gateway: Service, count: int, concurrency: int
+) -> list[tuple[int, int, int]]:
+    """``count`` registrations through the gateway, each deleted again through it (RFC 7592 ``DELETE`` with its
+    registration access token), ``concurrency`` in flight: the gateway's resident memory after that many
+    registrations, the provider kept small. A 429 of the gateway's rate limits is waited out (``Retry-After``).
+    Returns (done, VmRSS, VmHWM) at the start and after each tenth."""
+    body = json.dumps(BODY).encode()
+    samples = [(0, *rss_kib(gateway.pid))]
+    done = 0
+    step = max(1, count // 10)
+
+    async def call(method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
+        retried = False
+        for _ in range(100):
+            async with bench.http.request(method, url, **kwargs) as response:
+                if response.status in (429, 503):
+                    # rate limited, or the provider's storage refused a concurrent write (Hydra's SQLite): again
+                    retried = True
+                    await asyncio.sleep(min(1.0, float(response.headers.get("Retry-After", "1"))))
+                    continue
+                if retried and method == "DELETE" and response.status == 401:
+                    return 204, None  # a retried delete that had gone through: the client is gone
+                payload = await response.json() if response.status == 201 else None
+                return response.status, payload
+        raise BenchError(f"{method} {url}: still rate limited or unavailable")
+
+    async def one() -> None:
+        nonlocal done
+        status, registered = await call("POST", bench.registration_endpoint, data=body, headers=JSON_HEADERS)
+        if status != 201:
+            raise BenchError(f"churn registration: HTTP {status}")
+        token = registered["registration_access_token"]
+        status, _ = await call(
+            "DELETE", registered["registration_client_uri"], headers={"Authorization": f"Bearer {token}"}
+        )
+        if status != 204:
+            raise BenchError(f"churn RFC 7592 delete: HTTP {status}")
+        done += 1
+        if done % step == 0:
+            samples.append((done, *rss_kib(gateway.pid)))
+
+    await _run_bounded(count, concurrency, one)
+    if samples[-1][0] != done:
+        samples.append((done, *rss_kib(gateway.pid)))
+    return samples
 
 
 def print_results(args: argparse.Namespace, results: Sequence[ProviderResult]) -> None:
@@ -453,6 +641,11 @@ def print_results(args: argparse.Namespace, results: Sequence[ProviderResult]) -
     for result in results:
         rss, hwm = result.gateway_rss_kib
         print(f"{result.name:<10}{result.registrations:>7} registrations  {rss / 1024:.1f} MiB / {hwm / 1024:.1f} MiB")
+    if any(result.churn for result in results):
+        print("\ngateway while registrations are created and deleted through it (VmRSS / VmHWM)")
+        for result in results:
+            for done, rss, hwm in result.churn:
+                print(f"{result.name:<10}{done:>7} registrations  {rss / 1024:.1f} MiB / {hwm / 1024:.1f} MiB")
     print("\nclient tooling through a recording proxy in front of the admin API")
     header = f"{'provider':<10}{'what':<30}{'wall s':>8}{'peak MiB':>10}{'calls':>8}{'per managed':>13}"
     print(header)
@@ -520,12 +713,27 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=500,
         help="registrations sent and deleted again before the empty phase (warms the provider's JIT)",
     )
-    parser.add_argument("--seed-concurrency", type=int, default=4, help="seeding requests in flight")
+    parser.add_argument("--seed-concurrency", type=int, default=8, help="seeding requests in flight")
+    parser.add_argument(
+        "--seed-via",
+        choices=("admin", "gateway"),
+        default="admin",
+        help="managed clients through the admin API with exactly the adapter's representation (Keycloak: "
+        "partialImport batches; default, minutes for 100,000) or through the gateway (POST /register)",
+    )
+    parser.add_argument(
+        "--rss-registrations",
+        type=int,
+        default=0,
+        help="then this many registrations created and deleted through the gateway, its RSS sampled (goal 4: "
+        "under 100 MB after 100,000)",
+    )
     parser.add_argument("--providers", default="hydra,keycloak", help="comma-separated: hydra, keycloak")
     parser.add_argument(
-        "--keycloak-searchable-marker",
+        "--keycloak-stock",
         action="store_true",
-        help=f"start Keycloak with {SEARCHABLE_ENV}={SEARCHABLE_MARKER} (server-side filtering on the marker)",
+        help=f"start Keycloak without {SEARCHABLE_ENV}={SEARCHABLE_MARKER} (devstack sets it): the adapter's "
+        "fallback, listing every client",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the run directory (provider/gateway logs)")
     parser.add_argument("--recount", action="store_true", help=argparse.SUPPRESS)  # the measured child process
@@ -533,7 +741,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args.providers = [p.strip() for p in args.providers.split(",") if p.strip()]
     if not set(args.providers) <= {"hydra", "keycloak"} or not args.providers:
         parser.error("--providers takes hydra and/or keycloak")
-    if args.clients < 0 or args.prewarm < 0 or args.requests < 1 or args.warmup < 0 or args.seed_concurrency < 1:
+    counts = (args.clients, args.rss_registrations, args.prewarm, args.warmup)
+    if min(counts) < 0 or args.requests < 1 or args.seed_concurrency < 1:
         parser.error("counts must be positive")
     return args
 
@@ -542,8 +751,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     if args.recount:
         return asyncio.run(_recount())
-    if args.keycloak_searchable_marker:
-        os.environ[SEARCHABLE_ENV] = SEARCHABLE_MARKER  # devstack's spawn passes the environment on
+    if args.keycloak_stock:
+        devstack.providers.KEYCLOAK_SEARCHABLE_ATTRIBUTES.clear()  # start_keycloak reads it when it starts one
+    # the development quota (100,000 managed clients per issuer) would refuse the seeded phase at N = 100,000
+    quota = max(100_000, 2 * args.clients + args.prewarm + 10_000)
+    devstack.providers.DEVELOPMENT_LIMITS_ENV["DCR_LIMITS__MAX_CLIENTS_PER_ISSUER"] = str(quota)
     with bench_run("scale", keep_logs=args.keep_logs) as bench:
         hydra, hydra_url, keycloak, keycloak_url = start_stack(bench.stack, bench.run_dir, args.providers)
         envs: dict[str, dict[str, str]] = {}

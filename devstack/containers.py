@@ -45,6 +45,7 @@ from devstack.providers import (
     HYDRA_CONFIG,
     KEYCLOAK_BOOTSTRAP_ADMIN,
     KEYCLOAK_REALM,
+    KEYCLOAK_SEARCHABLE_ATTRIBUTES,
     REALM_FILE,
     USER_NAME,
     HydraProvider,
@@ -161,6 +162,7 @@ def keycloak_spec(
         env={
             "KC_BOOTSTRAP_ADMIN_USERNAME": bootstrap_admin[0],
             "KC_BOOTSTRAP_ADMIN_PASSWORD": bootstrap_admin[1],
+            **KEYCLOAK_SEARCHABLE_ATTRIBUTES,
         },
         ports=(KEYCLOAK_HTTP_PORT,),
         files=tuple((path, f"{KEYCLOAK_IMPORT_DIR}/{path.name}") for path in realm_files),

@@ -31,6 +31,10 @@ KEYCLOAK_ADMIN_CLIENT_ID = "dcr-gateway"
 KEYCLOAK_ADMIN_CLIENT_SECRET = "dev-only-dcr-gateway-secret"
 KEYCLOAK_BOOTSTRAP_ADMIN = ("admin", "admin")
 KEYCLOAK_LEGACY_CLIENT = ("legacy-app", "dev-only-legacy-app-secret")
+KEYCLOAK_SEARCHABLE_ATTRIBUTES = {"KC_SPI_CLIENT__JPA__SEARCHABLE_ATTRIBUTES": "dcr.gateway.managed"}
+"""Lets the admin API filter clients on the gateway's managed marker (``GET /clients?q=dcr.gateway.managed:true``),
+so the gateway's listings read managed clients only (README, Keycloak section); a stock Keycloak answers that
+query 400 and the adapter lists every client instead."""
 USER_NAME = "alice"
 USER_PASSWORD = "alice"
 
@@ -296,6 +300,7 @@ def start_keycloak(
         "JAVA_HOME": str(java_home()),
         "KC_BOOTSTRAP_ADMIN_USERNAME": bootstrap_admin[0],
         "KC_BOOTSTRAP_ADMIN_PASSWORD": bootstrap_admin[1],
+        **KEYCLOAK_SEARCHABLE_ATTRIBUTES,
         **(extra_env or {}),
     }
     argv = [

@@ -37,6 +37,7 @@ from adapters.base import (
     ProviderUnavailable,
     ResourceBinding,
     UnmanagedClient,
+    UsagePage,
     addressable_client_id,
     with_deployment,
 )
@@ -508,7 +509,13 @@ class HydraAdapter:
         return usage_from_hydra(await self._get_raw(client_id))
 
     async def _all_raw_clients(self) -> AsyncIterator[dict[str, Any]]:
-        """Every client in Hydra, managed or not, page by page (Ory keyset pagination)."""
+        """Every client in Hydra, managed or not (Ory keyset pagination)."""
+        async for page in self._raw_pages():
+            for item in page:
+                yield item
+
+    async def _raw_pages(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every client in Hydra, managed or not, one admin call per page of :data:`PAGE_SIZE`."""
         page_token: str | None = None
         while True:
             params = {"page_size": str(PAGE_SIZE)}
@@ -528,13 +535,32 @@ class HydraAdapter:
                     link = response.headers.get("Link", "")
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise ProviderUnavailable(f"hydra admin list: {type(exc).__name__}") from exc
-            for item in payload or []:
-                if isinstance(item, dict):
-                    yield item
+            yield [item for item in payload or [] if isinstance(item, dict)]
             # An empty page is the end: Hydra v2 links a rel="next" page even from an empty one.
             page_token = _next_page_token(link) if payload else None
             if not page_token:
                 return
+
+    async def list_with_usage(self, issuer: str) -> AsyncIterator[UsagePage]:
+        """:class:`~adapters.base.UsageListing`: the managed DCR clients of each listing page with the usage the
+        page already carries (``created_at``, ``updated_at``; :func:`~adapters.hydra.mapping.usage_from_hydra`):
+        ``ceil(all clients / 500)`` admin calls, none per client."""
+        async for items in self._raw_pages():
+            page: UsagePage = [
+                (from_hydra(item), usage_from_hydra(item))
+                for item in items
+                if is_managed(item) and document_url_of(item) is None
+            ]
+            if page:
+                yield page
+
+    async def count_managed(self, issuer: str) -> int:
+        """:class:`~adapters.base.ClientCount`: DCR and document clients in one pass over the listing, counted on
+        the raw records (no mapping)."""
+        count = 0
+        async for items in self._raw_pages():
+            count += sum(1 for item in items if is_managed(item))
+        return count
 
     async def list_unmanaged(self, issuer: str) -> AsyncIterator[UnmanagedClient]:
         async for item in self._all_raw_clients():

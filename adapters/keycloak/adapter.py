@@ -43,6 +43,7 @@ from adapters.base import (
     ResourceBinding,
     RoleMissing,
     UnmanagedClient,
+    UsagePage,
     addressable_client_id,
     with_deployment,
 )
@@ -63,6 +64,7 @@ from adapters.keycloak.admin import (
 from adapters.keycloak.mapping import (
     ADMITTED_ATTRIBUTE,
     AUDIENCE_MAPPER,
+    MANAGED_ATTRIBUTE,
     REALM_MANAGEMENT_CLIENT,
     UNCHECKABLE_SERVICE_ACCOUNT,
     RealmScopes,
@@ -94,6 +96,13 @@ log = structlog.get_logger(__name__)
 
 REALM_SCOPES_TTL = 60.0
 PAGE_SIZE = 200
+MANAGED_QUERY = f"{MANAGED_ATTRIBUTE}:true"
+"""``GET /admin/realms/{realm}/clients?q=`` for the managed marker: Keycloak filters on a client attribute only
+when it is listed in its ``spi-client--jpa--searchable-attributes`` option (``KC_SPI_CLIENT__JPA__SEARCHABLE_ATTRIBUTES
+=dcr.gateway.managed``); a stock Keycloak answers 400 ``Attributes [...] not allowed for search``, and the adapter
+then lists every client and filters itself."""
+SESSION_STATS_ROLE = "view-realm"
+"""The ``realm-management`` role Keycloak requires for ``GET /admin/realms/{realm}/client-session-stats``."""
 MANAGE_CLIENTS = "manage-clients"
 """The one ``realm-management`` role the gateway's service account needs (README, Keycloak section)."""
 _REALM_MISSING = ("Realm does not exist", "Realm not found")
@@ -194,6 +203,10 @@ class KeycloakAdapter:
         self._prepared: BoundedCache[tuple[str, str, str, str], bool] = BoundedCache()
         """(realm, kind, clientId, resource or redirect URI) already in the client: no admin call needed."""
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._searchable: dict[str, bool] = {}
+        """Per realm: ``False`` once Keycloak refused the managed-marker search (:data:`MANAGED_QUERY`)."""
+        self._session_stats_refused: dict[str, bool] = {}
+        """Per realm: ``True`` once Keycloak refused ``client-session-stats`` (no ``view-realm``)."""
 
     def issuers(self) -> list[Issuer]:
         return [
@@ -544,22 +557,98 @@ class KeycloakAdapter:
 
     async def _managed_representations(self, issuer: str) -> AsyncIterator[dict[str, Any]]:
         """Every managed client's representation in the realm, page by page."""
-        admin = self._admin(issuer)
+        async for page in self._managed_pages(issuer):
+            for representation in page:
+                yield representation
+
+    async def _managed_pages(self, issuer: str) -> AsyncIterator[list[dict[str, Any]]]:
+        """The managed clients' representations (DCR and document clients), one admin call per page of
+        :data:`PAGE_SIZE`: filtered by Keycloak on the managed marker (:data:`MANAGED_QUERY`) where it allows it, so
+        the pages hold managed clients only; else (a stock Keycloak's 400, remembered per realm) every client of
+        the realm, filtered here."""
         first = 0
+        searchable = self._searchable.get(issuer, True)
         while True:
-            response = await self._call(
-                "list clients",
-                admin.connection.a_raw_get(f"admin/realms/{issuer}/clients", first=first, max=PAGE_SIZE),
-            )
+            params: dict[str, Any] = {"first": first, "max": PAGE_SIZE}
+            if searchable:
+                params["q"] = MANAGED_QUERY
+            response = await self._raw_get(issuer, "list clients", f"admin/realms/{issuer}/clients", **params)
+            if response.status_code == 400 and searchable and first == 0:
+                log.info(
+                    "keycloak.marker_not_searchable",
+                    realm=issuer,
+                    hint="set KC_SPI_CLIENT__JPA__SEARCHABLE_ATTRIBUTES=dcr.gateway.managed on Keycloak so listings "
+                    "read managed clients only",
+                )
+                self._searchable[issuer] = searchable = False
+                continue
             if response.status_code >= 400:
                 raise ProviderUnavailable(f"keycloak list clients: HTTP {response.status_code}")
             page = response.json()
-            for representation in page:
-                if is_managed(representation):
-                    yield representation
+            if not isinstance(page, list):
+                raise ProviderUnavailable("keycloak list clients: not a list")
+            yield [r for r in page if isinstance(r, dict) and is_managed(r)]
             if len(page) < PAGE_SIZE:
                 return
             first += PAGE_SIZE
+
+    async def _raw_get(self, realm: str, action: str, path: str, **params: Any) -> Any:
+        """One admin ``GET`` (``path`` relative to Keycloak's base URL), its response whatever the status."""
+        return await self._call(action, self._admin(realm).connection.a_raw_get(path, **params))
+
+    async def count_managed(self, issuer: str) -> int:
+        """:class:`~adapters.base.ClientCount`: one pass over :meth:`_managed_pages` (``ceil(managed / 200)``
+        calls with the marker searchable, ``ceil(all clients / 200)`` without), DCR and document clients."""
+        count = 0
+        async for page in self._managed_pages(issuer):
+            count += len(page)
+        return count
+
+    async def _session_stats(self, realm: str) -> dict[str, tuple[int, int]] | None:
+        """Active and offline session counts per client (internal id) from one call,
+        ``GET /admin/realms/{realm}/client-session-stats`` (a client holding no session is absent: 0, 0). ``None``
+        when Keycloak refuses it (403: the service account lacks ``realm-management/view-realm``; remembered per
+        realm, so it is not asked again)."""
+        if self._session_stats_refused.get(realm):
+            return None
+        response = await self._raw_get(realm, "client session stats", f"admin/realms/{realm}/client-session-stats")
+        if response.status_code == 403:
+            self._session_stats_refused[realm] = True
+            log.info(
+                "keycloak.session_stats_forbidden",
+                realm=realm,
+                hint=f"grant realm-management/{SESSION_STATS_ROLE} to the gateway's service account to read session "
+                "counts in one call per realm; without it they are read per client where gc needs them",
+            )
+            return None
+        if response.status_code >= 300:
+            raise self._status_error(response, "client session stats")
+        stats: dict[str, tuple[int, int]] = {}
+        payload = response.json()
+        for entry in payload if isinstance(payload, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                stats[entry["id"]] = (_count(entry.get("active")), _count(entry.get("offline")))
+        return stats
+
+    async def list_with_usage(self, issuer: str) -> AsyncIterator[UsagePage]:
+        """:class:`~adapters.base.UsageListing`: the managed DCR clients a page at a time (:meth:`_managed_pages`),
+        each with the times the gateway recorded in it and its session counts from one ``client-session-stats``
+        call per listing (unknown, ``None``, without ``view-realm``). ``1 + ceil(managed / 200)`` admin calls with
+        the marker searchable, whatever the number of clients."""
+        stats = await self._session_stats(issuer)
+        async for representations in self._managed_pages(issuer):
+            page: UsagePage = []
+            for representation in representations:
+                if document_url_of(representation) is not None:
+                    continue
+                if stats is None:
+                    sessions: tuple[int | None, int | None] = (None, None)
+                else:
+                    sessions = stats.get(str(representation.get("id")), (0, 0))
+                usage = usage_from_keycloak(representation, sessions=sessions[0], offline_sessions=sessions[1])
+                page.append((from_keycloak(representation), usage))
+            if page:
+                yield page
 
     # ------------------------------------------------------------------- client ID metadata documents (CIMD)
 
@@ -855,6 +944,14 @@ class KeycloakAdapter:
             body.update(conforming_update(representation, attributes))
         await self._call("adopt client", self._admin(issuer).a_update_client(representation["id"], body))
         return from_keycloak(await self._find(issuer, client_id))
+
+
+def _count(value: Any) -> int:
+    """A session count of ``client-session-stats`` (Keycloak sends them as strings)."""
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _role_names(roles: Any) -> list[str]:

@@ -518,9 +518,11 @@ def adoption_attributes(
     return attributes
 
 
-def usage_from_keycloak(representation: dict[str, Any], *, sessions: int, offline_sessions: int) -> ClientUsage:
-    """What Keycloak can tell: its session counts (in use now) and the times the gateway recorded (Keycloak
-    keeps no creation, update or last-use time of a client)."""
+def usage_from_keycloak(
+    representation: dict[str, Any], *, sessions: int | None, offline_sessions: int | None
+) -> ClientUsage:
+    """What Keycloak can tell: its session counts (in use now; ``None`` when they were not read) and the times the
+    gateway recorded (Keycloak keeps no creation, update or last-use time of a client)."""
     stored = _json_attribute(representation.get("attributes") or {}, METADATA_ATTRIBUTE)
     issued_at = stored.get("client_id_issued_at")
     adopted_at = stored.get("adopted_at")

@@ -26,6 +26,7 @@ from adapters.base import (
     ResourceBinding,
     SettingDifference,
     UnmanagedClient,
+    UsagePage,
     with_deployment,
 )
 from adapters.bindings import (
@@ -86,6 +87,10 @@ class MemoryAdapter:
         self.unmanaged: dict[str, set[str]] = {"default": set()}
         self.unavailable = False
         self.refusal: ProviderMisconfigured | None = None
+        self.page_size = 100
+        """Clients per page of :meth:`list_with_usage` (a provider's listing page)."""
+        self.pages_read = 0
+        """Listing pages read by :meth:`list_with_usage` and :meth:`count_managed`, as a provider's admin calls."""
 
     def issuers(self) -> list[Issuer]:
         return [
@@ -300,8 +305,34 @@ class MemoryAdapter:
         self.candidates.setdefault(issuer, {})[client.client_id] = client
 
     async def usage(self, issuer: str, client_id: str) -> ClientUsage:
-        client = await self.read_client(issuer, client_id)
-        recorded = self.usages.get(issuer, {}).get(client_id)
+        return self._usage_of(issuer, await self.read_client(issuer, client_id))
+
+    async def list_with_usage(self, issuer: str) -> AsyncIterator[UsagePage]:
+        """:class:`~adapters.base.UsageListing`: the DCR clients :attr:`page_size` at a time, each page read (and
+        counted in :attr:`pages_read`) only when the previous one has been consumed, with the usage :meth:`usage`
+        would answer."""
+        documents = self.document_urls.get(issuer, {})
+        first = 0
+        while True:
+            self._check()
+            self.pages_read += 1
+            window = list(self.clients.get(issuer, {}).items())[first : first + self.page_size]
+            page = [(client, self._usage_of(issuer, client)) for stored, client in window if stored not in documents]
+            if page:
+                yield page
+            if len(window) < self.page_size:
+                return
+            first += self.page_size
+
+    async def count_managed(self, issuer: str) -> int:
+        """:class:`~adapters.base.ClientCount`: DCR and document clients, one pass of :attr:`page_size` pages."""
+        self._check()
+        count = len(self.clients.get(issuer, {}))
+        self.pages_read += count // self.page_size + 1
+        return count
+
+    def _usage_of(self, issuer: str, client: ManagedClient) -> ClientUsage:
+        recorded = self.usages.get(issuer, {}).get(client.client_id)
         return recorded or ClientUsage(created_at=client.client_id_issued_at or None)
 
     async def list_unmanaged(self, issuer: str) -> AsyncIterator[UnmanagedClient]:

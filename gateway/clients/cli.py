@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import sys
+import textwrap
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -30,11 +31,9 @@ from adapters.base import (
     AdapterError,
     ClientNotFound,
     Issuer,
-    ManagedClient,
     ProviderAdapter,
     ProviderAuthError,
     ProviderUnavailable,
-    deployment_of,
 )
 from gateway.clients.operations import (
     DEFAULT_CONCURRENCY,
@@ -43,13 +42,15 @@ from gateway.clients.operations import (
     AdoptionSelector,
     AmbiguousClient,
     ClientRecord,
+    GcOutcome,
     HygieneUnsupported,
     OtherDeployment,
+    Skipped,
     adopt,
-    collect_garbage,
     find_client,
     format_duration,
-    managed_clients,
+    garbage_pages,
+    managed_client_pages,
     parse_duration,
     parse_instant,
     parse_label,
@@ -324,12 +325,12 @@ class Context:
         """The deployment whose clients the action touches; ``None`` with ``--all-deployments``."""
         return None if getattr(self.args, "all_deployments", False) else self.settings.deployment
 
-    def scope_note(self, skipped: Sequence[ManagedClient]) -> None:
+    def scope_note(self, skipped: Skipped) -> None:
         """Say that other deployments' clients were left out, and how many (none: nothing to say)."""
-        if skipped and self.deployment is not None:
-            others = sorted({deployment_of(client) for client in skipped})
+        if skipped.count and self.deployment is not None:
+            others = sorted(skipped.deployments)
             self.note(
-                f"note: {len(skipped)} managed clients of other deployments ({', '.join(map(repr, others))}) left "
+                f"note: {skipped.count} managed clients of other deployments ({', '.join(map(repr, others))}) left "
                 f"out: this gateway is deployment {self.deployment!r} (--all-deployments includes them)"
             )
 
@@ -337,8 +338,8 @@ class Context:
         path = next(issuer.path for issuer in self.issuers or [] if issuer.key == issuer_key)
         return f"{self.settings.public_url}{path}{self.settings.registration_path}"
 
-    def say(self, line: str) -> None:
-        print(line, file=self.out, flush=True)
+    def say(self, line: str, end: str = "\n") -> None:
+        print(line, file=self.out, end=end, flush=True)
 
     def note(self, line: str) -> None:
         print(line, file=self.err, flush=True)
@@ -390,11 +391,6 @@ def sessions_text(record: ClientRecord) -> str:
     return f"{usage.active_sessions or 0}+{usage.offline_sessions or 0} offline"
 
 
-def table(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-
-
 def dump_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=False)  # ensure_ascii: no raw control characters in output
 
@@ -407,44 +403,56 @@ def _label_of(issuer: str, client_id: str, name: str | None) -> str:
 # ------------------------------------------------------------------------------------------ actions
 
 
+LIST_HEADER = ["ISSUER", "CLIENT_ID", "NAME", "CREATED", "LAST USED", "SESSIONS", "AUTH METHOD", "REDIRECTS"]
+
+
+def _list_row(record: ClientRecord, every: bool) -> list[str]:
+    summary = record.summary()
+    usage = record.usage
+    return [
+        printable(record.issuer),
+        printable(record.client.client_id),
+        printable(summary["client_name"] or "-"),
+        when((usage.created_at if usage else None) or record.client.client_id_issued_at),
+        when(usage.last_used_at if usage else None),
+        sessions_text(record),
+        printable(summary["token_endpoint_auth_method"] or "-"),
+        str(summary["redirect_uris"]),
+        *([printable(summary["deployment"])] if every else []),
+    ]
+
+
 async def list_action(context: Context) -> int:
-    skipped: list[ManagedClient] = []
-    records = await managed_clients(
+    """Prints each provider page as soon as it is read (issue 12: one page in memory, not every client): the JSON
+    array element by element, the table with columns as wide as the widest cell so far."""
+    skipped = Skipped()
+    every = context.deployment is None
+    header = LIST_HEADER + (["DEPLOYMENT"] if every else [])
+    widths = [len(cell) for cell in header]
+    listed = 0
+    async for page in managed_client_pages(
         context.adapter,
         context.issuer_keys,
         concurrency=context.args.concurrency,
         deployment=context.deployment,
         skipped=skipped,
-    )
+    ):
+        if context.args.json:
+            for record in page:
+                element = textwrap.indent(dump_json(record.summary()), "  ")
+                context.say(("[\n" if listed == 0 else ",\n") + element, end="")
+                listed += 1
+            continue
+        rows = [_list_row(record, every) for record in page]
+        widths = [max(width, *(len(row[i]) for row in rows)) for i, width in enumerate(widths)]
+        for row in ([header] if listed == 0 else []) + rows:
+            context.say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        listed += len(page)
     context.scope_note(skipped)
     if context.args.json:
-        context.say(dump_json([record.summary() for record in records]))
-        return EXIT_OK
-    if not records:
+        context.say("\n]" if listed else "[]")
+    elif not listed:
         context.note("no managed clients")
-        return EXIT_OK
-    every = context.deployment is None
-    rows = [["ISSUER", "CLIENT_ID", "NAME", "CREATED", "LAST USED", "SESSIONS", "AUTH METHOD", "REDIRECTS"]]
-    if every:
-        rows[0].append("DEPLOYMENT")
-    for record in records:
-        summary = record.summary()
-        usage = record.usage
-        rows.append(
-            [
-                printable(record.issuer),
-                printable(record.client.client_id),
-                printable(summary["client_name"] or "-"),
-                when((usage.created_at if usage else None) or record.client.client_id_issued_at),
-                when(usage.last_used_at if usage else None),
-                sessions_text(record),
-                printable(summary["token_endpoint_auth_method"] or "-"),
-                str(summary["redirect_uris"]),
-                *([printable(summary["deployment"])] if every else []),
-            ]
-        )
-    for line in table(rows):
-        context.say(line)
     return EXIT_OK
 
 
@@ -517,8 +525,10 @@ async def gc_action(context: Context) -> int:
     if args.apply and as_of > context.now:
         # A later time makes clients look older than they are: preview it, never delete by it.
         raise UsageError("--as-of in the future is for a dry run only; drop --apply")
-    skipped: list[ManagedClient] = []
-    outcomes = await collect_garbage(
+    skipped = Skipped()
+    total = stale = deleted = failed = 0
+    sessions_unknown = False
+    async for page in garbage_pages(
         context.adapter,
         context.issuer_keys,
         unused_for=args.unused_for,
@@ -528,39 +538,46 @@ async def gc_action(context: Context) -> int:
         concurrency=args.concurrency,
         deployment=context.deployment,
         skipped=skipped,
-    )
+    ):
+        for outcome in page:
+            _report_gc(context, outcome)
+            total += 1
+            stale += outcome.decision.stale
+            deleted += outcome.deleted
+            failed += outcome.error is not None
+            sessions_unknown = sessions_unknown or not outcome.sessions_known
     context.scope_note(skipped)
-    stale = [o for o in outcomes if o.decision.stale]
-    for outcome in outcomes:
-        label = _label_of(outcome.issuer, outcome.client.client_id, outcome.client.metadata.client_name)
-        if outcome.deleted or outcome.error:
-            context.audit(
-                "gc",
-                success=outcome.deleted,
-                issuer_key=outcome.issuer,
-                client_id=outcome.client.client_id,
-                error=None if outcome.deleted else "not_deleted",
-            )
-        if outcome.error:
-            verb = "not deleted"
-            reason = f"{outcome.decision.reason}; {outcome.error}"
-        else:
-            verb = "keep" if not outcome.decision.stale else "deleted" if outcome.deleted else "would delete"
-            reason = outcome.decision.reason
-        context.say(f"{verb:<13}{label}: {printable(reason)}")
-    if any(not o.sessions_known for o in outcomes):
+    if sessions_unknown:
         context.note(
             "note: the provider cannot tell whether a client is in use now (Hydra's admin API has no per-client "
             f"sessions): unused means not created or changed for {format_duration(args.unused_for)}"
         )
-    deleted = sum(o.deleted for o in outcomes)
-    failed = sum(o.error is not None for o in outcomes)
-    summary = f"{len(outcomes)} managed clients, {len(stale)} stale"
+    summary = f"{total} managed clients, {stale} stale"
     if args.apply:
         context.say(f"{summary}: {deleted} deleted" + (f", {failed} not deleted" if failed else ""))
     else:
         context.say(f"{summary}: dry run, nothing deleted (pass --apply to delete)")
     return EXIT_NOTHING if failed else EXIT_OK
+
+
+def _report_gc(context: Context, outcome: GcOutcome) -> None:
+    """One line per judged client, printed as its page is done; an audit event for each deletion tried."""
+    label = _label_of(outcome.issuer, outcome.client.client_id, outcome.client.metadata.client_name)
+    if outcome.deleted or outcome.error:
+        context.audit(
+            "gc",
+            success=outcome.deleted,
+            issuer_key=outcome.issuer,
+            client_id=outcome.client.client_id,
+            error=None if outcome.deleted else "not_deleted",
+        )
+    if outcome.error:
+        verb = "not deleted"
+        reason = f"{outcome.decision.reason}; {outcome.error}"
+    else:
+        verb = "keep" if not outcome.decision.stale else "deleted" if outcome.deleted else "would delete"
+        reason = outcome.decision.reason
+    context.say(f"{verb:<13}{label}: {printable(reason)}")
 
 
 async def adopt_action(context: Context) -> int:

@@ -10,6 +10,11 @@ gateway data exactly as for a registration, so the RFC 7592 client configuration
 adopted client from then on. By default it also brings the client's settings in line with every managed client's
 (consent required, no full scope, ...); the dry run lists each difference.
 
+Scale (issue 12): ``list`` and ``gc`` go through the provider's listing a page at a time
+(:func:`managed_client_pages`, :func:`garbage_pages`) and hand each page on before the next is read, so the
+command holds one page, not every client. With an adapter that has :class:`~adapters.base.UsageListing` the usage
+comes with the page (admin calls grow with pages, not clients); otherwise it is asked per client, as before.
+
 Deployments: every managed client records the gateway deployment that registered or adopted it
 (:func:`adapters.base.deployment_of`; a client from before deployments were recorded belongs to ``default``).
 ``deployment`` arguments limit listing, showing, deleting and collecting to that deployment's clients; ``None``
@@ -19,6 +24,7 @@ means every deployment.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,9 +44,11 @@ from adapters.base import (
     ProviderAuthError,
     ProviderUnavailable,
     UnmanagedClient,
+    UsageListing,
     addressable_client_id,
     deployment_of,
 )
+from gateway.oauth.metadata import ClientMetadata
 from gateway.registration.records import management_data
 from gateway.registration.tokens import TOKEN_HASH_KEY, mint_registration_access_token
 
@@ -72,26 +80,65 @@ def in_deployment(client: ManagedClient, deployment: str | None) -> bool:
     return deployment is None or deployment_of(client) == deployment
 
 
-async def _listed(
+LISTING_CHUNK = 200
+"""Clients handed on at a time when the adapter lists without pages (:meth:`ProviderAdapter.list_clients`)."""
+
+
+@dataclass
+class Skipped:
+    """Managed clients of other deployments a listing left out: how many, and which deployments (not the clients
+    themselves, so a listing of 100,000 holds none of them)."""
+
+    count: int = 0
+    deployments: set[str] = field(default_factory=set)
+
+    def add(self, client: ManagedClient) -> None:
+        self.count += 1
+        self.deployments.add(deployment_of(client))
+
+
+async def _usage_pages(
+    adapter: ProviderAdapter, issuer: str, *, with_usage: bool
+) -> AsyncIterator[list[tuple[ManagedClient, ClientUsage | None]]]:
+    """The issuer's managed clients a page at a time: with the usage the page carries
+    (:class:`~adapters.base.UsageListing`), else in chunks of :data:`LISTING_CHUNK` with usage ``None`` (not read)."""
+    if with_usage and isinstance(adapter, UsageListing):
+        async for page in adapter.list_with_usage(issuer):
+            yield list(page)
+        return
+    chunk: list[tuple[ManagedClient, ClientUsage | None]] = []
+    async for client in adapter.list_clients(issuer):
+        chunk.append((client, None))
+        if len(chunk) >= LISTING_CHUNK:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def _selected_pages(
     adapter: ProviderAdapter,
     issuers: Sequence[str],
     *,
     prefix: str | None,
     deployment: str | None,
-    skipped: list[ManagedClient] | None,
-) -> list[tuple[str, ManagedClient]]:
-    """Managed clients of ``issuers`` with ``prefix`` and of ``deployment``; those only of another deployment are
-    appended to ``skipped`` when given."""
-    found: list[tuple[str, ManagedClient]] = []
+    skipped: Skipped | None,
+    with_usage: bool = True,
+) -> AsyncIterator[tuple[str, list[tuple[ManagedClient, ClientUsage | None]]]]:
+    """``(issuer, page)`` of the managed clients with ``prefix`` and of ``deployment``; those only of another
+    deployment are counted in ``skipped`` when given."""
     for issuer in issuers:
-        async for client in adapter.list_clients(issuer):
-            if prefix is not None and not client.client_id.startswith(prefix):
-                continue
-            if in_deployment(client, deployment):
-                found.append((issuer, client))
-            elif skipped is not None:
-                skipped.append(client)
-    return found
+        async for page in _usage_pages(adapter, issuer, with_usage=with_usage):
+            selected: list[tuple[ManagedClient, ClientUsage | None]] = []
+            for client, usage in page:
+                if prefix is not None and not client.client_id.startswith(prefix):
+                    continue
+                if in_deployment(client, deployment):
+                    selected.append((client, usage))
+                elif skipped is not None:
+                    skipped.add(client)
+            if selected:
+                yield issuer, selected
 
 
 # ------------------------------------------------------------------------------------------ durations
@@ -239,6 +286,35 @@ async def _collect(iterator: AsyncIterator[_T]) -> list[_T]:
     return [item async for item in iterator]
 
 
+async def managed_client_pages(
+    adapter: ProviderAdapter,
+    issuers: Sequence[str],
+    *,
+    prefix: str | None = None,
+    with_usage: bool = True,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    deployment: str | None = None,
+    skipped: Skipped | None = None,
+) -> AsyncIterator[list[ClientRecord]]:
+    """The managed clients of ``issuers`` and ``deployment`` (whose client_id starts with ``prefix``), with usage,
+    one provider page at a time; the next page is read only when the caller asks for it. Other deployments'
+    clients are counted in ``skipped`` when given."""
+    async for issuer, page in _selected_pages(
+        adapter, issuers, prefix=prefix, deployment=deployment, skipped=skipped, with_usage=with_usage
+    ):
+
+        async def record(entry: tuple[ManagedClient, ClientUsage | None], issuer: str = issuer) -> ClientRecord:
+            client, usage = entry
+            if usage is None and with_usage:
+                try:
+                    usage = await usage_of(adapter, issuer, client.client_id)
+                except ClientNotFound:  # deleted since it was listed
+                    usage = None
+            return ClientRecord(issuer, client, usage)
+
+        yield await bounded_map(record, page, concurrency)
+
+
 async def managed_clients(
     adapter: ProviderAdapter,
     issuers: Sequence[str],
@@ -247,21 +323,19 @@ async def managed_clients(
     with_usage: bool = True,
     concurrency: int = DEFAULT_CONCURRENCY,
     deployment: str | None = None,
-    skipped: list[ManagedClient] | None = None,
+    skipped: Skipped | None = None,
 ) -> list[ClientRecord]:
-    """Every managed client of ``issuers`` and ``deployment`` (whose client_id starts with ``prefix``), with
-    usage; other deployments' clients go to ``skipped`` when given."""
-    found = await _listed(adapter, issuers, prefix=prefix, deployment=deployment, skipped=skipped)
-
-    async def record(entry: tuple[str, ManagedClient]) -> ClientRecord:
-        issuer, client = entry
-        try:
-            usage = await usage_of(adapter, issuer, client.client_id) if with_usage else None
-        except ClientNotFound:  # deleted since it was listed
-            usage = None
-        return ClientRecord(issuer, client, usage)
-
-    return await bounded_map(record, found, concurrency)
+    """Every page of :func:`managed_client_pages` in one list (for callers that need them all at once)."""
+    pages = managed_client_pages(
+        adapter,
+        issuers,
+        prefix=prefix,
+        with_usage=with_usage,
+        concurrency=concurrency,
+        deployment=deployment,
+        skipped=skipped,
+    )
+    return [record async for page in pages for record in page]
 
 
 async def find_client(
@@ -348,7 +422,29 @@ class GcOutcome:
         )
 
 
-async def collect_garbage(
+def _sessions_unknown(usage: ClientUsage) -> bool:
+    return usage.active_sessions is None and usage.offline_sessions is None
+
+
+@dataclass(frozen=True)
+class _StaleCandidate:
+    """A client a listing page called stale, kept until the listing is done (``gc --apply``): its id, name and
+    issue time only, so a run over 100,000 clients holds no page but this."""
+
+    issuer: str
+    client_id: str
+    client_name: str | None
+    issued_at: int
+
+    def client(self) -> ManagedClient:
+        return ManagedClient(
+            client_id=self.client_id,
+            metadata=ClientMetadata(client_name=self.client_name),
+            client_id_issued_at=self.issued_at,
+        )
+
+
+async def garbage_pages(
     adapter: ProviderAdapter,
     issuers: Sequence[str],
     *,
@@ -358,11 +454,17 @@ async def collect_garbage(
     prefix: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     deployment: str | None = None,
-    skipped: list[ManagedClient] | None = None,
-) -> list[GcOutcome]:
-    """Decide for every managed client (of ``issuers`` and ``deployment``, with ``prefix``) whether it is stale;
-    with ``apply``, delete the stale ones. Usage is read right before each deletion, so a client that was just
-    used is kept.
+    skipped: Skipped | None = None,
+) -> AsyncIterator[list[GcOutcome]]:
+    """Decide for every managed client (of ``issuers`` and ``deployment``, with ``prefix``) whether it is stale,
+    a provider page at a time; with ``apply``, delete the stale ones once the listing is done (a deletion while
+    paging would shift an offset-paged listing, Keycloak's, past clients never judged).
+
+    The usage comes with the page where the adapter can tell it so (:class:`~adapters.base.UsageListing`).
+    :meth:`~adapters.base.ClientHygiene.usage` is asked per client only where it matters: in a dry run for a
+    client the page calls stale but whose sessions it could not read (until ``usage`` shows that it cannot tell
+    them either, as on Hydra), and with ``apply`` right before each deletion, so a client that was just used is
+    kept.
 
     A provider that is down or refuses the credentials stops the run (nothing more is deleted); a refusal for
     one client is reported on that client and the run goes on.
@@ -370,16 +472,45 @@ async def collect_garbage(
     if not isinstance(adapter, ClientHygiene):
         raise HygieneUnsupported(f"adapter {adapter.name!r} cannot tell client usage; gc needs it")
     hygiene = adapter
-    found = await _listed(adapter, issuers, prefix=prefix, deployment=deployment, skipped=skipped)
+    sessions_untold: set[str] = set()
+    """Issuers whose ``usage`` told no sessions either: asking it again for them gains nothing."""
+    stale: list[_StaleCandidate] = []
 
-    async def collect(entry: tuple[str, ManagedClient]) -> GcOutcome | None:
-        issuer, client = entry
+    async def fresh_usage(issuer: str, client_id: str) -> ClientUsage | None:
         try:
-            usage = await hygiene.usage(issuer, client.client_id)
+            usage = await hygiene.usage(issuer, client_id)
         except ClientNotFound:
             return None  # deleted since it was listed
+        if _sessions_unknown(usage):
+            sessions_untold.add(issuer)
+        return usage
+
+    async def judge(issuer: str, entry: tuple[ManagedClient, ClientUsage | None]) -> GcOutcome | None:
+        client, usage = entry
+        read_now = usage is None
+        if usage is None:
+            usage = await fresh_usage(issuer, client.client_id)
+            if usage is None:
+                return None
         decision = gc_decision(client, usage, now=now, unused_for=unused_for)
-        if not (apply and decision.stale):
+        if decision.stale and apply:
+            name = client.metadata.client_name
+            stale.append(_StaleCandidate(issuer, client.client_id, name, client.client_id_issued_at))
+            return None
+        if decision.stale and not read_now and _sessions_unknown(usage) and issuer not in sessions_untold:
+            usage = await fresh_usage(issuer, client.client_id)
+            if usage is None:
+                return None
+            decision = gc_decision(client, usage, now=now, unused_for=unused_for)
+        return GcOutcome(issuer, client, decision, usage)
+
+    async def collect(candidate: _StaleCandidate) -> GcOutcome | None:
+        issuer, client = candidate.issuer, candidate.client()
+        usage = await fresh_usage(issuer, client.client_id)
+        if usage is None:
+            return None
+        decision = gc_decision(client, usage, now=now, unused_for=unused_for)
+        if not decision.stale:
             return GcOutcome(issuer, client, decision, usage)
         try:
             await adapter.delete_client(issuer, client.client_id)
@@ -391,8 +522,41 @@ async def collect_garbage(
             return GcOutcome(issuer, client, decision, usage, error=str(exc))
         return GcOutcome(issuer, client, decision, usage, deleted=True)
 
-    outcomes = await bounded_map(collect, found, concurrency)
-    return [outcome for outcome in outcomes if outcome is not None]
+    async for issuer, page in _selected_pages(adapter, issuers, prefix=prefix, deployment=deployment, skipped=skipped):
+        outcomes = await bounded_map(functools.partial(judge, issuer), page, concurrency)
+        kept = [outcome for outcome in outcomes if outcome is not None]
+        if kept:
+            yield kept
+    for first in range(0, len(stale), LISTING_CHUNK):
+        outcomes = await bounded_map(collect, stale[first : first + LISTING_CHUNK], concurrency)
+        yield [outcome for outcome in outcomes if outcome is not None]
+
+
+async def collect_garbage(
+    adapter: ProviderAdapter,
+    issuers: Sequence[str],
+    *,
+    unused_for: int,
+    now: int,
+    apply: bool = False,
+    prefix: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    deployment: str | None = None,
+    skipped: Skipped | None = None,
+) -> list[GcOutcome]:
+    """Every page of :func:`garbage_pages` in one list."""
+    pages = garbage_pages(
+        adapter,
+        issuers,
+        unused_for=unused_for,
+        now=now,
+        apply=apply,
+        prefix=prefix,
+        concurrency=concurrency,
+        deployment=deployment,
+        skipped=skipped,
+    )
+    return [outcome async for page in pages for outcome in page]
 
 
 # --------------------------------------------------------------------------------------------- adopt

@@ -2,9 +2,11 @@
 
 MCP clients re-register on every connect, so without a ceiling the provider's client table grows without
 bound (Keycloak slows down with tens of thousands of clients). The gateway keeps no database: the count comes
-from the provider itself, through the adapter's ``list_clients`` (managed clients only) and, where the adapter
-holds clients made from metadata documents, its ``list_document_clients``, cached per issuer,
-listed again in the background once older than ``refresh_seconds``, and adjusted by this instance's own
+from the provider itself, in one pass over its listing (:class:`~adapters.base.ClientCount`, where the adapter has
+it: Keycloak filters on the managed marker, so the pass reads managed clients only; otherwise the adapter's
+``list_clients`` and, where it holds clients made from metadata documents, ``list_document_clients``), cached per
+issuer, counted again in the background once older than ``refresh_seconds`` (less a random 0-20 %, so the
+instances of a deployment, started together, spread their recounts), and adjusted by this instance's own
 creations and deletions in between.
 
 A registration reserves a slot before the provider is called and keeps it only if the client was created, so
@@ -24,6 +26,7 @@ usual 503 when the provider is down, with the cause logged where it belongs. Lis
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from adapters.base import DocumentClients, ProviderAdapter
+from adapters.base import ClientCount, DocumentClients, ProviderAdapter
 from gateway.oauth.errors import OAuthError
 
 log = structlog.get_logger(__name__)
@@ -39,6 +42,14 @@ log = structlog.get_logger(__name__)
 Clock = Callable[[], float]
 RETRY_SECONDS = 5.0
 """After a failed first listing, how long registrations go unchecked before listing is tried again."""
+JITTER = 0.2
+"""Each recount comes due after ``refresh_seconds`` times a random factor in ``[1 - JITTER, 1]``: instances
+started together do not recount together, and no count gets older than ``refresh_seconds``."""
+
+
+def spread() -> float:
+    """The random factor of :data:`JITTER`."""
+    return 1.0 - random.uniform(0.0, JITTER)  # noqa: S311 - spreading load, not a secret
 
 
 class QuotaExceeded(OAuthError):
@@ -56,6 +67,8 @@ class _Count:
     listed: int | None = None
     """Managed clients at the last listing, plus this instance's creations minus deletions since."""
     listed_at: float = float("-inf")
+    due_at: float = float("-inf")
+    """When the count is stale: ``listed_at`` plus ``refresh_seconds`` times :func:`spread`."""
     failed_at: float = float("-inf")
     pending: int = 0
     """Registrations between reservation and the provider's answer."""
@@ -72,11 +85,13 @@ class ClientQuota:
         max_clients: int,
         refresh_seconds: float = 300.0,
         clock: Clock = time.monotonic,
+        jitter: Callable[[], float] = spread,
     ) -> None:
         self.adapter = adapter
         self.max_clients = max_clients
         self.refresh_seconds = refresh_seconds
         self._clock = clock
+        self._jitter = jitter
         self._counts: dict[str, _Count] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.on_rejected: Callable[[str], None] = lambda limit: None
@@ -100,16 +115,32 @@ class ClientQuota:
             if only_if_unknown and known is not None:
                 return known
             started = self._clock()
-            listed = 0
-            async for _ in self.adapter.list_clients(issuer):
-                listed += 1
-            if isinstance(self.adapter, DocumentClients):  # clients made from metadata documents count too
-                async for _ in self.adapter.list_document_clients(issuer):
-                    listed += 1
+            listed = await self._count(issuer)
             entry = self._counts.setdefault(issuer, _Count())
             entry.listed, entry.listed_at = listed, started
-            log.info("limits.quota_counted", issuer=issuer, managed_clients=listed, max_clients=self.max_clients)
+            entry.due_at = started + self.refresh_seconds * self._jitter()
+            log.info(
+                "limits.quota_counted",
+                issuer=issuer,
+                managed_clients=listed,
+                max_clients=self.max_clients,
+                seconds=round(self._clock() - started, 3),
+                next_in_seconds=round(entry.due_at - started, 1),
+            )
             return listed
+
+    async def _count(self, issuer: str) -> int:
+        """One pass over the provider's listing where the adapter counts (:class:`~adapters.base.ClientCount`);
+        else its registered clients, then its document clients."""
+        if isinstance(self.adapter, ClientCount):
+            return await self.adapter.count_managed(issuer)
+        listed = 0
+        async for _ in self.adapter.list_clients(issuer):
+            listed += 1
+        if isinstance(self.adapter, DocumentClients):  # clients made from metadata documents count too
+            async for _ in self.adapter.list_document_clients(issuer):
+                listed += 1
+        return listed
 
     async def _current(self, issuer: str) -> int | None:
         """Managed clients plus pending registrations, or ``None`` while the count cannot be known."""
@@ -125,7 +156,7 @@ class ClientQuota:
                 entry.failed_at = self._clock()
                 log.error("limits.quota_not_enforced", issuer=issuer, cause=f"{type(exc).__name__}: {exc}")
                 return None
-        elif self._clock() - entry.listed_at >= self.refresh_seconds and entry.refreshing is None:
+        elif self._clock() >= entry.due_at and entry.refreshing is None:
             # Stale: keep answering from the cached count while a listing runs in the background.
             entry.refreshing = asyncio.create_task(self._refresh_in_background(issuer))
         return listed + entry.pending
@@ -137,6 +168,7 @@ class ClientQuota:
         except Exception as exc:  # a background task must not die with an unretrieved exception
             # Keep the last count; try again after another refresh period.
             entry.listed_at = self._clock()
+            entry.due_at = entry.listed_at + self.refresh_seconds * self._jitter()
             log.warning("limits.quota_count_failed", issuer=issuer, cause=str(exc))
         finally:
             entry.refreshing = None

@@ -25,7 +25,8 @@ Optional: ``issuer`` (default: the adapter's first issuer key), ``deployment`` (
 whether a secret authenticates the client at the token endpoint), and the class attribute
 :attr:`AdapterContract.clients_to_list` (more than one page of the adapter's listing; shrink the page size in the
 ``adapter`` fixture rather than creating thousands). Capabilities (:class:`adapters.base.ClientHygiene`,
-:class:`adapters.base.RegistrableScopes`, :class:`adapters.base.AdminApiCheck`, and the MCP 2026-07-28 ones:
+:class:`adapters.base.UsageListing`, :class:`adapters.base.ClientCount`, :class:`adapters.base.RegistrableScopes`,
+:class:`adapters.base.AdminApiCheck`, and the MCP 2026-07-28 ones:
 :class:`adapters.base.DocumentClients`, :class:`adapters.base.ResourceIndicators`,
 :class:`adapters.base.LoopbackRedirects`) are tested when the adapter has them and skipped otherwise.
 
@@ -53,6 +54,7 @@ from adapters.base import (
     AdminApiCheck,
     Capabilities,
     ClientConflict,
+    ClientCount,
     ClientHygiene,
     ClientNotFound,
     ClientUsage,
@@ -67,6 +69,7 @@ from adapters.base import (
     ResourceBinding,
     ResourceIndicators,
     UnmanagedClient,
+    UsageListing,
 )
 from gateway.oauth.metadata import NONE, SECRET_AUTH_METHODS, ClientMetadata, parse_metadata
 from gateway.policy.rules import RegistrationPolicy, validate
@@ -494,6 +497,65 @@ class AdapterContract:
         assert mine <= set(listed), f"missing from the listing: {sorted(mine - set(listed))}"
         assert not planted & set(listed), "an unmanaged client was listed"
 
+    async def test_usage_listing_pages_every_managed_client_with_its_usage(
+        self, adapter: ProviderAdapter, issuer: str, created: Created, plant_unmanaged: PlantUnmanaged
+    ) -> None:
+        """:class:`~adapters.base.UsageListing` lists what ``list_clients`` lists, a non-empty page at a time, each
+        client once with the usage ``usage`` tells (a session count the page could not read: ``None``)."""
+        if not isinstance(adapter, UsageListing):
+            pytest.skip("the adapter has no UsageListing")
+        metadata = registration(MCP_CLIENT_BODIES["claude code"], adapter)
+        mine: set[str] = set()
+        planted: set[str] = set()
+        for index in range(self.clients_to_list):
+            registered = new_client(metadata)
+            await created(registered)
+            mine.add(registered.client_id)
+            if index % 2 == 0:
+                unmanaged = f"unmanaged-{uuid.uuid4()}"
+                await plant_unmanaged(issuer, unmanaged)
+                planted.add(unmanaged)
+        url = document_url()
+        if isinstance(adapter, DocumentClients):
+            await created.document(document_client(url, registration(DOCUMENT_METADATA, adapter)))
+        pages = [page async for page in adapter.list_with_usage(issuer)]
+        assert all(isinstance(page, list) and page for page in pages), "pages are non-empty lists"
+        listed = [client.client_id for page in pages for client, _ in page]
+        assert len(listed) == len(set(listed)), "a client was listed twice"
+        assert mine <= set(listed), f"missing from the listing: {sorted(mine - set(listed))}"
+        assert not planted & set(listed), "an unmanaged client was listed"
+        assert url not in listed, "a document client was listed"
+        assert set(listed) == {c.client_id async for c in adapter.list_clients(issuer)}
+        for page in pages:
+            for client, usage in page:
+                assert isinstance(client, ManagedClient) and isinstance(usage, ClientUsage)
+                if client.client_id not in mine:
+                    continue
+                assert comparable(client.metadata) == comparable(metadata)
+                if isinstance(adapter, ClientHygiene):
+                    told = await adapter.usage(issuer, client.client_id)
+                    assert (usage.created_at, usage.updated_at) == (told.created_at, told.updated_at)
+                    assert usage.active_sessions in (None, told.active_sessions)
+                    assert usage.offline_sessions in (None, told.offline_sessions)
+
+    async def test_the_managed_count_is_every_registered_and_document_client_once(
+        self, adapter: ProviderAdapter, issuer: str, created: Created, plant_unmanaged: PlantUnmanaged
+    ) -> None:
+        """:class:`~adapters.base.ClientCount` (the quota's recount) counts what the two listings list together,
+        and no unmanaged client."""
+        if not isinstance(adapter, ClientCount):
+            pytest.skip("the adapter has no ClientCount")
+        metadata = registration(MCP_CLIENT_BODIES["claude code"], adapter)
+        for _ in range(3):
+            await created(new_client(metadata))
+        await plant_unmanaged(issuer, f"unmanaged-{uuid.uuid4()}")
+        if isinstance(adapter, DocumentClients):
+            await created.document(document_client(document_url(), registration(DOCUMENT_METADATA, adapter)))
+        expected = len([c async for c in adapter.list_clients(issuer)])
+        if isinstance(adapter, DocumentClients):
+            expected += len([c async for c in adapter.list_document_clients(issuer)])
+        assert await adapter.count_managed(issuer) == expected
+
     # ------------------------------------------------------------------------------------ unavailability
 
     async def test_an_unreachable_provider_is_provider_unavailable(self, unreachable_adapter: ProviderAdapter) -> None:
@@ -517,6 +579,12 @@ class AdapterContract:
         if isinstance(adapter, ClientHygiene):
             with pytest.raises(ProviderUnavailable):
                 _ = [c async for c in adapter.list_unmanaged(issuer)]
+        if isinstance(adapter, UsageListing):
+            with pytest.raises(ProviderUnavailable):
+                _ = [page async for page in adapter.list_with_usage(issuer)]
+        if isinstance(adapter, ClientCount):
+            with pytest.raises(ProviderUnavailable):
+                await adapter.count_managed(issuer)
         if isinstance(adapter, DocumentClients):
             url = document_url()
             with pytest.raises(ProviderUnavailable):

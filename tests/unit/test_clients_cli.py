@@ -232,7 +232,8 @@ async def test_gc_is_a_dry_run_by_default(memory: MemoryAdapter) -> None:
 async def test_gc_apply_deletes_only_stale_managed_clients(memory: MemoryAdapter) -> None:
     result = await clients(memory, "gc", "--unused-for", "30d", "--apply")
     assert result.code == 0
-    assert result.out.splitlines()[0] == 'deleted      default c-stale "Stale": created 40d ago (>= 30d), no sessions'
+    # deletions come after the listing (issue 12: a deletion while paging would shift an offset-paged listing)
+    assert 'deleted      default c-stale "Stale": created 40d ago (>= 30d), no sessions' in result.out.splitlines()
     assert result.out.splitlines()[-1] == "3 managed clients, 1 stale: 1 deleted"
     assert sorted(memory.clients[ISSUER]) == ["c-busy", "c-fresh"]
     assert memory.unmanaged[ISSUER] == {"legacy-stale"}
@@ -563,3 +564,121 @@ def test_the_deployment_setting_is_a_plain_name() -> None:
     for bad in ("", "Production", "prod eu", "x" * 64, "-dash", "a/b"):
         with pytest.raises(ValueError, match="deployment must be 1 to 63 characters"):
             Settings(deployment=bad)
+
+
+# ------------------------------------------------------------------------------- scale (issue 12)
+
+
+class Recorder(io.StringIO):
+    """Standard output that notes each write in ``events``, between the listing pages the adapter reads."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__()
+        self.events = events
+
+    def write(self, text: str) -> int:
+        self.events.append("out")
+        return super().write(text)
+
+
+def paged(memory: MemoryAdapter, page_size: int, events: list[str]) -> dict[str, int]:
+    """Page ``memory``'s listing by ``page_size``, noting in ``events`` when each page is read; returns the count
+    of per-client ``usage`` calls."""
+    memory.page_size = page_size
+    listing = memory.list_with_usage
+    usage = memory.usage
+    calls = {"usage": 0}
+
+    async def list_with_usage(issuer: str) -> AsyncIterator[Any]:
+        async for page in listing(issuer):
+            events.append("page")
+            yield page
+
+    async def counted_usage(issuer: str, client_id: str) -> ClientUsage:
+        calls["usage"] += 1
+        return await usage(issuer, client_id)
+
+    memory.list_with_usage = list_with_usage  # type: ignore[method-assign]
+    memory.usage = counted_usage  # type: ignore[method-assign]
+    return calls
+
+
+async def run_recorded(adapter: MemoryAdapter, events: list[str], *argv: str) -> Output:
+    args = build_parser().parse_args(["clients", *argv])
+    out, err = Recorder(events), io.StringIO()
+    settings = Settings(provider="memory", public_url=PUBLIC, provider_url="http://provider.internal")
+    code = await run(args, settings, adapter, out=out, err=err, now=NOW)
+    return Output(code, out.getvalue(), err.getvalue())
+
+
+async def test_list_prints_each_page_before_reading_the_next_and_asks_no_usage_per_client(
+    memory: MemoryAdapter,
+) -> None:
+    for index in range(7):
+        await memory.create_client(ISSUER, new_client(f"p-{index}", name=f"Paged {index}"))
+    events: list[str] = []
+    calls = paged(memory, 3, events)
+    for argv in (("list", "--json"), ("list",)):
+        events.clear()
+        result = await run_recorded(memory, events, *argv)
+        assert result.code == 0
+        assert events.count("page") == 4  # 10 clients, 3 a page
+        first_output = events.index("out")
+        assert first_output < events.index("page", events.index("page") + 1), "the whole list was held first"
+    assert calls["usage"] == 0, "the usage comes with the page"
+    rows = json.loads((await clients(memory, "list", "--json")).out)
+    assert len(rows) == 10 and rows[0]["client_id"] == "c-stale"
+
+
+async def test_list_json_is_the_same_document_streamed() -> None:
+    adapter = MemoryAdapter(public_url="http://provider.internal")
+    assert (await clients(adapter, "list", "--json")).out == "[]\n"
+    await adapter.create_client(ISSUER, new_client("only", name="Only"))
+    out = (await clients(adapter, "list", "--json")).out
+    assert out == json.dumps(json.loads(out), indent=2) + "\n"
+
+
+async def test_gc_judges_page_by_page_and_deletes_after_the_listing(memory: MemoryAdapter) -> None:
+    for index in range(7):
+        await memory.create_client(ISSUER, new_client(f"old-{index}", name=f"Old {index}", issued_at=NOW - 90 * DAY))
+    memory.usages[ISSUER].update(
+        {f"old-{i}": ClientUsage(created_at=NOW - 90 * DAY, active_sessions=0, offline_sessions=0) for i in range(7)}
+    )
+    events: list[str] = []
+    calls = paged(memory, 3, events)
+    dry = await run_recorded(memory, events, "gc", "--unused-for", "30d")
+    assert dry.code == 0
+    assert events.index("out") < events.index("page", events.index("page") + 1)
+    assert calls["usage"] == 0, "a dry run judges on the page's usage"
+    assert dry.out.splitlines()[-1] == "10 managed clients, 8 stale: dry run, nothing deleted (pass --apply to delete)"
+
+    applied = await run_recorded(memory, events, "gc", "--unused-for", "30d", "--apply")
+    assert applied.code == 0
+    assert applied.out.splitlines()[-1] == "10 managed clients, 8 stale: 8 deleted"
+    assert calls["usage"] == 8, "usage is read again right before each deletion"
+    assert sorted(memory.clients[ISSUER]) == ["c-busy", "c-fresh"], "no client skipped by deletions while paging"
+
+
+async def test_gc_reads_sessions_per_client_only_for_clients_the_page_calls_stale(memory: MemoryAdapter) -> None:
+    """A listing that cannot read sessions (Keycloak without ``view-realm``): ``usage`` is asked for the clients
+    stale by their times, and one that holds a session is kept."""
+    for index in range(4):
+        await memory.create_client(ISSUER, new_client(f"quiet-{index}", issued_at=NOW - 90 * DAY))
+    told = ClientUsage(created_at=NOW - 90 * DAY, active_sessions=1, offline_sessions=0)
+    listing = memory.list_with_usage
+    usage_calls: list[str] = []
+
+    async def without_sessions(issuer: str) -> AsyncIterator[Any]:
+        async for page in listing(issuer):
+            yield [(client, ClientUsage(created_at=usage.created_at)) for client, usage in page]
+
+    async def usage(issuer: str, client_id: str) -> ClientUsage:
+        usage_calls.append(client_id)
+        return told if client_id == "quiet-2" else ClientUsage(created_at=NOW - 90 * DAY, active_sessions=0)
+
+    memory.list_with_usage = without_sessions  # type: ignore[method-assign]
+    memory.usage = usage  # type: ignore[method-assign]
+    result = await clients(memory, "gc", "--unused-for", "30d", "--prefix", "q")
+    assert sorted(usage_calls) == ["quiet-0", "quiet-1", "quiet-2", "quiet-3"]
+    assert "keep         default quiet-2: in use: 1 active and 0 offline sessions" in result.out.splitlines()
+    assert result.out.splitlines()[-1].startswith("4 managed clients, 3 stale")

@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from adapters.base import ManagedClient, ProviderUnavailable
-from gateway.limits.quota import ClientQuota, QuotaExceeded
+from gateway.limits.quota import ClientQuota, QuotaExceeded, spread
 from gateway.limits.ratelimit import (
     RateLimit,
     RateLimited,
@@ -351,3 +351,50 @@ async def test_no_quota_never_lists() -> None:
     async with q.reserve("mcp") as slot:
         slot.created()
     assert adapter.listings == 0
+
+
+class CountingOnlyAdapter(CountingAdapter):
+    """An adapter with :class:`~adapters.base.ClientCount`: the quota counts in one pass, never by listing."""
+
+    def __init__(self, clients: int) -> None:
+        super().__init__(clients)
+        self.counts = 0
+
+    async def count_managed(self, issuer: str) -> int:
+        self.counts += 1
+        return self.clients
+
+    async def list_clients(self, issuer: str) -> AsyncIterator[ManagedClient]:
+        raise AssertionError("the quota lists clients although the adapter counts them in one pass")
+        yield  # pragma: no cover
+
+
+async def test_the_recount_is_one_pass_through_the_adapters_count() -> None:
+    adapter = CountingOnlyAdapter(clients=2)
+    q = quota(adapter, 3)
+    assert await q.refresh("mcp") == 2
+    assert adapter.counts == 1
+
+
+async def test_recounts_are_spread_and_never_later_than_the_refresh_period() -> None:
+    """Instances started together recount at different times (a random 0-20 % earlier than
+    ``refresh_seconds``), so they do not all load the provider at once."""
+    adapter = CountingAdapter(clients=0)
+    clock = FakeClock()
+    q = ClientQuota(adapter, max_clients=5, refresh_seconds=100, clock=clock, jitter=lambda: 0.8)  # type: ignore[arg-type]
+    async with q.reserve("mcp"):
+        pass
+    clock.now += 79
+    async with q.reserve("mcp"):
+        pass
+    await asyncio.sleep(0)
+    assert adapter.listings == 1
+    clock.now += 1
+    async with q.reserve("mcp"):
+        pass
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert adapter.listings == 2
+    await q.close()
+    factors = {spread() for _ in range(50)}
+    assert len(factors) > 1 and all(0.8 <= f <= 1.0 for f in factors)

@@ -1,0 +1,348 @@
+"""Issue 12, goal 4: ``dcr-gateway clients list``/``gc`` and the quota's recount make a number of admin calls that
+grows with the provider's listing pages, not with the managed clients, against the real Hydra and Keycloak.
+
+Each adapter runs in-process with its admin API reached through the recording pass-through proxy of
+``bench/scale_proxy.py``, which counts every call per ``METHOD /path/template``. Page sizes are shrunk so that a
+few dozen clients span many pages: the property (calls per page, none per client) is the same at 100,000. Every
+client a test creates is deleted at its end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+import pytest
+
+import adapters.hydra.adapter
+import adapters.keycloak.adapter
+from adapters.base import ClientNotFound, ManagedClient, ProviderAdapter
+from adapters.hydra.adapter import HydraAdapter, _next_page_token
+from adapters.keycloak.adapter import KeycloakAdapter
+from bench.scale_proxy import RecordingProxy
+from devstack.providers import HydraProvider, KeycloakProvider
+from gateway.clients.operations import collect_garbage, managed_clients
+from gateway.conformance.headless import keycloak_form_login
+from gateway.limits.quota import ClientQuota
+from tests.integration.conftest import keycloak_admin_headers, master_admin_headers
+from tests.integration.flows import LOOPBACK_CALLBACK, pkce_pair
+from tests.integration.test_clients_cli import grant_realm_management_roles, public_client
+
+PAGE = 10
+MANAGED = 45
+UNMANAGED = 15
+DAY = 86400
+
+
+@pytest.fixture
+async def proxy_for() -> AsyncIterator[list[RecordingProxy]]:
+    """Recording proxies started by the test (``await started(upstream)``), stopped afterwards."""
+    proxies: list[RecordingProxy] = []
+    yield proxies
+    for proxy in proxies:
+        await proxy.stop()
+
+
+async def recording(proxies: list[RecordingProxy], upstream: str) -> RecordingProxy:
+    proxy = RecordingProxy(upstream)
+    await proxy.start()
+    proxies.append(proxy)
+    return proxy
+
+
+def per_client_calls(proxy: RecordingProxy) -> dict[str, int]:
+    """Calls addressed to one client (``.../clients/{id}...``)."""
+    return {key: count for key, count in proxy.counts.items() if "/clients/{id}" in key}
+
+
+async def create_managed(adapter: ProviderAdapter, issuer: str, prefix: str, count: int) -> list[ManagedClient]:
+    return [
+        await adapter.create_client(issuer, public_client(f"{prefix}{index:03d}", f"scale {index}"))
+        for index in range(count)
+    ]
+
+
+async def delete_managed(adapter: ProviderAdapter, issuer: str, clients: list[ManagedClient]) -> None:
+    for client in clients:
+        with contextlib.suppress(ClientNotFound):
+            await adapter.delete_client(issuer, client.client_id)
+
+
+# --------------------------------------------------------------------------------------------------- Hydra
+
+
+async def hydra_total(http: aiohttp.ClientSession, hydra: HydraProvider) -> int:
+    """Every client in Hydra, managed or not (the listing pages of the adapter cover them all)."""
+    total, token = 0, ""
+    while True:
+        params = {"page_size": "500", **({"page_token": token} if token else {})}
+        async with http.get(f"{hydra.admin_url}/admin/clients", params=params) as response:
+            assert response.status == 200
+            page = await response.json()
+            token = _next_page_token(response.headers.get("Link", "")) or ""
+        total += len(page)
+        if not page or not token:
+            return total
+
+
+@pytest.fixture
+async def hydra_clients(
+    http: aiohttp.ClientSession, hydra_provider: HydraProvider, hydra_adapter: HydraAdapter
+) -> AsyncIterator[tuple[str, list[ManagedClient]]]:
+    """``MANAGED`` managed clients (a per-test prefix) and ``UNMANAGED`` unmanaged ones between them."""
+    prefix = f"scale-{uuid.uuid4().hex[:8]}-"
+    planted: list[str] = []
+    for index in range(UNMANAGED):
+        client_id = f"{prefix}legacy-{index}"
+        body = {
+            "client_id": client_id,
+            "redirect_uris": ["https://legacy.example/cb"],
+            "token_endpoint_auth_method": "none",
+        }
+        async with http.post(f"{hydra_provider.admin_url}/admin/clients", json=body) as response:
+            assert response.status == 201, await response.text()
+        planted.append(client_id)
+    managed = await create_managed(hydra_adapter, "default", prefix, MANAGED)
+    yield prefix, managed
+    await delete_managed(hydra_adapter, "default", managed)
+    for client_id in planted:
+        async with http.delete(f"{hydra_provider.admin_url}/admin/clients/{client_id}") as response:
+            assert response.status in (204, 404)
+
+
+async def test_hydra_list_gc_and_recount_make_calls_per_page_not_per_client(
+    http: aiohttp.ClientSession,
+    hydra_provider: HydraProvider,
+    hydra_clients: tuple[str, list[ManagedClient]],
+    proxy_for: list[RecordingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    prefix, managed = hydra_clients
+    monkeypatch.setattr(adapters.hydra.adapter, "PAGE_SIZE", PAGE)
+    proxy = await recording(proxy_for, hydra_provider.admin_url)
+    adapter = HydraAdapter(admin_url=proxy.url, public_url=hydra_provider.public_url)
+    await adapter.start(http)
+    pages = math.ceil(await hydra_total(http, hydra_provider) / PAGE) + 1  # Hydra links one more, empty, page
+
+    records = await managed_clients(adapter, ["default"], prefix=prefix)
+    assert sorted(r.client.client_id for r in records) == sorted(c.client_id for c in managed)
+    assert all(r.usage is not None and r.usage.created_at for r in records), "the usage comes with the page"
+    assert per_client_calls(proxy) == {}, "no call per client"
+    assert proxy.total() <= pages
+
+    proxy.reset()
+    outcomes = await collect_garbage(adapter, ["default"], unused_for=30 * DAY, now=int(time.time()), prefix=prefix)
+    assert len(outcomes) == MANAGED and not any(o.decision.stale for o in outcomes)
+    assert per_client_calls(proxy) == {}
+    assert proxy.total() <= pages
+
+    # gc of clients all stale by their times: Hydra cannot tell sessions, so one usage read tells the run that
+    # asking per client gains nothing; the dry run stays per page
+    proxy.reset()
+    outcomes = await collect_garbage(adapter, ["default"], unused_for=0, now=int(time.time()) + 60, prefix=prefix)
+    assert len(outcomes) == MANAGED and all(o.decision.stale for o in outcomes)
+    assert sum(per_client_calls(proxy).values()) <= 4, "at most one usage read per concurrent worker"
+    assert proxy.total() <= pages + 4
+
+    proxy.reset()
+    counted = await ClientQuota(adapter, max_clients=1_000_000).refresh("default")
+    assert counted >= MANAGED
+    assert proxy.counts == {"GET /admin/clients": proxy.total()}, "one pass over the listing pages"
+    assert proxy.total() <= pages
+
+
+# ------------------------------------------------------------------------------------------------ Keycloak
+
+
+@pytest.fixture
+async def keycloak_clients(
+    http: aiohttp.ClientSession, keycloak_provider: KeycloakProvider, keycloak_adapter: KeycloakAdapter
+) -> AsyncIterator[tuple[str, list[ManagedClient]]]:
+    prefix = f"scale-{uuid.uuid4().hex[:8]}-"
+    base = f"{keycloak_provider.admin_realm_url}/clients"
+    headers = await keycloak_admin_headers(http, keycloak_provider)
+    planted: list[str] = []
+    for index in range(UNMANAGED):
+        body = {
+            "clientId": f"{prefix}legacy-{index}",
+            "publicClient": True,
+            "redirectUris": ["https://legacy.example/cb"],
+        }
+        async with http.post(base, json=body, headers=headers) as response:
+            assert response.status == 201, await response.text()
+            planted.append(response.headers["Location"].rsplit("/", 1)[-1])
+    realm = keycloak_provider.realm
+    managed = await create_managed(keycloak_adapter, realm, prefix, MANAGED)
+    yield prefix, managed
+    await delete_managed(keycloak_adapter, realm, managed)
+    headers = await keycloak_admin_headers(http, keycloak_provider)
+    for internal_id in planted:
+        async with http.delete(f"{base}/{internal_id}", headers=headers) as response:
+            assert response.status in (204, 404)
+
+
+async def keycloak_counts(http: aiohttp.ClientSession, keycloak: KeycloakProvider) -> tuple[int, int]:
+    """(managed clients, all clients) of the realm, read directly."""
+    headers = await keycloak_admin_headers(http, keycloak)
+    async with http.get(
+        f"{keycloak.admin_realm_url}/clients", params={"first": "0", "max": "100000"}, headers=headers
+    ) as response:
+        everything = await response.json()
+    managed = sum(1 for c in everything if (c.get("attributes") or {}).get("dcr.gateway.managed") == "true")
+    return managed, len(everything)
+
+
+def keycloak_adapter_at(keycloak: KeycloakProvider, url: str, client_id: str, secret: str) -> KeycloakAdapter:
+    return KeycloakAdapter(
+        server_url=url, public_url=keycloak.base_url, realms=[keycloak.realm], client_id=client_id, client_secret=secret
+    )
+
+
+async def test_keycloak_list_gc_and_recount_make_calls_per_page_not_per_client(
+    http: aiohttp.ClientSession,
+    keycloak_provider: KeycloakProvider,
+    keycloak_clients: tuple[str, list[ManagedClient]],
+    proxy_for: list[RecordingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the marker searchable (the development Keycloak sets ``KC_SPI_CLIENT__JPA__SEARCHABLE_ATTRIBUTES``),
+    the pages hold managed clients only; the gateway's least-privilege account cannot read
+    ``client-session-stats`` (403, once), so ``list`` shows sessions as unknown and ``gc`` reads them per client
+    only for the clients its times call stale."""
+    prefix, managed = keycloak_clients
+    realm = keycloak_provider.realm
+    monkeypatch.setattr(adapters.keycloak.adapter, "PAGE_SIZE", PAGE)
+    proxy = await recording(proxy_for, keycloak_provider.base_url)
+    adapter = keycloak_adapter_at(
+        keycloak_provider, proxy.url, keycloak_provider.admin_client_id, keycloak_provider.admin_client_secret
+    )
+    await adapter.start(http)
+    try:
+        managed_in_realm, _ = await keycloak_counts(http, keycloak_provider)
+        pages = managed_in_realm // PAGE + 1
+        records = await managed_clients(adapter, [realm], prefix=prefix)
+        assert sorted(r.client.client_id for r in records) == sorted(c.client_id for c in managed)
+        assert all(r.usage is not None and r.usage.active_sessions is None for r in records)
+        assert per_client_calls(proxy) == {}, "no call per client"
+        listing = proxy.counts["GET /admin/realms/mcp/clients"]
+        assert listing == pages, "only managed clients are read: the marker is searchable"
+        assert proxy.counts["GET /admin/realms/mcp/client-session-stats"] == 1
+        assert proxy.total() <= pages + 3  # + session stats + the service account's token(s)
+
+        proxy.reset()
+        outcomes = await collect_garbage(adapter, [realm], unused_for=30 * DAY, now=int(time.time()), prefix=prefix)
+        assert len(outcomes) == MANAGED and not any(o.decision.stale for o in outcomes)
+        assert per_client_calls(proxy) == {} and proxy.total() <= pages + 2
+        assert "GET /admin/realms/mcp/client-session-stats" not in proxy.counts, "a 403 is not asked again"
+
+        proxy.reset()
+        counted = await ClientQuota(adapter, max_clients=1_000_000).refresh(realm)
+        assert counted == managed_in_realm
+        assert proxy.counts == {"GET /admin/realms/mcp/clients": pages}, "one pass over managed clients only"
+    finally:
+        await adapter.close()
+
+
+async def test_keycloak_without_the_searchable_marker_lists_every_client_and_filters_itself(
+    http: aiohttp.ClientSession,
+    keycloak_provider: KeycloakProvider,
+    keycloak_clients: tuple[str, list[ManagedClient]],
+    proxy_for: list[RecordingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stock Keycloak answers the marker search 400 (here: an attribute the realm does not allow for search):
+    the adapter falls back, once, to pages of every client, and lists and counts the same clients."""
+    prefix, managed = keycloak_clients
+    realm = keycloak_provider.realm
+    monkeypatch.setattr(adapters.keycloak.adapter, "PAGE_SIZE", PAGE)
+    monkeypatch.setattr(adapters.keycloak.adapter, "MANAGED_QUERY", "dcr.gateway.not-searchable:true")
+    proxy = await recording(proxy_for, keycloak_provider.base_url)
+    adapter = keycloak_adapter_at(
+        keycloak_provider, proxy.url, keycloak_provider.admin_client_id, keycloak_provider.admin_client_secret
+    )
+    await adapter.start(http)
+    try:
+        managed_in_realm, everything = await keycloak_counts(http, keycloak_provider)
+        records = await managed_clients(adapter, [realm], prefix=prefix)
+        assert sorted(r.client.client_id for r in records) == sorted(c.client_id for c in managed)
+        assert proxy.counts["GET /admin/realms/mcp/clients"] == 1 + everything // PAGE + 1  # the 400, then all
+        proxy.reset()
+        assert await ClientQuota(adapter, max_clients=1_000_000).refresh(realm) == managed_in_realm
+        assert proxy.counts == {"GET /admin/realms/mcp/clients": everything // PAGE + 1}, "the 400 is remembered"
+    finally:
+        await adapter.close()
+
+
+async def test_keycloak_session_counts_come_from_one_call_with_view_realm(
+    http: aiohttp.ClientSession,
+    keycloak_provider: KeycloakProvider,
+    keycloak_adapter: KeycloakAdapter,
+    keycloak_clients: tuple[str, list[ManagedClient]],
+    proxy_for: list[RecordingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Credentials that also hold ``realm-management/view-realm`` read every client's sessions in one
+    ``client-session-stats`` call: ``gc`` keeps the client a user signed in with, with no call per client."""
+    prefix, managed = keycloak_clients
+    realm = keycloak_provider.realm
+    operator = f"{prefix}operator"
+    secret = f"dev-only-{uuid.uuid4().hex}"
+    base = f"{keycloak_provider.admin_realm_url}/clients"
+    admin = await master_admin_headers(http, keycloak_provider)
+    body = {"clientId": operator, "secret": secret, "serviceAccountsEnabled": True, "standardFlowEnabled": False}
+    async with http.post(base, json=body, headers=admin) as response:
+        assert response.status == 201, await response.text()
+        operator_id = response.headers["Location"].rsplit("/", 1)[-1]
+    try:
+        await grant_realm_management_roles(http, keycloak_provider, operator, ["manage-clients", "view-realm"])
+        busy = managed[0]
+        verifier, challenge = pkce_pair()
+        query = {
+            "response_type": "code",
+            "client_id": busy.client_id,
+            "redirect_uri": LOOPBACK_CALLBACK,
+            "scope": "openid",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+        final = await keycloak_form_login(
+            http,
+            f"{keycloak_provider.issuer}/protocol/openid-connect/auth?{urlencode(query)}",
+            username=keycloak_provider.username,
+            password=keycloak_provider.password,
+        )
+        code = dict(pair.split("=", 1) for pair in urlsplit(final).query.split("&"))["code"]
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": LOOPBACK_CALLBACK,
+            "client_id": busy.client_id,
+            "code_verifier": verifier,
+        }
+        async with http.post(keycloak_provider.token_endpoint, data=form) as response:
+            assert response.status == 200, await response.text()
+
+        monkeypatch.setattr(adapters.keycloak.adapter, "PAGE_SIZE", PAGE)
+        proxy = await recording(proxy_for, keycloak_provider.base_url)
+        adapter = keycloak_adapter_at(keycloak_provider, proxy.url, operator, secret)
+        await adapter.start(http)
+        try:
+            outcomes = await collect_garbage(adapter, [realm], unused_for=0, now=int(time.time()) + 60, prefix=prefix)
+        finally:
+            await adapter.close()
+        judged = {o.client.client_id: o for o in outcomes}
+        assert len(judged) == MANAGED
+        assert not judged[busy.client_id].decision.stale
+        assert judged[busy.client_id].decision.reason == "in use: 1 active and 0 offline sessions"
+        assert all(judged[c.client_id].decision.stale for c in managed[1:])
+        assert all(o.sessions_known for o in outcomes)
+        assert proxy.counts["GET /admin/realms/mcp/client-session-stats"] == 1
+        assert per_client_calls(proxy) == {}, "no call per client, stale ones included (a dry run)"
+    finally:
+        async with http.delete(f"{base}/{operator_id}", headers=admin) as response:
+            assert response.status == 204
