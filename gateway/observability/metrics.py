@@ -222,12 +222,22 @@ class GatewayMetrics:
         self.build_info.labels(version).set(1)
         self._gauges = _ScrapeTimeGauges()
         registry.register(self._gauges)
+        # The labelled children the per-request recorders use, by label values: ``labels()`` validates and looks
+        # up (under a lock) on every call, the cached child is one dict lookup. Bounded: every label value is from
+        # a fixed set or a configured issuer (the module's rule), so is every key.
+        self._registration_children: dict[tuple[str, str, str, str], Counter] = {}
+        self._http_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._provider_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
 
     # ------------------------------------------------------------------------------------- recorders
 
     def registration_request(self, *, issuer: str, operation: str, status: int, error: str | None) -> None:
         """One answer of the registration or client configuration endpoint."""
-        self.registration_requests.labels(issuer, operation, status_outcome(status), error_label(error)).inc()
+        key = (issuer, operation, status_outcome(status), error_label(error))
+        child = self._registration_children.get(key)
+        if child is None:
+            child = self._registration_children[key] = self.registration_requests.labels(*key)
+        child.inc()
 
     def audit_write_failed(self) -> None:
         self.audit_write_failures.inc()
@@ -239,12 +249,26 @@ class GatewayMetrics:
         self.updates_restored.labels(issuer, reason if reason in ROLLBACK_REASONS else "other").inc()
 
     def provider_request(self, *, provider: str, operation: str, outcome: str, seconds: float) -> None:
-        self.provider_requests.labels(provider, operation, outcome).inc()
-        self.provider_duration.labels(provider, operation).observe(seconds)
+        key = (provider, operation, outcome)
+        children = self._provider_children.get(key)
+        if children is None:
+            children = self._provider_children[key] = (
+                self.provider_requests.labels(provider, operation, outcome),
+                self.provider_duration.labels(provider, operation),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def http_request(self, *, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route if route in ROUTE_CLASSES else "other", str(status)).inc()
-        self.http_duration.labels(route if route in ROUTE_CLASSES else "other").observe(seconds)
+        children = self._http_children.get((route, status))
+        if children is None:
+            label = route if route in ROUTE_CLASSES else "other"
+            children = self._http_children[(route, status)] = (
+                self.http_requests.labels(label, str(status)),
+                self.http_duration.labels(label),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def limit_rejected(self, limit: str) -> None:
         self.limit_rejections.labels(limit if limit in LIMIT_KINDS else "other").inc()

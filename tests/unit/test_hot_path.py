@@ -1,0 +1,177 @@
+"""Structural properties of the registration and discovery hot paths (issue 12): work done once per settings or
+per document, not once per request. Speed itself is measured in bench/, not here; these tests count work.
+
+Driven through the real app (:func:`gateway.app.create_app`) with the in-memory adapter, in front of a fake
+upstream serving the discovery document (tests/unit/gateway_factory.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
+from gateway_factory import ISSUER, ISSUER_PATH, REGISTER, Gateways
+from prometheus_client.metrics import MetricWrapperBase
+
+from adapters.memory.adapter import MemoryAdapter
+from gateway.cors import CorsPolicy
+from gateway.policy import RegistrationPolicy
+
+Client = TestClient[Any, Any]
+Factory = Callable[..., Awaitable[tuple[Client, MemoryAdapter]]]
+
+NATIVE = {
+    "redirect_uris": ["http://127.0.0.1:3000/callback"],
+    "token_endpoint_auth_method": "none",
+    "grant_types": ["authorization_code", "refresh_token"],
+}
+DISCOVERY = f"/.well-known/oauth-authorization-server{ISSUER_PATH}"
+REQUESTS = 12
+
+
+def provider_document() -> dict[str, Any]:
+    return {
+        "issuer": ISSUER,
+        "authorization_endpoint": f"{ISSUER}/protocol/openid-connect/auth",
+        "token_endpoint": f"{ISSUER}/protocol/openid-connect/token",
+        "jwks_uri": f"{ISSUER}/protocol/openid-connect/certs",
+        "response_types_supported": ["code"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+    }
+
+
+@pytest.fixture
+def document() -> dict[str, Any]:
+    return provider_document()
+
+
+@pytest.fixture
+def make_gateway(gateways: Gateways, document: dict[str, Any]) -> Factory:
+    async def factory(**overrides: Any) -> tuple[Client, MemoryAdapter]:
+        return await gateways.start(document, **overrides)
+
+    return factory
+
+
+@pytest.fixture
+def policy_builds(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Every :meth:`RegistrationPolicy.from_settings` call, by the caller privilege it resolved."""
+    calls: list[bool] = []
+    build = RegistrationPolicy.from_settings
+
+    def counting(*args: Any, **kwargs: Any) -> RegistrationPolicy:
+        calls.append(bool(kwargs.get("authenticated", False)))
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(RegistrationPolicy, "from_settings", counting)
+    return calls
+
+
+async def register(client: Client, body: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post(REGISTER, json=body)
+    assert response.status == 201, await response.text()
+    registered: dict[str, Any] = await response.json()
+    return registered
+
+
+async def next_document(client: Client, etag: str) -> ClientResponse:
+    """The first discovery answer serving another document than ``etag`` (the cache refreshes every 0.05 s)."""
+    for _ in range(500):
+        response = await client.get(DISCOVERY)
+        if response.headers["ETag"] != etag:
+            return response
+        await asyncio.sleep(0.02)
+    raise AssertionError("the refreshed document was not served within 10 s")
+
+
+# --------------------------------------------------------------------------------- registration policy
+
+
+async def test_the_registration_policy_is_built_once_per_document_not_per_request(
+    make_gateway: Factory, policy_builds: list[bool]
+) -> None:
+    client, _ = await make_gateway()
+    for _ in range(REQUESTS):
+        await register(client, NATIVE)
+    assert policy_builds == [False]  # one anonymous policy for the served document, whatever the request count
+
+
+async def test_a_new_discovery_document_rebuilds_the_policy_and_its_rules_follow_it(
+    make_gateway: Factory, document: dict[str, Any], policy_builds: list[bool]
+) -> None:
+    """The cached policy is the served document's (RFC 8414 section 2): when the provider stops advertising
+    ``refresh_token``, the next registrations are trimmed to what it supports, after one rebuild."""
+    client, _ = await make_gateway(discovery_refresh_seconds=0.05)
+    assert (await register(client, NATIVE))["grant_types"] == ["authorization_code", "refresh_token"]
+    first_etag = (await client.get(DISCOVERY)).headers["ETag"]
+    document["grant_types_supported"] = ["authorization_code"]
+    await next_document(client, first_etag)
+    for _ in range(3):
+        assert (await register(client, NATIVE))["grant_types"] == ["authorization_code"]
+    assert policy_builds == [False, False]
+
+
+# ---------------------------------------------------------------------------------------- metrics
+
+
+async def test_metric_children_are_looked_up_once_per_label_set_not_per_request(
+    make_gateway: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``labels()`` validates its values and takes a lock on every call: the per-request recorders (registration
+    answers, requests by route, admin calls) keep the child of each label set instead."""
+    client, _ = await make_gateway()
+    await register(client, NATIVE)  # every label set of this test used once
+    assert (await client.get(DISCOVERY)).status == 200
+    lookups: list[tuple[str, tuple[Any, ...]]] = []
+    labels = MetricWrapperBase.labels
+
+    def counting(self: MetricWrapperBase, *values: Any, **named: Any) -> Any:
+        lookups.append((self._name, values))
+        return labels(self, *values, **named)
+
+    monkeypatch.setattr(MetricWrapperBase, "labels", counting)
+    for _ in range(REQUESTS):
+        await register(client, NATIVE)
+        assert (await client.get(DISCOVERY)).status == 200
+    assert lookups == []
+
+
+# -------------------------------------------------------------------------------------------- discovery
+
+
+async def test_discovery_headers_are_built_once_per_document_not_per_request(
+    make_gateway: Factory, document: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The served document's answer headers (Content-Type, ETag, Cache-Control, CORS) are prepared when a new
+    document is served (RFC 8414 section 3.2), not on every request; a new document gets new ones."""
+    client, _ = await make_gateway(discovery_refresh_seconds=0.05)
+    cors_lookups: list[str | None] = []
+    headers_for = CorsPolicy.headers_for
+
+    def counting(self: CorsPolicy, origin: str | None) -> dict[str, str]:
+        cors_lookups.append(origin)
+        return headers_for(self, origin)
+
+    monkeypatch.setattr(CorsPolicy, "headers_for", counting)
+    answers = [await client.get(DISCOVERY) for _ in range(REQUESTS)]
+    assert {answer.status for answer in answers} == {200}
+    first = answers[0].headers
+    assert first["ETag"] and first["Content-Type"] == "application/json"
+    assert first["Cache-Control"] == "public, max-age=60" and first["Access-Control-Allow-Origin"] == "*"
+    assert len({answer.headers["X-Request-Id"] for answer in answers}) == REQUESTS  # per request, still
+    assert len(cors_lookups) <= 1
+    not_modified = await client.get(DISCOVERY, headers={"If-None-Match": first["ETag"]})
+    assert not_modified.status == 304 and not_modified.headers["ETag"] == first["ETag"]
+    assert "Content-Type" not in not_modified.headers
+
+    document["scopes_supported"] = ["openid", "mcp:tools"]
+    changed = await next_document(client, first["ETag"])
+    assert (await changed.json())["scopes_supported"] == ["openid", "mcp:tools"]
+    assert (await client.get(DISCOVERY, headers={"If-None-Match": first["ETag"]})).status == 200
+    assert len(cors_lookups) <= 2
