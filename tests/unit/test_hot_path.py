@@ -19,7 +19,10 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from adapters.memory.adapter import MemoryAdapter
 from gateway.cors import CorsPolicy
-from gateway.policy import RegistrationPolicy
+from gateway.limits import ratelimit
+from gateway.oauth.lengths import LengthUnit, StoredLength
+from gateway.oauth.metadata import ClientMetadata, parse_metadata
+from gateway.policy import PolicySettings, RegistrationPolicy, validate
 
 Client = TestClient[Any, Any]
 Factory = Callable[..., Awaitable[tuple[Client, MemoryAdapter]]]
@@ -175,3 +178,66 @@ async def test_discovery_headers_are_built_once_per_document_not_per_request(
     assert (await changed.json())["scopes_supported"] == ["openid", "mcp:tools"]
     assert (await client.get(DISCOVERY, headers={"If-None-Match": first["ETag"]})).status == 200
     assert len(cors_lookups) <= 2
+
+
+# ------------------------------------------------------------------------------------ source address
+
+
+async def test_the_source_address_is_worked_out_once_per_registration(
+    make_gateway: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rate limits, the audit record and the caller (RFC 7591 section 3) all need the request's source: the
+    address is parsed (``X-Forwarded-For`` hops, IPv6 prefix) once per request, and each request gets its own."""
+    client, _ = await make_gateway(trust_forwarded_for=True)
+    parsed: list[str] = []
+    source_key = ratelimit.source_key
+
+    def counting(address: str, **kwargs: Any) -> str:
+        parsed.append(address)
+        return source_key(address, **kwargs)
+
+    monkeypatch.setattr(ratelimit, "source_key", counting)
+    for index in range(3):
+        response = await client.post(REGISTER, json=NATIVE, headers={"X-Forwarded-For": f"203.0.113.{index + 1}"})
+        assert response.status == 201
+    assert parsed == ["203.0.113.1", "203.0.113.2", "203.0.113.3"]
+
+
+# ------------------------------------------------------------------------------------------ policy rules
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        NATIVE,
+        {
+            "redirect_uris": ["https://app.example/cb"],
+            "client_uri": "https://app.example/",
+            "logo_uri": "https://cdn.example/logo.png",
+            "client_name": "Web app",
+        },
+    ],
+    ids=["native", "web"],
+)
+def test_the_rules_serialize_the_metadata_once_per_validation(
+    body: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rules read fields, not a fresh JSON dump each (RFC 7591 section 2 metadata, validated as before: the
+    table-driven tests in test_policy*.py pin every outcome): one dump per validation, for the Unicode check."""
+    policy = RegistrationPolicy.from_settings(
+        PolicySettings(),
+        provider_document(),
+        stored_lengths={"client_name": StoredLength(255, LengthUnit.UTF16, "test column")},
+        message_template_fields=frozenset({"client_name"}),
+    )
+    metadata = parse_metadata(body)
+    dumps: list[str] = []
+    model_dump = ClientMetadata.model_dump
+
+    def counting(self: ClientMetadata, **kwargs: Any) -> dict[str, Any]:
+        dumps.append(type(self).__name__)
+        return model_dump(self, **kwargs)
+
+    monkeypatch.setattr(ClientMetadata, "model_dump", counting)
+    validate(metadata, policy)
+    assert len(dumps) <= 1
