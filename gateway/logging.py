@@ -34,21 +34,22 @@ SENSITIVE_KEYS = frozenset(
 REDACTED = "[redacted]"
 
 
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: REDACTED if str(k).lower() in SENSITIVE_KEYS else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Replace the value of any credential-named key, at any depth, with ``[redacted]``."""
-
-    def scrub(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: REDACTED if str(k).lower() in SENSITIVE_KEYS else scrub(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [scrub(v) for v in value]
-        return value
-
-    for key in list(event_dict):
+    """Replace the value of any credential-named key, at any depth, with ``[redacted]``. Only containers are
+    walked: a flat event (every request's lines, every audit event) costs one look-up per key."""
+    for key, value in event_dict.items():  # values replaced in place: the dict's size never changes
         if key.lower() in SENSITIVE_KEYS:
             event_dict[key] = REDACTED
-        else:
-            event_dict[key] = scrub(event_dict[key])
+        elif isinstance(value, dict | list | tuple):
+            event_dict[key] = _scrub(value)
     return event_dict
 
 

@@ -58,6 +58,8 @@ FIELDS = (
     "reason",
 )
 
+_FIELD_SET = frozenset(FIELDS)
+
 ANONYMOUS = "anonymous"
 INITIAL_ACCESS_TOKEN = "initial_access_token"
 SOFTWARE_STATEMENT = "software_statement"
@@ -203,7 +205,7 @@ class AuditLog:
         client nobody holds credentials for)."""
         if not self.enabled:
             return
-        unknown = set(fields) - set(FIELDS)
+        unknown = fields.keys() - _FIELD_SET
         if unknown:
             raise TypeError(f"not audit fields: {', '.join(sorted(unknown))}")
         event: dict[str, Any] = {

@@ -8,6 +8,7 @@ upstream serving the discovery document (tests/unit/gateway_factory.py).
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ from gateway_factory import ISSUER, ISSUER_PATH, REGISTER, Gateways
 from prometheus_client.metrics import MetricWrapperBase
 
 from adapters.memory.adapter import MemoryAdapter
+from gateway import logging, pipeline
 from gateway.cors import CorsPolicy
 from gateway.limits import ratelimit
 from gateway.oauth.lengths import LengthUnit, StoredLength
@@ -241,3 +243,50 @@ def test_the_rules_serialize_the_metadata_once_per_validation(
     monkeypatch.setattr(ClientMetadata, "model_dump", counting)
     validate(metadata, policy)
     assert len(dumps) <= 1
+
+
+# ---------------------------------------------------------------------------------------- body, logs
+
+
+async def test_a_body_that_arrived_with_its_headers_is_read_without_arming_a_deadline(
+    make_gateway: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RFC 7591 section 3.1: the JSON body is read whole; when it is already there (the usual small document in the
+    segment of its headers) there is nothing to wait for. A body still arriving keeps its deadline (408: the
+    tests of test_app_http.py and test_shutdown.py)."""
+    client, _ = await make_gateway()
+    armed: list[float] = []
+    timeout = asyncio.timeout
+
+    def counting(delay: float | None) -> asyncio.Timeout:
+        if sys._getframe(1).f_globals["__name__"] == pipeline.__name__:  # asyncio's own: everyone's
+            armed.append(delay or 0.0)
+        return timeout(delay)
+
+    monkeypatch.setattr(pipeline.asyncio, "timeout", counting)
+    for _ in range(3):
+        await register(client, NATIVE)
+    assert armed == []
+
+
+async def test_redaction_walks_no_flat_event(make_gateway: Factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every log line and audit event of a registration is flat: the credential net (:func:`gateway.logging.redact`)
+    looks each key up and walks nothing; a nested value is still walked and scrubbed."""
+    client, _ = await make_gateway(log_level="INFO")
+    walked: list[Any] = []
+    scrub = logging._scrub
+
+    def counting(value: Any) -> Any:
+        walked.append(value)
+        return scrub(value)
+
+    monkeypatch.setattr(logging, "_scrub", counting)
+    for _ in range(3):
+        await register(client, NATIVE)
+    assert walked == []
+    event = logging.redact(None, "", {"nested": {"client_secret": "s3cret", "ok": [{"code": "c"}]}, "password": "p"})
+    assert event == {
+        "nested": {"client_secret": "[redacted]", "ok": [{"code": "[redacted]"}]},
+        "password": "[redacted]",
+    }
+    assert walked
