@@ -72,6 +72,8 @@ NEGOTIABLE_AUTH_METHODS = (CLIENT_SECRET_BASIC, CLIENT_SECRET_POST)
 """Secret methods a client can be moved between (it reads the method back from the response, as the MCP SDKs
 do), in order of preference."""
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
+_WHITESPACE = re.compile(r"\s")  # str.isspace(), for str patterns
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 section 3.3 scope-token
 
 
@@ -501,13 +503,13 @@ def strings_bounded(metadata: ClientMetadata, policy: RegistrationPolicy) -> Non
         value = getattr(metadata, name)
         if value is not None and (len(value) > policy.max_string_length or not value.strip()):
             raise InvalidClientMetadata(f"{name}: must be 1 to {policy.max_string_length} characters")
-        if value is not None and any(ord(c) < 0x20 for c in value):
+        if value is not None and _CONTROL.search(value):
             raise InvalidClientMetadata(f"{name}: must not contain control characters")
     contacts = metadata.contacts or []
     if len(contacts) > policy.max_contacts:
         raise InvalidClientMetadata(f"contacts: at most {policy.max_contacts} entries are allowed")
     for index, contact in enumerate(contacts):
-        if not contact or len(contact) > 320 or any(c.isspace() for c in contact):
+        if not contact or len(contact) > 320 or _WHITESPACE.search(contact):
             raise InvalidClientMetadata(f"contacts[{index}]: must be an e-mail address")
 
 

@@ -22,9 +22,12 @@ from adapters.memory.adapter import MemoryAdapter
 from gateway import logging, pipeline
 from gateway.cors import CorsPolicy
 from gateway.limits import ratelimit
+from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri
 from gateway.oauth.lengths import LengthUnit, StoredLength
 from gateway.oauth.metadata import ClientMetadata, parse_metadata
 from gateway.policy import PolicySettings, RegistrationPolicy, validate
+from gateway.policy.rules import strings_bounded
+from gateway.policy.uris import check_redirect_uri
 
 Client = TestClient[Any, Any]
 Factory = Callable[..., Awaitable[tuple[Client, MemoryAdapter]]]
@@ -290,3 +293,30 @@ async def test_redaction_walks_no_flat_event(make_gateway: Factory, monkeypatch:
         "password": "[redacted]",
     }
     assert walked
+
+
+def test_the_whitespace_and_control_scans_refuse_exactly_what_the_character_rules_say() -> None:
+    """Guard for the one-scan checks (regular expressions instead of a Python loop per character): every code
+    point is refused in a redirect URI, a web URI and a ``client_name`` exactly as :meth:`str.isspace` and the C0
+    controls (and DEL, in URIs) say. Passes before and after the change: it pins the equivalence, not the speed."""
+    policy = RegistrationPolicy.from_settings(PolicySettings(), provider_document())
+    refused_uris, refused_names = [], []
+    # every Unicode whitespace character is below U+3001; above it, a sample
+    points = [*range(0x3001), *range(0x3001, 0x110000, 97)]
+    for point in points:
+        char = chr(point)
+        if 0xD800 <= point <= 0xDFFF:
+            continue
+        try:
+            check_redirect_uri(
+                f"https://app.example/c{char}b", field_name="redirect_uris[0]", application_type=None, max_length=2000
+            )
+        except InvalidRedirectUri as exc:
+            if "whitespace or control" in exc.description:
+                refused_uris.append(point)
+        try:
+            strings_bounded(ClientMetadata(client_name=f"a{char}b"), policy)
+        except InvalidClientMetadata:
+            refused_names.append(point)
+    assert refused_uris == [p for p in points if chr(p).isspace() or p < 0x20 or p == 0x7F]
+    assert refused_names == [p for p in points if p < 0x20]
