@@ -25,6 +25,7 @@ from gateway.limits import ratelimit
 from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri
 from gateway.oauth.lengths import LengthUnit, StoredLength
 from gateway.oauth.metadata import ClientMetadata, parse_metadata
+from gateway.observability import audit
 from gateway.policy import PolicySettings, RegistrationPolicy, validate
 from gateway.policy.rules import strings_bounded
 from gateway.policy.uris import check_redirect_uri
@@ -284,9 +285,18 @@ async def test_redaction_walks_no_flat_event(make_gateway: Factory, monkeypatch:
         return scrub(value)
 
     monkeypatch.setattr(logging, "_scrub", counting)
+    redacted: list[str] = []
+    redact = audit.redact
+
+    def redacting(logger: Any, method: str, event: dict[str, Any]) -> Any:
+        redacted.append(event["event"])
+        return redact(logger, method, event)
+
+    monkeypatch.setattr(audit, "redact", redacting)  # the audit log's own reference
     for _ in range(3):
         await register(client, NATIVE)
-    assert walked == []
+    assert redacted == ["CLIENT_REGISTER"] * 3  # the net ran over every event ...
+    assert walked == []  # ... and walked nothing
     event = logging.redact(None, "", {"nested": {"client_secret": "s3cret", "ok": [{"code": "c"}]}, "password": "p"})
     assert event == {
         "nested": {"client_secret": "[redacted]", "ok": [{"code": "[redacted]"}]},
