@@ -44,7 +44,7 @@ def _scrub(value: Any) -> Any:
 
 def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace the value of any credential-named key, at any depth, with ``[redacted]``. Only containers are
-    walked: a flat event (every request's lines, every audit event) costs one look-up per key."""
+    walked: a flat event (a request's access line, an audit event) costs one look-up per key."""
     for key, value in event_dict.items():  # values replaced in place: the dict's size never changes
         if key.lower() in SENSITIVE_KEYS:
             event_dict[key] = REDACTED
