@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,16 +17,29 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from gateway_factory import ISSUER, ISSUER_PATH, REGISTER, Gateways
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram as PromHistogram
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.values import MutexValue
 
 from adapters.memory.adapter import MemoryAdapter
 from gateway import logging, pipeline
+from gateway.app import METRICS
 from gateway.cors import CorsPolicy
 from gateway.limits import ratelimit
 from gateway.oauth.errors import InvalidClientMetadata, InvalidRedirectUri
 from gateway.oauth.lengths import LengthUnit, StoredLength
 from gateway.oauth.metadata import ClientMetadata, parse_metadata
 from gateway.observability import audit
+from gateway.observability.metrics import (
+    REGISTRATION_OPERATIONS,
+    ROUTE_CLASSES,
+    GatewayMetrics,
+    PlainCounter,
+    error_label,
+    status_outcome,
+)
 from gateway.policy import PolicySettings, RegistrationPolicy, validate
 from gateway.policy.rules import strings_bounded
 from gateway.policy.uris import check_redirect_uri
@@ -149,6 +163,89 @@ async def test_metric_children_are_looked_up_once_per_label_set_not_per_request(
         await register(client, NATIVE)
         assert (await client.get(DISCOVERY)).status == 200
     assert lookups == []
+
+
+async def test_no_lock_is_taken_per_request_for_the_request_metrics(
+    make_gateway: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-request series (registrations by outcome, admin calls, requests by route and their durations) are
+    plain numbers read at scrape time: ``prometheus_client``'s value lock (one per ``inc``, several per
+    ``observe``) is not taken on a registration or a discovery request, and the counts still move."""
+    client, _ = await make_gateway()
+    await register(client, NATIVE)
+    assert (await client.get(DISCOVERY)).status == 200
+    metrics = client.server.app[METRICS]
+    before = metrics.registry.get_sample_value("dcr_gateway_http_requests_total", {"route": "discovery", "code": "200"})
+    locked: list[str] = []
+    for method in ("inc", "set", "get"):
+        original = getattr(MutexValue, method)
+
+        def counting(self: MutexValue, *args: Any, _original: Any = original, _name: str = method) -> Any:
+            locked.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(MutexValue, method, counting)
+    for _ in range(REQUESTS):
+        await register(client, NATIVE)
+        assert (await client.get(DISCOVERY)).status == 200
+    assert locked == []
+    monkeypatch.undo()
+    sample = metrics.registry.get_sample_value
+    assert sample("dcr_gateway_http_requests_total", {"route": "discovery", "code": "200"}) == (before or 0) + REQUESTS
+    assert sample("dcr_gateway_http_request_duration_seconds_count", {"route": "registration"}) == REQUESTS + 1
+    success = {"issuer": ISSUER, "operation": "register", "outcome": "success", "error": ""}
+    assert sample("dcr_gateway_registration_requests_total", success) == REQUESTS + 1
+
+
+def test_the_request_metrics_export_exactly_what_prometheus_client_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same observations recorded by the gateway's plain families and by ``prometheus_client``'s locked
+    ``Counter``/``Histogram`` of the same name, help and labels give the same exposition text, byte for byte
+    (``_total``, ``_created``, cumulative ``_bucket{le}`` on the default buckets, ``_count``, ``_sum``, the series
+    made at 0 by ``initialize``, the order label sets were first used)."""
+    monkeypatch.setattr(time, "time", lambda: 1_764_000_000.25)  # the _created series of both sides
+    metrics = GatewayMetrics(version="test")
+    reference = CollectorRegistry()
+    ours = CollectorRegistry()
+    old: dict[str, Any] = {}
+    for family in (
+        metrics.registration_requests,
+        metrics.provider_requests,
+        metrics.provider_duration,
+        metrics.http_requests,
+        metrics.http_duration,
+    ):
+        ours.register(family)
+        kind = PromCounter if isinstance(family, PlainCounter) else PromHistogram
+        name = family.name + ("_total" if kind is PromCounter else "")
+        old[family.name] = kind(name, family.documentation, family.labelnames, registry=reference)
+
+    def record_http(route: str, status: int, seconds: float) -> None:
+        metrics.http_request(route=route, status=status, seconds=seconds)
+        label = route if route in ROUTE_CLASSES else "other"
+        old["dcr_gateway_http_requests"].labels(label, str(status)).inc()
+        old["dcr_gateway_http_request_duration_seconds"].labels(label).observe(seconds)
+
+    metrics.initialize([ISSUER, "https://second.example"])
+    for issuer in (ISSUER, "https://second.example"):
+        for operation in REGISTRATION_OPERATIONS:
+            old["dcr_gateway_registration_requests"].labels(issuer, operation, "success", "")
+    for seconds in (0.0, 0.0001, 0.005, 0.0050001, 0.3, 2.5, 7.3, 10.0, 11.0, 1e9):
+        record_http("discovery", 200, seconds)
+        record_http("registration", 201 if seconds < 1 else 400, seconds / 3)
+    record_http("/a/raw/path", 404, 0.02)
+    record_http("discovery", 304, 0.001)
+    for status, error in ((201, None), (400, "invalid_redirect_uri"), (400, "made_up"), (503, "server_error")):
+        metrics.registration_request(issuer=ISSUER, operation="register", status=status, error=error)
+        old["dcr_gateway_registration_requests"].labels(
+            ISSUER, "register", status_outcome(status), error_label(error)
+        ).inc()
+    for outcome, seconds in (("success", 0.004), ("success", 0.07), ("unavailable", 5.0), ("conflict", 0.01)):
+        metrics.provider_request(provider="hydra", operation="create", outcome=outcome, seconds=seconds)
+        old["dcr_gateway_provider_requests"].labels("hydra", "create", outcome).inc()
+        old["dcr_gateway_provider_request_duration_seconds"].labels("hydra", "create").observe(seconds)
+    expected = generate_latest(reference).decode()
+    assert 'dcr_gateway_http_request_duration_seconds_bucket{le="+Inf",route="discovery"} 11.0' in expected
+    assert generate_latest(ours).decode() == expected
 
 
 # -------------------------------------------------------------------------------------------- discovery
