@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from aiohttp import web
 from rfc8414_fakes import openid_configuration_server
 
@@ -60,7 +61,12 @@ class SlowMemoryAdapter(MemoryAdapter):
         await super().delete_client(issuer, client_id)
 
 
-@pytest.fixture
+# Every test here runs twice: on the standard library's loop and on uvloop (``dcr-gateway serve``'s default,
+# ``DCR_EVENT_LOOP``), on loops of their own (tests/unit/conftest.py: pytest_asyncio_loop_factories).
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def upstream() -> AsyncIterator[str]:
     async with openid_configuration_server() as origin:
         yield origin
