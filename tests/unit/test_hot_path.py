@@ -8,12 +8,15 @@ upstream serving the discovery document (tests/unit/gateway_factory.py).
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from gateway_factory import ISSUER, ISSUER_PATH, REGISTER, Gateways
@@ -24,6 +27,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.values import MutexValue
 
 from adapters.memory.adapter import MemoryAdapter
+from gateway import app as app_module
 from gateway import logging, pipeline
 from gateway.app import METRICS
 from gateway.cors import CorsPolicy
@@ -43,6 +47,9 @@ from gateway.observability.metrics import (
 from gateway.policy import PolicySettings, RegistrationPolicy, validate
 from gateway.policy.rules import strings_bounded
 from gateway.policy.uris import check_redirect_uri
+from gateway.rfc8414.handler import ServedHeaders
+
+log = structlog.get_logger(__name__)
 
 Client = TestClient[Any, Any]
 Factory = Callable[..., Awaitable[tuple[Client, MemoryAdapter]]]
@@ -281,6 +288,80 @@ async def test_discovery_headers_are_built_once_per_document_not_per_request(
     assert (await changed.json())["scopes_supported"] == ["openid", "mcp:tools"]
     assert (await client.get(DISCOVERY, headers={"If-None-Match": first["ETag"]})).status == 200
     assert len(cors_lookups) <= 2
+
+
+async def test_the_discovery_fast_path_keeps_every_guarantee(
+    make_gateway: Factory, capture_logs: Callable[[str], io.StringIO], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discovery answered through the middleware's fast path still: a request id per answer (a well-formed
+    incoming one kept), HEAD without a body, 304 on ``If-None-Match``, CORS, the refusal of an encoded body, the request counted, one access line at INFO; and every log line of a
+    request carries that request's id, never the previous one's on the same kept-alive connection, and nothing a
+    previous request bound."""
+    stream = capture_logs("INFO")
+    client, _ = await make_gateway()
+    bound_in: list[str] = []
+    of = ServedHeaders.of
+
+    def binding(self: ServedHeaders, *args: Any) -> Any:
+        log.warning("test.inside_discovery")
+        structlog.contextvars.bind_contextvars(bound_by_a_previous_request=len(bound_in))
+        bound_in.append("x")
+        return of(self, *args)
+
+    monkeypatch.setattr(ServedHeaders, "of", binding)
+    answers = []
+    for headers in ({}, {"X-Request-Id": "caller-id-1"}, {"Origin": "https://app.example"}, {"X-Request-Id": "!"}):
+        answer = await client.get(DISCOVERY, headers=headers)
+        assert answer.status == 200 and answer.headers["Access-Control-Allow-Origin"] == "*"
+        answers.append(answer)
+    ids = [answer.headers["X-Request-Id"] for answer in answers]
+    assert ids[1] == "caller-id-1" and len(set(ids)) == 4 and ids[3] != "!"
+    head = await client.head(DISCOVERY)
+    assert head.status == 200 and await head.read() == b""
+    etag = answers[0].headers["ETag"]
+    assert (await client.get(DISCOVERY, headers={"If-None-Match": etag})).status == 304
+    encoded = await client.get(DISCOVERY, headers={"Content-Encoding": "gzip"}, data=b"x")
+    assert encoded.status == 415
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    inside = [line for line in lines if line["event"] == "test.inside_discovery"]
+    access = [line for line in lines if line["event"] == "http.request" and line["path"] == DISCOVERY]
+    assert [line["request_id"] for line in inside][:4] == ids
+    assert [line["request_id"] for line in access][:4] == ids
+    assert all("bound_by_a_previous_request" not in line for line in inside)
+    assert {line["status"] for line in access} == {200, 304, 415}
+    value = client.server.app[METRICS].registry.get_sample_value
+    assert value("dcr_gateway_http_requests_total", {"route": "discovery", "code": "200"}) == 5
+
+
+async def test_discovery_runs_no_refusal_check_and_no_context_clearing_per_request(
+    make_gateway: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path: a GET of an origin-form target without a body needs none of the three refusal checks
+    (request target, transfer coding, content coding: each answers ``None`` for it), and the request id is set
+    in its log context directly (aiohttp runs each request in a task of its own, with a copy of the
+    connection's context: nothing bound by one request reaches the next, so there is nothing to clear)."""
+    client, _ = await make_gateway()
+    calls: list[str] = []
+    for name in ("request_target_error", "unsupported_transfer_coding", "unsupported_content_coding"):
+        original = getattr(app_module, name)
+
+        def counting(request: Any, _original: Any = original, _name: str = name) -> Any:
+            calls.append(_name)
+            return _original(request)
+
+        monkeypatch.setattr(app_module, name, counting)
+    clear = structlog.contextvars.clear_contextvars
+
+    def counting_clear() -> None:
+        calls.append("clear_contextvars")
+        clear()
+
+    monkeypatch.setattr(structlog.contextvars, "clear_contextvars", counting_clear)
+    for _ in range(REQUESTS):
+        assert (await client.get(DISCOVERY)).status == 200
+    assert calls == []
+    assert (await client.request("CONNECT", DISCOVERY)).status == 405  # the others still run the checks
+    assert calls
 
 
 # ------------------------------------------------------------------------------------ source address
