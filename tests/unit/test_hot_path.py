@@ -294,9 +294,9 @@ async def test_the_discovery_fast_path_keeps_every_guarantee(
     make_gateway: Factory, capture_logs: Callable[[str], io.StringIO], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Discovery answered through the middleware's fast path still: a request id per answer (a well-formed
-    incoming one kept), HEAD without a body, 304 on ``If-None-Match``, CORS, the refusal of an encoded body, the request counted, one access line at INFO; and every log line of a
-    request carries that request's id, never the previous one's on the same kept-alive connection, and nothing a
-    previous request bound."""
+    incoming one kept), HEAD without a body, 304 on ``If-None-Match``, CORS, the refusal of an encoded body, the
+    request counted, one access line at INFO; and every log line of a request carries that request's id, never
+    the previous one's on the same kept-alive connection, and nothing a previous request bound."""
     stream = capture_logs("INFO")
     client, _ = await make_gateway()
     bound_in: list[str] = []
