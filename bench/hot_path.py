@@ -221,7 +221,7 @@ async def main(args: argparse.Namespace) -> None:
                   f"CPU {cpu / calls * 1e6:.1f} us per call")  # fmt: skip
     if profile is not None:
         text = io.StringIO()
-        pstats.Stats(profile, stream=text).sort_stats(args.sort).print_stats(40)
+        pstats.Stats(profile, stream=text).sort_stats(args.sort).print_stats(args.top)
         print(text.getvalue())
 
 
@@ -236,8 +236,20 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="cProfile of the server side (first round)")
     parser.add_argument("--sort", default="tottime", help="cProfile sort key (tottime, cumulative, ncalls)")
     parser.add_argument("--time-writes", action="store_true", help="time spent inside transport.write")
+    parser.add_argument("--top", type=int, default=40, help="cProfile lines printed")
+    parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the servers' event loop (both sides, in process; --time-writes needs asyncio)",
+    )
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse()))
+    from gateway.server import loop_factory
+    from gateway.settings import EventLoop
+
+    arguments = parse()
+    with asyncio.Runner(loop_factory=loop_factory(EventLoop(arguments.loop))) as runner:
+        runner.run(main(arguments))
