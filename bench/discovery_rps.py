@@ -26,6 +26,10 @@ On machines with two or more CPUs the servers are pinned to CPU 0 and the load g
     .venv/bin/python bench/discovery_rps.py                     # raw generator, 3 rounds
     .venv/bin/python bench/discovery_rps.py --generator wrk --duration 5
     .venv/bin/python bench/discovery_rps.py --gateway-log-level INFO 2>/dev/null   # one JSON line per request
+    .venv/bin/python bench/discovery_rps.py --loop asyncio      # both servers on the standard library's loop
+
+Both servers (and the provider) run on the same event loop, ``--loop`` (default ``uvloop``, as ``dcr-gateway
+serve``'s ``DCR_EVENT_LOOP``), so the comparison stays fair.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from multiprocessing.queues import Queue
 from pathlib import Path
@@ -80,7 +84,16 @@ async def _serve(app: web.Application, ready: Queue[int]) -> None:
     await asyncio.Event().wait()  # until terminated
 
 
-def _run_provider(ready: Queue[int], cpus: Sequence[int] | None) -> None:
+def _run(main: Coroutine[Any, Any, None], loop: str) -> None:
+    """``main`` on a new event loop of the kind ``--loop`` names (the gateway's ``DCR_EVENT_LOOP`` choice)."""
+    from gateway.server import loop_factory
+    from gateway.settings import EventLoop
+
+    with asyncio.Runner(loop_factory=loop_factory(EventLoop(loop))) as runner:
+        runner.run(main)
+
+
+def _run_provider(ready: Queue[int], cpus: Sequence[int] | None, loop: str) -> None:
     _pin(cpus)
     body = DOCUMENT.read_bytes()
 
@@ -89,11 +102,13 @@ def _run_provider(ready: Queue[int], cpus: Sequence[int] | None) -> None:
 
     app = web.Application()
     app.router.add_get(UPSTREAM_PATH, metadata)
-    asyncio.run(_serve(app, ready))
+    _run(_serve(app, ready), loop)
 
 
-def _run_gateway(ready: Queue[int], cpus: Sequence[int] | None, provider_port: int, mode: str, log_level: str) -> None:
-    """The whole app, as ``dcr-gateway serve`` builds it, with the memory adapter as the provider's."""
+def _run_gateway(ready: Queue[int], cpus: Sequence[int] | None, loop: str, gateway: tuple[int, str, str]) -> None:
+    """The whole app, as ``dcr-gateway serve`` builds it, with the memory adapter as the provider's
+    (``gateway``: the provider's port, the mode, the log level)."""
+    provider_port, mode, log_level = gateway
     _pin(cpus)
     from adapters.memory.adapter import MemoryAdapter
     from gateway.app import create_app
@@ -111,10 +126,10 @@ def _run_gateway(ready: Queue[int], cpus: Sequence[int] | None, provider_port: i
     )
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings, adapter=MemoryAdapter(public_url=provider_url, issuer_path=ISSUER_PATH))
-    asyncio.run(_serve(app, ready))  # the runner's set-up runs the app's cleanup context: discovery is fetched
+    _run(_serve(app, ready), loop)  # the runner's set-up runs the app's cleanup context: discovery is fetched
 
 
-def _run_bare(ready: Queue[int], cpus: Sequence[int] | None, body: bytes) -> None:
+def _run_bare(ready: Queue[int], cpus: Sequence[int] | None, loop: str, body: bytes) -> None:
     _pin(cpus)
 
     async def metadata(request: web.Request) -> web.Response:
@@ -122,7 +137,7 @@ def _run_bare(ready: Queue[int], cpus: Sequence[int] | None, body: bytes) -> Non
 
     app = web.Application()
     app.router.add_get(DISCOVERY_PATH, metadata)
-    asyncio.run(_serve(app, ready))
+    _run(_serve(app, ready), loop)
 
 
 def _start(target: Callable[..., None], *args: Any) -> tuple[mp.process.BaseProcess, int]:
@@ -407,6 +422,12 @@ def print_table(rounds: dict[str, list[dict[str, float]]]) -> None:
     print(f"gateway / bare (median p99): {p99s[0] / p99s[1]:.2f} (issue 12 goal: at most 1.5)")
 
 
+def _default_loop() -> str:
+    from gateway.settings import Settings
+
+    return str(Settings.model_fields["event_loop"].default)
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--generator", choices=("raw", "aiohttp", "wrk"), default="raw")
@@ -418,6 +439,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load per side first")
     parser.add_argument("--no-pin", action="store_true", help="do not pin servers and generators to CPUs")
     parser.add_argument("--mode", choices=("front-door", "path-routing"), default="front-door", help="gateway mode")
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default=_default_loop(),
+        help="event loop of both servers and the provider (default: dcr-gateway serve's default, DCR_EVENT_LOOP)",
+    )
     parser.add_argument(
         "--gateway-log-level",
         default="WARNING",
@@ -444,14 +471,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     processes: list[mp.process.BaseProcess] = []
     try:
-        provider, provider_port = _start(_run_provider, server_cpus)
+        provider, provider_port = _start(_run_provider, server_cpus, args.loop)
         processes.append(provider)
-        gateway, gateway_port = _start(_run_gateway, server_cpus, provider_port, args.mode, args.gateway_log_level)
+        gateway, gateway_port = _start(
+            _run_gateway, server_cpus, args.loop, (provider_port, args.mode, args.gateway_log_level)
+        )
         processes.append(gateway)
         status, headers, body = _fetch(gateway_port)
         if status != 200 or json.loads(body)["registration_endpoint"] != REGISTRATION_ENDPOINT:
             raise RuntimeError("the gateway did not serve the rewritten document")
-        bare, bare_port = _start(_run_bare, server_cpus, body)
+        bare, bare_port = _start(_run_bare, server_cpus, args.loop, body)
         processes.append(bare)
         _, bare_headers, bare_body = _fetch(bare_port)
         if bare_body != body:
@@ -459,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = sorted(set(headers) - set(bare_headers))
         print(
             f"document {len(body)} bytes, ETag {headers.get('etag')}; gateway-only response headers: "
-            f"{', '.join(extra)}; gateway log level {args.gateway_log_level}"
+            f"{', '.join(extra)}; gateway log level {args.gateway_log_level}; both servers on the {args.loop} loop"
         )
         print(
             f"generator {plan.generator}, {plan.connections} connections, "

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import itertools
 import logging
@@ -31,6 +32,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import structlog
@@ -162,6 +164,13 @@ def new_request_id() -> str:
     return f"{_REQUEST_ID_PREFIX}{next(_request_counter):x}"
 
 
+def _request_id_context_var() -> contextvars.ContextVar[Any]:
+    """structlog's context variable of the ``request_id`` key (``bind_contextvars`` makes it on first use and
+    answers the token of each variable it set; bound here in a throw-away context)."""
+    tokens = contextvars.copy_context().run(structlog.contextvars.bind_contextvars, request_id=None)
+    return tokens["request_id"].var
+
+
 def build_middlewares(
     *, access_log: bool = True, metrics: GatewayMetrics | None = None, route_classes: Mapping[object, str] | None = None
 ) -> list[Middleware]:
@@ -190,23 +199,38 @@ def build_middlewares(
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
 
+    request_id_var = _request_id_context_var()
+
     @web.middleware
     async def gateway_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         """A request id (an incoming well-formed ``X-Request-Id``, else a new one) bound into every log line;
-        RFC-shaped JSON for every error the gateway raises, never a stack trace; one access-log line."""
+        RFC-shaped JSON for every error the gateway raises, never a stack trace; one access-log line.
+
+        The request id is set in structlog's context variable directly (what ``bind_contextvars`` does): aiohttp
+        runs every request in a task of its own with a copy of the connection's context, so nothing bound while
+        serving one request reaches the next and there is nothing to clear. A GET/HEAD-like request (origin-form
+        target, no body, no ``Transfer-Encoding``, not ``CONNECT``; discovery's) skips the three refusal checks,
+        each of which answers ``None`` for it."""
         incoming = request.headers.get("X-Request-Id")
         request_id = incoming if incoming and _REQUEST_ID.match(incoming) else new_request_id()
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        request_id_var.set(request_id)
         started = time.perf_counter()
         response: web.StreamResponse
         try:
             # odd request targets (OPTIONS *, CONNECT, ...) and encoded bodies, before any route sees them
-            refusal = (
-                request_target_error(request)
-                or unsupported_transfer_coding(request)
-                or unsupported_content_coding(request)
-            )
+            if (
+                request.raw_path[:1] == "/"
+                and not request.body_exists
+                and request.method != hdrs.METH_CONNECT
+                and hdrs.TRANSFER_ENCODING not in request.headers
+            ):
+                refusal = None  # what each of the three checks answers for such a request
+            else:
+                refusal = (
+                    request_target_error(request)
+                    or unsupported_transfer_coding(request)
+                    or unsupported_content_coding(request)
+                )
             response = refusal if refusal is not None else await handler(request)
         except OAuthError as exc:
             response = error_response(exc)

@@ -120,7 +120,13 @@ def _serve(args: argparse.Namespace) -> int:
         if settings.management.enabled:
             management = server.Listener(app[MANAGEMENT_APP], settings.management.host, settings.management.port)
         try:
-            server.run(app, host=settings.host, port=settings.port, management=management)
+            server.run(
+                app,
+                host=settings.host,
+                port=settings.port,
+                management=management,
+                event_loop=settings.event_loop,
+            )
         except StartupRefused as exc:  # the provider refuses the configuration: one line, before serving
             raise _Stop([f"dcr-gateway: {exc}"]) from None
         except OSError as exc:  # the listen address was taken between the probe and the bind

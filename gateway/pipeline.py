@@ -199,16 +199,23 @@ async def read_json_object(request: web.Request, max_bytes: int, deadline_second
         raise InvalidClientMetadata("unsupported Content-Type; send the client metadata as application/json")
     if request.content_length is not None and request.content_length > max_bytes:
         raise RequestTooLarge(f"request body exceeds {max_bytes} bytes")
-    body = bytearray()
-    try:
-        async with asyncio.timeout(deadline_seconds):
-            while len(body) <= max_bytes:  # read() returns what has arrived: a body in several segments needs a loop
-                chunk = await request.content.read(max_bytes + 1 - len(body))
-                if not chunk:
-                    break
-                body += chunk
-    except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {deadline_seconds:g} s") from None
+    content = request.content
+    body: bytes | bytearray
+    if content.is_eof() and not content.exception():
+        # the whole body already arrived (the usual small JSON document, in the segment of its headers):
+        # nothing to wait for, so no deadline to arm
+        body = content.read_nowait(max_bytes + 1)
+    else:
+        body = bytearray()
+        try:
+            async with asyncio.timeout(deadline_seconds):
+                while len(body) <= max_bytes:  # read() returns what has arrived: a body in segments needs a loop
+                    chunk = await content.read(max_bytes + 1 - len(body))
+                    if not chunk:
+                        break
+                    body += chunk
+        except TimeoutError:
+            raise RequestTimeout(f"the request body did not arrive within {deadline_seconds:g} s") from None
     if len(body) > max_bytes:
         raise RequestTooLarge(f"request body exceeds {max_bytes} bytes")
     if not body.strip():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -29,6 +30,7 @@ from aiohttp.web_request import BaseRequest
 
 from gateway.app import SETTINGS
 from gateway.lifecycle import LIFECYCLE, ShutdownSettings, shut_down
+from gateway.settings import EventLoop
 
 _DESCRIPTIONS = {
     400: "the request could not be parsed as HTTP/1.1",
@@ -155,6 +157,27 @@ async def serve(
             await management_runner.cleanup()
 
 
-def run(app: web.Application, *, host: str, port: int, management: Listener | None = None) -> None:
-    """``dcr-gateway serve``'s event loop: :func:`serve` until a signal."""
-    asyncio.run(serve(app, host=host, port=port, management=management))
+def loop_factory(event_loop: EventLoop) -> Callable[[], asyncio.AbstractEventLoop]:
+    """A new event loop of the kind ``DCR_EVENT_LOOP`` names."""
+    if event_loop is EventLoop.UVLOOP:
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
+def run(
+    app: web.Application,
+    *,
+    host: str,
+    port: int,
+    management: Listener | None = None,
+    event_loop: EventLoop = EventLoop.UVLOOP,
+) -> None:
+    """``dcr-gateway serve``'s event loop (``event_loop``: ``DCR_EVENT_LOOP``): :func:`serve` until a signal."""
+    with asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner:
+        loop = runner.get_loop()
+        structlog.get_logger(__name__).info(
+            "server.starting", event_loop=event_loop.value, loop_class=f"{type(loop).__module__}.{type(loop).__name__}"
+        )
+        runner.run(serve(app, host=host, port=port, management=management))

@@ -59,6 +59,15 @@ _CONFIG_FILE: ContextVar[str | None] = ContextVar("dcr_config_file", default=Non
 _SKIP_NAMES_CHECK: ContextVar[bool] = ContextVar("dcr_skip_names_check", default=False)
 
 
+class EventLoop(StrEnum):
+    """The event loop ``dcr-gateway serve`` runs on (``DCR_EVENT_LOOP``)."""
+
+    UVLOOP = "uvloop"
+    """uvloop (libuv, written in C): less CPU per request in the loop and the transports; the default."""
+    ASYNCIO = "asyncio"
+    """The standard library's selector loop."""
+
+
 class Mode(StrEnum):
     """How requests reach the gateway."""
 
@@ -189,7 +198,10 @@ class Settings(BaseSettings):
     # abuse limits: rate limits and a quota of managed clients (DCR_LIMITS__*)
     limits: LimitSettings = Field(default_factory=LimitSettings)
 
-    # operations: SIGTERM (gateway.lifecycle) and OpenTelemetry (gateway.tracing)
+    # operations: the event loop, SIGTERM (gateway.lifecycle) and OpenTelemetry (gateway.tracing)
+    event_loop: EventLoop = EventLoop.UVLOOP
+    """The event loop ``dcr-gateway serve`` runs on: ``uvloop`` (default) or ``asyncio``; logged at start-up
+    (``server.starting event_loop=...``)."""
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     """What SIGTERM does (``[shutdown]`` / ``DCR_SHUTDOWN__*``, :mod:`gateway.lifecycle`): readiness 503, drain,
     listeners closed, requests in flight finished within a bound."""

@@ -146,20 +146,27 @@ class RateLimiter:
         self.ipv6_prefix_length = ipv6_prefix_length
         self.on_rejected: Callable[[str], None] = _ignore
         """Told the limit of every refusal (``per_source``, ``global``, ``store_unavailable``): metrics."""
+        self._source_key = web.RequestKey(f"dcr_gateway_source_{id(self):x}", str)
+        """Where a request keeps its source as this limiter's settings read it (:meth:`source_of`)."""
 
     @property
     def active(self) -> bool:
         return self.per_source.active or self.global_.active
 
     def source_of(self, request: web.BaseRequest) -> str:
-        """The counted source of ``request`` (see :func:`client_address`, :func:`source_key`)."""
+        """The counted source of ``request`` (see :func:`client_address`, :func:`source_key`), worked out once
+        per request: the limits, the audit record and the registration's caller all ask for it."""
+        known: str | None = request.get(self._source_key)
+        if known is not None:
+            return known
         address = client_address(
             request.remote,
             request.headers.getall(X_FORWARDED_FOR, []),
             trust_forwarded_for=self.trust_forwarded_for,
             trusted_hops=self.trusted_hops,
         )
-        return source_key(address, ipv6_prefix_length=self.ipv6_prefix_length)
+        source = request[self._source_key] = source_key(address, ipv6_prefix_length=self.ipv6_prefix_length)
+        return source
 
     async def admit(self, request: web.BaseRequest, *, issuer: str, operation: str = "register") -> None:
         """Count ``request`` and raise :class:`RateLimited` (429) if it is past a limit, or

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import INF, floatToGoString
 
 PREFIX = "dcr_gateway"
 
@@ -140,30 +143,130 @@ class _ScrapeTimeGauges(Collector):
             yield family
 
 
+class PlainCounter(Collector):
+    """A labelled counter recorded without a lock, read by the registry at scrape time.
+
+    ``prometheus_client``'s ``Counter`` takes a lock per ``inc`` (and its ``labels()`` another per look-up): the
+    gateway records from its one event loop thread, and the scrape (``/metrics`` on the management listener) runs
+    on the same loop, so a plain float per label set is enough. The exposition is exactly a ``Counter``'s: family
+    ``name`` without ``_total``, samples ``name_total`` and ``name_created`` (unless ``prometheus_client``'s
+    created series are disabled), label sets in the order they were first used.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry):
+        self.name = name.removesuffix("_total")
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.values: dict[tuple[str, ...], list[float]] = {}
+        registry.register(self)
+
+    def child(self, labelvalues: tuple[str, ...]) -> list[float]:
+        """The label set's ``[value, created]`` (made at 0 on first use): ``child[0] += 1`` counts one."""
+        entry = self.values.get(labelvalues)
+        if entry is None:
+            entry = self.values[labelvalues] = [0.0, time.time()]
+        return entry
+
+    def collect(self) -> Iterator[Metric]:
+        metric = Metric(self.name, self.documentation, "counter")
+        created = prometheus_metrics._use_created
+        for labelvalues, (value, at) in list(self.values.items()):
+            labels = dict(zip(self.labelnames, labelvalues, strict=True))
+            metric.add_sample(f"{self.name}_total", labels, value)
+            if created:
+                metric.add_sample(f"{self.name}_created", dict(labels), at)
+        yield metric
+
+
+class PlainHistogramChild:
+    """One label set of a :class:`PlainHistogram`: per-bucket (not cumulative) counts, the sum, the creation time."""
+
+    __slots__ = ("bounds", "counts", "created", "sum")
+
+    def __init__(self, bounds: list[float]) -> None:
+        self.bounds = bounds
+        self.counts = [0.0] * len(bounds)
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, amount: float) -> None:
+        """The first bucket whose upper bound is >= ``amount`` (``Histogram.observe``'s rule), found by bisection."""
+        self.sum += amount
+        index = bisect_left(self.bounds, amount)
+        if index < len(self.counts):  # NaN: no bucket, as prometheus_client
+            self.counts[index] += 1.0
+
+
+class PlainHistogram(Collector):
+    """A labelled histogram recorded without a lock (see :class:`PlainCounter`); the exposition is exactly a
+    ``Histogram``'s: cumulative ``_bucket{le}`` samples, ``_count``, ``_sum``, ``_created``."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+        buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS,
+    ):
+        bounds = [float(b) for b in buckets]
+        if bounds[-1] != INF:
+            bounds.append(INF)
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.bounds = bounds
+        self.les = [floatToGoString(b) for b in bounds]  # type: ignore[no-untyped-call]
+        self.children: dict[tuple[str, ...], PlainHistogramChild] = {}
+        registry.register(self)
+
+    def child(self, labelvalues: tuple[str, ...]) -> PlainHistogramChild:
+        entry = self.children.get(labelvalues)
+        if entry is None:
+            entry = self.children[labelvalues] = PlainHistogramChild(self.bounds)
+        return entry
+
+    def collect(self) -> Iterator[Metric]:
+        metric = Metric(self.name, self.documentation, "histogram")
+        created = prometheus_metrics._use_created
+        for labelvalues, child in list(self.children.items()):
+            labels = dict(zip(self.labelnames, labelvalues, strict=True))
+            accumulated = 0.0
+            for le, count in zip(self.les, list(child.counts), strict=True):
+                accumulated += count
+                metric.add_sample(f"{self.name}_bucket", {**labels, "le": le}, accumulated)
+            metric.add_sample(f"{self.name}_count", dict(labels), accumulated)
+            if self.bounds[0] >= 0:
+                metric.add_sample(f"{self.name}_sum", dict(labels), child.sum)
+            if created:
+                metric.add_sample(f"{self.name}_created", dict(labels), child.created)
+        yield metric
+
+
 class GatewayMetrics:
     """Every metric of one gateway app, in its own registry (``registry``)."""
 
     def __init__(self, *, version: str) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
-        self.registration_requests = Counter(
+        self.registration_requests = PlainCounter(
             f"{PREFIX}_registration_requests_total",
             "RFC 7591 registrations and RFC 7592 read/update/delete requests by issuer, operation, outcome "
             "(success, refused, error) and error code",
             ["issuer", "operation", "outcome", "error"],
-            registry=registry,
+            registry,
         )
-        self.provider_requests = Counter(
+        self.provider_requests = PlainCounter(
             f"{PREFIX}_provider_requests_total",
             "Calls to the provider's admin API (adapter operations) by provider, operation and outcome",
             ["provider", "operation", "outcome"],
-            registry=registry,
+            registry,
         )
-        self.provider_duration = Histogram(
+        self.provider_duration = PlainHistogram(
             f"{PREFIX}_provider_request_duration_seconds",
             "Duration of calls to the provider's admin API (adapter operations)",
             ["provider", "operation"],
-            registry=registry,
+            registry,
         )
         self.discovery_refresh_failures = Counter(
             f"{PREFIX}_discovery_refresh_failures_total",
@@ -171,17 +274,17 @@ class GatewayMetrics:
             ["issuer"],
             registry=registry,
         )
-        self.http_requests = Counter(
+        self.http_requests = PlainCounter(
             f"{PREFIX}_http_requests_total",
             "Requests on the public listener by route class and status code",
             ["route", "code"],
-            registry=registry,
+            registry,
         )
-        self.http_duration = Histogram(
+        self.http_duration = PlainHistogram(
             f"{PREFIX}_http_request_duration_seconds",
             "Duration of requests on the public listener by route class (proxied: until the answer is relayed)",
             ["route"],
-            registry=registry,
+            registry,
         )
         self.limit_rejections = Counter(
             f"{PREFIX}_limit_rejections_total",
@@ -222,12 +325,23 @@ class GatewayMetrics:
         self.build_info.labels(version).set(1)
         self._gauges = _ScrapeTimeGauges()
         registry.register(self._gauges)
+        # The per-request families (registrations, admin calls, requests by route) are plain counters and bucket
+        # arrays read at scrape time (PlainCounter, PlainHistogram: no lock per request); their label sets' entries
+        # are kept by label values here, one dict look-up per record. Bounded: every label value is from a fixed
+        # set or a configured issuer (the module's rule), so is every key.
+        self._registration_children: dict[tuple[str, str, str, str], list[float]] = {}
+        self._http_children: dict[tuple[str, int], tuple[list[float], PlainHistogramChild]] = {}
+        self._provider_children: dict[tuple[str, str, str], tuple[list[float], PlainHistogramChild]] = {}
 
     # ------------------------------------------------------------------------------------- recorders
 
     def registration_request(self, *, issuer: str, operation: str, status: int, error: str | None) -> None:
         """One answer of the registration or client configuration endpoint."""
-        self.registration_requests.labels(issuer, operation, status_outcome(status), error_label(error)).inc()
+        key = (issuer, operation, status_outcome(status), error_label(error))
+        child = self._registration_children.get(key)
+        if child is None:
+            child = self._registration_children[key] = self.registration_requests.child(key)
+        child[0] += 1.0
 
     def audit_write_failed(self) -> None:
         self.audit_write_failures.inc()
@@ -239,12 +353,26 @@ class GatewayMetrics:
         self.updates_restored.labels(issuer, reason if reason in ROLLBACK_REASONS else "other").inc()
 
     def provider_request(self, *, provider: str, operation: str, outcome: str, seconds: float) -> None:
-        self.provider_requests.labels(provider, operation, outcome).inc()
-        self.provider_duration.labels(provider, operation).observe(seconds)
+        key = (provider, operation, outcome)
+        children = self._provider_children.get(key)
+        if children is None:
+            children = self._provider_children[key] = (
+                self.provider_requests.child(key),
+                self.provider_duration.child((provider, operation)),
+            )
+        children[0][0] += 1.0
+        children[1].observe(seconds)
 
     def http_request(self, *, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route if route in ROUTE_CLASSES else "other", str(status)).inc()
-        self.http_duration.labels(route if route in ROUTE_CLASSES else "other").observe(seconds)
+        children = self._http_children.get((route, status))
+        if children is None:
+            label = route if route in ROUTE_CLASSES else "other"
+            children = self._http_children[(route, status)] = (
+                self.http_requests.child((label, str(status))),
+                self.http_duration.child((label,)),
+            )
+        children[0][0] += 1.0
+        children[1].observe(seconds)
 
     def limit_rejected(self, limit: str) -> None:
         self.limit_rejections.labels(limit if limit in LIMIT_KINDS else "other").inc()
@@ -276,6 +404,6 @@ class GatewayMetrics:
         """Series that exist at 0 before anything happened, so ``rate()`` and ``increase()`` see the first one."""
         for issuer in issuers:
             for operation in REGISTRATION_OPERATIONS:
-                self.registration_requests.labels(issuer, operation, "success", "")
+                self.registration_requests.child((issuer, operation, "success", ""))
         for kind in LIMIT_KINDS:
             self.limit_rejections.labels(kind)

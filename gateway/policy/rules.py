@@ -12,6 +12,7 @@ deployment's settings, never from constants repeated elsewhere.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ NEGOTIABLE_AUTH_METHODS = (CLIENT_SECRET_BASIC, CLIENT_SECRET_POST)
 """Secret methods a client can be moved between (it reads the method back from the response, as the MCP SDKs
 do), in order of preference."""
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
+_WHITESPACE = re.compile(r"\s")  # str.isspace(), for str patterns
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 section 3.3 scope-token
 
 
@@ -228,7 +231,15 @@ def text_is_unicode(metadata: ClientMetadata, policy: RegistrationPolicy) -> Non
     """Every string is Unicode text. A JSON string can carry a lone UTF-16 surrogate (``"\\ud83d"``, RFC 8259
     section 8.2), which is no character: no UTF-8 column stores it (Hydra would keep U+FFFD instead), so what the
     response echoed would not be what the provider holds."""
-    for field_name, value in _strings_of(metadata.registered()):
+    registered = metadata.registered()
+    try:
+        # one pass in C over every string, keys included: strict UTF-8 cannot encode a surrogate code point
+        json.dumps(registered, ensure_ascii=False).encode("utf-8")
+    except (ValueError, TypeError):  # UnicodeEncodeError is a ValueError; anything odd: the exact scan below
+        pass
+    else:
+        return
+    for field_name, value in _strings_of(registered):
         if _LONE_SURROGATE.search(value):
             error = InvalidRedirectUri if field_name.startswith("redirect_uris") else InvalidClientMetadata
             raise error(f"{field_name}: not valid Unicode (a lone UTF-16 surrogate)")
@@ -468,7 +479,7 @@ def metadata_uris_same_host(metadata: ClientMetadata, policy: RegistrationPolicy
     """RFC 7591 section 5: ``logo_uri``, ``tos_uri``, ``client_uri`` and ``policy_uri`` SHOULD have the same host
     and scheme as a redirect URI, since users see them and nobody vouches for them. ``drop``: registered without
     the mismatching ones; ``reject``: refused naming the field; ``off``: kept."""
-    if policy.same_host is SameHostMode.OFF:
+    if policy.same_host is SameHostMode.OFF or all(getattr(metadata, name) is None for name in SAME_HOST_URIS):
         return None
     origins = {key for uri in metadata.redirect_uris or [] if (key := origin_key(uri)) is not None}
     mismatched: dict[str, Any] = {}
@@ -492,13 +503,13 @@ def strings_bounded(metadata: ClientMetadata, policy: RegistrationPolicy) -> Non
         value = getattr(metadata, name)
         if value is not None and (len(value) > policy.max_string_length or not value.strip()):
             raise InvalidClientMetadata(f"{name}: must be 1 to {policy.max_string_length} characters")
-        if value is not None and any(ord(c) < 0x20 for c in value):
+        if value is not None and _CONTROL.search(value):
             raise InvalidClientMetadata(f"{name}: must not contain control characters")
     contacts = metadata.contacts or []
     if len(contacts) > policy.max_contacts:
         raise InvalidClientMetadata(f"contacts: at most {policy.max_contacts} entries are allowed")
     for index, contact in enumerate(contacts):
-        if not contact or len(contact) > 320 or any(c.isspace() for c in contact):
+        if not contact or len(contact) > 320 or _WHITESPACE.search(contact):
             raise InvalidClientMetadata(f"contacts[{index}]: must be an e-mail address")
 
 
@@ -508,9 +519,8 @@ def stored_lengths_fit(metadata: ClientMetadata, policy: RegistrationPolicy) -> 
     UTF-8 bytes). RFC 7591 section 3.2.2: a value the server cannot store is ``invalid_client_metadata``
     (``invalid_redirect_uri`` for a redirection URI), answered before anything is created, never a provider
     failure."""
-    registered = metadata.registered()
     for name, limit in policy.stored_lengths.items():
-        value = registered.get(name)
+        value = getattr(metadata, name, None)
         values = [(name, value)] if isinstance(value, str) else []
         if isinstance(value, list):
             values = [(f"{name}[{index}]", item) for index, item in enumerate(value) if isinstance(item, str)]
@@ -528,9 +538,8 @@ def display_text_literal(metadata: ClientMetadata, policy: RegistrationPolicy) -
     """Text the user is shown (RFC 7591 section 2: ``client_name`` is "presented to the end-user during
     authorization") is shown as sent: on a provider whose pages resolve ``${key}`` in it to its own messages
     (Keycloak's consent page would say ``${loginAccountTitle}`` in the realm's words), ``${`` is refused."""
-    registered = metadata.registered()
     for name in sorted(policy.message_template_fields):
-        value = registered.get(name)
+        value = getattr(metadata, name, None)
         if isinstance(value, str) and MESSAGE_TEMPLATE_MARKER in value:
             raise InvalidClientMetadata(
                 f"{name} {value!r}: must not contain '${{': the authorization server would show one of its own "

@@ -7,6 +7,7 @@ Nothing here does I/O: resolving a host before a provider fetches it is :mod:`ga
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -33,6 +34,14 @@ accepted for clients that do not register as ``web``."""
 SCHEME_SYNTAX = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*$")
 """RFC 3986 section 3.1."""
 
+HOST_CACHE_SIZE = 1024
+"""Hosts whose canonical form and loopback-ness are remembered (pure functions of the host; registrations name the
+same few hosts again and again: ``127.0.0.1``, ``localhost``, a client's own domain). A failing host is not
+remembered (:func:`functools.lru_cache` keeps no exception)."""
+
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+"""Whitespace (``\\s`` is :meth:`str.isspace` for str patterns) or a C0 control character or DEL, in one C scan."""
+
 _ASCII_LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
 
@@ -40,6 +49,7 @@ _NUMERIC_LABEL = re.compile(r"^(?:0x[0-9a-f]*|[0-9]+)$")
 # ---------------------------------------------------------------------------------------------- hosts
 
 
+@functools.lru_cache(maxsize=HOST_CACHE_SIZE)
 def normalize_host(host: str) -> str:
     """The canonical form of a URI host, for comparisons: IP literals in their compressed form (IPv6 without
     brackets); names lower-cased, without a trailing dot, internationalised names as A-labels (IDNA 2008 with
@@ -94,6 +104,7 @@ def is_ip_literal(value: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=HOST_CACHE_SIZE)
 def is_loopback_host(host: str) -> bool:
     """``localhost`` or an IP literal in 127.0.0.0/8 or ``::1`` (RFC 8252 sections 7.3 and 8.3)."""
     if host.lower().rstrip(".") == "localhost":
@@ -208,7 +219,7 @@ def check_redirect_uri(
     """
     if len(uri) > max_length:
         raise error(f"{field_name}: longer than {max_length} characters")
-    if any(c.isspace() for c in uri) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+    if _SPACE_OR_CONTROL.search(uri):
         raise error(f"{field_name} {uri!r}: must not contain whitespace or control characters")
     if "#" in uri:
         raise error(f"{field_name} {uri!r}: must not contain a fragment (RFC 6749 section 3.1.2)")
@@ -284,7 +295,7 @@ def check_web_uri(uri: str, *, field_name: str, max_length: int, https_only: boo
     absolute ``https`` URLs (``http`` only on loopback, unless ``https_only``), no userinfo, no fragment."""
     if len(uri) > max_length:
         raise InvalidClientMetadata(f"{field_name}: longer than {max_length} characters")
-    if any(c.isspace() for c in uri) or any(ord(c) < 0x20 or ord(c) == 0x7F for c in uri):
+    if _SPACE_OR_CONTROL.search(uri):
         raise InvalidClientMetadata(f"{field_name} {uri!r}: must not contain whitespace or control characters")
     parts = split_uri(uri, field_name, InvalidClientMetadata)
     scheme = parts.scheme.lower()

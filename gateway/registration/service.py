@@ -38,11 +38,44 @@ from gateway.oauth.lengths import StoredLength
 from gateway.oauth.metadata import SECRET_AUTH_METHODS, ClientInformation, ClientMetadata, parse_metadata
 from gateway.policy import PolicySettings, RegistrationPolicy, Resolver, check_fetched_uris, system_resolver, validate
 from gateway.registration.records import management_data
-from gateway.rfc8414.cache import DiscoveryCache
+from gateway.rfc8414.cache import CachedDocument, DiscoveryCache
 
 log = structlog.get_logger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+
+
+class PolicyCache:
+    """The resolved :class:`~gateway.policy.RegistrationPolicy` of one issuer, built once per policy settings,
+    served discovery document (RFC 8414 section 2: what the provider advertises) and caller privilege, instead of
+    once per request.
+
+    Entries are keyed by identity: the app builds one :class:`RegistrationSettings`, and the discovery cache keeps
+    the identical :class:`~gateway.rfc8414.cache.CachedDocument` while the provider's document is unchanged, so a
+    new document (or new settings) rebuilds the policy at the next registration. It holds the objects it was
+    built from, so an identity never outlives them (no reuse of a freed object's id)."""
+
+    def __init__(self) -> None:
+        self._settings: RegistrationSettings | None = None
+        self._document: CachedDocument | None = None
+        self._policies: dict[bool, RegistrationPolicy] = {}
+
+    def policy(
+        self, settings: RegistrationSettings, cached: CachedDocument | None, *, authenticated: bool
+    ) -> RegistrationPolicy:
+        """The policy for ``settings``, ``cached`` (``None``: no document yet) and the caller's privilege."""
+        if settings is not self._settings or cached is not self._document:
+            self._settings, self._document, self._policies = settings, cached, {}
+        policy = self._policies.get(authenticated)
+        if policy is None:
+            policy = self._policies[authenticated] = RegistrationPolicy.from_settings(
+                settings.policy,
+                cached.document if cached else None,
+                authenticated=authenticated,
+                stored_lengths=settings.stored_lengths,
+                message_template_fields=settings.message_template_fields,
+            )
+        return policy
 
 
 @dataclass(frozen=True)
@@ -54,6 +87,8 @@ class IssuerContext:
     issuer: str
     registration_endpoint: str
     discovery: DiscoveryCache
+    policies: PolicyCache = field(default_factory=PolicyCache, compare=False, repr=False)
+    """This issuer's resolved registration policies (:func:`registration_policy`)."""
 
 
 @dataclass(frozen=True)
@@ -95,13 +130,7 @@ async def registration_policy(
     """What this issuer accepts for this caller: the deployment's policy settings intersected with the
     provider's discovery document (RFC 8414 section 2), privileges resolved for ``caller.authenticated``."""
     cached = await issuer.discovery.get()
-    return RegistrationPolicy.from_settings(
-        settings.policy,
-        cached.document if cached else None,
-        authenticated=caller.authenticated,
-        stored_lengths=settings.stored_lengths,
-        message_template_fields=settings.message_template_fields,
-    )
+    return issuer.policies.policy(settings, cached, authenticated=caller.authenticated)
 
 
 async def validate_registration(

@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import structlog
 from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from gateway.cors import CorsPolicy
-from gateway.rfc8414.cache import DiscoveryCache
+from gateway.rfc8414.cache import CachedDocument, DiscoveryCache
 from gateway.rfc8414.wellknown import DocumentKind, discovery_locations, is_discovery_path
 
 __all__ = ["discovery_routes", "etag_matches", "is_discovery_path", "not_found_response"]
@@ -61,17 +62,51 @@ def not_found_response(request: web.BaseRequest, *, cors: CorsPolicy) -> web.Res
     return web.Response(status=404, body=_NOT_FOUND, content_type=JSON, headers=cors.response_headers(request))
 
 
+class ServedHeaders:
+    """The headers of one served document's answers, built once per document (a new document, a new ETag: new
+    headers) instead of once per request: ``Content-Type``, the strong ``ETag`` (RFC 9110 section 8.8.3),
+    ``Cache-Control`` and the CORS headers of a request without an allowed ``Origin`` (with ``*`` allowed: of
+    every request). A request from an origin the policy echoes gets its CORS headers computed as before."""
+
+    __slots__ = ("_cache_control", "_cors", "_document", "_not_modified", "_ok")
+
+    def __init__(self, cors: CorsPolicy, cache_control: str) -> None:
+        self._cors = cors
+        self._cache_control = cache_control
+        self._document: CachedDocument | None = None
+        self._ok: CIMultiDict[str] = CIMultiDict()
+        self._not_modified: CIMultiDict[str] = CIMultiDict()
+
+    def _build(self, document: CachedDocument, cors_headers: Mapping[str, str]) -> tuple[CIMultiDict[str], ...]:
+        not_modified = CIMultiDict(cors_headers)
+        not_modified[hdrs.ETAG] = document.etag
+        not_modified[hdrs.CACHE_CONTROL] = self._cache_control
+        ok = not_modified.copy()
+        ok[hdrs.CONTENT_TYPE] = JSON
+        return ok, not_modified
+
+    def of(self, document: CachedDocument, origin: str | None) -> tuple[CIMultiDict[str], CIMultiDict[str]]:
+        """The headers of a 200 and of a 304 for ``document`` answering a request from ``origin``."""
+        if origin is not None and not self._cors.any_origin and self._cors.allow_origin(origin) is not None:
+            ok, not_modified = self._build(document, self._cors.headers_for(origin))
+            return ok, not_modified
+        if document is not self._document:
+            self._ok, self._not_modified = self._build(document, self._cors.headers_for(None))
+            self._document = document
+        return self._ok, self._not_modified
+
+
 def _document_handler(
     caches: Mapping[str, DiscoveryCache], issuer_path: str, kind: DocumentKind, cors: CorsPolicy, max_age: int
 ) -> Handler:
-    cache_control = f"public, max-age={max_age}"
+    served = ServedHeaders(cors, f"public, max-age={max_age}")
 
     async def serve_metadata(request: web.Request) -> web.StreamResponse:
         """GET/HEAD: the cached document (RFC 8414 section 3.2), 304 on a matching ``If-None-Match``."""
         cache = caches.get(issuer_path)
         document = None if cache is None else cache.current() or await cache.get()
-        headers = cors.response_headers(request)
         if document is None:
+            headers = cors.response_headers(request)
             retry_after = 1 if cache is None else cache.retry_after
             log.warning(
                 "discovery.unavailable",
@@ -83,12 +118,12 @@ def _document_handler(
             headers[hdrs.RETRY_AFTER] = str(retry_after)
             headers[hdrs.CACHE_CONTROL] = "no-store"
             return web.Response(status=404, body=_UNAVAILABLE, content_type=JSON, headers=headers)
-        headers[hdrs.ETAG] = document.etag
-        headers[hdrs.CACHE_CONTROL] = cache_control
-        if_none_match = request.headers.get(hdrs.IF_NONE_MATCH)
+        request_headers = request.headers
+        ok, not_modified = served.of(document, request_headers.get(hdrs.ORIGIN))
+        if_none_match = request_headers.get(hdrs.IF_NONE_MATCH)
         if if_none_match is not None and etag_matches(if_none_match, document.etag):
-            return web.Response(status=304, headers=headers)
-        return web.Response(body=document.body, content_type=JSON, headers=headers)
+            return web.Response(status=304, headers=not_modified)
+        return web.Response(body=document.body, headers=ok)
 
     return serve_metadata
 

@@ -110,3 +110,47 @@ async def test_sigterm_during_registrations_answers_them_then_refuses_and_exits_
         assert after - before == {client_id for client_id, _ in created}  # every 201 one client, no orphan
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize("event_loop", [None, "uvloop", "asyncio"])
+async def test_serve_runs_on_the_configured_event_loop_and_stops_on_sigterm(
+    hydra_provider: HydraProvider, http: aiohttp.ClientSession, tmp_path: Path, event_loop: str | None
+) -> None:
+    """``DCR_EVENT_LOOP`` picks the loop (uvloop when unset); the start-up line ``server.starting`` says which, a
+    registration is answered 201 on it, and SIGTERM (a signal handler on that loop) turns readiness to 503 and
+    stops the process with status 0."""
+    port = free_port()
+    env = _env(hydra_provider, port)
+    if event_loop is not None:
+        env["DCR_EVENT_LOOP"] = event_loop
+    log_path = tmp_path / "gateway.log"
+    service = start_gateway("gateway-loop", env=env, log_path=log_path, ready_path="/readyz")
+    try:
+        await asyncio.to_thread(service.wait_ready, 60.0)
+        base = f"http://{LOOPBACK}:{port}"
+        body = {"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"}
+        async with http.post(f"{base}/register", json=body) as response:
+            assert response.status == 201, await response.text()
+            client_id = (await response.json())["client_id"]
+        starting = [line for line in log_path.read_text().splitlines() if "server.starting" in line]
+        assert len(starting) == 1, starting
+        expected = event_loop or "uvloop"
+        assert f'"event_loop": "{expected}"' in starting[0] or f"event_loop={expected}" in starting[0], starting
+        loop_class = "uvloop.Loop" if expected == "uvloop" else "asyncio.unix_events._UnixSelectorEventLoop"
+        assert loop_class in starting[0], starting
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as fresh:
+            service.process.send_signal(signal.SIGTERM)
+            statuses = []
+            for _ in range(int(DRAIN / 0.05)):  # the signal reaches the loop asynchronously: 503 within the drain
+                async with fresh.get(f"{base}/readyz") as response:
+                    statuses.append(response.status)
+                if statuses[-1] == 503:
+                    break
+                await asyncio.sleep(0.05)
+            assert statuses[-1] == 503, statuses
+        code = await asyncio.to_thread(service.process.wait, DRAIN + TIMEOUT + 10)
+        assert code == 0
+        assert client_id in await provider_client_ids(hydra_provider, http)
+    finally:
+        service.stop()

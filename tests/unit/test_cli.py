@@ -98,8 +98,14 @@ def assert_one_line_exit_2(result: subprocess.CompletedProcess[str]) -> str:
 def test_serve_with_a_public_url_that_is_not_a_url() -> None:
     line = assert_one_line_exit_2(serve({"DCR_PUBLIC_URL": "127.0.0.1:9093", "DCR_PORT": str(free_port())}))
     assert "DCR_PUBLIC_URL" in line
+
     assert "public_url" in line
     assert "scheme://host[:port]" in line
+
+
+def test_serve_refuses_an_unknown_event_loop_naming_the_setting() -> None:
+    line = assert_one_line_exit_2(serve({"DCR_EVENT_LOOP": "libev", "DCR_PORT": str(free_port())}))
+    assert "DCR_EVENT_LOOP" in line and "'uvloop' or 'asyncio'" in line, line
 
 
 def test_serve_on_a_port_in_use() -> None:

@@ -12,16 +12,18 @@ real app with the memory adapter whose create is slow (a delay hook), raw socket
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 from aiohttp import web
 from rfc8414_fakes import openid_configuration_server
 
@@ -520,3 +522,36 @@ async def test_a_connection_in_the_listen_backlog_when_the_listener_closes_is_an
         assert received.endswith(b"answered")
     finally:
         await runner.cleanup()
+
+
+# ------------------------------------------------------------------------------------------------ on uvloop
+
+ON_UVLOOP = [
+    test_sigterm_drains_answers_the_registration_in_flight_then_refuses_and_stops,
+    test_a_registration_cut_by_the_bound_is_rolled_back,
+    test_a_registration_whose_client_left_before_its_answer_is_rolled_back,
+    test_a_request_whose_body_is_still_arriving_at_sigterm_is_answered,
+    test_a_client_that_left_is_audited_counted_and_frees_its_quota_slot,
+    test_a_registration_cut_by_the_bound_is_audited_and_counted,
+    test_an_answer_whose_bytes_reached_the_transport_is_not_rolled_back_when_cut_in_drain,
+    test_an_update_whose_client_left_is_undone,
+    test_an_update_cut_by_the_bound_is_undone_before_the_process_stops,
+    test_a_connection_whose_first_request_is_on_its_way_at_sigterm_is_answered,
+    test_a_connection_in_the_listen_backlog_when_the_listener_closes_is_answered,
+]
+
+
+@pytest.mark.parametrize("scenario", ON_UVLOOP, ids=[test.__name__.removeprefix("test_") for test in ON_UVLOOP])
+def test_on_uvloop(scenario: Callable[..., Coroutine[Any, Any, None]], tmp_path: Path) -> None:
+    """Every scenario above again on uvloop, ``dcr-gateway serve``'s default loop (``DCR_EVENT_LOOP``): the
+    SIGTERM handler, the drain, the listener closing and the roll-backs behave the same."""
+
+    async def run() -> None:
+        assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        parameters = inspect.signature(scenario).parameters
+        async with openid_configuration_server() as origin:
+            arguments = {"upstream": origin, "tmp_path": tmp_path}
+            await scenario(**{name: arguments[name] for name in parameters})
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run())
