@@ -11,8 +11,9 @@
 #   make test        venv + providers + system-deps + node-deps, then the whole test suite (it starts its own providers)
 #   make image       the image localhost/dcr-gateway:<version> (Docker if an engine answers, else podman on a Debian
 #                    base bootstrapped locally and cached; deploy/image/build.sh); as root it installs podman first
-#   make bench       registration latency (gateway vs admin API, real providers) and discovery req/s benchmarks,
-#                    then make bench-throughput
+#   make bench       registration latency (gateway vs admin API, real providers), the proxy floor (gateway vs a bare
+#                    aiohttp pass-through vs admin API), discovery req/s, then make bench-throughput; make bench-scale
+#                    apart (minutes to an hour with BENCH_SCALE_ARGS='--clients 100000'); bench/README.md has the table
 #   make bench-throughput  registration/s at concurrency 1/8/32/64 and the front door (token, authorize, JWKS),
 #                    gateway vs provider, both providers; JSON + PNG in bench/results/ (BENCH_THROUGHPUT_ARGS=--profile)
 #   make lint        ruff check + ruff format --check + mypy --strict (the package and the example adapter) + lint-imports
@@ -117,9 +118,11 @@ image:
 BENCH_REGISTRATION_ARGS ?= --requests 200 --concurrency 8
 BENCH_DISCOVERY_ARGS ?=
 BENCH_THROUGHPUT_ARGS ?=
+BENCH_FLOOR_ARGS ?=
 
 bench: venv providers
 	PYTHONPATH=. $(VPY) bench/registration_latency.py $(BENCH_REGISTRATION_ARGS)
+	PYTHONPATH=. $(VPY) bench/registration_floor.py $(BENCH_FLOOR_ARGS)
 	PYTHONPATH=. $(VPY) bench/discovery_rps.py $(BENCH_DISCOVERY_ARGS)
 	$(MAKE) bench-throughput
 

@@ -61,6 +61,7 @@ class Lifecycle:
 
     def __init__(self) -> None:
         self.draining = False
+        self._announced = False
         self._pending: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -71,8 +72,10 @@ class Lifecycle:
         return lifecycle
 
     def begin_draining(self) -> None:
-        """``/readyz`` answers 503 from now on, and responses close their connection."""
-        if not self.draining:
+        """``/readyz`` answers 503 from now on, and responses close their connection. (A signal handler may have
+        set :attr:`draining` already: announced once either way.)"""
+        if not self._announced:
+            self._announced = True
             log.info("gateway.draining")
         self.draining = True
 

@@ -129,6 +129,13 @@ async def serve(
         sites: list[web.BaseSite] = [web.TCPSite(runner, host, port)]
         for site in sites:
             await site.start()
+        loop = asyncio.get_running_loop()
+        structlog.get_logger(__name__).info(  # after the provider checks: a refused start prints only its reason
+            "server.listening",
+            url=f"http://{f'[{host}]' if ':' in host else host}:{port}",
+            event_loop=settings.event_loop.value if settings is not None else None,
+            loop_class=f"{type(loop).__module__}.{type(loop).__name__}",
+        )
         if management is not None:
             management_runner = web.AppRunner(management.app, access_log=None, handle_signals=False)
             await management_runner.setup()
@@ -140,17 +147,24 @@ async def serve(
                 paths=["/metrics", "/healthz", "/readyz"],
             )
         stopping = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stopping.set)
+        lifecycles = [app[LIFECYCLE]] if LIFECYCLE in app else []
+
+        def on_signal(signum: int, frame: object) -> None:
+            """Runs in the main thread before any further Python code of the loop (the interpreter's pending-call
+            check): ``/readyz`` is 503 for every request the loop handles after the signal, on any event loop
+            (uvloop may read a new connection before it runs a callback of ``loop.add_signal_handler``). Only a
+            flag is set here (no logging: its writer holds a lock), the rest runs on the loop."""
+            for lifecycle in lifecycles:
+                lifecycle.draining = True
+            loop.call_soon_threadsafe(stopping.set)
+
+        previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
             await stopping.wait()
-            await shut_down(
-                runner, sites, [app[LIFECYCLE]] if LIFECYCLE in app else [], shutdown, settle_seconds=settle
-            )
+            await shut_down(runner, sites, lifecycles, shutdown, settle_seconds=settle)
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     finally:
         await runner.cleanup()
         if management_runner is not None:
@@ -176,8 +190,4 @@ def run(
 ) -> None:
     """``dcr-gateway serve``'s event loop (``event_loop``: ``DCR_EVENT_LOOP``): :func:`serve` until a signal."""
     with asyncio.Runner(loop_factory=loop_factory(event_loop)) as runner:
-        loop = runner.get_loop()
-        structlog.get_logger(__name__).info(
-            "server.starting", event_loop=event_loop.value, loop_class=f"{type(loop).__module__}.{type(loop).__name__}"
-        )
         runner.run(serve(app, host=host, port=port, management=management))

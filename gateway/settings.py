@@ -201,7 +201,7 @@ class Settings(BaseSettings):
     # operations: the event loop, SIGTERM (gateway.lifecycle) and OpenTelemetry (gateway.tracing)
     event_loop: EventLoop = EventLoop.UVLOOP
     """The event loop ``dcr-gateway serve`` runs on: ``uvloop`` (default) or ``asyncio``; logged at start-up
-    (``server.starting event_loop=...``)."""
+    (``server.listening event_loop=...``)."""
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     """What SIGTERM does (``[shutdown]`` / ``DCR_SHUTDOWN__*``, :mod:`gateway.lifecycle`): readiness 503, drain,
     listeners closed, requests in flight finished within a bound."""

@@ -116,9 +116,9 @@ async def test_sigterm_during_registrations_answers_them_then_refuses_and_exits_
 async def test_serve_runs_on_the_configured_event_loop_and_stops_on_sigterm(
     hydra_provider: HydraProvider, http: aiohttp.ClientSession, tmp_path: Path, event_loop: str | None
 ) -> None:
-    """``DCR_EVENT_LOOP`` picks the loop (uvloop when unset); the start-up line ``server.starting`` says which, a
-    registration is answered 201 on it, and SIGTERM (a signal handler on that loop) turns readiness to 503 and
-    stops the process with status 0."""
+    """``DCR_EVENT_LOOP`` picks the loop (uvloop when unset); the line ``server.listening`` (once the listener is
+    up) says which, a registration is answered 201 on it, and SIGTERM turns readiness to 503 and stops the process
+    with status 0."""
     port = free_port()
     env = _env(hydra_provider, port)
     if event_loop is not None:
@@ -132,7 +132,7 @@ async def test_serve_runs_on_the_configured_event_loop_and_stops_on_sigterm(
         async with http.post(f"{base}/register", json=body) as response:
             assert response.status == 201, await response.text()
             client_id = (await response.json())["client_id"]
-        starting = [line for line in log_path.read_text().splitlines() if "server.starting" in line]
+        starting = [line for line in log_path.read_text().splitlines() if "server.listening" in line]
         assert len(starting) == 1, starting
         expected = event_loop or "uvloop"
         assert f'"event_loop": "{expected}"' in starting[0] or f"event_loop={expected}" in starting[0], starting
