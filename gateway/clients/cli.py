@@ -568,7 +568,7 @@ async def gc_action(context: Context) -> int:
         raise UsageError("--as-of in the future is for a dry run only; drop --apply")
     skipped = Skipped()
     total = stale = deleted = failed = 0
-    sessions_unknown = False
+    sessions_untold = sessions_unlisted = False
     async for page in garbage_pages(
         context.adapter,
         context.issuer_keys,
@@ -586,19 +586,44 @@ async def gc_action(context: Context) -> int:
             stale += outcome.decision.stale
             deleted += outcome.deleted
             failed += outcome.error is not None
-            sessions_unknown = sessions_unknown or not outcome.sessions_known
+            sessions_untold = sessions_untold or outcome.sessions_untold
+            sessions_unlisted = sessions_unlisted or outcome.sessions_unlisted
     context.scope_note(skipped)
-    if sessions_unknown:
-        context.note(
-            "note: the provider cannot tell whether a client is in use now (Hydra's admin API has no per-client "
-            f"sessions): unused means not created or changed for {format_duration(args.unused_for)}"
-        )
+    note = _sessions_note(context, untold=sessions_untold, unlisted=sessions_unlisted)
+    if note:
+        context.note(note)
     summary = f"{total} managed clients, {stale} stale"
     if args.apply:
         context.say(f"{summary}: {deleted} deleted" + (f", {failed} not deleted" if failed else ""))
     else:
         context.say(f"{summary}: dry run, nothing deleted (pass --apply to delete)")
     return EXIT_NOTHING if failed else EXIT_OK
+
+
+SESSIONS_UNTOLD_CAUSE = {"hydra": "Hydra's admin API has no per-client sessions"}
+"""Why a provider tells no session counts even for one client, by adapter name."""
+
+
+def _sessions_note(context: Context, *, untold: bool, unlisted: bool) -> str | None:
+    """What ``gc`` could not know of sessions, and the provider's real cause: sessions told for no client even when
+    asked alone (Hydra: its admin API has none), or only missing from the listing (Keycloak without
+    ``realm-management/view-realm``: read per client, for the clients stale by their times)."""
+    name = context.adapter.name
+    if untold or (unlisted and name in SESSIONS_UNTOLD_CAUSE):
+        cause = SESSIONS_UNTOLD_CAUSE.get(name, "it told no session counts")
+        return (
+            f"note: the provider cannot tell whether a client is in use now ({cause}): unused means not created or "
+            f"changed for {format_duration(context.args.unused_for)}"
+        )
+    if not unlisted:
+        return None
+    unread: dict[str, str] = getattr(context.adapter, "session_stats_unread", None) or {}
+    causes = sorted({unread[key] for key in context.issuer_keys if key in unread})
+    because = f" ({'; '.join(causes)})" if causes else ""
+    return (
+        "note: session counts were read per client, only for the clients stale by their times: the listing could "
+        f"not read them{because}"
+    )
 
 
 def _report_gc(context: Context, outcome: GcOutcome) -> None:

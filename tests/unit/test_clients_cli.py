@@ -224,9 +224,9 @@ async def test_gc_is_a_dry_run_by_default(memory: MemoryAdapter) -> None:
         "3 managed clients, 1 stale: dry run, nothing deleted (pass --apply to delete)",
     ]
     assert sorted(memory.clients[ISSUER]) == ["c-busy", "c-fresh", "c-stale"]
-    # c-fresh has no session counts: the operator is told what "unused" then means
-    assert "note: the provider cannot tell whether a client is in use now" in result.err
-    assert "unused means not created or changed for 30d" in result.err
+    # c-fresh has no session counts, but it is kept by its times: nothing was judged stale without them
+    assert "cannot tell whether a client is in use now" not in result.err
+    assert "read per client, only for the clients stale by their times" in result.err
     known = await clients(memory, "gc", "--unused-for", "30d", "--prefix", "c-s")
     assert known.err == ""
 
@@ -755,3 +755,15 @@ async def test_gc_reads_sessions_per_client_only_for_clients_the_page_calls_stal
     assert sorted(usage_calls) == ["quiet-0", "quiet-1", "quiet-2", "quiet-3"]
     assert "keep         default quiet-2: in use: 1 active and 0 offline sessions" in result.out.splitlines()
     assert result.out.splitlines()[-1].startswith("4 managed clients, 3 stale")
+    # every stale one's sessions were read: nothing was judged without them, and Hydra is not the cause
+    assert result.err == ""
+
+
+async def test_gc_says_sessions_are_unknown_only_where_the_provider_told_none(memory: MemoryAdapter) -> None:
+    """The "cannot tell" note comes from clients whose sessions were read per client and still unknown."""
+    await memory.create_client(ISSUER, new_client("quiet-0", issued_at=NOW - 90 * DAY))
+    result = await clients(memory, "gc", "--unused-for", "30d", "--prefix", "q")
+    assert "would delete default quiet-0: created 90d ago (>= 30d), sessions unknown to the provider" in result.out
+    assert "note: the provider cannot tell whether a client is in use now (it told no session counts)" in result.err
+    assert "unused means not created or changed for 30d" in result.err
+    assert "Hydra" not in result.err
