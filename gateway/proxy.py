@@ -570,8 +570,14 @@ class FrontDoorProxy:
                         response.headers[hdrs.LOCATION] = changed
                 if rewrite.html is not None and _rewritable_html(upstream):
                     return await self._rewritten(request, upstream, response, rewrite.html)
+                try:  # never waits: the fields are not held back for the body
+                    arrived = upstream.content.read_nowait()
+                    whole = upstream.content.is_eof()
+                except (aiohttp.ClientError, TimeoutError) as exc:  # broke after its head: nothing sent yet
+                    self._log_failure(request, 502, exc, after_headers=True)
+                    return _error_response(502, "the authorization server could not be reached")
                 await response.prepare(request)  # the fields are kept for the first write: this cannot wait
-                return await self._relay_body(request, upstream, response)
+                return await self._relay_body(request, upstream, response, (arrived, whole))
         except TimeoutError as exc:
             self._log_failure(request, 504, exc)
             return _error_response(504, "the authorization server did not answer in time")
@@ -649,17 +655,24 @@ class FrontDoorProxy:
         return response
 
     async def _relay_body(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, response: web.StreamResponse
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        response: web.StreamResponse,
+        first: tuple[bytes, bool] | None = None,
     ) -> web.StreamResponse:
         """Copy the body as it arrives: the status line and fields go out at once with what of the body has
         arrived (all of it, for a small answer: one write), the rest as it comes. Once the status line is out,
         an upstream failure can only be reported by breaking the connection, so the client sees a truncated
-        message rather than a complete one."""
-        try:
-            arrived = upstream.content.read_nowait()  # never waits: the fields are not held back for the body
-            whole = upstream.content.is_eof()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            return self._upstream_broke(request, upstream, response, exc)
+        message rather than a complete one. ``first``: what of the body had arrived with the head, and whether
+        that was all of it, read (without waiting) before the fields were prepared, so that an upstream broken
+        right after its head still gets a clean 502."""
+        if first is None:
+            try:
+                first = upstream.content.read_nowait(), upstream.content.is_eof()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                return self._upstream_broke(request, upstream, response, exc)
+        arrived, whole = first
         if not await self._send(request, response, arrived, eof=whole) or whole:
             return response
         try:

@@ -207,6 +207,8 @@ class KeycloakAdapter:
         """Per realm: ``False`` once Keycloak refused the managed-marker search (:data:`MANAGED_QUERY`)."""
         self._session_stats_refused: dict[str, bool] = {}
         """Per realm: ``True`` once Keycloak refused ``client-session-stats`` (no ``view-realm``)."""
+        self.session_stats_unread: dict[str, str] = {}
+        """Per realm: why the last listing could not read ``client-session-stats`` (none: it could)."""
 
     def issuers(self) -> list[Issuer]:
         return [
@@ -606,29 +608,59 @@ class KeycloakAdapter:
 
     async def _session_stats(self, realm: str) -> dict[str, tuple[int, int]] | None:
         """Active and offline session counts per client (internal id) from one call,
-        ``GET /admin/realms/{realm}/client-session-stats`` (a client holding no session is absent: 0, 0). ``None``
-        when Keycloak refuses it (403: the service account lacks ``realm-management/view-realm``; remembered per
-        realm, so it is not asked again)."""
+        ``GET /admin/realms/{realm}/client-session-stats`` (a client holding no session is absent: 0, 0).
+
+        The call is optional: ``None`` (sessions unknown, read per client where ``gc`` needs them) when Keycloak
+        refuses it (403: the service account lacks ``realm-management/view-realm``; remembered per realm, so it is
+        not asked again), is unavailable for it (timeout, 5xx) or answers a body that is not the list of stats.
+        The cause is kept in :attr:`session_stats_unread` and logged once per realm and cause."""
         if self._session_stats_refused.get(realm):
             return None
-        response = await self._raw_get(realm, "client session stats", f"admin/realms/{realm}/client-session-stats")
+        try:
+            response = await self._raw_get(realm, "client session stats", f"admin/realms/{realm}/client-session-stats")
+        except ProviderUnavailable as exc:
+            self._stats_unread(realm, f"Keycloak was unavailable for client-session-stats: {exc}")
+            return None
         if response.status_code == 403:
             self._session_stats_refused[realm] = True
-            log.info(
-                "keycloak.session_stats_forbidden",
-                realm=realm,
-                hint=f"grant realm-management/{SESSION_STATS_ROLE} to the gateway's service account to read session "
-                "counts in one call per realm; without it they are read per client where gc needs them",
+            self._stats_unread(
+                realm,
+                f"the gateway's service account lacks realm-management/{SESSION_STATS_ROLE}, which "
+                "client-session-stats needs",
+                event="keycloak.session_stats_forbidden",
             )
             return None
         if response.status_code >= 300:
-            raise self._status_error(response, "client session stats")
+            error = self._status_error(response, "client session stats")
+            if isinstance(error, ProviderUnavailable):
+                self._stats_unread(realm, f"Keycloak was unavailable for client-session-stats: {error}")
+                return None
+            raise error
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, list):
+            self._stats_unread(realm, "Keycloak's client-session-stats answer was not a list of stats")
+            return None
         stats: dict[str, tuple[int, int]] = {}
-        payload = response.json()
-        for entry in payload if isinstance(payload, list) else []:
+        for entry in payload:
             if isinstance(entry, dict) and isinstance(entry.get("id"), str):
                 stats[entry["id"]] = (_count(entry.get("active")), _count(entry.get("offline")))
+        self.session_stats_unread.pop(realm, None)
         return stats
+
+    def _stats_unread(self, realm: str, cause: str, event: str = "keycloak.session_stats_unread") -> None:
+        """Remember (and log, once per realm and cause) why the realm's session counts are unknown."""
+        if self.session_stats_unread.get(realm) != cause:
+            self.session_stats_unread[realm] = cause
+            log.info(
+                event,
+                realm=realm,
+                cause=cause,
+                hint=f"grant realm-management/{SESSION_STATS_ROLE} to the gateway's service account to read session "
+                "counts in one call per realm; without them they are read per client where gc needs them",
+            )
 
     async def list_with_usage(self, issuer: str) -> AsyncIterator[UsagePage]:
         """:class:`~adapters.base.UsageListing`: the managed DCR clients a page at a time (:meth:`_managed_pages`),

@@ -18,7 +18,9 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
 import textwrap
 import time
 import unicodedata
@@ -422,13 +424,34 @@ def _list_row(record: ClientRecord, every: bool) -> list[str]:
     ]
 
 
+JSON_SPOOL_BYTES = 1 << 20
+"""How much of ``list --json``'s array is held in memory before the rest is spooled to a temporary file."""
+
+NAME_COLUMN = LIST_HEADER.index("NAME")
+NAME_WIDTH = 24
+"""The NAME column is at least this wide: a later page's longer name is cut there, not at the first page's."""
+CLIENT_ID_COLUMN = LIST_HEADER.index("CLIENT_ID")
+
+
+def _fit(cell: str, width: int, column: int) -> str:
+    """A later page's cell in a column sized by the first page: cut with an ellipsis where wider (never a client
+    id: ``show`` and ``delete`` take it), padded where narrower."""
+    if len(cell) > width and column != CLIENT_ID_COLUMN:
+        cell = cell[: width - 1] + "…"
+    return cell.ljust(width)
+
+
 async def list_action(context: Context) -> int:
-    """Prints each provider page as soon as it is read (issue 12: one page in memory, not every client): the JSON
-    array element by element, the table with columns as wide as the widest cell so far."""
+    """Reads the listing one provider page at a time (issue 12: one page in memory, not every client). The table
+    is printed page by page, its columns sized by the header and the first page; the JSON array is spooled
+    (:data:`JSON_SPOOL_BYTES` in memory, then a temporary file) and written only once the listing is complete, so
+    a failing page leaves nothing on standard output."""
+    if context.args.json:
+        return await _list_json(context)
     skipped = Skipped()
     every = context.deployment is None
     header = LIST_HEADER + (["DEPLOYMENT"] if every else [])
-    widths = [len(cell) for cell in header]
+    widths: list[int] = []
     listed = 0
     async for page in managed_client_pages(
         context.adapter,
@@ -437,22 +460,40 @@ async def list_action(context: Context) -> int:
         deployment=context.deployment,
         skipped=skipped,
     ):
-        if context.args.json:
-            for record in page:
-                element = textwrap.indent(dump_json(record.summary()), "  ")
-                context.say(("[\n" if listed == 0 else ",\n") + element, end="")
-                listed += 1
-            continue
         rows = [_list_row(record, every) for record in page]
-        widths = [max(width, *(len(row[i]) for row in rows)) for i, width in enumerate(widths)]
-        for row in ([header] if listed == 0 else []) + rows:
-            context.say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        if not widths:
+            widths = [max(len(title), *(len(row[i]) for row in rows)) for i, title in enumerate(header)]
+            widths[NAME_COLUMN] = max(widths[NAME_COLUMN], NAME_WIDTH)
+            context.say("  ".join(title.ljust(width) for title, width in zip(header, widths, strict=True)).rstrip())
+        for row in rows:
+            cells = (_fit(cell, width, i) for i, (cell, width) in enumerate(zip(row, widths, strict=True)))
+            context.say("  ".join(cells).rstrip())
         listed += len(page)
     context.scope_note(skipped)
-    if context.args.json:
-        context.say("\n]" if listed else "[]")
-    elif not listed:
+    if not listed:
         context.note("no managed clients")
+    return EXIT_OK
+
+
+async def _list_json(context: Context) -> int:
+    skipped = Skipped()
+    listed = 0
+    with tempfile.SpooledTemporaryFile(max_size=JSON_SPOOL_BYTES, mode="w+", encoding="utf-8") as spool:
+        async for page in managed_client_pages(
+            context.adapter,
+            context.issuer_keys,
+            concurrency=context.args.concurrency,
+            deployment=context.deployment,
+            skipped=skipped,
+        ):
+            for record in page:
+                spool.write(("[\n" if listed == 0 else ",\n") + textwrap.indent(dump_json(record.summary()), "  "))
+                listed += 1
+        spool.write("\n]\n" if listed else "[]\n")
+        spool.seek(0)
+        shutil.copyfileobj(spool, context.out)
+        context.out.flush()
+    context.scope_note(skipped)
     return EXIT_OK
 
 
@@ -527,7 +568,7 @@ async def gc_action(context: Context) -> int:
         raise UsageError("--as-of in the future is for a dry run only; drop --apply")
     skipped = Skipped()
     total = stale = deleted = failed = 0
-    sessions_unknown = False
+    sessions_untold = sessions_unlisted = False
     async for page in garbage_pages(
         context.adapter,
         context.issuer_keys,
@@ -545,19 +586,44 @@ async def gc_action(context: Context) -> int:
             stale += outcome.decision.stale
             deleted += outcome.deleted
             failed += outcome.error is not None
-            sessions_unknown = sessions_unknown or not outcome.sessions_known
+            sessions_untold = sessions_untold or outcome.sessions_untold
+            sessions_unlisted = sessions_unlisted or outcome.sessions_unlisted
     context.scope_note(skipped)
-    if sessions_unknown:
-        context.note(
-            "note: the provider cannot tell whether a client is in use now (Hydra's admin API has no per-client "
-            f"sessions): unused means not created or changed for {format_duration(args.unused_for)}"
-        )
+    note = _sessions_note(context, untold=sessions_untold, unlisted=sessions_unlisted)
+    if note:
+        context.note(note)
     summary = f"{total} managed clients, {stale} stale"
     if args.apply:
         context.say(f"{summary}: {deleted} deleted" + (f", {failed} not deleted" if failed else ""))
     else:
         context.say(f"{summary}: dry run, nothing deleted (pass --apply to delete)")
     return EXIT_NOTHING if failed else EXIT_OK
+
+
+SESSIONS_UNTOLD_CAUSE = {"hydra": "Hydra's admin API has no per-client sessions"}
+"""Why a provider tells no session counts even for one client, by adapter name."""
+
+
+def _sessions_note(context: Context, *, untold: bool, unlisted: bool) -> str | None:
+    """What ``gc`` could not know of sessions, and the provider's real cause: sessions told for no client even when
+    asked alone (Hydra: its admin API has none), or only missing from the listing (Keycloak without
+    ``realm-management/view-realm``: read per client, for the clients stale by their times)."""
+    name = context.adapter.name
+    if untold or (unlisted and name in SESSIONS_UNTOLD_CAUSE):
+        cause = SESSIONS_UNTOLD_CAUSE.get(name, "it told no session counts")
+        return (
+            f"note: the provider cannot tell whether a client is in use now ({cause}): unused means not created or "
+            f"changed for {format_duration(context.args.unused_for)}"
+        )
+    if not unlisted:
+        return None
+    unread: dict[str, str] = getattr(context.adapter, "session_stats_unread", None) or {}
+    causes = sorted({unread[key] for key in context.issuer_keys if key in unread})
+    because = f" ({'; '.join(causes)})" if causes else ""
+    return (
+        "note: session counts were read per client, only for the clients stale by their times: the listing could "
+        f"not read them{because}"
+    )
 
 
 def _report_gc(context: Context, outcome: GcOutcome) -> None:

@@ -414,12 +414,25 @@ class GcOutcome:
     usage: ClientUsage | None = None
     deleted: bool = False
     error: str | None = None
+    read_per_client: bool = False
+    """``usage`` was read for this client (:meth:`~adapters.base.ClientHygiene.usage`), not taken from the listing."""
 
     @property
     def sessions_known(self) -> bool:
         return self.usage is not None and (
             self.usage.active_sessions is not None or self.usage.offline_sessions is not None
         )
+
+    @property
+    def sessions_untold(self) -> bool:
+        """The provider told no session counts for this client even when asked for it alone: its decision was made
+        without knowing whether the client is in use now."""
+        return self.read_per_client and not self.sessions_known
+
+    @property
+    def sessions_unlisted(self) -> bool:
+        """The listing told no session counts and the client was not asked alone (its times kept it)."""
+        return not self.read_per_client and not self.sessions_known
 
 
 def _sessions_unknown(usage: ClientUsage) -> bool:
@@ -501,8 +514,10 @@ async def garbage_pages(
             usage = await fresh_usage(issuer, client.client_id)
             if usage is None:
                 return None
+            read_now = True
             decision = gc_decision(client, usage, now=now, unused_for=unused_for)
-        return GcOutcome(issuer, client, decision, usage)
+        untold = issuer in sessions_untold and _sessions_unknown(usage)  # asked for another: it tells none per client
+        return GcOutcome(issuer, client, decision, usage, read_per_client=read_now or untold)
 
     async def collect(candidate: _StaleCandidate) -> GcOutcome | None:
         issuer, client = candidate.issuer, candidate.client()
@@ -511,16 +526,18 @@ async def garbage_pages(
             return None
         decision = gc_decision(client, usage, now=now, unused_for=unused_for)
         if not decision.stale:
-            return GcOutcome(issuer, client, decision, usage)
+            return GcOutcome(issuer, client, decision, usage, read_per_client=True)
         try:
             await adapter.delete_client(issuer, client.client_id)
         except ClientNotFound:
-            return GcOutcome(issuer, client, decision, usage, error="deleted by someone else meanwhile")
+            return GcOutcome(
+                issuer, client, decision, usage, read_per_client=True, error="deleted by someone else meanwhile"
+            )
         except (ProviderUnavailable, ProviderAuthError):
             raise
         except AdapterError as exc:
-            return GcOutcome(issuer, client, decision, usage, error=str(exc))
-        return GcOutcome(issuer, client, decision, usage, deleted=True)
+            return GcOutcome(issuer, client, decision, usage, read_per_client=True, error=str(exc))
+        return GcOutcome(issuer, client, decision, usage, read_per_client=True, deleted=True)
 
     async for issuer, page in _selected_pages(adapter, issuers, prefix=prefix, deployment=deployment, skipped=skipped):
         outcomes = await bounded_map(functools.partial(judge, issuer), page, concurrency)

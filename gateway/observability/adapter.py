@@ -38,6 +38,8 @@ ADMIN_OPERATIONS = (
     "usage",
     "list_unmanaged",
     "adopt_client",
+    "list_with_usage",
+    "count_managed",
     "registrable_scopes",
     "read_document_client",
     "put_document_client",

@@ -61,8 +61,6 @@ _FIELD_SET = frozenset(FIELDS)
 _encode = json_line_encoder(ensure_ascii=False, default=str)
 """``json.dumps(event, default=str, ensure_ascii=False)``, the encoder built once (not per event)."""
 
-_FIELD_SET = frozenset(FIELDS)
-
 ANONYMOUS = "anonymous"
 INITIAL_ACCESS_TOKEN = "initial_access_token"
 SOFTWARE_STATEMENT = "software_statement"

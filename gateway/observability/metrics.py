@@ -13,6 +13,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from math import isnan
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import metrics as prometheus_metrics
@@ -190,11 +191,13 @@ class PlainHistogramChild:
         self.created = time.time()
 
     def observe(self, amount: float) -> None:
-        """The first bucket whose upper bound is >= ``amount`` (``Histogram.observe``'s rule), found by bisection."""
+        """The first bucket whose upper bound is >= ``amount`` (``Histogram.observe``'s rule), found by bisection.
+        NaN, as in ``prometheus_client``: added to the sum (which becomes NaN), in no bucket, so not counted
+        (``bisect_left`` would answer 0 for it: no comparison with NaN is true)."""
         self.sum += amount
-        index = bisect_left(self.bounds, amount)
-        if index < len(self.counts):  # NaN: no bucket, as prometheus_client
-            self.counts[index] += 1.0
+        if isnan(amount):
+            return
+        self.counts[bisect_left(self.bounds, amount)] += 1.0  # the last bound is +Inf: always a bucket
 
 
 class PlainHistogram(Collector):

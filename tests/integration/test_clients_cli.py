@@ -567,6 +567,15 @@ async def test_keycloak_gc_keeps_clients_with_sessions(
     shown = json.loads((await clients(keycloak_env, "show", busy.client_id, "--json")).out)
     assert shown["usage"]["active_sessions"] == 1
 
+    # issue 12: without view-realm the listing reads no sessions; kept by their times, the clients need none, and
+    # the note names that cause (never Hydra's)
+    recent = await clients(keycloak_env, "gc", "--unused-for", "30d", "--prefix", p)
+    assert recent.code == 0, recent.err
+    assert "cannot tell whether a client is in use now" not in recent.err and "Hydra" not in recent.err
+    note = next(line for line in recent.err.splitlines() if line.startswith("note: session counts"))
+    assert note.startswith("note: session counts were read per client, only for the clients stale by their times")
+    assert "lacks realm-management/view-realm" in note
+
     dry = await clients(keycloak_env, "gc", "--unused-for", "0s", "--prefix", p)
     assert dry.code == 0, dry.err
     keep, stale, summary = sorted(dry.lines[:-1]) + dry.lines[-1:]

@@ -18,13 +18,14 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 import adapters.hydra.adapter
 import adapters.keycloak.adapter
 from adapters.base import ClientNotFound, ManagedClient, ProviderAdapter
 from adapters.hydra.adapter import HydraAdapter, _next_page_token
 from adapters.keycloak.adapter import KeycloakAdapter
-from bench.scale_proxy import RecordingProxy
+from bench.scale_proxy import RecordingProxy, template
 from devstack.providers import HydraProvider, KeycloakProvider
 from gateway.clients.operations import collect_garbage, managed_clients
 from gateway.conformance.headless import keycloak_form_login
@@ -346,3 +347,55 @@ async def test_keycloak_session_counts_come_from_one_call_with_view_realm(
     finally:
         async with http.delete(f"{base}/{operator_id}", headers=admin) as response:
             assert response.status == 204
+
+
+class StatsAnswering(RecordingProxy):
+    """The recording proxy, answering Keycloak's ``client-session-stats`` itself (``answer``) and forwarding the
+    rest to the real Keycloak."""
+
+    def __init__(self, upstream: str, answer: str) -> None:
+        super().__init__(upstream)
+        self.answer = answer
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        if not request.path.endswith("/client-session-stats"):
+            return await super()._forward(request)
+        self.counts[f"{request.method} {template(request.path)}"] += 1
+        if self.answer == "html":
+            return web.Response(status=200, text="<html>maintenance</html>", content_type="text/html")
+        if self.answer == "object":
+            return web.json_response({"unexpected": "shape"})
+        return web.Response(status=503, text="busy")
+
+
+@pytest.mark.parametrize("answer", ["html", "object", "503"])
+async def test_keycloak_unreadable_session_stats_leave_sessions_unknown(
+    http: aiohttp.ClientSession,
+    keycloak_provider: KeycloakProvider,
+    keycloak_adapter: KeycloakAdapter,
+    answer: str,
+) -> None:
+    """``client-session-stats`` is optional: a 200 whose body is not the list of stats, or Keycloak unavailable for
+    that one call, leaves the sessions unknown (as the 403 does) and the listing goes on; ``gc`` then reads them
+    per client for the clients its times call stale."""
+    realm = keycloak_provider.realm
+    prefix = f"stats-{uuid.uuid4().hex[:8]}-"
+    managed = await create_managed(keycloak_adapter, realm, prefix, 2)
+    proxy = StatsAnswering(keycloak_provider.base_url, answer)
+    await proxy.start()
+    adapter = keycloak_adapter_at(
+        keycloak_provider, proxy.url, keycloak_provider.admin_client_id, keycloak_provider.admin_client_secret
+    )
+    await adapter.start(http)
+    try:
+        records = await managed_clients(adapter, [realm], prefix=prefix)
+        assert sorted(r.client.client_id for r in records) == sorted(c.client_id for c in managed)
+        assert all(r.usage is not None and r.usage.active_sessions is None for r in records)
+        assert proxy.counts["GET /admin/realms/mcp/client-session-stats"] == 1
+        assert adapter.session_stats_unread[realm]
+        outcomes = await collect_garbage(adapter, [realm], unused_for=0, now=int(time.time()) + 60, prefix=prefix)
+        assert len(outcomes) == 2 and all(o.decision.stale and o.sessions_known for o in outcomes)
+    finally:
+        await adapter.close()
+        await proxy.stop()
+        await delete_managed(keycloak_adapter, realm, managed)

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import stat
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from adapters.base import (
     Issuer,
     ManagedClient,
     NewClient,
+    ProviderUnavailable,
     SettingDifference,
     UnmanagedClient,
 )
@@ -222,9 +224,9 @@ async def test_gc_is_a_dry_run_by_default(memory: MemoryAdapter) -> None:
         "3 managed clients, 1 stale: dry run, nothing deleted (pass --apply to delete)",
     ]
     assert sorted(memory.clients[ISSUER]) == ["c-busy", "c-fresh", "c-stale"]
-    # c-fresh has no session counts: the operator is told what "unused" then means
-    assert "note: the provider cannot tell whether a client is in use now" in result.err
-    assert "unused means not created or changed for 30d" in result.err
+    # c-fresh has no session counts, but it is kept by its times: nothing was judged stale without them
+    assert "cannot tell whether a client is in use now" not in result.err
+    assert "read per client, only for the clients stale by their times" in result.err
     known = await clients(memory, "gc", "--unused-for", "30d", "--prefix", "c-s")
     assert known.err == ""
 
@@ -618,13 +620,15 @@ async def test_list_prints_each_page_before_reading_the_next_and_asks_no_usage_p
         await memory.create_client(ISSUER, new_client(f"p-{index}", name=f"Paged {index}"))
     events: list[str] = []
     calls = paged(memory, 3, events)
-    for argv in (("list", "--json"), ("list",)):
-        events.clear()
-        result = await run_recorded(memory, events, *argv)
-        assert result.code == 0
-        assert events.count("page") == 4  # 10 clients, 3 a page
-        first_output = events.index("out")
-        assert first_output < events.index("page", events.index("page") + 1), "the whole list was held first"
+    result = await run_recorded(memory, events, "list")
+    assert result.code == 0
+    assert events.count("page") == 4  # 10 clients, 3 a page
+    first_output = events.index("out")
+    assert first_output < events.index("page", events.index("page") + 1), "the whole list was held first"
+    events.clear()
+    result = await run_recorded(memory, events, "list", "--json")  # spooled (bounded memory), written once complete
+    assert result.code == 0
+    assert events.count("page") == 4 and events.index("out") > max(i for i, e in enumerate(events) if e == "page")
     assert calls["usage"] == 0, "the usage comes with the page"
     rows = json.loads((await clients(memory, "list", "--json")).out)
     assert len(rows) == 10 and rows[0]["client_id"] == "c-stale"
@@ -636,6 +640,75 @@ async def test_list_json_is_the_same_document_streamed() -> None:
     await adapter.create_client(ISSUER, new_client("only", name="Only"))
     out = (await clients(adapter, "list", "--json")).out
     assert out == json.dumps(json.loads(out), indent=2) + "\n"
+
+
+def failing_after(memory: MemoryAdapter, pages: int) -> None:
+    """Make ``memory``'s listing fail (the provider unavailable) after ``pages`` pages."""
+    listing = memory.list_with_usage
+
+    async def list_with_usage(issuer: str) -> AsyncIterator[Any]:
+        read = 0
+        async for page in listing(issuer):
+            if read == pages:
+                raise ProviderUnavailable("listing page timed out")
+            read += 1
+            yield page
+
+    memory.list_with_usage = list_with_usage  # type: ignore[method-assign]
+
+
+async def test_list_json_prints_nothing_when_a_page_fails(memory: MemoryAdapter) -> None:
+    """All or nothing: a listing failing after its first page leaves no partial JSON array on standard output."""
+    for index in range(7):
+        await memory.create_client(ISSUER, new_client(f"p-{index}", name=f"Paged {index}"))
+    memory.page_size = 3
+    failing_after(memory, 2)
+    result = await clients(memory, "list", "--json")
+    assert result.code != 0
+    assert result.out == ""
+    assert "the provider is unavailable: listing page timed out" in result.err
+
+
+async def test_list_json_spools_past_its_memory_bound(memory: MemoryAdapter, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The array is spooled (memory bounded, then a temporary file) and the same document comes out."""
+    import gateway.clients.cli as clients_cli
+
+    for index in range(20):
+        await memory.create_client(ISSUER, new_client(f"p-{index}", name=f"Paged {index}"))
+    memory.page_size = 4
+    expected = json.loads((await clients(memory, "list", "--json")).out)
+    rolled: list[bool] = []
+    spooled = tempfile.SpooledTemporaryFile
+
+    class Recording(spooled):  # type: ignore[misc,valid-type]
+        def __exit__(self, *exc: object) -> None:
+            rolled.append(bool(self._rolled))
+            super().__exit__(*exc)
+
+    monkeypatch.setattr(clients_cli, "JSON_SPOOL_BYTES", 256)
+    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", Recording)
+    out = (await clients(memory, "list", "--json")).out
+    assert rolled == [True], "spooled to disk past the bound"
+    assert json.loads(out) == expected and len(expected) == 23
+    assert out == json.dumps(expected, indent=2) + "\n"
+
+
+async def test_list_table_columns_line_up_across_pages(memory: MemoryAdapter) -> None:
+    """The widths come from the header and the first page; a wider name later is cut to its column, so every row
+    lines up with the header (``--json`` and ``show`` give the whole name)."""
+    memory.page_size = 3
+    await memory.create_client(ISSUER, new_client("p-long", name="A name much longer than any on the first page"))
+    result = await clients(memory, "list")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    header = lines[0]
+    starts = [header.index(title) for title in ("CLIENT_ID", "NAME", "CREATED", "LAST USED", "SESSIONS")]
+    for line in lines[1:]:
+        for start in starts:
+            assert line[start - 2 : start] == "  " and line[start] != " ", (line, header)
+    long_row = next(line for line in lines if "p-long" in line)
+    assert "A name much longer" in long_row and "…" in long_row
+    assert "p-long" in long_row  # a client id is never cut
 
 
 async def test_gc_judges_page_by_page_and_deletes_after_the_listing(memory: MemoryAdapter) -> None:
@@ -682,3 +755,15 @@ async def test_gc_reads_sessions_per_client_only_for_clients_the_page_calls_stal
     assert sorted(usage_calls) == ["quiet-0", "quiet-1", "quiet-2", "quiet-3"]
     assert "keep         default quiet-2: in use: 1 active and 0 offline sessions" in result.out.splitlines()
     assert result.out.splitlines()[-1].startswith("4 managed clients, 3 stale")
+    # every stale one's sessions were read: nothing was judged without them, and Hydra is not the cause
+    assert result.err == ""
+
+
+async def test_gc_says_sessions_are_unknown_only_where_the_provider_told_none(memory: MemoryAdapter) -> None:
+    """The "cannot tell" note comes from clients whose sessions were read per client and still unknown."""
+    await memory.create_client(ISSUER, new_client("quiet-0", issued_at=NOW - 90 * DAY))
+    result = await clients(memory, "gc", "--unused-for", "30d", "--prefix", "q")
+    assert "would delete default quiet-0: created 90d ago (>= 30d), sessions unknown to the provider" in result.out
+    assert "note: the provider cannot tell whether a client is in use now (it told no session counts)" in result.err
+    assert "unused means not created or changed for 30d" in result.err
+    assert "Hydra" not in result.err

@@ -250,8 +250,14 @@ def test_the_request_metrics_export_exactly_what_prometheus_client_would(monkeyp
         metrics.provider_request(provider="hydra", operation="create", outcome=outcome, seconds=seconds)
         old["dcr_gateway_provider_requests"].labels("hydra", "create", outcome).inc()
         old["dcr_gateway_provider_request_duration_seconds"].labels("hydra", "create").observe(seconds)
+    for route in ("registration", "other"):  # a NaN observation: in no bucket, not counted, its sum NaN
+        record_http(route, 200, float("nan"))
+    metrics.provider_request(provider="keycloak", operation="create", outcome="success", seconds=float("nan"))
+    old["dcr_gateway_provider_requests"].labels("keycloak", "create", "success").inc()
+    old["dcr_gateway_provider_request_duration_seconds"].labels("keycloak", "create").observe(float("nan"))
     expected = generate_latest(reference).decode()
     assert 'dcr_gateway_http_request_duration_seconds_bucket{le="+Inf",route="discovery"} 11.0' in expected
+    assert 'dcr_gateway_provider_request_duration_seconds_sum{operation="create",provider="keycloak"} NaN' in expected
     assert generate_latest(ours).decode() == expected
 
 

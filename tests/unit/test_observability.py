@@ -25,7 +25,7 @@ from gateway_factory import ISSUER, PUBLIC, REGISTER, Gateways
 from prometheus_client.parser import text_string_to_metric_families
 from test_access_http import STATIC_TOKEN, access_config, provider_document, signed_token, software_statement
 
-from adapters.base import ClientNotFound, DocumentClients, ProviderAdapter
+from adapters.base import ClientNotFound, DocumentClients, NewClient, ProviderAdapter
 from adapters.memory.adapter import MemoryAdapter
 from devstack.process import free_port
 from gateway.app import AUDIT, MANAGEMENT_APP, METRICS, SETTINGS, create_app
@@ -33,6 +33,7 @@ from gateway.cimd.errors import DocumentRefused
 from gateway.cimd.fetch import DocumentFetcher
 from gateway.cimd.settings import CimdSettings
 from gateway.cli import main
+from gateway.oauth.metadata import ClientMetadata
 from gateway.observability.adapter import instrument_adapter
 from gateway.observability.audit import AuditLog, bounded_user_agent
 from gateway.observability.metrics import GatewayMetrics
@@ -173,6 +174,31 @@ async def test_nested_adapter_calls_count_once() -> None:
         )
         is None
     )
+
+
+async def test_the_quota_count_and_the_usage_listing_are_counted_and_timed() -> None:
+    """``count_managed`` (the quota's recount) and ``list_with_usage`` (``dcr-gateway clients``) are admin calls too:
+    each counted and timed once, a listing from its first page to its last, its failures by outcome."""
+    metrics = GatewayMetrics(version="test")
+    memory = MemoryAdapter(public_url=PUBLIC, issuer_path="/realms/mcp")
+    memory.page_size = 2
+    metadata = ClientMetadata(redirect_uris=["http://127.0.0.1/cb"], token_endpoint_auth_method="none")
+    for number in range(5):
+        await memory.create_client("mcp", NewClient(f"c{number}", None, 0, 0, metadata))
+    adapter: Any = instrument_adapter(memory, metrics)
+    assert await adapter.count_managed("mcp") == 5
+    pages = [page async for page in adapter.list_with_usage("mcp")]
+    assert sum(len(page) for page in pages) == 5
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"provider": "memory", **labels})
+
+    total = "dcr_gateway_provider_requests_total"
+    count = "dcr_gateway_provider_request_duration_seconds_count"
+    for operation in ("count_managed", "list_with_usage"):
+        assert sample(total, operation=operation, outcome="success") == 1, operation
+        assert sample(count, operation=operation) == 1, operation
+    assert sample(total, operation="list_clients", outcome="success") is None  # no nested call counted
 
 
 async def test_public_requests_are_counted_by_route_class_never_by_path(make_gateway: Factory) -> None:

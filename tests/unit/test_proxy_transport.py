@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import struct
 import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -364,3 +368,76 @@ async def test_a_large_answer_to_a_slow_reader_holds_bounded_memory(front: Calla
         assert peak < 8 * 1024 * 1024, f"peak {peak} bytes while streaming {total}"
     finally:
         await upstream.close()
+
+
+HEAD_THEN_RESET = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+
+
+class _LateReader:
+    """The proxy's upstream session, handing each upstream answer over only once the loop has run for a moment
+    after its head arrived: what happens when the connection broke in the same loop turn (uvloop reads a
+    connection up to its reset at once), made certain. The answers themselves are the upstream's, untouched."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        session = self.session
+
+        class Late:
+            async def __aenter__(self) -> aiohttp.ClientResponse:
+                self.manager = session.request(*args, **kwargs)
+                response = await self.manager.__aenter__()
+                await asyncio.sleep(0.1)  # the reset that followed the head is read meanwhile
+                return response
+
+            async def __aexit__(self, *exc: Any) -> None:
+                await self.manager.__aexit__(*exc)
+
+        return Late()
+
+
+async def test_an_upstream_reset_right_after_its_head_gives_a_clean_502() -> None:
+    """A raw-socket upstream sends its status line and fields, then resets the connection (``SO_LINGER`` 0) before
+    the proxy read any of its body: nothing has been written to the client yet, so it gets the proxy's 502
+    ``temporarily_unavailable`` answer (with ``Retry-After``), not an empty reply."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.write(HEAD_THEN_RESET)
+        await writer.drain()
+        writer.transport.abort()
+
+    upstream = await asyncio.start_server(serve, "127.0.0.1", 0)
+    session = FrontDoorProxy.new_session(5.0)
+    proxy = FrontDoorProxy(session, f"http://127.0.0.1:{upstream.sockets[0].getsockname()[1]}", "https://a.example")
+    proxy._session = _LateReader(session)  # type: ignore[assignment]
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        return await proxy(request)
+
+    app = web.Application(handler_args={"auto_decompress": False})
+    app.router.add_route("*", "/{tail:.*}", forward)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        for _ in range(3):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET /jwks HTTP/1.1\r\nHost: auth.example.com\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            async with asyncio.timeout(5):
+                answer = await reader.read()
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 502 "), answer
+            assert b'"error": "temporarily_unavailable"' in answer
+            assert b"Retry-After: 1" in answer
+    finally:
+        await server.close()
+        await session.close()
+        upstream.close()
+        await upstream.wait_closed()
