@@ -75,6 +75,7 @@ def _pin(cpus: Sequence[int] | None) -> None:
 
 
 async def _serve(app: web.Application, ready: Queue[int]) -> None:
+    """Serve ``app`` on a free loopback port, put the port in ``ready``, and run until terminated."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, HOST, 0, backlog=1024)
@@ -146,7 +147,7 @@ def _start(target: Callable[..., None], *args: Any) -> tuple[mp.process.BaseProc
     process = context.Process(target=target, args=(ready, *args), daemon=True)
     process.start()
     try:
-        port = ready.get(timeout=30)
+        port = ready.get(timeout=60)
     except Exception:
         process.terminate()
         raise

@@ -37,11 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
+
+from discovery_rps import _pin, _serve, _start
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENT = ROOT / "tests" / "unit" / "data" / "keycloak-openid-configuration.json"
@@ -184,22 +186,6 @@ def _run_upstream(ready: Queue[int], cpus: Sequence[int] | None) -> None:
 # ---------------------------------------------------------------------------------------------- proxying sides
 
 
-def _pin(cpus: Sequence[int] | None) -> None:
-    if cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, set(cpus))
-
-
-async def _serve_app(app: Any, ready: Queue[int]) -> None:
-    from aiohttp import web
-
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, HOST, 0, backlog=1024)
-    await site.start()
-    ready.put(runner.addresses[0][1])
-    await asyncio.Event().wait()
-
-
 def _run_proxy(ready: Queue[int], cpus: Sequence[int] | None, upstream_port: int, source: str | None = None) -> None:
     """The proxy alone; ``source``: another version of ``gateway/proxy.py`` (a file) instead of this checkout's."""
     _pin(cpus)
@@ -232,7 +218,7 @@ def _run_proxy(ready: Queue[int], cpus: Sequence[int] | None, upstream_port: int
     app = web.Application(handler_args={"auto_decompress": False})
     app.router.add_route("*", "/{tail:.*}", forward)
     app.cleanup_ctx.append(session)
-    asyncio.run(_serve_app(app, ready))
+    asyncio.run(_serve(app, ready))
 
 
 def _run_gateway(ready: Queue[int], cpus: Sequence[int] | None, upstream_port: int, log_level: str) -> None:
@@ -248,20 +234,7 @@ def _run_gateway(ready: Queue[int], cpus: Sequence[int] | None, upstream_port: i
     )
     configure_logging(settings.log_level, settings.log_format)
     adapter = MemoryAdapter(public_url=upstream, issuer_path=ISSUER_PATH, oauth_paths=True)
-    asyncio.run(_serve_app(create_app(settings, adapter=adapter), ready))
-
-
-def _start(target: Callable[..., None], *args: Any) -> tuple[mp.process.BaseProcess, int]:
-    context = mp.get_context("spawn")
-    ready: Queue[int] = context.Queue()
-    process = context.Process(target=target, args=(ready, *args), daemon=True)
-    process.start()
-    try:
-        port = ready.get(timeout=60)
-    except Exception:
-        process.terminate()
-        raise
-    return process, port
+    asyncio.run(_serve(create_app(settings, adapter=adapter), ready))
 
 
 def cpu_seconds(pid: int) -> float:

@@ -156,3 +156,36 @@ async def authorization_code_flow(
     assert status == 200, refreshed
     assert refreshed["access_token"]
     return FlowResult(tokens=tokens, refreshed=refreshed)
+
+
+async def keycloak_sign_in(http: aiohttp.ClientSession, provider: Any, client_id: str) -> None:
+    """The provider's test user signs in with the public client ``client_id`` (authorization code with PKCE, RFC
+    7636, at ``provider``: a :class:`devstack.providers.KeycloakProvider`) and the code is redeemed: Keycloak
+    then counts a user session for that client."""
+    from gateway.conformance.headless import keycloak_form_login
+
+    verifier, challenge = pkce_pair()
+    query = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": LOOPBACK_CALLBACK,
+        "scope": "openid",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    final = await keycloak_form_login(
+        http,
+        f"{provider.issuer}/protocol/openid-connect/auth?{urlencode(query)}",
+        username=provider.username,
+        password=provider.password,
+    )
+    code = parse_qs(urlsplit(final).query)["code"][0]
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": LOOPBACK_CALLBACK,
+        "client_id": client_id,
+        "code_verifier": verifier,
+    }
+    async with http.post(provider.token_endpoint, data=form) as response:
+        assert response.status == 200, await response.text()

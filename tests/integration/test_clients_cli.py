@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -29,7 +29,6 @@ from adapters.base import ManagedClient, NewClient
 from adapters.hydra.adapter import HydraAdapter
 from adapters.keycloak.adapter import KeycloakAdapter
 from devstack.providers import HydraProvider, KeycloakProvider
-from gateway.conformance.headless import keycloak_form_login
 from gateway.oauth.metadata import ClientMetadata
 from gateway.registration.tokens import TOKEN_HASH_KEY, verify_registration_access_token
 from tests.integration.conftest import (
@@ -37,7 +36,13 @@ from tests.integration.conftest import (
     keycloak_admin_headers,
     master_admin_headers,
 )
-from tests.integration.flows import LOOPBACK_CALLBACK, WEB_CALLBACK, confidential_client, native_client, pkce_pair
+from tests.integration.flows import (
+    LOOPBACK_CALLBACK,
+    WEB_CALLBACK,
+    confidential_client,
+    keycloak_sign_in,
+    native_client,
+)
 
 CLI = Path(sys.executable).parent / "dcr-gateway"
 CLI_TIMEOUT = 120.0
@@ -538,31 +543,7 @@ async def test_keycloak_gc_keeps_clients_with_sessions(
     )
 
     # A user signs in with the busy client: Keycloak now counts a session for it.
-    verifier, challenge = pkce_pair()
-    query = {
-        "response_type": "code",
-        "client_id": busy.client_id,
-        "redirect_uri": LOOPBACK_CALLBACK,
-        "scope": "openid",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    final = await keycloak_form_login(
-        http,
-        f"{keycloak_provider.issuer}/protocol/openid-connect/auth?{urlencode(query)}",
-        username=keycloak_provider.username,
-        password=keycloak_provider.password,
-    )
-    code = dict(pair.split("=", 1) for pair in urlsplit(final).query.split("&"))["code"]
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": LOOPBACK_CALLBACK,
-        "client_id": busy.client_id,
-        "code_verifier": verifier,
-    }
-    async with http.post(keycloak_provider.token_endpoint, data=form) as response:
-        await json_of(response, 200)
+    await keycloak_sign_in(http, keycloak_provider, busy.client_id)
 
     shown = json.loads((await clients(keycloak_env, "show", busy.client_id, "--json")).out)
     assert shown["usage"]["active_sessions"] == 1

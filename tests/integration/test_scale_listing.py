@@ -14,7 +14,6 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator
-from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import pytest
@@ -28,10 +27,9 @@ from adapters.keycloak.adapter import KeycloakAdapter
 from bench.scale_proxy import RecordingProxy, template
 from devstack.providers import HydraProvider, KeycloakProvider
 from gateway.clients.operations import collect_garbage, managed_clients
-from gateway.conformance.headless import keycloak_form_login
 from gateway.limits.quota import ClientQuota
 from tests.integration.conftest import keycloak_admin_headers, master_admin_headers
-from tests.integration.flows import LOOPBACK_CALLBACK, pkce_pair
+from tests.integration.flows import keycloak_sign_in
 from tests.integration.test_clients_cli import grant_realm_management_roles, public_client
 
 PAGE = 10
@@ -302,31 +300,7 @@ async def test_keycloak_session_counts_come_from_one_call_with_view_realm(
     try:
         await grant_realm_management_roles(http, keycloak_provider, operator, ["manage-clients", "view-realm"])
         busy = managed[0]
-        verifier, challenge = pkce_pair()
-        query = {
-            "response_type": "code",
-            "client_id": busy.client_id,
-            "redirect_uri": LOOPBACK_CALLBACK,
-            "scope": "openid",
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        }
-        final = await keycloak_form_login(
-            http,
-            f"{keycloak_provider.issuer}/protocol/openid-connect/auth?{urlencode(query)}",
-            username=keycloak_provider.username,
-            password=keycloak_provider.password,
-        )
-        code = dict(pair.split("=", 1) for pair in urlsplit(final).query.split("&"))["code"]
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": LOOPBACK_CALLBACK,
-            "client_id": busy.client_id,
-            "code_verifier": verifier,
-        }
-        async with http.post(keycloak_provider.token_endpoint, data=form) as response:
-            assert response.status == 200, await response.text()
+        await keycloak_sign_in(http, keycloak_provider, busy.client_id)
 
         monkeypatch.setattr(adapters.keycloak.adapter, "PAGE_SIZE", PAGE)
         proxy = await recording(proxy_for, keycloak_provider.base_url)
