@@ -25,6 +25,7 @@ from adapters.base import ClientNotFound, NewClient
 from adapters.keycloak.adapter import KeycloakAdapter
 from devstack.providers import KeycloakProvider
 from gateway.oauth.metadata import ClientMetadata
+from gateway.testing.adapter_contract import new_client as contract_client
 from tests.integration.conftest import client_record, keycloak_admin_headers, master_admin_headers
 
 pytestmark = pytest.mark.integration
@@ -111,21 +112,19 @@ async def adapter(
             await adapter.close()
 
 
+PUBLIC_NATIVE = ClientMetadata.model_validate(
+    {
+        "redirect_uris": ["http://127.0.0.1:3000/callback"],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+    }
+)
+
+
 def new_client(label: str) -> NewClient:
-    return NewClient(
-        client_id=f"transport-{label}-{time.monotonic_ns()}",
-        client_secret=None,
-        client_id_issued_at=int(time.time()),
-        client_secret_expires_at=0,
-        metadata=ClientMetadata.model_validate(
-            {
-                "redirect_uris": ["http://127.0.0.1:3000/callback"],
-                "token_endpoint_auth_method": "none",
-                "grant_types": ["authorization_code"],
-                "response_types": ["code"],
-            }
-        ),
-    )
+    """A public native registration (the contract suite's builder: gateway-made id, no secret)."""
+    return contract_client(PUBLIC_NATIVE, client_id=f"transport-{label}-{time.monotonic_ns()}")
 
 
 async def delete_all(adapter: KeycloakAdapter, realm: str, client_ids: list[str]) -> None:

@@ -18,6 +18,7 @@ from aiohttp import web
 from adapters.base import ClientNotFound, CredentialsRefused, NewClient, ProviderUnavailable
 from adapters.keycloak.adapter import REALM_SCOPES_TTL, KeycloakAdapter
 from gateway.oauth.metadata import ClientMetadata
+from gateway.testing.adapter_contract import new_client as contract_client
 
 SECRET = "s3cret-never-in-an-error"
 REALM = "mcp"
@@ -97,21 +98,19 @@ async def serve(aiohttp_server: Any) -> AsyncIterator[Callable[[FakeKeycloak], A
         await session.close()
 
 
+PUBLIC_NATIVE = ClientMetadata.model_validate(
+    {
+        "redirect_uris": ["http://127.0.0.1:3000/callback"],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+    }
+)
+
+
 def new_client() -> NewClient:
-    return NewClient(
-        client_id=f"unit-{time.monotonic_ns()}",
-        client_secret=None,
-        client_id_issued_at=int(time.time()),
-        client_secret_expires_at=0,
-        metadata=ClientMetadata.model_validate(
-            {
-                "redirect_uris": ["http://127.0.0.1:3000/callback"],
-                "token_endpoint_auth_method": "none",
-                "grant_types": ["authorization_code"],
-                "response_types": ["code"],
-            }
-        ),
-    )
+    """A public native registration (the contract suite's builder: gateway-made id, no secret)."""
+    return contract_client(PUBLIC_NATIVE, client_id=f"unit-{time.monotonic_ns()}")
 
 
 async def refused(request: web.Request) -> web.StreamResponse:
