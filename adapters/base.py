@@ -440,6 +440,57 @@ class ClientCount(Protocol):
         ...
 
 
+# -------------------------------------------------------------------------------- provider version
+# Which provider release the adapter drives, detected at start (issue 13): what differs between the supported
+# versions is decided from this, in one place per adapter, and logged, not guessed per request.
+
+
+def version_tuple(version: str | None) -> tuple[int, ...]:
+    """``"26.7.3"``, ``"v2.3.0"``, ``"26.8.0-rc1"`` -> ``(26, 7, 3)``, ``(2, 3, 0)``, ``(26, 8, 0)``; ``()`` when it
+    has no leading number (unknown, or not a release)."""
+    if not version:
+        return ()
+    parts: list[int] = []
+    for piece in version.strip().lstrip("vV").split("."):
+        digits = re.match(r"\d+", piece)
+        if digits is None:
+            break
+        parts.append(int(digits.group()))
+        if digits.end() != len(piece):
+            break
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class ProviderVersion:
+    """What an adapter learned at start about the provider it drives (``provider.detected`` in the log)."""
+
+    provider: str
+    version: str | None
+    """As the provider reports it (``26.7.3``, ``v2.3.0``); ``None`` when it does not say (then every feature is
+    taken from a probe, or assumed as for the oldest supported version)."""
+    features: Mapping[str, bool] = field(default_factory=dict)
+    """Differences between the supported versions that change what the adapter or the gateway does, by name,
+    e.g. ``rfc8414_path_insertion`` (the provider serves the RFC 8414 section 3.1 path-inserted document itself)."""
+    source: str = ""
+    """How the version was read (``GET /admin/serverinfo``, ``GET /version``) or why it was not."""
+
+    def at_least(self, *minimum: int) -> bool:
+        """Whether the detected version is ``minimum`` or newer (``False`` when it is unknown)."""
+        found = version_tuple(self.version)
+        return bool(found) and found >= minimum
+
+
+@runtime_checkable
+class VersionDetection(Protocol):
+    """Optional adapter capability: the provider's version and the version-dependent features, detected once after
+    :meth:`ProviderAdapter.start` (the gateway logs them at start); later calls answer from what was detected."""
+
+    async def detect_version(self) -> ProviderVersion:
+        """Never raises for a provider that will not tell: the version is then ``None``, and ``source`` says why."""
+        ...
+
+
 # -------------------------------------------------------------------------------- registrable scopes
 # What a registration through the gateway can obtain, so discovery advertises only that (RFC 8414 section 2
 # ``scopes_supported``). Optional: an adapter without it puts no provider-side limit on scopes.

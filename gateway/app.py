@@ -39,7 +39,16 @@ import structlog
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 
-from adapters.base import AdapterError, AdminApiCheck, DocumentClients, Issuer, ProviderAdapter, ProviderMisconfigured
+from adapters.base import (
+    AdapterError,
+    AdminApiCheck,
+    DocumentClients,
+    Issuer,
+    ProviderAdapter,
+    ProviderMisconfigured,
+    ProviderVersion,
+    VersionDetection,
+)
 from adapters.registry import get_factory
 from gateway import __version__
 from gateway.access.control import RegistrationAccess
@@ -125,6 +134,26 @@ class AdminApiHealth:
         while True:
             await asyncio.sleep(healthy_interval if self.ok else failing_interval)
             await self.run_check(adapter)
+
+
+async def log_provider_version(adapter: ProviderAdapter) -> ProviderVersion | None:
+    """The provider's release and version-dependent features (:class:`adapters.base.VersionDetection`), logged once
+    at start as ``provider.detected``; a provider that will not say is logged too, and the start goes on."""
+    if not isinstance(adapter, VersionDetection):
+        return None
+    try:
+        detected = await adapter.detect_version()
+    except Exception as exc:  # detection informs; it never stops the gateway
+        log.warning("provider.version_unknown", provider=adapter.name, cause=type(exc).__name__)
+        return None
+    log.info(
+        "provider.detected",
+        provider=detected.provider,
+        version=detected.version,
+        features=dict(detected.features),
+        source=detected.source,
+    )
+    return detected
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -711,6 +740,7 @@ async def _resources(
         refused = await admin_api.run_check(adapter, at_start=True)
         if refused is not None:
             raise StartupRefused(f"the provider refuses the configuration: {refused.problem}: {refused}")
+        await log_provider_version(adapter)
         log.info("limits.configured", **limits.describe())
         if proxy is not None:
             front = settings.front_door

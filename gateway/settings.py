@@ -390,6 +390,12 @@ OTHER_VARIABLES = frozenset(
     {
         CONFIG_FILE_VARIABLE,
         "DCR_TEST_PROVIDERS",  # the test suite: local or container providers
+        "DCR_TEST_ONLY_PROVIDER",  # the test suite: one provider's tests only (a cell of make matrix)
+        "DCR_KEYCLOAK_VERSION",  # deploy/providers/*.sh and devstack: the provider version and database
+        "DCR_HYDRA_VERSION",
+        "DCR_KEYCLOAK_DB",
+        "DCR_HYDRA_DB",
+        "DCR_POSTGRES_BINDIR",  # devstack.postgres
         "DCR_CONFORMANCE_PASSWORD",  # dcr-gateway conformance
         "DCR_CONFORMANCE_INITIAL_ACCESS_TOKEN",
         "DCR_CACHE_DIR",  # deploy/providers/*.sh

@@ -68,6 +68,36 @@ def pytest_configure(config: pytest.Config) -> None:
     providers_mode(config)  # a bad $DCR_TEST_PROVIDERS fails the run at once, not after collection
 
 
+ONLY_PROVIDER_ENV = "DCR_TEST_ONLY_PROVIDER"
+"""``hydra`` or ``keycloak``: run only the tests that exercise that provider (a cell of ``make matrix``)."""
+PROVIDER_NAMES = ("hydra", "keycloak")
+
+
+def exercised_providers(item: pytest.Item) -> set[str]:
+    """The providers a test runs against: those whose session fixture (``hydra_provider``, ``keycloak_provider``) is
+    in its fixture closure, and those named by one of its parameters (``target``, ``provider``: ``"keycloak"``)."""
+    names = set(getattr(item, "fixturenames", ()))
+    found = {name for name in PROVIDER_NAMES if f"{name}_provider" in names}
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        found |= {value for value in callspec.params.values() if isinstance(value, str) and value in PROVIDER_NAMES}
+    return found
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``$DCR_TEST_ONLY_PROVIDER``, deselect every test that does not exercise that provider."""
+    only = os.environ.get(ONLY_PROVIDER_ENV)
+    if not only:
+        return
+    if only not in PROVIDER_NAMES:
+        raise pytest.UsageError(f"{ONLY_PROVIDER_ENV}={only!r}: one of {', '.join(PROVIDER_NAMES)}")
+    keep = [item for item in items if only in exercised_providers(item)]
+    dropped = [item for item in items if only not in exercised_providers(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 class _Handle(Protocol):
     """A started provider (a local :class:`Service` or a container): wait until it serves, stop it."""
 

@@ -15,7 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import aiohttp
 import structlog
@@ -35,10 +35,12 @@ from adapters.base import (
     ProviderMisconfigured,
     ProviderRejected,
     ProviderUnavailable,
+    ProviderVersion,
     ResourceBinding,
     UnmanagedClient,
     UsagePage,
     addressable_client_id,
+    version_tuple,
     with_deployment,
 )
 from adapters.bindings import (
@@ -136,6 +138,7 @@ class HydraAdapter:
         self._prepared: BoundedCache[tuple[str, str, str], bool] = BoundedCache()
         """(kind, stored id, resource or redirect URI) already in the client's record: no admin call needed."""
         self._client_locks: dict[str, asyncio.Lock] = {}
+        self._detected: ProviderVersion | None = None
 
     def issuers(self) -> list[Issuer]:
         return [
@@ -213,6 +216,51 @@ class HydraAdapter:
                 "set DCR_HYDRA__ADMIN_URL (TOML hydra.admin_url) to Hydra's admin listener, e.g. http://hydra:4445",
                 setting="DCR_HYDRA__ADMIN_URL",
             )
+
+    async def detect_version(self) -> ProviderVersion:
+        """``GET /version`` on the admin listener (``{"version": "v2.3.0"}``), once; then what it said.
+
+        What differs between the Hydra releases this adapter supports (README, "Supported providers"):
+
+        - ``rfc8414_discovery``: v25.4.0 and later serve ``/.well-known/oauth-authorization-server`` themselves
+          (ory/hydra#3980), with Hydra's own ``registration_endpoint`` when its native registration is on. The
+          gateway answers that path itself with the rewritten document, and the front door never forwards it
+          (it is not in :meth:`issuers`' public paths), so clients see one document whatever the release.
+        - ``admin_page_token``: every supported release pages ``GET /admin/clients`` with an opaque
+          ``page_token`` from the ``Link`` header (v2.2.0 and later), which :meth:`list_with_usage` follows as
+          given; nothing in the token is parsed.
+
+        Fields a newer Hydra adds to the client JSON stay out of the RFC 7591 view (:func:`~adapters.hydra.mapping.
+        from_hydra` reads the fields it knows), and a full replacement (``PUT``) sends what :func:`~adapters.hydra.
+        mapping.to_hydra` maps plus the adapter state :func:`~adapters.hydra.mapping.replacing` carries over: a field
+        the gateway does not know takes Hydra's default, as for a client created anew (RFC 7592 section 2.2)."""
+        if self._detected is not None:
+            return self._detected
+        version: str | None = None
+        source = "GET /version"
+        try:
+            async with self.session.get(
+                f"{self._admin_url}/version", headers=self._headers, timeout=self._timeout, allow_redirects=False
+            ) as response:
+                payload = await response.json(content_type=None) if response.status == 200 else None
+                if response.status != 200:
+                    source = f"GET /version answered HTTP {response.status}"
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            payload, source = None, f"GET /version failed: {type(exc).__name__}"
+        if isinstance(payload, dict) and isinstance(payload.get("version"), str):
+            version = payload["version"][:40]
+        parsed = version_tuple(version)
+        detected = ProviderVersion(
+            provider=self.name,
+            version=version,
+            features={
+                "rfc8414_discovery": bool(parsed) and parsed >= (25, 4),
+                "admin_page_token": not parsed or parsed >= (2, 2),
+            },
+            source=source,
+        )
+        self._detected = detected
+        return detected
 
     async def registrable_scopes(self, issuer: str) -> None:
         """No provider-side limit: Hydra registers any scope token on a client (a deployment limits them with the
@@ -588,11 +636,14 @@ class HydraAdapter:
 
 
 def _next_page_token(link_header: str) -> str | None:
-    """Hydra paginates with ``Link: <...?page_token=X>; rel="next"`` (Ory keyset pagination)."""
+    """Hydra paginates with ``Link: <...?page_token=X>; rel="next"`` (Ory keyset pagination). The token is opaque:
+    taken as Hydra wrote it, only percent-decoded (it is sent again as a query parameter, which encodes it once more).
+    v25.4 and later encrypt it (base64, so ``%2B``, ``%2F``, ``%3D`` in the link) and answer a token altered in
+    any way with 400; v2.x tokens are plain."""
     for part in link_header.split(","):
         if 'rel="next"' in part and "page_token=" in part:
             token = part.split("page_token=", 1)[1]
-            return token.split("&", 1)[0].split(">", 1)[0]
+            return unquote(token.split("&", 1)[0].split(">", 1)[0])
     return None
 
 

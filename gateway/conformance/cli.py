@@ -48,6 +48,11 @@ def add_subcommand(subparsers: Any) -> None:
         help="whose expected failures apply: auto (from discovery), hydra, keycloak or none",
     )
     parser.add_argument(
+        "--provider-version",
+        help="the provider's release (e.g. 24.0.5, v2.3.0): its known defects become expected failures, with the "
+        "version in the reason (README, Supported providers)",
+    )
+    parser.add_argument(
         "--login",
         choices=("keycloak", "hydra-admin"),
         help="headless login for the flow steps; without it only discovery and registration run",
@@ -197,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
             initial_access_token=args.initial_access_token or os.environ.get(IAT_ENV),
             resource=args.resource,
             provider=None if args.provider == "none" else args.provider,
+            provider_version=args.provider_version,
             profiles=tuple(args.profile),
             expected_failures=parse_expected_failures(args.expect_failure),
             profile_dir=args.profiles_dir,

@@ -82,6 +82,7 @@ from gateway.conformance.oauth import (
 )
 from gateway.conformance.profiles import CIMD_STEPS, STEPS, BadRegistration, Profile, load_profiles, substitute
 from gateway.conformance.report import Cell, CreatedClient, Outcome, RateLimitPause, Report, Row, Section
+from gateway.conformance.versions import release_defect
 from gateway.rfc8414.wellknown import DocumentKind
 
 PROBE_ORIGIN = "http://localhost:6274"
@@ -149,6 +150,9 @@ class SuiteConfig:
     provider: str | None = "auto"
     """``auto`` (from the discovery document), a provider name (``hydra``, ``keycloak``) or ``None``: whose
     expected failures apply."""
+    provider_version: str | None = None
+    """The provider's release (``24.0.5``, ``v2.3.0``), when known: the known defects of that release
+    (:mod:`gateway.conformance.versions`) are expected failures, with the version in the reason."""
     profiles: tuple[str, ...] = ()
     """Profile or refused-registration names to run; all when empty."""
     expected_failures: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -1187,6 +1191,7 @@ async def run_suite(config: SuiteConfig, session: aiohttp.ClientSession | None =
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        _expect_release_defects(report, run.provider, config.provider_version)
     finally:
         # Also when the run stops half way (an unexpected error, Ctrl-C): what it registered is deleted.
         await asyncio.shield(_clean_up(run, report))
@@ -1196,6 +1201,16 @@ async def run_suite(config: SuiteConfig, session: aiohttp.ClientSession | None =
         report.notes.extend(_summary_notes(report))
         report.seconds = time.perf_counter() - started
     return report
+
+
+def _expect_release_defects(report: Report, provider: str | None, version: str | None) -> None:
+    """Cells a known defect of the provider's release fails (:mod:`gateway.conformance.versions`): expected."""
+    if version is None:
+        return
+    for row in report.rows:
+        for step, cell in row.cells.items():
+            row.cells[step] = _expect(cell, release_defect(provider, version, row.name, step))
+    report.notes.append(f"provider release: {provider} {version} (its known defects are expected failures)")
 
 
 async def _document_hosting(config: SuiteConfig) -> tuple[DocumentHosting | None, RunningHost | None]:

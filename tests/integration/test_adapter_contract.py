@@ -13,9 +13,10 @@ import pytest
 
 import adapters.hydra.adapter
 import adapters.keycloak.adapter
+from adapters.base import version_tuple
 from adapters.hydra.adapter import HydraAdapter
 from adapters.keycloak.adapter import KeycloakAdapter
-from devstack.providers import HydraProvider, KeycloakProvider
+from devstack.providers import HydraProvider, KeycloakProvider, hydra_version, keycloak_version
 from gateway.testing.adapter_contract import AdapterContract, PlantUnmanaged, SecretWorks, refused_port
 from tests.integration.conftest import keycloak_adapter_for, keycloak_admin_headers
 
@@ -137,3 +138,40 @@ class TestKeycloakAdapter(AdapterContract):
             for internal_id in planted:
                 async with session.delete(f"{base}/{internal_id}", headers=headers) as response:
                     assert response.status in (204, 404)
+
+
+# ----------------------------------------------------------------------------------------- provider version
+# What each adapter detects at start (issue 13), against the release devstack started (make matrix: every one).
+
+
+async def test_hydra_adapter_detects_the_release_it_drives(
+    hydra_provider: HydraProvider, session: aiohttp.ClientSession
+) -> None:
+    adapter = HydraAdapter(admin_url=hydra_provider.admin_url, public_url=hydra_provider.public_url)
+    await adapter.start(session)
+    detected = await adapter.detect_version()
+    assert detected.provider == "hydra"
+    assert detected.version == hydra_version(), detected
+    assert detected.features["rfc8414_discovery"] is detected.at_least(25, 4)
+    assert detected.features["admin_page_token"] is True
+    assert await adapter.detect_version() is detected  # once
+
+
+async def test_keycloak_adapter_detects_the_release_or_says_why_not_and_probes_what_it_acts_on(
+    keycloak_provider: KeycloakProvider, session: aiohttp.ClientSession
+) -> None:
+    adapter = keycloak_adapter_for(keycloak_provider)
+    await adapter.start(session)
+    detected = await adapter.detect_version()
+    running = version_tuple(keycloak_version())
+    assert detected.provider == "keycloak"
+    if running >= (26, 4):
+        # systemInfo is shown to master-realm administrators (or manage-realm) only; the gateway holds neither
+        assert detected.version in (None, keycloak_version()), detected
+        assert detected.version is not None or "systemInfo" in detected.source, detected
+    else:
+        assert detected.version == keycloak_version(), detected
+    # Keycloak serves the path-inserted RFC 8414 document itself from 26.4
+    assert detected.features["rfc8414_path_insertion"] is (running >= (26, 4)), detected
+    # devstack makes the marker searchable with the variable's form for that release
+    assert detected.features["managed_marker_search"] is True, detected

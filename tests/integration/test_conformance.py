@@ -35,12 +35,15 @@ from devstack.providers import (
     HydraProvider,
     KeycloakProvider,
     hydra_gateway_env,
+    hydra_version,
+    keycloak_version,
     start_gateway,
     start_hydra,
 )
 from gateway.conformance import Outcome, Report, SuiteConfig, hydra_admin, keycloak_form, render_text, run_suite
 from gateway.conformance.cli import IAT_ENV, PASSWORD_ENV
 from gateway.conformance.tls import development_ca
+from gateway.conformance.versions import release_defect
 from tests.integration.conftest import (
     GATEWAY_READY_TIMEOUT,
     DocumentHost,
@@ -136,6 +139,11 @@ def assert_the_mcp_2026_cells_pass(report: Report) -> None:
         assert row.cells["refresh"].outcome in (Outcome.PASS, Outcome.XFAIL), (name, row.cells["refresh"])
     for name in AUTHORIZATION_CELLS:
         cell = report.cell(name, "check", "authorization")
+        if cell.outcome is Outcome.XFAIL:  # a known defect of the provider's release, named with its version
+            version = {"keycloak": keycloak_version(), "hydra": hydra_version()}.get(report.provider or "")
+            assert release_defect(report.provider, version, name, "check"), (name, cell)
+            assert version is not None and version in cell.detail, cell
+            continue
         assert cell.outcome in (Outcome.PASS, Outcome.NA), (name, cell)
     for name in REFUSED_DOCUMENTS:
         assert report.cell(name, "refused", "cimd-refused").outcome is Outcome.PASS, (
@@ -164,6 +172,7 @@ async def test_the_gateway_in_front_of_hydra_passes_the_matrix(
 ) -> None:
     report = await gateway_report(
         "hydra",
+        provider_version=hydra_version(),
         issuer=hydra_gateway.issuer,
         resource=mcp_resource.url,
         cimd_docs_dir=cimd_host.docs,
@@ -203,6 +212,7 @@ async def test_the_gateway_in_front_of_keycloak_passes_the_matrix(
     before = await keycloak_client_ids(http, keycloak_provider)
     report = await gateway_report(
         "keycloak",
+        provider_version=keycloak_version(),
         issuer=keycloak_gateway.issuer,
         resource=mcp_resource.url,
         cimd_docs_dir=cimd_host.docs,
@@ -218,7 +228,11 @@ async def test_the_gateway_in_front_of_keycloak_passes_the_matrix(
     assert report.cell(root, "metadata", "discovery").outcome is Outcome.NA
     # JWT access tokens: the audience is read from the token itself
     assert report.cell("resource-audience", "check").outcome is Outcome.PASS
-    assert report.cell("resource-audience-after-refresh", "check").outcome is Outcome.PASS
+    assert report.cell("resource-audience-after-refresh", "check").outcome is (
+        Outcome.XFAIL
+        if release_defect("keycloak", keycloak_version(), "resource-audience-after-refresh", "check")
+        else Outcome.PASS
+    )
     # what the run leaves in Keycloak: exactly the document clients of the CIMD profiles (no deletion path through
     # the gateway; the report says so), no client of a refused document
     after = await keycloak_client_ids(http, keycloak_provider)
@@ -321,6 +335,8 @@ def test_the_cli_serves_its_own_documents_to_a_gateway_that_trusts_its_ca(
             "keycloak",
             "--username",
             keycloak_provider.username,
+            "--provider-version",
+            keycloak_version(),
             "--resource",
             mcp_resource.url,
             "--cimd-serve-on",
@@ -613,6 +629,8 @@ async def test_with_production_rate_limits_the_suite_passes_on_hydra_and_leaves_
                 "hydra-admin",
                 "--hydra-admin-url",
                 hydra.admin_url,
+                "--provider-version",
+                hydra_version(),
                 "--resource",
                 PRODUCTION_RESOURCE,
                 "--json",

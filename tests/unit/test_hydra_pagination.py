@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -73,3 +74,41 @@ async def test_listing_follows_next_links_and_stops_at_the_empty_page(admin: tup
 )
 def test_next_page_token(header: str, token: str | None) -> None:
     assert _next_page_token(header) == token
+
+
+ENCRYPTED = "qL0+f/Zx9w==.Ab/c+d="
+"""A page token as Hydra v25.4 and later write it: encrypted, base64 (``+``, ``/``, ``=``), percent-encoded in the
+``Link`` header, refused with 400 when it comes back altered in any way."""
+
+
+async def test_an_encrypted_page_token_comes_back_exactly_as_hydra_wrote_it() -> None:
+    seen: list[str | None] = []
+
+    async def list_clients(request: web.Request) -> web.Response:
+        token = request.query.get("page_token")
+        seen.append(token)
+        if token is None:
+            link = f'</admin/clients?page_size=500&page_token={quote(ENCRYPTED, safe="")}>; rel="next"'
+            return web.json_response(CLIENTS[:3], headers={"Link": link})
+        if token != ENCRYPTED:
+            return web.json_response({"error": "invalid_request"}, status=400)
+        return web.json_response(CLIENTS[3:])  # the last page: no next link (v25.4 and later)
+
+    app = web.Application()
+    app.router.add_get("/admin/clients", list_clients)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        adapter = HydraAdapter(admin_url=str(server.make_url("")).rstrip("/"), public_url="http://127.0.0.1:1")
+        async with aiohttp.ClientSession() as session:
+            await adapter.start(session)
+            managed = [client.client_id async for client in adapter.list_clients("default")]
+    finally:
+        await server.close()
+    assert seen == [None, ENCRYPTED]
+    assert managed == ["c1", "c2", "c4", "c5"]
+
+
+def test_a_percent_encoded_token_is_decoded_once() -> None:
+    header = f'</admin/clients?page_token={quote(ENCRYPTED, safe="")}&page_size=500>; rel="next"'
+    assert _next_page_token(header) == ENCRYPTED
