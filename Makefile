@@ -2,7 +2,8 @@
 #
 #   make venv        .venv with the project, its dev tools and the example adapter (reinstalled when a pyproject.toml changes)
 #   make providers   build/fetch Hydra and Keycloak into the cache (~/.cache/dcr-gateway), once per version
-#   make system-deps nginx and redis from Debian's packages (path-routing test, shared rate limiter); as root, else a message
+#   make system-deps nginx, redis and postgresql from Debian's packages (path-routing test, shared rate limiter, the
+#                    providers' PostgreSQL cells); as root, else a message
 #   make node-deps   npm ci of the TypeScript SDK client of the end-to-end test (tests/integration/mcp_e2e/ts); needs Node 20+
 #   make chart-tools helm, helm-unittest and the Pod Security checker for the Helm chart, built from the Go module proxy
 #                    into the cache (~/.cache/dcr-gateway), once per version (deploy/helm/tools.sh); `make test` needs them
@@ -25,6 +26,10 @@
 #   make stack-status
 #   make bench-scale registration p50, clients list/gc and the quota recount with N clients per provider (bench/scale.py)
 #   make run         Hydra + dev login app + a gateway on http://127.0.0.1:8080 in the foreground (Ctrl-C stops)
+#   make matrix      the adapter contract and conformance suites against every supported provider version and on
+#                    PostgreSQL (devstack/matrix.py; versions.env KEYCLOAK_MATRIX, HYDRA_MATRIX); prints the table of the
+#                    README's "Supported providers" and writes build/matrix/matrix.json (MATRIX_ARGS=--ends: the oldest
+#                    and newest of each provider, what .ci/run runs; --cells NAME,...: some)
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -64,6 +69,7 @@ system-deps:
 	@missing=""; \
 	{ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ]; } || missing="$$missing nginx-light"; \
 	{ command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ]; } || missing="$$missing redis-server"; \
+	{ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; } || missing="$$missing postgresql"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
 		echo "system-deps: missing$$missing and this is not root on Debian/Ubuntu: skipping (as root: apt-get install -y$$missing); the tests that need them will be skipped"; \
@@ -151,3 +157,10 @@ BENCH_SCALE_ARGS ?= --clients 500
 .PHONY: bench-scale
 bench-scale: venv providers
 	PYTHONPATH=. $(VPY) bench/scale.py $(BENCH_SCALE_ARGS)
+
+# make matrix: one pytest session per cell (provider x version x database); each cell fetches or builds its provider
+# into the cache once (deploy/providers/*.sh keyed by version). The PostgreSQL cells need `make system-deps`.
+MATRIX_ARGS ?=
+.PHONY: matrix
+matrix: venv system-deps
+	$(VPY) -m devstack.matrix $(MATRIX_ARGS)

@@ -7,7 +7,8 @@ provider:
 
 0. **pre-warm**: ``--prewarm`` registrations through the gateway, deleted again (the provider is warm and empty);
 1. **empty**: ``--requests`` sequential registrations through the gateway (public native body, after
-   ``--warmup``), p50/p99;
+   ``--warmup``), p50/p99, side by side with as many through the admin API alone (alternating, so both see the
+   same provider state and background load);
 2. **seed**: N managed and N unmanaged clients through the admin API (``--seed-via admin``, the default): the
    managed ones with exactly the representation the adapter's ``create_client`` sends for the bench body
    (:func:`~adapters.hydra.mapping.to_hydra` / :func:`~adapters.keycloak.mapping.to_keycloak`, deployment
@@ -250,25 +251,31 @@ async def _run_bounded(count: int, concurrency: int, job: Any) -> None:
     await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, count)))))
 
 
-async def registration_latency(bench: ProviderBench, requests: int, warmup: int) -> dict[str, float]:
-    """Sequential registrations through the gateway. A 503 (the gateway's answer to a transient provider fault,
-    e.g. Hydra's SQLite "transient storage conflict" under the seeding's write load) is retried after a pause,
-    at most 5 times per registration, and counted (``retried_503``); its latency is not a sample."""
-    samples = Samples()
+async def registration_latency(
+    bench: ProviderBench, requests: int, warmup: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Sequential registrations, through the gateway and with the admin API alone side by side (alternating, the
+    order swapped every round, so both see the same provider state and the same background load: the quota
+    recount, Hydra's SQLite locks). A 503 (the gateway's answer to a transient provider fault, e.g. Hydra's SQLite
+    "transient storage conflict") is retried after a pause, at most 5 times per registration, and counted
+    (``retried_503``); its latency is not a sample. Returns the gateway's row and the admin API's."""
+    samples = {"gateway": Samples(), "admin": Samples()}
     retried = 0
     for index in range(warmup + requests):
-        for attempt in range(6):
-            try:
-                elapsed = await bench.send("gateway", bench.gateway_request(BODY))
-                break
-            except BenchError as exc:
-                if "HTTP 503" not in str(exc) or attempt == 5:
-                    raise
-                retried += 1
-                await asyncio.sleep(0.2)
-        if index >= warmup:
-            samples.latencies.append(elapsed)
-    return {**samples.row(), "retried_503": float(retried)}
+        sides = ("gateway", "admin") if index % 2 == 0 else ("admin", "gateway")
+        for side in sides:
+            for attempt in range(6):
+                try:
+                    elapsed = await bench.send(side, await bench.prepare(side, BODY))
+                    break
+                except BenchError as exc:
+                    if "HTTP 503" not in str(exc) or attempt == 5:
+                        raise
+                    retried += 1
+                    await asyncio.sleep(0.2)
+            if index >= warmup:
+                samples[side].latencies.append(elapsed)
+    return {**samples["gateway"].row(), "retried_503": float(retried)}, samples["admin"].row()
 
 
 # ------------------------------------------------------------------------------------------- measuring
@@ -487,6 +494,9 @@ class ProviderResult:
     name: str
     empty: dict[str, float] = field(default_factory=dict)
     seeded: dict[str, float] = field(default_factory=dict)
+    empty_admin: dict[str, float] = field(default_factory=dict)
+    """The admin API alone, side by side with :attr:`empty` (same run, alternating)."""
+    seeded_admin: dict[str, float] = field(default_factory=dict)
     seed_managed_s: float = 0.0
     seed_unmanaged_s: float = 0.0
     gateway_rss_kib: tuple[int, int] = (0, 0)
@@ -499,8 +509,12 @@ class ProviderResult:
     churn_seconds: float = 0.0
 
 
-def _print_phase(provider: str, phase: str, row: dict[str, float]) -> None:
-    print(f"{provider}: {phase} p50 {row['p50']:.2f} ms ({row['retried_503']:.0f} retried 503)", flush=True)
+def _print_phase(provider: str, phase: str, row: dict[str, float], admin: dict[str, float]) -> None:
+    print(
+        f"{provider}: {phase} p50 {row['p50']:.2f} ms through the gateway, {admin['p50']:.2f} ms admin API alone "
+        f"({row['retried_503']:.0f} retried 503)",
+        flush=True,
+    )
 
 
 async def measure_provider(
@@ -520,8 +534,8 @@ async def measure_provider(
             f"({left} managed left) in {time.perf_counter() - started:.1f} s",
             flush=True,
         )
-    result.empty = await registration_latency(bench, args.requests, args.warmup)
-    _print_phase(bench.name, "empty", result.empty)
+    result.empty, result.empty_admin = await registration_latency(bench, args.requests, args.warmup)
+    _print_phase(bench.name, "empty", result.empty, result.empty_admin)
     if args.seed_via == "gateway":
         result.seed_managed_s = await seed_managed(bench, args.clients, args.seed_concurrency)
     else:
@@ -534,11 +548,11 @@ async def measure_provider(
         f"{args.clients} unmanaged in {result.seed_unmanaged_s:.1f} s",
         flush=True,
     )
-    result.seeded = await registration_latency(bench, args.requests, args.warmup)
+    result.seeded, result.seeded_admin = await registration_latency(bench, args.requests, args.warmup)
     through_gateway = args.clients if args.seed_via == "gateway" else 0
     result.registrations = args.prewarm + 2 * (args.requests + args.warmup) + through_gateway
     result.gateway_rss_kib = rss_kib(gateway.pid)
-    _print_phase(bench.name, "seeded", result.seeded)
+    _print_phase(bench.name, "seeded", result.seeded, result.seeded_admin)
 
     proxy = RecordingProxy(admin_upstream)
     proxy_url = await proxy.start()
@@ -645,14 +659,28 @@ async def registration_churn(
 def print_results(args: argparse.Namespace, results: Sequence[ProviderResult]) -> None:
     n = args.clients
     print(f"\nscale: {n} managed + {n} unmanaged clients per provider; {args.requests} sequential registrations")
-    header = f"{'provider':<10}{'phase':<10}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}"
+    header = f"{'provider':<10}{'phase':<10}{'side':<9}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}"
     print(header)
     print("-" * len(header))
     for result in results:
-        for phase, row in (("empty", result.empty), ("seeded", result.seeded)):
-            print(f"{result.name:<10}{phase:<10}{row['p50']:>9.2f}{row['p99']:>9.2f}{row['mean']:>9.2f}")
+        for phase, row, admin in (
+            ("empty", result.empty, result.empty_admin),
+            ("seeded", result.seeded, result.seeded_admin),
+        ):
+            for side, values in (("gateway", row), ("admin", admin)):
+                print(
+                    f"{result.name:<10}{phase:<10}{side:<9}{values['p50']:>9.2f}{values['p99']:>9.2f}"
+                    f"{values['mean']:>9.2f}"
+                )
         ratio = result.seeded["p50"] / result.empty["p50"]
-        print(f"{result.name:<10}{'ratio':<10}{ratio:>9.2f}")
+        admin_ratio = result.seeded_admin["p50"] / result.empty_admin["p50"]
+        overhead = (result.seeded["p50"] - result.seeded_admin["p50"], result.empty["p50"] - result.empty_admin["p50"])
+        print(f"{result.name:<10}{'ratio':<10}{'gateway':<9}{ratio:>9.2f}   seeded / empty p50")
+        print(f"{result.name:<10}{'ratio':<10}{'admin':<9}{admin_ratio:>9.2f}   seeded / empty p50")
+        print(
+            f"{result.name:<10}{'overhead':<10}{'gateway':<9}{overhead[0]:>9.2f}   ms at p50 seeded "
+            f"(empty: {overhead[1]:+.2f})"
+        )
     print("\ngateway after its registrations (VmRSS / VmHWM)")
     for result in results:
         rss, hwm = result.gateway_rss_kib
