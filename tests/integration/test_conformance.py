@@ -664,6 +664,8 @@ async def test_with_production_rate_limits_the_suite_passes_on_keycloak_and_leav
             "keycloak",
             "--username",
             keycloak_provider.username,
+            "--provider-version",
+            keycloak_version(),
             "--resource",
             PRODUCTION_RESOURCE,
             "--json",

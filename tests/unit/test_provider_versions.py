@@ -122,3 +122,20 @@ def test_read_junit_sorts_the_outcomes_into_suites(tmp_path: Path) -> None:
     table = matrix.table([matrix.CellResult(matrix.Cell("keycloak", "24.0.5", "dev-file"), 12.0, 1.0, results)])
     assert "| keycloak | 24.0.5 | dev-file | pass 2 | FAIL 1/1 | pass 1 + xfail 1 | - | 12 s |" in table
     assert "- keycloak-24.0.5 lengths: XFAIL test_provider_lengths::test_x: Keycloak 24.0.5 stores it shorter" in table
+
+
+def test_merge_reads_back_what_the_json_holds(tmp_path: Path) -> None:
+    result = matrix.CellResult(
+        matrix.Cell("hydra", "v2.2.0", "memory"),
+        33.0,
+        4.0,
+        {
+            "contract": matrix.SuiteResult("pass", 44),
+            "conformance": matrix.SuiteResult("xfail", 3, 0, 1, 0, ["XFAIL x"]),
+        },
+    )
+    entry = {"provider": "hydra", "version": "v2.2.0", "database": "memory", "seconds": 33.0, "prepare_seconds": 4.0}
+    entry["suites"] = {name: vars(suite) for name, suite in result.suites.items()}
+    again = matrix.cell_result_from_json(entry)
+    assert again == result
+    assert matrix.table([again]) == matrix.table([result])
