@@ -315,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         earlier = [cell_result_from_json(entry) for entry in json.loads(args.json.read_text()).get("cells", [])]
         ran = {result.cell.name for result in results}
         order = [cell.name for cell in all_cells(versions)]
-        merged = [result for result in earlier if result.cell.name not in ran] + results
+        # earlier cells of versions no longer in versions.env are dropped
+        merged = [result for result in earlier if result.cell.name not in ran and result.cell.name in order] + results
         results = sorted(merged, key=lambda r: order.index(r.cell.name) if r.cell.name in order else len(order))
     text = table(results)
     print(text)
