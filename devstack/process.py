@@ -7,6 +7,7 @@ command can be stopped by another through its pid.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import signal
@@ -27,12 +28,21 @@ class ServiceError(RuntimeError):
     """A service did not start, or died while we waited for it."""
 
 
+_HANDED_OUT: collections.deque[int] = collections.deque(maxlen=256)
+"""The ports :func:`free_port` gave this process most recently: chosen, maybe not bound yet by whoever asked."""
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it), and not one of the last 256 this
+    process handed out: those may still be waiting for their server to bind them, and the OS may offer a port again
+    as soon as the probe socket is closed (two listeners of one gateway once got the same port that way)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.append(port)
+            return port
 
 
 def port_in_use(port: int, host: str = LOOPBACK) -> bool:

@@ -457,10 +457,16 @@ class DocumentTrust:
         return env
 
 
-def management_env(management_port: int | None) -> dict[str, str]:
+def management_env(management_port: int | None, *, public_port: int | None = None) -> dict[str, str]:
     """The management listener of a development gateway: on ``127.0.0.1:{management_port}``, or on a free port
-    (``None``), so gateways started side by side (tests) never collide on the default 9180."""
-    return {"DCR_MANAGEMENT__PORT": str(free_port() if management_port is None else management_port)}
+    (``None``), so gateways started side by side (tests) never collide on the default 9180. A free port is never
+    ``public_port``: that one is chosen but not yet bound when this runs, so the system may offer it again (the
+    gateway then refuses to start: ``management.port must differ from port``)."""
+    if management_port is None:
+        management_port = free_port()
+        while management_port == public_port:
+            management_port = free_port()
+    return {"DCR_MANAGEMENT__PORT": str(management_port)}
 
 
 def management_url(env: Mapping[str, str]) -> str:
@@ -481,7 +487,7 @@ def hydra_gateway_env(
     management listener's (a free one by default)."""
     return {
         "DCR_PORT": str(port),
-        **management_env(management_port),
+        **management_env(management_port, public_port=port),
         "DCR_PUBLIC_URL": f"http://{LOOPBACK}:{port}",
         "DCR_PROVIDER": "hydra",
         "DCR_PROVIDER_URL": hydra_public_url,
@@ -507,7 +513,7 @@ def keycloak_gateway_env(
     ``management_port``: its management listener's (a free one by default)."""
     return {
         "DCR_PORT": str(port),
-        **management_env(management_port),
+        **management_env(management_port, public_port=port),
         "DCR_PUBLIC_URL": f"http://{LOOPBACK}:{port}",
         "DCR_PROVIDER": "keycloak",
         "DCR_PROVIDER_URL": keycloak_url,

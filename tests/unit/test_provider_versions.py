@@ -147,3 +147,31 @@ def test_merge_reads_back_what_the_json_holds(tmp_path: Path) -> None:
     again = matrix.cell_result_from_json(entry)
     assert again == result
     assert matrix.table([again]) == matrix.table([result])
+
+
+def test_free_port_never_hands_out_a_port_twice_in_a_row_of_256(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OS may offer a just-probed port again; two listeners of one process (a gateway's public and management
+    ports, a cell's Keycloak and its gateway) once got the same one. A repeating OS is simulated here."""
+    from devstack import process
+
+    offered = iter([41001, 41001, 41002, 41001, 41002, 41003])
+
+    class Probe:
+        def __init__(self, *args: object) -> None:
+            self.port = next(offered)
+
+        def __enter__(self) -> Probe:
+            return self
+
+        def __exit__(self, *args: object) -> None:
+            return None
+
+        def bind(self, address: object) -> None:
+            return None
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(process, "_HANDED_OUT", process.collections.deque(maxlen=256))
+    monkeypatch.setattr(process.socket, "socket", Probe)
+    assert [process.free_port(), process.free_port(), process.free_port()] == [41001, 41002, 41003]
