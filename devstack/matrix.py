@@ -10,6 +10,8 @@ runs the suites of the cell:
 - ``conformance``: the conformance matrix through a gateway (tests/integration/test_conformance.py);
 - ``lengths``: the stored-length and encoding limits, which depend on the provider's database
   (tests/integration/test_provider_lengths.py);
+- ``listing``: ``clients list``/``gc`` and the quota's recount in admin calls per page, and the managed marker's search
+  (refused, ignored or honoured, by release) (tests/integration/test_scale_listing.py);
 - ``concurrency`` (PostgreSQL cells): the tests whose outcome depends on how the database answers concurrent writes.
 
 The versions are versions.env's ``KEYCLOAK_MATRIX`` and ``HYDRA_MATRIX``; the PostgreSQL cells run each provider's
@@ -42,6 +44,7 @@ SUITES: Mapping[str, tuple[str, ...]] = {
     "contract": ("tests/integration/test_adapter_contract.py",),
     "conformance": ("tests/integration/test_conformance.py",),
     "lengths": ("tests/integration/test_provider_lengths.py",),
+    "listing": ("tests/integration/test_scale_listing.py",),
     "concurrency": (
         "tests/integration/test_loopback_redirects.py",
         "tests/integration/test_resource_binding.py",
@@ -51,7 +54,7 @@ SUITES: Mapping[str, tuple[str, ...]] = {
     ),
 }
 """Suite name -> the test files it runs (each cell runs only the tests of them that exercise its provider)."""
-BASE_SUITES = ("contract", "conformance", "lengths")
+BASE_SUITES = ("contract", "conformance", "lengths", "listing")
 DEFAULT_DATABASE = {"keycloak": "dev-file", "hydra": "memory"}
 DEFAULT_OUTPUT = REPO_ROOT / "build" / "matrix" / "matrix.json"
 RELEASE_DEFECT_PROPERTY = "release_defect"
@@ -206,6 +209,7 @@ def run_cell(cell: Cell, out_dir: Path, pytest_args: Sequence[str]) -> CellResul
     result.prepare_seconds = time.monotonic() - started
     files = [f for suite in cell.suites for f in SUITES[suite]]
     junit = cell_dir / "junit.xml"
+    junit.unlink(missing_ok=True)  # an earlier run's report must never stand for this one
     argv = [
         sys.executable,
         "-m",

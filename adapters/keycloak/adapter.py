@@ -102,6 +102,9 @@ MANAGED_QUERY = f"{MANAGED_ATTRIBUTE}:true"
 when it is listed in its ``spi-client--jpa--searchable-attributes`` option (``KC_SPI_CLIENT__JPA__SEARCHABLE_ATTRIBUTES
 =dcr.gateway.managed``); a stock Keycloak answers 400 ``Attributes [...] not allowed for search``, and the adapter
 then lists every client and filters itself."""
+MARKER_PROBE = f"{MANAGED_ATTRIBUTE}:dcr-gateway-probe"
+"""A ``q=`` no client matches (the marker's values are ``true``): what :meth:`KeycloakAdapter.detect_version` asks
+to learn whether Keycloak filters on the marker."""
 SEARCHABLE_HINT = (
     "set KC_SPI_CLIENT__JPA__SEARCHABLE_ATTRIBUTES=dcr.gateway.managed on Keycloak 26.3 and later "
     "(KC_SPI_CLIENT_JPA_SEARCHABLE_ATTRIBUTES before 26.3) so listings read managed clients only"
@@ -433,17 +436,19 @@ class KeycloakAdapter:
 
     async def _probe_marker_search(self, realm: str) -> bool:
         """Whether Keycloak filters this realm's clients on the managed marker (then listings read managed clients
-        only); remembered for the listings."""
+        only); remembered for the listings. Asked with a marker value no client has (:data:`MARKER_PROBE`): a
+        Keycloak that filters answers an empty page; one that ignores the attribute answers the realm's clients
+        (every realm has built-in ones); one that refuses it answers 400."""
         try:
             response = await self._raw_get(
-                realm, "list clients", f"admin/realms/{realm}/clients", q=MANAGED_QUERY, first=0, max=1
+                realm, "list clients", f"admin/realms/{realm}/clients", q=MARKER_PROBE, first=0, max=1
             )
             page = response.json() if response.status_code == 200 else None
         except (AdapterError, ValueError):
             return True  # unknown: the first listing finds out
         if response.status_code == 400:
             reason = "refused"
-        elif isinstance(page, list) and any(isinstance(r, dict) and not is_managed(r) for r in page):
+        elif isinstance(page, list) and page:
             reason = "ignored"  # 24 to 26.4: an attribute that is not searchable is dropped from the query
         else:
             return True

@@ -10,6 +10,8 @@ client a test creates is deleted at its end.
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import math
 import time
 import uuid
@@ -21,11 +23,11 @@ from aiohttp import web
 
 import adapters.hydra.adapter
 import adapters.keycloak.adapter
-from adapters.base import ClientNotFound, ManagedClient, ProviderAdapter
+from adapters.base import ClientNotFound, ManagedClient, ProviderAdapter, version_tuple
 from adapters.hydra.adapter import HydraAdapter, _next_page_token
 from adapters.keycloak.adapter import KeycloakAdapter
 from bench.scale_proxy import RecordingProxy, template
-from devstack.providers import HydraProvider, KeycloakProvider
+from devstack.providers import HydraProvider, KeycloakProvider, keycloak_version
 from gateway.clients.operations import collect_garbage, managed_clients
 from gateway.limits.quota import ClientQuota
 from tests.integration.conftest import keycloak_admin_headers, master_admin_headers
@@ -254,8 +256,9 @@ async def test_keycloak_without_the_searchable_marker_lists_every_client_and_fil
     proxy_for: list[RecordingProxy],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A stock Keycloak answers the marker search 400 (here: an attribute the realm does not allow for search):
-    the adapter falls back, once, to pages of every client, and lists and counts the same clients."""
+    """A stock Keycloak 26.5 or later answers the marker search 400 (here: an attribute the realm does not allow for
+    search): the adapter falls back, once, to pages of every client, and lists and counts the same clients. Keycloak
+    24 to 26.4 ignore the attribute and answer pages of every client at once (no 400): the same clients again."""
     prefix, managed = keycloak_clients
     realm = keycloak_provider.realm
     monkeypatch.setattr(adapters.keycloak.adapter, "PAGE_SIZE", PAGE)
@@ -269,10 +272,46 @@ async def test_keycloak_without_the_searchable_marker_lists_every_client_and_fil
         managed_in_realm, everything = await keycloak_counts(http, keycloak_provider)
         records = await managed_clients(adapter, [realm], prefix=prefix)
         assert sorted(r.client.client_id for r in records) == sorted(c.client_id for c in managed)
-        assert proxy.counts["GET /admin/realms/mcp/clients"] == 1 + everything // PAGE + 1  # the 400, then all
+        refused = 1 if version_tuple(keycloak_version()) >= (26, 5) else 0  # the 400, then all
+        assert proxy.counts["GET /admin/realms/mcp/clients"] == refused + everything // PAGE + 1
         proxy.reset()
         assert await ClientQuota(adapter, max_clients=1_000_000).refresh(realm) == managed_in_realm
         assert proxy.counts == {"GET /admin/realms/mcp/clients": everything // PAGE + 1}, "the 400 is remembered"
+    finally:
+        await adapter.close()
+
+
+async def test_keycloak_detection_finds_the_marker_not_searchable_once_and_listings_never_ask_for_it(
+    http: aiohttp.ClientSession,
+    keycloak_provider: KeycloakProvider,
+    proxy_for: list[RecordingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+    info_logs: io.StringIO,
+) -> None:
+    """Issue 13: the start-up probe asks for a marker value no client has. Keycloak 26.5 and later refuse an attribute
+    that is not searchable (400), 24 to 26.4 ignore it and answer the realm's clients; either way the adapter says so
+    once, naming the variable for the release, and its listings go straight to pages of every client."""
+    realm = keycloak_provider.realm
+    monkeypatch.setattr(adapters.keycloak.adapter, "PAGE_SIZE", PAGE)
+    monkeypatch.setattr(adapters.keycloak.adapter, "MANAGED_QUERY", "dcr.gateway.not-searchable:true")
+    monkeypatch.setattr(adapters.keycloak.adapter, "MARKER_PROBE", "dcr.gateway.not-searchable:probe")
+    proxy = await recording(proxy_for, keycloak_provider.base_url)
+    adapter = keycloak_adapter_at(
+        keycloak_provider, proxy.url, keycloak_provider.admin_client_id, keycloak_provider.admin_client_secret
+    )
+    await adapter.start(http)
+    try:
+        detected = await adapter.detect_version()
+        assert detected.features["managed_marker_search"] is False, detected
+        lines = [json.loads(line) for line in info_logs.getvalue().splitlines() if line.strip()]
+        said = [line for line in lines if line.get("event") == "keycloak.marker_not_searchable"]
+        expected = "refused" if version_tuple(keycloak_version()) >= (26, 5) else "ignored"
+        assert [(line["realm"], line["keycloak"]) for line in said] == [(realm, expected)], said
+        assert "SEARCHABLE_ATTRIBUTES" in said[0]["hint"]
+        _, everything = await keycloak_counts(http, keycloak_provider)
+        proxy.reset()
+        await adapter.count_managed(realm)
+        assert proxy.counts == {"GET /admin/realms/mcp/clients": everything // PAGE + 1}, "no search is tried"
     finally:
         await adapter.close()
 
