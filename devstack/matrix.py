@@ -57,6 +57,9 @@ SUITES: Mapping[str, tuple[str, ...]] = {
 BASE_SUITES = ("contract", "conformance", "lengths", "listing")
 DEFAULT_DATABASE = {"keycloak": "dev-file", "hydra": "memory"}
 DEFAULT_OUTPUT = REPO_ROOT / "build" / "matrix" / "matrix.json"
+REASON_LENGTH = 800
+"""An expected failure's reason is shown whole up to this many characters (the release defects name the version and
+what was observed)."""
 RELEASE_DEFECT_PROPERTY = "release_defect"
 """The JUnit property tests/integration/test_conformance.py records for a conformance cell that failed as a known
 defect of the provider's release: the suite shows it as an expected failure."""
@@ -169,16 +172,16 @@ def read_junit(path: Path, suites: Sequence[str]) -> dict[str, SuiteResult]:
             result.reasons.append(f"FAIL {test}: {(failure.get('message') or '').splitlines()[0][:200]}")
         elif skipped is not None and skipped.get("type") == "pytest.xfail":
             result.xfailed += 1
-            result.reasons.append(f"XFAIL {test}: {skipped.get('message', '')[:300]}")
+            result.reasons.append(f"XFAIL {test}: {skipped.get('message', '')[:REASON_LENGTH]}")
         elif skipped is not None:
             result.skipped += 1
-            result.reasons.append(f"SKIP {test}: {skipped.get('message', '')[:300]}")
+            result.reasons.append(f"SKIP {test}: {skipped.get('message', '')[:REASON_LENGTH]}")
         else:
             result.passed += 1
         for prop in testcase.iter("property"):
             if prop.get("name") == RELEASE_DEFECT_PROPERTY:  # passed, with a conformance cell failing as expected
                 result.xfailed += 1
-                result.reasons.append(f"XFAIL {test}: {prop.get('value', '')[:300]}")
+                result.reasons.append(f"XFAIL {test}: {prop.get('value', '')[:REASON_LENGTH]}")
     for result in results.values():
         if result.failed:
             result.outcome = "fail"
