@@ -89,6 +89,8 @@ IMPORT_BATCH = 100
 IMPORT_TIMEOUT = aiohttp.ClientTimeout(total=600)
 SCRIPT = str(Path(__file__).resolve())
 SEARCHABLE_ENV = "KC_SPI_CLIENT__JPA__SEARCHABLE_ATTRIBUTES"
+TOOLS = ("list", "gc", "recount", "view-realm")
+"""The client tooling phase 4 measures (``--tools``); ``view-realm``: Keycloak's list and gc again after the grant."""
 SEARCHABLE_MARKER = "dcr.gateway.managed"
 """Keycloak searches clients by attribute (``GET /clients?q=key:value``) only for attributes listed here."""
 
@@ -571,31 +573,7 @@ async def measure_provider(
     proxy_url = await proxy.start()
     env = cli_env(gateway_env, bench.name, proxy_url)
     try:
-        listing = await measured_process("clients list", [*dcr_gateway(), "clients", "list", "--json"], env, proxy)
-        result.listed = len(json.loads(listing.output))
-        result.tools.append(listing)
-        result.tools.append(
-            await measured_process(
-                "clients gc --unused-for 30d", [*dcr_gateway(), "clients", "gc", "--unused-for", "30d"], env, proxy
-            )
-        )
-        recount = await measured_process("quota recount", [sys.executable, SCRIPT, "--recount"], env, proxy)
-        result.tools.append(recount)
-        if isinstance(bench, KeycloakBench):
-            # the same two commands once the service account may read client-session-stats (README, Keycloak)
-            await grant_view_realm(bench)
-            listing = await measured_process(
-                "clients list (view-realm)", [*dcr_gateway(), "clients", "list", "--json"], env, proxy
-            )
-            result.tools.append(listing)
-            result.tools.append(
-                await measured_process(
-                    "clients gc 30d (view-realm)",
-                    [*dcr_gateway(), "clients", "gc", "--unused-for", "30d"],
-                    env,
-                    proxy,
-                )
-            )
+        result.tools, result.listed = await measure_tools(args, bench, env, proxy)
         for tool in result.tools:
             print(
                 f"{bench.name}: {tool.what}: {tool.seconds:.2f} s, {tool.peak_rss_kib / 1024:.1f} MiB peak, "
@@ -619,6 +597,45 @@ async def measure_provider(
             flush=True,
         )
     return result
+
+
+async def measure_tools(
+    args: argparse.Namespace, bench: ProviderBench, env: dict[str, str], proxy: RecordingProxy
+) -> tuple[list[Measured], int]:
+    """Phase 4: the client tooling chosen with ``--tools``, each in its own process through the recording proxy;
+    what each measured, and how many managed clients ``clients list`` showed (0 when it did not run)."""
+    measured: list[Measured] = []
+    listed = 0
+    tools = set(args.tools.split(","))
+    if "list" in tools:
+        listing = await measured_process("clients list", [*dcr_gateway(), "clients", "list", "--json"], env, proxy)
+        listed = len(json.loads(listing.output))
+        measured.append(listing)
+    if "gc" in tools:
+        measured.append(
+            await measured_process(
+                "clients gc --unused-for 30d", [*dcr_gateway(), "clients", "gc", "--unused-for", "30d"], env, proxy
+            )
+        )
+    if "recount" in tools:
+        recount = await measured_process("quota recount", [sys.executable, SCRIPT, "--recount"], env, proxy)
+        measured.append(recount)
+    if isinstance(bench, KeycloakBench) and "view-realm" in tools:
+        # the same two commands once the service account may read client-session-stats (README, Keycloak)
+        await grant_view_realm(bench)
+        listing = await measured_process(
+            "clients list (view-realm)", [*dcr_gateway(), "clients", "list", "--json"], env, proxy
+        )
+        measured.append(listing)
+        measured.append(
+            await measured_process(
+                "clients gc 30d (view-realm)",
+                [*dcr_gateway(), "clients", "gc", "--unused-for", "30d"],
+                env,
+                proxy,
+            )
+        )
+    return measured, listed
 
 
 async def registration_churn(
@@ -792,6 +809,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"start Keycloak without {SEARCHABLE_ENV}={SEARCHABLE_MARKER} (devstack sets it): the adapter's "
         "fallback, listing every client",
     )
+    parser.add_argument(
+        "--tools",
+        default=",".join(TOOLS),
+        help=f"the client tooling to measure, comma-separated from {', '.join(TOOLS)} (Keycloak at 100,000: each "
+        "listing is minutes of Keycloak's own paging; 'list,recount' halves the run)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the run directory (provider/gateway logs)")
     parser.add_argument("--recount", action="store_true", help=argparse.SUPPRESS)  # the measured child process
     args = parser.parse_args(argv)
@@ -801,6 +824,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     counts = (args.clients, args.rss_registrations, args.prewarm, args.warmup)
     if min(counts) < 0 or args.requests < 1 or args.seed_concurrency < 1:
         parser.error("counts must be positive")
+    unknown = set(args.tools.split(",")) - set(TOOLS)
+    if unknown:
+        parser.error(f"--tools: unknown {sorted(unknown)}; choose from {', '.join(TOOLS)}")
     return args
 
 
