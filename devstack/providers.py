@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapters.base import version_tuple
 from devstack import postgres
 from devstack.process import LOOPBACK, Service, free_port, spawn
 from gateway.access.tokens import hash_initial_access_token
@@ -177,15 +178,15 @@ def hydra_version() -> str:
 
 
 def keycloak_major() -> int:
-    return int(keycloak_version().split(".", 1)[0])
+    """The major version of :func:`keycloak_version` (24, 25, 26)."""
+    return version_tuple(keycloak_version())[0]
 
 
 def searchable_attributes_env(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` for the Keycloak being started: before 26.3, Keycloak reads SPI options from environment variables
     with single underscores only (``KC_SPI_CLIENT_JPA_SEARCHABLE_ATTRIBUTES``); 26.3 and later take the
     double-underscore form (and still the old one, deprecated)."""
-    version = tuple(int(part) for part in keycloak_version().split(".")[:2] if part.isdigit())
-    if version >= (26, 3):
+    if version_tuple(keycloak_version()) >= (26, 3):
         return dict(env)
     return {key.replace("__", "_"): value for key, value in env.items()}
 

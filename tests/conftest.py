@@ -74,14 +74,16 @@ PROVIDER_NAMES = ("hydra", "keycloak")
 
 
 def exercised_providers(item: pytest.Item) -> set[str]:
-    """The providers a test runs against: those whose session fixture (``hydra_provider``, ``keycloak_provider``) is
-    in its fixture closure, and those named by one of its parameters (``target``, ``provider``: ``"keycloak"``)."""
-    names = set(getattr(item, "fixturenames", ()))
-    found = {name for name in PROVIDER_NAMES if f"{name}_provider" in names}
+    """The providers a test runs against: those named by one of its parameters (``target``, ``provider``:
+    ``"keycloak"``) when it has such a parameter, else those whose session fixture (``hydra_provider``,
+    ``keycloak_provider``) is in its fixture closure."""
     callspec = getattr(item, "callspec", None)
     if callspec is not None:
-        found |= {value for value in callspec.params.values() if isinstance(value, str) and value in PROVIDER_NAMES}
-    return found
+        named = {value for value in callspec.params.values() if isinstance(value, str) and value in PROVIDER_NAMES}
+        if named:
+            return named
+    names = set(getattr(item, "fixturenames", ()))
+    return {name for name in PROVIDER_NAMES if f"{name}_provider" in names}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -91,8 +93,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     if only not in PROVIDER_NAMES:
         raise pytest.UsageError(f"{ONLY_PROVIDER_ENV}={only!r}: one of {', '.join(PROVIDER_NAMES)}")
-    keep = [item for item in items if only in exercised_providers(item)]
-    dropped = [item for item in items if only not in exercised_providers(item)]
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        (keep if only in exercised_providers(item) else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
