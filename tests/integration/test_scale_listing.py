@@ -249,6 +249,28 @@ async def test_keycloak_list_gc_and_recount_make_calls_per_page_not_per_client(
         await adapter.close()
 
 
+def refuses_unsearchable_attributes() -> bool:
+    """Keycloak 26.5 and later answer a ``q=`` on an attribute that is not searchable 400; 24 to 26.4 ignore it."""
+    return version_tuple(keycloak_version()) >= (26, 5)
+
+
+async def unsearchable_marker_adapter(
+    http: aiohttp.ClientSession,
+    keycloak: KeycloakProvider,
+    proxies: list[RecordingProxy],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[KeycloakAdapter, RecordingProxy]:
+    """A started adapter (pages of :data:`PAGE`) behind a recording proxy whose marker search and start-up probe name
+    an attribute the realm does not allow for search, as on a stock Keycloak."""
+    monkeypatch.setattr(adapters.keycloak.adapter, "PAGE_SIZE", PAGE)
+    monkeypatch.setattr(adapters.keycloak.adapter, "MANAGED_QUERY", "dcr.gateway.not-searchable:true")
+    monkeypatch.setattr(adapters.keycloak.adapter, "MARKER_PROBE", "dcr.gateway.not-searchable:probe")
+    proxy = await recording(proxies, keycloak.base_url)
+    adapter = keycloak_adapter_at(keycloak, proxy.url, keycloak.admin_client_id, keycloak.admin_client_secret)
+    await adapter.start(http)
+    return adapter, proxy
+
+
 async def test_keycloak_without_the_searchable_marker_lists_every_client_and_filters_itself(
     http: aiohttp.ClientSession,
     keycloak_provider: KeycloakProvider,
@@ -261,18 +283,12 @@ async def test_keycloak_without_the_searchable_marker_lists_every_client_and_fil
     24 to 26.4 ignore the attribute and answer pages of every client at once (no 400): the same clients again."""
     prefix, managed = keycloak_clients
     realm = keycloak_provider.realm
-    monkeypatch.setattr(adapters.keycloak.adapter, "PAGE_SIZE", PAGE)
-    monkeypatch.setattr(adapters.keycloak.adapter, "MANAGED_QUERY", "dcr.gateway.not-searchable:true")
-    proxy = await recording(proxy_for, keycloak_provider.base_url)
-    adapter = keycloak_adapter_at(
-        keycloak_provider, proxy.url, keycloak_provider.admin_client_id, keycloak_provider.admin_client_secret
-    )
-    await adapter.start(http)
+    adapter, proxy = await unsearchable_marker_adapter(http, keycloak_provider, proxy_for, monkeypatch)
     try:
         managed_in_realm, everything = await keycloak_counts(http, keycloak_provider)
         records = await managed_clients(adapter, [realm], prefix=prefix)
         assert sorted(r.client.client_id for r in records) == sorted(c.client_id for c in managed)
-        refused = 1 if version_tuple(keycloak_version()) >= (26, 5) else 0  # the 400, then all
+        refused = 1 if refuses_unsearchable_attributes() else 0  # the 400, then all
         assert proxy.counts["GET /admin/realms/mcp/clients"] == refused + everything // PAGE + 1
         proxy.reset()
         assert await ClientQuota(adapter, max_clients=1_000_000).refresh(realm) == managed_in_realm
@@ -292,20 +308,13 @@ async def test_keycloak_detection_finds_the_marker_not_searchable_once_and_listi
     that is not searchable (400), 24 to 26.4 ignore it and answer the realm's clients; either way the adapter says so
     once, naming the variable for the release, and its listings go straight to pages of every client."""
     realm = keycloak_provider.realm
-    monkeypatch.setattr(adapters.keycloak.adapter, "PAGE_SIZE", PAGE)
-    monkeypatch.setattr(adapters.keycloak.adapter, "MANAGED_QUERY", "dcr.gateway.not-searchable:true")
-    monkeypatch.setattr(adapters.keycloak.adapter, "MARKER_PROBE", "dcr.gateway.not-searchable:probe")
-    proxy = await recording(proxy_for, keycloak_provider.base_url)
-    adapter = keycloak_adapter_at(
-        keycloak_provider, proxy.url, keycloak_provider.admin_client_id, keycloak_provider.admin_client_secret
-    )
-    await adapter.start(http)
+    adapter, proxy = await unsearchable_marker_adapter(http, keycloak_provider, proxy_for, monkeypatch)
     try:
         detected = await adapter.detect_version()
         assert detected.features["managed_marker_search"] is False, detected
         lines = [json.loads(line) for line in info_logs.getvalue().splitlines() if line.strip()]
         said = [line for line in lines if line.get("event") == "keycloak.marker_not_searchable"]
-        expected = "refused" if version_tuple(keycloak_version()) >= (26, 5) else "ignored"
+        expected = "refused" if refuses_unsearchable_attributes() else "ignored"
         assert [(line["realm"], line["keycloak"]) for line in said] == [(realm, expected)], said
         assert "SEARCHABLE_ATTRIBUTES" in said[0]["hint"]
         _, everything = await keycloak_counts(http, keycloak_provider)
