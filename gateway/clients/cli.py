@@ -24,7 +24,7 @@ import tempfile
 import textwrap
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -453,13 +453,7 @@ async def list_action(context: Context) -> int:
     header = LIST_HEADER + (["DEPLOYMENT"] if every else [])
     widths: list[int] = []
     listed = 0
-    async for page in managed_client_pages(
-        context.adapter,
-        context.issuer_keys,
-        concurrency=context.args.concurrency,
-        deployment=context.deployment,
-        skipped=skipped,
-    ):
+    async for page in _listing_pages(context, skipped):
         rows = [_list_row(record, every) for record in page]
         if not widths:
             widths = [max(len(title), *(len(row[i]) for row in rows)) for i, title in enumerate(header)]
@@ -475,17 +469,23 @@ async def list_action(context: Context) -> int:
     return EXIT_OK
 
 
+def _listing_pages(context: Context, skipped: Skipped) -> AsyncIterator[list[ClientRecord]]:
+    """The managed clients ``list`` shows, page by page (:func:`managed_client_pages` with the command's issuers,
+    deployment and concurrency); what it could not read goes to ``skipped``."""
+    return managed_client_pages(
+        context.adapter,
+        context.issuer_keys,
+        concurrency=context.args.concurrency,
+        deployment=context.deployment,
+        skipped=skipped,
+    )
+
+
 async def _list_json(context: Context) -> int:
     skipped = Skipped()
     listed = 0
     with tempfile.SpooledTemporaryFile(max_size=JSON_SPOOL_BYTES, mode="w+", encoding="utf-8") as spool:
-        async for page in managed_client_pages(
-            context.adapter,
-            context.issuer_keys,
-            concurrency=context.args.concurrency,
-            deployment=context.deployment,
-            skipped=skipped,
-        ):
+        async for page in _listing_pages(context, skipped):
             for record in page:
                 spool.write(("[\n" if listed == 0 else ",\n") + textwrap.indent(dump_json(record.summary()), "  "))
                 listed += 1
